@@ -1,0 +1,259 @@
+"""The canonical log's events and the derived events, as frozen slotted dataclasses.
+
+These are the values the pure core folds; they carry no raw personal data (ingest replaced
+emails, IPs, payment fingerprints and shipping addresses with keyed hashes). Every
+timestamp is UTC event time in integer epoch milliseconds; money is integer minor units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+# --------------------------------------------------------------------------------------
+# Canonical log events (what `refstream.log` holds, in one fixed order per shop)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """A referrer sent their link, code or QR through a channel."""
+
+    event_type: ClassVar[str] = "share"
+    event_id: str
+    shop_id: str
+    occurred_at: int
+    referrer_id: str
+    referral_code: str
+    channel: str
+    campaign_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    """A visitor landed on the shop, possibly through a referral link or campaign."""
+
+    event_type: ClassVar[str] = "click"
+    event_id: str
+    shop_id: str
+    occurred_at: int
+    visitor_id: str
+    landing_url: str
+    ip_hash: str
+    user_agent: str
+    referral_code: str | None = None
+    campaign_id: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    device_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Signup:
+    """A visitor became a customer (a lead); a referral code may have been typed."""
+
+    event_type: ClassVar[str] = "signup"
+    event_id: str
+    shop_id: str
+    occurred_at: int
+    customer_id: str
+    email_hash: str
+    ip_hash: str
+    visitor_id: str | None = None
+    referral_code: str | None = None
+    device_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPlaced:
+    """A customer placed an order; `order_id` is its natural key."""
+
+    event_type: ClassVar[str] = "order"
+    event_id: str
+    shop_id: str
+    occurred_at: int
+    order_id: str
+    customer_id: str
+    amount_minor: int
+    currency: str
+    ip_hash: str
+    visitor_id: str | None = None
+    discount_code: str | None = None
+    device_id: str | None = None
+    payment_hash: str | None = None
+    shipping_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderReturned:
+    """An order (or part of it) was returned; `return_id` is its natural key."""
+
+    event_type: ClassVar[str] = "return"
+    event_id: str
+    shop_id: str
+    occurred_at: int
+    return_id: str
+    order_id: str
+    customer_id: str
+    amount_minor: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewDecided:
+    """A person reviewed a referral held by fraud controls and approved or rejected it."""
+
+    event_type: ClassVar[str] = "review"
+    event_id: str
+    shop_id: str
+    occurred_at: int
+    referral_id: str
+    decision: Literal["approve", "reject"]
+    reviewer_id: str
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Stream time of a quiet shop moved on; ingest appends it so timers fire in replay too."""
+
+    event_type: ClassVar[str] = "tick"
+    event_id: str
+    shop_id: str
+    occurred_at: int
+
+
+LogEvent = Share | Click | Signup | OrderPlaced | OrderReturned | ReviewDecided | Tick
+
+LOG_EVENT_TYPES: dict[str, type[LogEvent]] = {
+    cls.event_type: cls
+    for cls in (Share, Click, Signup, OrderPlaced, OrderReturned, ReviewDecided, Tick)
+}
+
+# --------------------------------------------------------------------------------------
+# Derived events (what the pipeline emits; every id is deterministic)
+# --------------------------------------------------------------------------------------
+
+AttributionStatus = Literal["attributed", "qualified", "held", "rejected", "invalid"]
+RewardSide = Literal["referrer", "referee"]
+RewardKind = Literal["credit", "discount", "cash", "points"]
+RewardStatusName = Literal["pending", "held", "due", "voided", "reversed", "rejected"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """Who referred whom, as currently decided; re-emitted (same id) when its status moves."""
+
+    event_type: ClassVar[str] = "attribution"
+    referral_id: str
+    shop_id: str
+    occurred_at: int
+    rules_version: str
+    status: str
+    referee_id: str
+    referrer_id: str | None
+    referral_code: str | None
+    campaign_id: str | None
+    touch: str
+    reason: str | None
+    touch_event_id: str | None
+    signup_event_id: str
+    qualifying_order_id: str | None = None
+    revision: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FraudFlag:
+    """A fraud signal crossed its threshold; the evidence names the events behind it."""
+
+    event_type: ClassVar[str] = "fraud_flag"
+    flag_id: str
+    shop_id: str
+    occurred_at: int
+    rules_version: str
+    signal: str
+    entity_type: str
+    entity_key: str
+    threshold: int
+    observed: int
+    window_ms: int
+    action: str
+    evidence_event_ids: tuple[str, ...] = field(default_factory=tuple)
+    referral_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RewardStatus:
+    """A reward's lifecycle step (pending, held, due, voided, reversed, rejected)."""
+
+    event_type: ClassVar[str] = "reward_status"
+    reward_id: str
+    shop_id: str
+    occurred_at: int
+    rules_version: str
+    status: str
+    referral_id: str
+    beneficiary_id: str
+    side: str
+    kind: str
+    amount_minor: int
+    currency: str
+    due_at: int
+    reason: str
+    order_id: str | None = None
+    revision: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RewardDue:
+    """Finance owes `amount_minor` to the beneficiary; pay each `reward_id` once."""
+
+    event_type: ClassVar[str] = "reward_due"
+    reward_id: str
+    shop_id: str
+    occurred_at: int
+    rules_version: str
+    referral_id: str
+    beneficiary_id: str
+    side: str
+    kind: str
+    amount_minor: int
+    currency: str
+    due_at: int
+    reason: str
+    order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RewardReversal:
+    """A due reward is clawed back (its qualifying order was returned after it fell due)."""
+
+    event_type: ClassVar[str] = "reward_reversal"
+    reversal_id: str
+    reward_id: str
+    shop_id: str
+    occurred_at: int
+    rules_version: str
+    beneficiary_id: str
+    amount_minor: int
+    currency: str
+    reason: str
+    return_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record ingest could not accept, with its original bytes and where it came from."""
+
+    event_type: ClassVar[str] = "dead_letter"
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    error: str
+    original: bytes
+    shop_id: str | None = None
+    failed_at: int = 0
+
+
+DerivedEvent = Attribution | FraudFlag | RewardStatus | RewardDue | RewardReversal

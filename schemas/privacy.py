@@ -1,0 +1,105 @@
+"""Pseudonymisation at the edge: normalise personal data and replace it with keyed hashes.
+
+The canonical log is immutable and kept forever, so it must never hold a raw email, IP,
+payment fingerprint or shipping address; equal inputs still hash equal, so fraud matching works.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from refstream.schemas.events import (
+    Click,
+    LogEvent,
+    OrderPlaced,
+    OrderReturned,
+    ReviewDecided,
+    Share,
+    Signup,
+)
+from refstream.schemas.shop import (
+    ShopClick,
+    ShopEvent,
+    ShopOrder,
+    ShopReturn,
+    ShopReview,
+    ShopShare,
+    ShopSignup,
+)
+
+# Providers that ignore dots in the local part and deliver "+tag" addresses to the base box.
+_DOT_INSENSITIVE_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+_DOMAIN_ALIASES = {"googlemail.com": "gmail.com"}
+
+
+def normalise_email(email: str) -> str:
+    """One spelling per mailbox: lower case, +tags dropped, gmail-style dots removed."""
+    local, _, domain = email.strip().lower().rpartition("@")
+    domain = _DOMAIN_ALIASES.get(domain, domain)
+    local = local.split("+", 1)[0]
+    if domain in _DOT_INSENSITIVE_DOMAINS:
+        local = local.replace(".", "")
+    return f"{local}@{domain}"
+
+
+def normalise_address(address: str) -> str:
+    """Case and spacing do not make a different shipping address."""
+    return " ".join(address.lower().replace(",", " ").split())
+
+
+class Pseudonymiser:
+    """Keyed hashing (HMAC-SHA256) with the deployment secret; one instance per runtime."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 16:
+            raise ValueError(
+                "the pseudonymisation secret must be at least 16 bytes; "
+                "set REFSTREAM_PII_SECRET to a long random value"
+            )
+        self._key = secret
+
+    def hash(self, kind: str, value: str) -> str:
+        """A hash that differs per kind, so an IP and an email never collide by accident."""
+        digest = hmac.new(self._key, f"{kind}\x00{value}".encode(), hashlib.sha256)
+        return f"{kind}:{digest.hexdigest()[:32]}"
+
+    def _optional(self, kind: str, value: str | None, normalise: bool = False) -> str | None:
+        if value is None or value == "":
+            return None
+        return self.hash(kind, normalise_address(value) if normalise else value)
+
+    def to_log_event(self, event: ShopEvent) -> LogEvent:
+        """The validated shop event as the canonical log stores it."""
+        ms = event.occurred_at_ms
+        match event:
+            case ShopShare():
+                return Share(event.event_id, event.shop_id, ms, event.referrer_id,
+                             event.referral_code, event.channel, event.campaign_id)
+            case ShopClick():
+                return Click(event.event_id, event.shop_id, ms, event.visitor_id,
+                             event.landing_url, self.hash("ip", event.ip), event.user_agent,
+                             event.referral_code, event.campaign_id, event.utm_source,
+                             event.utm_medium, event.utm_campaign, event.device_id)
+            case ShopSignup():
+                return Signup(event.event_id, event.shop_id, ms, event.customer_id,
+                              self.hash("email", normalise_email(event.email)),
+                              self.hash("ip", event.ip), event.visitor_id,
+                              event.referral_code, event.device_id)
+            case ShopOrder():
+                return OrderPlaced(event.event_id, event.shop_id, ms, event.order_id,
+                                   event.customer_id, event.amount_minor, event.currency,
+                                   self.hash("ip", event.ip), event.visitor_id,
+                                   event.discount_code, event.device_id,
+                                   self._optional("payment", event.payment_fingerprint),
+                                   self._optional("address", event.shipping_address, True))
+            case ShopReturn():
+                return OrderReturned(event.event_id, event.shop_id, ms, event.return_id,
+                                     event.order_id, event.customer_id, event.amount_minor,
+                                     event.currency)
+            case ShopReview():
+                return ReviewDecided(event.event_id, event.shop_id, ms, event.referral_id,
+                                     event.decision, event.reviewer_id, event.note)
+        raise TypeError(f"no log form for shop event type {type(event).__name__}")
