@@ -30,6 +30,7 @@ class ShopEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
+    event_type: str
     event_id: NonEmpty
     shop_id: NonEmpty
     occurred_at: UtcDatetime

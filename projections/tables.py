@@ -1,0 +1,214 @@
+"""The analyst read model: DuckDB table definitions and the pure mapping from events to rows.
+
+Each table has a primary key; a row is the current state of its entity (the latest derived
+event wins), so re-applying the same events is an idempotent upsert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from refstream.schemas.events import (
+    Attribution,
+    Click,
+    FraudFlag,
+    OrderPlaced,
+    OrderReturned,
+    RewardDue,
+    RewardReversal,
+    RewardStatus,
+    Share,
+    Signup,
+)
+
+# Rows hold timestamps as epoch milliseconds; the store types them as TIMESTAMPTZ.
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    key: tuple[str, ...]
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self.columns)
+
+    def ddl(self) -> str:
+        cols = ",\n  ".join(f"{c} {t}" for c, t in self.columns)
+        return (f"CREATE TABLE IF NOT EXISTS {self.name} (\n  {cols},\n"
+                f"  PRIMARY KEY ({', '.join(self.key)})\n)")
+
+
+TS = "TIMESTAMPTZ"
+
+REFERRALS = Table("referrals", (
+    ("referral_id", "VARCHAR"), ("shop_id", "VARCHAR"), ("referee_id", "VARCHAR"),
+    ("referrer_id", "VARCHAR"), ("referral_code", "VARCHAR"), ("campaign_id", "VARCHAR"),
+    ("touch", "VARCHAR"), ("status", "VARCHAR"), ("reason", "VARCHAR"),
+    ("touch_event_id", "VARCHAR"), ("signup_event_id", "VARCHAR"),
+    ("qualifying_order_id", "VARCHAR"), ("decided_at", TS), ("revision", "BIGINT"),
+    ("rules_version", "VARCHAR"),
+), ("referral_id",))
+
+REWARDS = Table("rewards", (
+    ("reward_id", "VARCHAR"), ("shop_id", "VARCHAR"), ("referral_id", "VARCHAR"),
+    ("beneficiary_id", "VARCHAR"), ("side", "VARCHAR"), ("kind", "VARCHAR"),
+    ("amount_minor", "BIGINT"), ("currency", "VARCHAR"), ("status", "VARCHAR"),
+    ("due_at", TS), ("reason", "VARCHAR"), ("order_id", "VARCHAR"), ("updated_at", TS),
+    ("revision", "BIGINT"), ("rules_version", "VARCHAR"),
+), ("reward_id",))
+
+# What finance was told: one row per reward-due or reversal message (ids are deterministic).
+REWARD_LEDGER = Table("reward_ledger", (
+    ("entry_id", "VARCHAR"), ("entry_type", "VARCHAR"), ("reward_id", "VARCHAR"),
+    ("shop_id", "VARCHAR"), ("beneficiary_id", "VARCHAR"), ("amount_minor", "BIGINT"),
+    ("currency", "VARCHAR"), ("occurred_at", TS), ("reason", "VARCHAR"),
+    ("rules_version", "VARCHAR"),
+), ("entry_id",))
+
+FRAUD_FLAGS = Table("fraud_flags", (
+    ("flag_id", "VARCHAR"), ("shop_id", "VARCHAR"), ("signal", "VARCHAR"),
+    ("entity_type", "VARCHAR"), ("entity_key", "VARCHAR"), ("threshold", "BIGINT"),
+    ("observed", "BIGINT"), ("window_ms", "BIGINT"), ("action", "VARCHAR"),
+    ("evidence_event_ids", "VARCHAR[]"), ("referral_id", "VARCHAR"), ("flagged_at", TS),
+    ("rules_version", "VARCHAR"),
+), ("flag_id",))
+
+SHARES = Table("shares", (
+    ("event_id", "VARCHAR"), ("shop_id", "VARCHAR"), ("occurred_at", TS),
+    ("referrer_id", "VARCHAR"), ("referral_code", "VARCHAR"), ("channel", "VARCHAR"),
+    ("campaign_id", "VARCHAR"),
+), ("shop_id", "event_id"))
+
+CLICKS = Table("clicks", (
+    ("event_id", "VARCHAR"), ("shop_id", "VARCHAR"), ("occurred_at", TS),
+    ("visitor_id", "VARCHAR"), ("referral_code", "VARCHAR"), ("campaign_id", "VARCHAR"),
+    ("utm_source", "VARCHAR"), ("utm_medium", "VARCHAR"), ("utm_campaign", "VARCHAR"),
+    ("device_id", "VARCHAR"), ("ip_hash", "VARCHAR"),
+), ("shop_id", "event_id"))
+
+CUSTOMERS = Table("customers", (
+    ("shop_id", "VARCHAR"), ("customer_id", "VARCHAR"), ("signed_up_at", TS),
+    ("visitor_id", "VARCHAR"), ("typed_code", "VARCHAR"), ("email_hash", "VARCHAR"),
+    ("device_id", "VARCHAR"),
+), ("shop_id", "customer_id"))
+
+ORDERS = Table("orders", (
+    ("shop_id", "VARCHAR"), ("order_id", "VARCHAR"), ("customer_id", "VARCHAR"),
+    ("occurred_at", TS), ("amount_minor", "BIGINT"), ("currency", "VARCHAR"),
+    ("discount_code", "VARCHAR"), ("visitor_id", "VARCHAR"),
+), ("shop_id", "order_id"))
+
+RETURNS = Table("returns", (
+    ("shop_id", "VARCHAR"), ("return_id", "VARCHAR"), ("order_id", "VARCHAR"),
+    ("customer_id", "VARCHAR"), ("occurred_at", TS), ("amount_minor", "BIGINT"),
+    ("currency", "VARCHAR"),
+), ("shop_id", "return_id"))
+
+CAMPAIGNS = Table("campaigns", (
+    ("campaign_id", "VARCHAR"), ("campaign_type", "VARCHAR"), ("utm_campaign", "VARCHAR"),
+    ("starts_at", TS), ("ends_at", TS), ("rules_version", "VARCHAR"),
+), ("campaign_id",))
+
+ALL_TABLES: tuple[Table, ...] = (
+    REFERRALS, REWARDS, REWARD_LEDGER, FRAUD_FLAGS, SHARES, CLICKS, CUSTOMERS, ORDERS,
+    RETURNS, CAMPAIGNS,
+)
+
+# Analysts read these instead of joining by hand; they are part of the read model.
+VIEWS: tuple[tuple[str, str], ...] = (
+    ("orders_attributed", """
+        SELECT o.*,
+               r.referral_id, r.referrer_id, r.campaign_id, r.status AS referral_status,
+               row_number() OVER (PARTITION BY o.shop_id, o.customer_id
+                                  ORDER BY o.occurred_at, o.order_id) AS order_number
+        FROM orders o
+        LEFT JOIN referrals r
+          ON r.shop_id = o.shop_id AND r.referee_id = o.customer_id
+         AND r.status IN ('attributed', 'qualified', 'held')
+    """),
+)
+
+
+def _attribution(e: Attribution) -> Row:
+    return (e.referral_id, e.shop_id, e.referee_id, e.referrer_id, e.referral_code,
+            e.campaign_id, e.touch, e.status, e.reason, e.touch_event_id, e.signup_event_id,
+            e.qualifying_order_id, e.occurred_at, e.revision, e.rules_version)
+
+
+def _reward_status(e: RewardStatus) -> Row:
+    return (e.reward_id, e.shop_id, e.referral_id, e.beneficiary_id, e.side, e.kind,
+            e.amount_minor, e.currency, e.status, e.due_at, e.reason, e.order_id,
+            e.occurred_at, e.revision, e.rules_version)
+
+
+def _reward_due(e: RewardDue) -> Row:
+    return (e.reward_id, "due", e.reward_id, e.shop_id, e.beneficiary_id, e.amount_minor,
+            e.currency, e.occurred_at, e.reason, e.rules_version)
+
+
+def _reward_reversal(e: RewardReversal) -> Row:
+    return (e.reversal_id, "reversal", e.reward_id, e.shop_id, e.beneficiary_id,
+            -e.amount_minor, e.currency, e.occurred_at, e.reason, e.rules_version)
+
+
+def _fraud_flag(e: FraudFlag) -> Row:
+    return (e.flag_id, e.shop_id, e.signal, e.entity_type, e.entity_key, e.threshold,
+            e.observed, e.window_ms, e.action, list(e.evidence_event_ids), e.referral_id,
+            e.occurred_at, e.rules_version)
+
+
+def _share(e: Share) -> Row:
+    return (e.event_id, e.shop_id, e.occurred_at, e.referrer_id, e.referral_code,
+            e.channel, e.campaign_id)
+
+
+def _click(e: Click) -> Row:
+    return (e.event_id, e.shop_id, e.occurred_at, e.visitor_id, e.referral_code,
+            e.campaign_id, e.utm_source, e.utm_medium, e.utm_campaign, e.device_id, e.ip_hash)
+
+
+def _signup(e: Signup) -> Row:
+    return (e.shop_id, e.customer_id, e.occurred_at, e.visitor_id, e.referral_code,
+            e.email_hash, e.device_id)
+
+
+def _order(e: OrderPlaced) -> Row:
+    return (e.shop_id, e.order_id, e.customer_id, e.occurred_at, e.amount_minor,
+            e.currency, e.discount_code, e.visitor_id)
+
+
+def _return(e: OrderReturned) -> Row:
+    return (e.shop_id, e.return_id, e.order_id, e.customer_id, e.occurred_at,
+            e.amount_minor, e.currency)
+
+
+# event type -> (table, row builder). First write wins for facts from the log (a duplicate
+# event id or natural key is the same fact); last write wins for derived state.
+ROW_MAPPERS: dict[type[Any], tuple[Table, Callable[[Any], Row]]] = {
+    Attribution: (REFERRALS, _attribution),
+    RewardStatus: (REWARDS, _reward_status),
+    RewardDue: (REWARD_LEDGER, _reward_due),
+    RewardReversal: (REWARD_LEDGER, _reward_reversal),
+    FraudFlag: (FRAUD_FLAGS, _fraud_flag),
+    Share: (SHARES, _share),
+    Click: (CLICKS, _click),
+    Signup: (CUSTOMERS, _signup),
+    OrderPlaced: (ORDERS, _order),
+    OrderReturned: (RETURNS, _return),
+}
+
+FACT_TABLES = frozenset({SHARES.name, CLICKS.name, CUSTOMERS.name, ORDERS.name, RETURNS.name})
+
+
+def row_for(event: Any) -> tuple[Table, Row] | None:
+    """The table and row an event updates, or None for events with no row (ticks, reviews)."""
+    mapper = ROW_MAPPERS.get(type(event))
+    if mapper is None:
+        return None
+    table, build = mapper
+    return table, build(event)

@@ -1,0 +1,127 @@
+"""The DuckDB projection store: micro-batched, set-based upserts of the read model.
+
+One writer per database file (DuckDB's rule). Live projector, embedded runner and replay
+all write through this class, so their tables are identical by construction.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from refstream.projections.tables import ALL_TABLES, FACT_TABLES, VIEWS, Row, Table, row_for
+
+_ARROW_TYPES = {
+    "VARCHAR": pa.string(),
+    "BIGINT": pa.int64(),
+    "TIMESTAMPTZ": pa.timestamp("ms", tz="UTC"),
+    "VARCHAR[]": pa.list_(pa.string()),
+}
+
+
+def _arrow_schema(table: Table) -> pa.Schema:
+    return pa.schema([(name, _ARROW_TYPES[typ]) for name, typ in table.columns])
+
+
+class ProjectionStore:
+    """Buffers rows by primary key and writes them as one statement per table and batch."""
+
+    def __init__(self, path: str | Path, batch_rows: int = 200_000) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = duckdb.connect(str(self.path))
+        self._batch_rows = batch_rows
+        self._tables = {t.name: t for t in ALL_TABLES}
+        self._schemas = {t.name: _arrow_schema(t) for t in ALL_TABLES}
+        self._key_index = {
+            t.name: tuple(t.column_names.index(k) for k in t.key) for t in ALL_TABLES
+        }
+        self._pending: dict[str, dict[tuple[Any, ...], Row]] = {t.name: {} for t in ALL_TABLES}
+        self._pending_rows = 0
+        for table in ALL_TABLES:
+            self._db.execute(table.ddl())
+        for name, sql in VIEWS:
+            self._db.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        return self._db
+
+    def add(self, event: Any) -> None:
+        mapped = row_for(event)
+        if mapped is None:
+            return
+        table, row = mapped
+        self.add_row(table.name, row)
+
+    def add_all(self, events: Iterable[Any]) -> None:
+        for event in events:
+            self.add(event)
+
+    def add_row(self, table_name: str, row: Row) -> None:
+        key = tuple(row[i] for i in self._key_index[table_name])
+        pending = self._pending[table_name]
+        if table_name in FACT_TABLES and key in pending:
+            return  # a fact is written once; a duplicate is the same fact
+        pending[key] = row
+        self._pending_rows += 1
+        if self._pending_rows >= self._batch_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every buffered row; one transaction, so a reader never sees half a batch."""
+        if not self._pending_rows:
+            return
+        self._db.execute("BEGIN TRANSACTION")
+        try:
+            for name, rows in self._pending.items():
+                if rows:
+                    self._upsert(self._tables[name], list(rows.values()))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        for rows in self._pending.values():
+            rows.clear()
+        self._pending_rows = 0
+
+    def _upsert(self, table: Table, rows: list[Row]) -> None:
+        columns = list(zip(*rows, strict=True))
+        schema = self._schemas[table.name]
+        batch = pa.Table.from_arrays(
+            [pa.array(col, type=schema.field(i).type) for i, col in enumerate(columns)],
+            schema=schema,
+        )
+        verb = "INSERT OR IGNORE" if table.name in FACT_TABLES else "INSERT OR REPLACE"
+        self._db.register("refstream_batch", batch)
+        try:
+            self._db.execute(f"{verb} INTO {table.name} SELECT * FROM refstream_batch")
+        finally:
+            self._db.unregister("refstream_batch")
+
+    def table_rows(self, name: str, order_by: str | None = None) -> list[tuple[Any, ...]]:
+        self.flush()
+        order = order_by or ", ".join(self._tables[name].key)
+        return self._db.execute(f"SELECT * FROM {name} ORDER BY {order}").fetchall()
+
+    def close(self) -> None:
+        self.flush()
+        self._db.execute("CHECKPOINT")
+        self._db.close()
+
+    def publish(self, snapshot_path: str | Path) -> Path:
+        """Copy the database to a read-only snapshot, swapped in atomically for readers."""
+        self.flush()
+        self._db.execute("CHECKPOINT")
+        target = Path(snapshot_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        shutil.copyfile(self.path, staging)
+        os.replace(staging, target)
+        return target

@@ -1,0 +1,65 @@
+"""The one configuration object of the runtimes, read from REFSTREAM_* environment variables.
+
+Built once at the edge (CLI, worker start) and passed down explicitly; nothing below reads
+the environment itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A fixed development secret keeps the embedded demo reproducible; deployments must set
+# REFSTREAM_PII_SECRET (workers log a warning while they run with this one).
+DEVELOPMENT_PII_SECRET = "refstream-development-secret-do-not-use-in-production"
+
+
+class Settings(BaseSettings):
+    """Everything a refstream process needs to know about where it runs."""
+
+    model_config = SettingsConfigDict(env_prefix="REFSTREAM_", extra="ignore")
+
+    kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="host:port[,host:port]")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    pii_secret: SecretStr = SecretStr(DEVELOPMENT_PII_SECRET)
+    known_shops: list[str] = Field(
+        default_factory=list, description="shop ids ingest accepts; empty accepts any shop"
+    )
+    max_event_bytes: int = 1_048_576
+
+    topic_prefix: str = "refstream"
+    shop_topic_prefix: str = "shop"
+    partitions: int = 6
+    replication_factor: int = 1
+    app_id: str = "refstream"
+    data_dir: Path = Path("out/state")
+    metrics_port: int = 0
+    rules_path: Path | None = None
+
+    def pii_secret_bytes(self) -> bytes:
+        return self.pii_secret.get_secret_value().encode()
+
+    def kafka_security(self) -> dict[str, object]:
+        """Client settings for kafka-python and aiokafka (they share these names)."""
+        options: dict[str, object] = {"security_protocol": self.security_protocol}
+        if self.security_protocol.startswith("SASL"):
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        if self.security_protocol.endswith("SSL"):
+            options["ssl_cafile"] = str(self.ssl_cafile) if self.ssl_cafile else None
+            options["ssl_certfile"] = str(self.ssl_certfile) if self.ssl_certfile else None
+            options["ssl_keyfile"] = str(self.ssl_keyfile) if self.ssl_keyfile else None
+        return options

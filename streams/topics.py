@@ -1,0 +1,128 @@
+"""Topic names and specifications (partitions, retention, compaction), and their creation.
+
+Creating topics is code, not a manual step: `refstream topics create` and every runtime call
+`ensure_topics`, which creates what is missing and leaves existing topics alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from refstream.schemas.shop import SHOP_MODELS
+from refstream.streams.settings import Settings
+
+SHOP_EVENT_TYPES = tuple(SHOP_MODELS)
+FOREVER = "-1"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+    purpose: str = ""
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """Every topic name, derived from the settings' prefixes."""
+
+    shop_prefix: str
+    prefix: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TopicNames:
+        return cls(settings.shop_topic_prefix, settings.topic_prefix)
+
+    def shop(self, event_type: str) -> str:
+        return f"{self.shop_prefix}.{event_type}"
+
+    @property
+    def shop_topics(self) -> tuple[str, ...]:
+        return tuple(self.shop(t) for t in SHOP_EVENT_TYPES)
+
+    @property
+    def log(self) -> str:
+        return f"{self.prefix}.log"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}.dlq"
+
+    @property
+    def attributions(self) -> str:
+        return f"{self.prefix}.attributions"
+
+    @property
+    def fraud_flags(self) -> str:
+        return f"{self.prefix}.fraud-flags"
+
+    @property
+    def reward_due(self) -> str:
+        return f"{self.prefix}.reward-due"
+
+    @property
+    def rewards(self) -> str:
+        return f"{self.prefix}.rewards"
+
+    def event_type_of(self, shop_topic: str) -> str | None:
+        head, _, tail = shop_topic.partition(".")
+        return tail if head == self.shop_prefix and tail in SHOP_EVENT_TYPES else None
+
+
+# Shop topics accept records up to 16 MiB so an oversized event reaches ingest and ends in
+# the DLQ with its error, instead of failing invisibly in some producer's retry loop.
+_LARGE_RECORDS = {"max.message.bytes": str(16 * 1024 * 1024)}
+
+
+def topic_specs(names: TopicNames, partitions: int) -> list[TopicSpec]:
+    shop = [
+        TopicSpec(t, partitions, {"retention.ms": str(7 * 24 * 3600 * 1000), **_LARGE_RECORDS},
+                  "raw shop events; ingest reads them")
+        for t in names.shop_topics
+    ]
+    derived = {"retention.ms": FOREVER, "cleanup.policy": "delete"}
+    return [
+        *shop,
+        TopicSpec(names.log, partitions, {"retention.ms": FOREVER, "retention.bytes": "-1",
+                                          "cleanup.policy": "delete"},
+                  "the canonical log: kept forever, never compacted"),
+        TopicSpec(names.dlq, partitions, {"retention.ms": FOREVER, **_LARGE_RECORDS},
+                  "records ingest rejected, with original bytes and error"),
+        TopicSpec(names.attributions, partitions, derived, "attribution decisions"),
+        TopicSpec(names.fraud_flags, partitions, derived, "fraud flags with evidence"),
+        # Not compacted: a reversal and its due event share no key, and finance audits history.
+        TopicSpec(names.reward_due, partitions, derived, "rewards due and reversals (finance)"),
+        TopicSpec(names.rewards, partitions, derived, "reward lifecycle (pending/held/due/...)"),
+    ]
+
+
+def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Create the missing topics; returns the names created."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap,
+        request_timeout_ms=int(timeout_s * 1000),
+        **settings.kafka_security(),
+    )
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            s for s in topic_specs(TopicNames.from_settings(settings), settings.partitions)
+            if s.name not in existing
+        ]
+        created: list[str] = []
+        for spec in wanted:
+            try:
+                admin.create_topics(
+                    [NewTopic(spec.name, spec.partitions, settings.replication_factor,
+                              topic_configs=spec.config)]
+                )
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass  # another worker created it between list and create
+        return created
+    finally:
+        admin.close()

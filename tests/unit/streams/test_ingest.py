@@ -1,0 +1,101 @@
+"""Ingest decisions without a broker: every bad record becomes a dead letter that says why."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from refstream.schemas.codec import Codec
+from refstream.schemas.events import OrderPlaced
+from refstream.schemas.privacy import Pseudonymiser
+from refstream.schemas.shop import ShopClick, ShopOrder
+from refstream.streams.ingest import (
+    DLQ_ORIGINAL_LIMIT,
+    Accepted,
+    Duplicate,
+    Ingestor,
+    Rejected,
+    SourceRef,
+)
+
+CODEC = Codec()
+WHEN = datetime(2026, 10, 3, tzinfo=UTC)
+REF = SourceRef("shop.order", 3, 17)
+
+
+def make_ingestor(**kwargs: object) -> Ingestor:
+    return Ingestor(CODEC, Pseudonymiser(b"k" * 32), **kwargs)  # type: ignore[arg-type]
+
+
+def order_bytes(event_id: str = "e-1", shop_id: str = "shop-1", **changes: object) -> bytes:
+    fields: dict[str, object] = dict(event_id=event_id, shop_id=shop_id, occurred_at=WHEN,
+                                     order_id="o-1", customer_id="c-1", amount_minor=100,
+                                     currency="EUR", ip="10.1.1.1")
+    fields.update(changes)
+    return CODEC.encode(ShopOrder.model_validate(fields))
+
+
+def test_good_record_becomes_a_pseudonymised_log_event() -> None:
+    outcome = make_ingestor().accept(order_bytes(), REF, "order")
+    assert isinstance(outcome, Accepted)
+    assert isinstance(outcome.event, OrderPlaced)
+    assert outcome.event.ip_hash.startswith("ip:") and "10.1.1.1" not in repr(outcome.event)
+
+
+def test_duplicate_event_id_is_dropped_as_duplicate_not_silently() -> None:
+    ingestor = make_ingestor()
+    assert isinstance(ingestor.accept(order_bytes(), REF, "order"), Accepted)
+    assert ingestor.accept(order_bytes(), REF, "order") == Duplicate("e-1")
+    # the same event id in another shop is another event
+    assert isinstance(ingestor.accept(order_bytes(shop_id="shop-2"), REF, "order"), Accepted)
+
+
+@pytest.mark.parametrize(("value", "expected_error"), [
+    (b"", "empty record value"),
+    (b"\xc3\x01\x00", "truncated message: 3 bytes"),
+    (b"hello world!", "not Avro single-object encoding: starts with 6865"),
+    (b"\xc3\x01" + b"\xff" * 8 + b"body", "unknown writer schema fingerprint ffffffffffffffff"),
+])
+def test_bad_bytes_become_dead_letters_with_source_and_error(value: bytes,
+                                                            expected_error: str) -> None:
+    outcome = make_ingestor().accept(value, REF, "order", now_ms=99)
+    assert isinstance(outcome, Rejected)
+    letter = outcome.dead_letter
+    assert expected_error in letter.error
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == ("shop.order", 3, 17)
+    assert letter.original == value
+    assert letter.failed_at == 99
+
+
+def test_event_on_the_wrong_topic_is_rejected() -> None:
+    click = CODEC.encode(ShopClick(event_id="c", shop_id="s", occurred_at=WHEN, visitor_id="v",
+                                   landing_url="u", ip="1.1.1.1", user_agent="ua"))
+    outcome = make_ingestor().accept(click, REF, "order")
+    assert isinstance(outcome, Rejected)
+    assert outcome.dead_letter.error.startswith("a click event was published to the order topic")
+
+
+def test_unknown_shop_is_rejected_when_shops_are_configured() -> None:
+    outcome = make_ingestor(known_shops=frozenset({"shop-1"})).accept(
+        order_bytes(shop_id="shop-9"), REF, "order")
+    assert isinstance(outcome, Rejected)
+    assert "unknown shop 'shop-9'" in outcome.dead_letter.error
+
+
+def test_derived_event_published_to_a_shop_topic_is_rejected() -> None:
+    from refstream.schemas.events import Tick
+
+    outcome = make_ingestor().accept(CODEC.encode(Tick("t", "s", 1)), REF, "order")
+    assert isinstance(outcome, Rejected)
+    assert "Tick is not a shop event" in outcome.dead_letter.error
+
+
+def test_oversized_record_is_kept_truncated_with_length_and_hash() -> None:
+    huge = order_bytes(shipping_address="x" * (10 * 1024 * 1024))
+    outcome = make_ingestor().accept(huge, REF, "order")
+    assert isinstance(outcome, Rejected)
+    letter = outcome.dead_letter
+    assert f"record of {len(huge)} bytes exceeds the 1048576-byte event limit" in letter.error
+    assert "sha256" in letter.error
+    assert letter.original == huge[:DLQ_ORIGINAL_LIMIT]
