@@ -1,4 +1,4 @@
-"""The faust application: its settings, topics and agents (ingest now; pipeline, archiver later).
+"""The faust application: its settings, topics and agents (ingest, ticks, pipeline).
 
 Agents stay thin: decode, call the shared logic (`Ingestor`, the pure core), encode, send.
 The app is built by a factory from `Settings`; nothing here is a module-level global.
@@ -6,6 +6,7 @@ The app is built by a factory from `Settings`; nothing here is a module-level gl
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
@@ -13,11 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.types import TP
 from faust.types.auth import AuthProtocol
 
+from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
+from refstream.schemas.events import FraudFlag, RewardDue, Tick
 from refstream.schemas.privacy import Pseudonymiser
+from refstream.streams.checkpoint import CheckpointStore
 from refstream.streams.ingest import Accepted, Duplicate, Ingestor, Rejected, SourceRef
+from refstream.streams.metrics import Health, WorkerMetrics
+from refstream.streams.pipeline_runtime import Applied, PipelineRuntime, SeekTo
 from refstream.streams.settings import DEVELOPMENT_PII_SECRET, Settings
 from refstream.streams.topics import TopicNames
 
@@ -53,13 +60,32 @@ def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | No
 
 
 @dataclass
-class IngestCounters:
-    """What ingest did since start; the metrics module exports these."""
+class QuietShops:
+    """When each shop's last event was appended, in event time and in wall time."""
 
-    accepted: int = 0
-    duplicates: int = 0
-    dead_letters: int = 0
-    by_topic: dict[str, int] = field(default_factory=dict)
+    last_event_ms: dict[str, int] = field(default_factory=dict)
+    last_wall_s: dict[str, float] = field(default_factory=dict)
+    partition_of: dict[str, int] = field(default_factory=dict)
+
+    def saw(self, shop_id: str, occurred_at: int, wall_s: float, partition: int) -> None:
+        if occurred_at >= self.last_event_ms.get(shop_id, occurred_at):
+            self.last_event_ms[shop_id] = occurred_at
+        self.last_wall_s[shop_id] = wall_s
+        self.partition_of[shop_id] = partition
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        """Shops whose partition moved to another worker are that worker's to tick."""
+        for shop_id in [s for s, p in self.partition_of.items() if p in partitions]:
+            del self.last_event_ms[shop_id], self.last_wall_s[shop_id], self.partition_of[shop_id]
+
+    def due_ticks(self, wall_s: float, interval_s: float) -> list[tuple[str, int]]:
+        """(shop, stream time to announce) for shops quiet for at least one interval."""
+        due = []
+        for shop_id in sorted(self.last_wall_s):
+            quiet_for = wall_s - self.last_wall_s[shop_id]
+            if quiet_for >= interval_s:
+                due.append((shop_id, self.last_event_ms[shop_id] + int(quiet_for * 1000)))
+        return due
 
 
 def raw_topic(app: faust.App, *names: str) -> Any:
@@ -68,8 +94,20 @@ def raw_topic(app: faust.App, *names: str) -> Any:
                      value_serializer="raw", internal=False)
 
 
-def build_app(settings: Settings, *, with_ingest: bool = True) -> faust.App:
-    """The faust app with the agents this worker runs."""
+@dataclass
+class WorkerContext:
+    """What the agents of one worker share: settings, codec, metrics, health."""
+
+    settings: Settings
+    names: TopicNames
+    codec: Codec
+    metrics: WorkerMetrics
+    health: Health
+
+
+def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bool = True,
+              metrics: WorkerMetrics | None = None, health: Health | None = None) -> faust.App:
+    """The faust app with the agents this worker runs (the pipeline needs `rules`)."""
     if settings.pii_secret.get_secret_value() == DEVELOPMENT_PII_SECRET:
         log.warning("running with the development PII secret; set REFSTREAM_PII_SECRET")
     app = faust.App(
@@ -88,16 +126,23 @@ def build_app(settings: Settings, *, with_ingest: bool = True) -> faust.App:
         broker_commit_every=1000,
         broker_commit_interval=1.0,
     )
-    names = TopicNames.from_settings(settings)
-    codec = Codec()
-    app.refstream_counters = IngestCounters()  # type: ignore[attr-defined]
+    context = WorkerContext(settings, TopicNames.from_settings(settings), Codec(),
+                            metrics or WorkerMetrics(), health or Health())
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(sender: Any, assigned: set[TP], **_: Any) -> None:
+        context.health.ready.set()
+
     if with_ingest:
-        _register_ingest(app, settings, names, codec, app.refstream_counters)  # type: ignore[attr-defined]
+        _register_ingest(app, context)
+    if rules is not None:
+        _register_pipeline(app, context, rules)
     return app
 
 
-def _register_ingest(app: faust.App, settings: Settings, names: TopicNames, codec: Codec,
-                     counters: IngestCounters) -> None:
+def _register_ingest(app: faust.App, context: WorkerContext) -> None:
+    settings, names, codec, metrics = (context.settings, context.names, context.codec,
+                                       context.metrics)
     ingestor = Ingestor(
         codec,
         Pseudonymiser(settings.pii_secret_bytes()),
@@ -107,6 +152,7 @@ def _register_ingest(app: faust.App, settings: Settings, names: TopicNames, code
     source = raw_topic(app, *names.shop_topics)
     log_topic = raw_topic(app, names.log)
     dlq_topic = raw_topic(app, names.dlq)
+    quiet = QuietShops()
 
     # Concurrency 1: one ordered stream per partition, so the log keeps the shops' order.
     @app.agent(source, name="refstream.ingest", concurrency=1)
@@ -114,18 +160,112 @@ def _register_ingest(app: faust.App, settings: Settings, names: TopicNames, code
         async for event in stream.events():
             message = event.message
             ref = SourceRef(message.topic, message.partition, message.offset)
+            now = time.time()
             outcome = ingestor.accept(message.value, ref, names.event_type_of(message.topic),
-                                      now_ms=int(time.time() * 1000))
-            counters.by_topic[message.topic] = counters.by_topic.get(message.topic, 0) + 1
+                                      now_ms=int(now * 1000))
+            metrics.events_in.labels(message.topic).inc()
             match outcome:
                 case Accepted(log_event):
-                    counters.accepted += 1
+                    quiet.saw(log_event.shop_id, log_event.occurred_at, now, message.partition)
                     await log_topic.send(key=log_event.shop_id.encode(),
                                          value=codec.encode(log_event))
+                    metrics.events_out.labels(names.log).inc()
                 case Duplicate():
-                    counters.duplicates += 1
+                    metrics.duplicates.inc()
                 case Rejected(dead_letter):
-                    counters.dead_letters += 1
+                    metrics.dead_letters.inc()
                     log.warning("dead letter from %s[%d]@%d: %s", ref.topic, ref.partition,
                                 ref.offset, dead_letter.error[:300])
                     await dlq_topic.send(key=message.key, value=codec.encode(dead_letter))
+
+    # A quiet shop's timers (grace, hold) must still fire, and fire identically in replay:
+    # so stream time advances through the log itself, by a Tick this worker appends.
+    @app.timer(interval=settings.tick_interval_s)
+    async def tick_quiet_shops() -> None:
+        now = time.time()
+        for shop_id, stream_time in quiet.due_ticks(now, settings.tick_interval_s):
+            tick = Tick(f"tick:{shop_id}:{stream_time}", shop_id, stream_time)
+            await log_topic.send(key=shop_id.encode(), value=codec.encode(tick))
+            quiet.saw(shop_id, stream_time, now, quiet.partition_of[shop_id])
+            metrics.ticks.inc()
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
+        quiet.forget_partitions({tp.partition for tp in revoked if tp.topic in names.shop_topics})
+
+
+def _register_pipeline(app: faust.App, context: WorkerContext, rules: Rules) -> None:
+    settings, names, codec, metrics = (context.settings, context.names, context.codec,
+                                       context.metrics)
+    store = CheckpointStore(settings.data_dir / "checkpoints.sqlite")
+    runtime = PipelineRuntime(rules, codec, store, names)
+    out_topics = {t: raw_topic(app, t) for t in
+                  (names.attributions, names.fraud_flags, names.reward_due, names.rewards)}
+    log_topic = raw_topic(app, names.log)
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
+        # Unsaved work of a revoked partition is redone by its next owner, identically.
+        runtime.forget(tp.partition for tp in revoked if tp.topic == names.log)
+
+    # Held while a batch is applied and its outputs enqueued, and while checkpointing: a
+    # checkpoint must never include an event whose outputs are not yet handed to the producer.
+    batch_lock = asyncio.Lock()
+    consistent = [True]
+
+    async def checkpoint() -> None:
+        started = time.perf_counter()
+        await app.producer.flush()  # outputs first: a checkpoint never runs ahead of them
+        runtime.checkpoint()
+        metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+
+    @app.agent(log_topic, name="refstream.pipeline", concurrency=1)
+    async def pipeline(stream: Any) -> None:
+        last_checkpoint = time.monotonic()
+        async for batch in stream.take_events(2000, within=0.2):
+            async with batch_lock:
+                # A batch cut short (cancelled at shutdown) leaves state ahead of its outputs:
+                # `consistent` stays False and no checkpoint is taken from it.
+                consistent[0] = False
+                for event in batch:
+                    await _apply(event.message)
+                consistent[0] = True
+                if time.monotonic() - last_checkpoint >= settings.checkpoint_interval_s:
+                    await checkpoint()
+                    last_checkpoint = time.monotonic()
+
+    async def _apply(message: Any) -> None:
+        metrics.events_in.labels(names.log).inc()
+        decision = runtime.handle(message.partition, message.offset, message.value)
+        if isinstance(decision, SeekTo):
+            await app.consumer.seek(TP(message.topic, message.partition), decision.offset)
+        elif isinstance(decision, Applied) and decision.outputs:
+            for output in decision.outputs:
+                await out_topics[output.topic].send(key=output.key, value=output.value)
+                metrics.events_out.labels(output.topic).inc()
+                _count_output(metrics, output.event)
+            metrics.latency.observe(max(0.0, time.time() - message.timestamp))
+
+    @app.timer(interval=settings.checkpoint_interval_s)
+    async def checkpoint_when_idle() -> None:
+        # take_events yields nothing while the log is idle; commit what the last batch did.
+        async with batch_lock:
+            if any(state.dirty for state in runtime.partitions.values()):
+                await checkpoint()
+
+    @app.on_before_shutdown.connect
+    async def _drain(sender: Any, **_: Any) -> None:
+        # SIGTERM: the consumer has stopped; commit what the last complete batch did.
+        if consistent[0] and not batch_lock.locked():
+            await checkpoint()
+            log.info("final checkpoint committed")
+
+    app.refstream_runtime = runtime  # type: ignore[attr-defined]
+
+
+def _count_output(metrics: WorkerMetrics, event: Any) -> None:
+    if isinstance(event, RewardDue):
+        metrics.rewards_due.labels(event.currency).inc()
+        metrics.rewards_due_amount.labels(event.currency).inc(event.amount_minor)
+    elif isinstance(event, FraudFlag):
+        metrics.fraud_flags.labels(event.signal).inc()

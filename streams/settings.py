@@ -43,7 +43,10 @@ class Settings(BaseSettings):
     replication_factor: int = 1
     app_id: str = "refstream"
     data_dir: Path = Path("out/state")
+    metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
+    checkpoint_interval_s: float = 2.0
+    tick_interval_s: float = 5.0
     rules_path: Path | None = None
 
     def pii_secret_bytes(self) -> bytes:

@@ -1,0 +1,46 @@
+# Shortcuts only; pyproject.toml is the source of truth. `make demo` and `make test` are
+# the README's two commands.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PACKAGES := schemas projections rewards fraud streams replay deploy
+
+.PHONY: install demo test fast lint typecheck bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+demo: install
+	$(VENV)/bin/refstream demo
+
+# mypy cannot follow setuptools' editable import hook, so it reads the packages through a
+# symlink tree that spells the installed names (refstream.schemas -> schemas/ ...).
+build/ns/refstream:
+	mkdir -p build/ns/refstream
+	for p in $(PACKAGES); do ln -sfn ../../../$$p build/ns/refstream/$$p; done
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+typecheck: install build/ns/refstream
+	$(VENV)/bin/mypy -p refstream
+
+# The whole suite: unit, property, integration against a real Kafka broker that the test
+# session starts itself (deploy/kafka_launcher.py), failure tests.
+test: lint typecheck
+	$(VENV)/bin/pytest
+
+# The fast set for a developer: pure core and unit tests, seconds.
+fast: install
+	$(VENV)/bin/pytest -m "not integration and not slow and not failure" -q
+
+bench: install
+	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis out

@@ -1,0 +1,1108 @@
+"""A real single-node Apache Kafka broker (KRaft, no ZooKeeper, no Docker) for dev and tests.
+
+Owns fetching the broker jars, generating server.properties and the JVM lifecycle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import ctypes
+import dataclasses
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType, TracebackType
+from typing import Final, Self
+
+KAFKA_VERSION: Final = "3.9.1"
+SCALA_VERSION: Final = "2.13"
+NODE_ID: Final = 1
+# Room for the 12 MB records the pipeline produces plus batch/record overhead.
+MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
+POM_PATH: Final = Path(__file__).resolve().parent / "kafka" / "pom.xml"
+# Not __name__: that is "__main__" when run through deploy/kafka.sh.
+_GENERATOR: Final = "refstream.deploy.kafka_launcher"
+
+DEFAULT_PORT: Final = 9092
+DEFAULT_CONTROLLER_PORT: Final = 9093
+DEFAULT_HEAP: Final = "512m"
+
+ENV_PORT: Final = "KAFKA_PORT"
+ENV_CONTROLLER_PORT: Final = "KAFKA_CONTROLLER_PORT"
+ENV_DATA_DIR: Final = "REFSTREAM_KAFKA_DIR"
+ENV_JARS_DIR: Final = "REFSTREAM_KAFKA_JARS"
+ENV_HEAP: Final = "REFSTREAM_KAFKA_HEAP"
+
+_PROPERTY_KEY: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_LISTENER_NAME: Final = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_HEAP: Final = re.compile(r"^[1-9][0-9]*[kKmMgG]?$")
+_PR_SET_PDEATHSIG: Final = 1
+_CONTROL_ESCAPES: Final = MappingProxyType({"\n": "\\n", "\r": "\\r", "\t": "\\t", "\f": "\\f"})
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class LocalKafkaError(RuntimeError):
+    """Base class: anything that stops the local broker from being usable."""
+
+
+class LocalKafkaConfigError(LocalKafkaError, ValueError):
+    """The requested broker configuration is inconsistent."""
+
+
+class JavaNotFoundError(LocalKafkaError):
+    """No `java` executable to run the broker with."""
+
+
+class KafkaJarsError(LocalKafkaError):
+    """The broker jars are missing and could not be fetched."""
+
+
+class PortInUseError(LocalKafkaError):
+    """A port the broker needs is already bound by another process."""
+
+
+class BrokerAlreadyRunningError(LocalKafkaError):
+    """A broker launched from the same data directory is still alive."""
+
+
+class StorageFormatError(LocalKafkaError):
+    """`kafka.tools.StorageTool format` failed."""
+
+
+class BrokerStartError(LocalKafkaError):
+    """The broker exited during startup or did not answer in time."""
+
+
+class BrokerStopError(LocalKafkaError):
+    """The broker process survived SIGTERM and SIGKILL."""
+
+
+class KafkaProtocolError(LocalKafkaError):
+    """Something answered on the broker port, but not a sane Metadata response."""
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One broker listener; the name doubles as the listener.name.<name>.* config prefix."""
+
+    name: str
+    port: int
+    security_protocol: str = "PLAINTEXT"
+    host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        if not _LISTENER_NAME.match(self.name):
+            raise LocalKafkaConfigError(
+                f"listener name {self.name!r} must be upper case letters, digits and '_'"
+            )
+        if not 0 < self.port < 65536:
+            raise LocalKafkaConfigError(f"listener {self.name}: port {self.port} is out of range")
+
+    @property
+    def url(self) -> str:
+        return f"{self.name}://{self.host}:{self.port}"
+
+
+def single_node_defaults() -> dict[str, str]:
+    """Broker settings for a throwaway one-node cluster; a fresh dict on every call."""
+    return {
+        "num.partitions": "1",
+        "default.replication.factor": "1",
+        "min.insync.replicas": "1",
+        # Internal topics default to RF 3 and would never be created on one node.
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        # 50 partitions each make the first group join / transaction noticeably slower
+        # on a small machine; tests never need that parallelism.
+        "offsets.topic.num.partitions": "10",
+        "transaction.state.log.num.partitions": "10",
+        # The 3 s default only helps real deployments where members arrive together.
+        "group.initial.rebalance.delay.ms": "0",
+        # Topics are declared by the pipeline; a typo must fail instead of creating one.
+        "auto.create.topics.enable": "false",
+        "message.max.bytes": str(MAX_MESSAGE_BYTES),
+        "replica.fetch.max.bytes": str(MAX_MESSAGE_BYTES),
+        # The 128 MiB default is a quarter of the small test heap.
+        "log.cleaner.dedupe.buffer.size": str(32 * 1024 * 1024),
+        # No log.retention.* here on purpose: each topic declares its own retention.
+    }
+
+
+def broker_properties(
+    *,
+    node_id: int,
+    client: Listener,
+    controller: Listener,
+    log_dir: Path,
+    extra_listeners: Sequence[Listener] = (),
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Complete server.properties for a combined broker+controller node.
+
+    `client` is the inter-broker listener and the one tests bootstrap from;
+    `extra_listeners` (e.g. a SASL_SSL one) are advertised next to it, and their
+    listener.name.<name>.* settings, like an authorizer, go in `extra`, which
+    wins over everything generated here.
+    """
+    listeners = [client, *extra_listeners, controller]
+    names = [listener.name for listener in listeners]
+    if len(set(names)) != len(names):
+        raise LocalKafkaConfigError(f"listener names must be unique, got {names}")
+    ports = [(listener.host, listener.port) for listener in listeners]
+    if len(set(ports)) != len(ports):
+        raise LocalKafkaConfigError(
+            f"listeners must not share a host:port, got {[lst.url for lst in listeners]}"
+        )
+    advertised = [client, *extra_listeners]
+    props: dict[str, str] = {
+        "process.roles": "broker,controller",
+        "node.id": str(node_id),
+        "controller.quorum.voters": f"{node_id}@{controller.host}:{controller.port}",
+        "listeners": ",".join(listener.url for listener in listeners),
+        # The controller listener must not be advertised: clients cannot use it.
+        "advertised.listeners": ",".join(listener.url for listener in advertised),
+        "listener.security.protocol.map": ",".join(
+            f"{listener.name}:{listener.security_protocol}" for listener in listeners
+        ),
+        "controller.listener.names": controller.name,
+        "inter.broker.listener.name": client.name,
+        "log.dirs": str(log_dir),
+    }
+    props.update(single_node_defaults())
+    props.update(extra or {})
+    return props
+
+
+def render_properties(props: Mapping[str, str], header: str = "") -> str:
+    """Java .properties text; keys are restricted so they never need escaping."""
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    for key, value in props.items():
+        if not _PROPERTY_KEY.match(key):
+            raise LocalKafkaConfigError(f"unsupported property key {key!r}")
+        escaped = _escape(value)
+        # Leading blanks would otherwise be eaten by the Java parser.
+        if escaped[:1] in (" ", "\t"):
+            escaped = "\\" + escaped
+        lines.append(f"{key}={escaped}")
+    return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    # Kafka reads server.properties as ISO-8859-1, so anything beyond ASCII
+    # (a path under a non-English home dir) must become \uXXXX escapes.
+    out: list[str] = []
+    for char in value:
+        if char == "\\":
+            out.append("\\\\")
+        elif char in _CONTROL_ESCAPES:
+            out.append(_CONTROL_ESCAPES[char])
+        elif " " <= char <= "~":
+            out.append(char)
+        else:
+            units = char.encode("utf-16-be", "surrogatepass")
+            out.extend(f"\\u{units[i]:02x}{units[i + 1]:02x}" for i in range(0, len(units), 2))
+    return "".join(out)
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """Parse the subset of the .properties format that render_properties writes."""
+    props: dict[str, str] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.lstrip()
+        if not line or line[0] in "#!":
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        props[key.strip()] = _unescape(value)
+    return props
+
+
+def _unescape(value: str) -> str:
+    out: list[str] = []
+    index = 0
+    while index < len(value):
+        char = value[index]
+        nxt = value[index + 1 : index + 2]
+        if char != "\\" or not nxt:
+            out.append(char)
+            index += 1
+        elif nxt == "u" and re.fullmatch(r"[0-9A-Fa-f]{4}", value[index + 2 : index + 6]):
+            out.append(chr(int(value[index + 2 : index + 6], 16)))
+            index += 6
+        else:
+            out.append({"n": "\n", "r": "\r", "t": "\t", "f": "\f"}.get(nxt, nxt))
+            index += 2
+    # Astral characters were written as two \u escapes (a surrogate pair).
+    return "".join(out).encode("utf-16-be", "surrogatepass").decode("utf-16-be")
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, base64url without padding (22 chars)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+        # A leading '-' would be parsed as an option by StorageTool.
+        if not text.startswith("-"):
+            return text
+
+
+def default_jars_dir(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    configured = env.get(ENV_JARS_DIR)
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".cache" / "refstream" / f"kafka-{KAFKA_VERSION}" / "libs"
+
+
+def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    return Path(env.get(ENV_DATA_DIR) or ".kafka")
+
+
+# --------------------------------------------------------------------------- ports
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct ports that were free a moment ago.
+
+    All sockets stay open until every port is picked, so the kernel cannot hand
+    out the same port twice; another process may still grab one before use.
+    """
+    with contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """One port that was free a moment ago (see free_ports for the caveat)."""
+    return free_ports(1, host)[0]
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Same flag the JVM sets, so TIME_WAIT leftovers of a just-stopped broker
+        # do not count as "in use" (they would not stop the new broker either).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+# --------------------------------------------------------------------------- readiness probe
+
+
+@dataclass(frozen=True)
+class ClusterMetadata:
+    cluster_id: str | None
+    controller_id: int
+    broker_ids: tuple[int, ...]
+
+
+class _Reader:
+    def __init__(self, payload: bytes) -> None:
+        self._payload = payload
+        self._offset = 0
+
+    def take(self, fmt: str) -> int:
+        size = struct.calcsize(fmt)
+        if self._offset + size > len(self._payload):
+            raise KafkaProtocolError("truncated Metadata response")
+        (value,) = struct.unpack_from(fmt, self._payload, self._offset)
+        self._offset += size
+        return int(value)
+
+    def string(self) -> str | None:
+        length = self.take(">h")
+        if length < 0:
+            return None
+        end = self._offset + length
+        if end > len(self._payload):
+            raise KafkaProtocolError("truncated string in Metadata response")
+        text = self._payload[self._offset : end].decode("utf-8", errors="replace")
+        self._offset = end
+        return text
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining:
+        chunk = sock.recv(min(remaining, 65536))
+        if not chunk:
+            raise KafkaProtocolError("connection closed mid-response")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def probe_metadata(host: str, port: int, timeout: float = 2.0) -> ClusterMetadata:
+    """One Metadata v4 round trip on a raw socket.
+
+    Hand-rolled instead of kafka-python so the launcher stays stdlib-only (the
+    shell wrapper may run it with a bare python3) and a probe costs milliseconds.
+    v4 because Kafka 4 dropped Metadata v0-v3 (KIP-896).
+    """
+    api_key, api_version, correlation_id = 3, 4, 0x5EF5
+    client_id = b"refstream-kafka-launcher"
+    request = struct.pack(">hhih", api_key, api_version, correlation_id, len(client_id))
+    # Empty (not null) topic array: we want brokers and controller, not every topic.
+    request += client_id + struct.pack(">ib", 0, 0)
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(struct.pack(">i", len(request)) + request)
+        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+        if not 0 < size <= 16 * 1024 * 1024:
+            raise KafkaProtocolError(f"implausible response size {size} from {host}:{port}")
+        reader = _Reader(_recv_exact(sock, size))
+    if reader.take(">i") != correlation_id:
+        raise KafkaProtocolError(f"{host}:{port} answered with a foreign correlation id")
+    reader.take(">i")  # throttle_time_ms
+    broker_ids: list[int] = []
+    for _ in range(reader.take(">i")):
+        broker_ids.append(reader.take(">i"))
+        reader.string()  # host
+        reader.take(">i")  # port
+        reader.string()  # rack
+    cluster_id = reader.string()
+    controller_id = reader.take(">i")
+    return ClusterMetadata(cluster_id, controller_id, tuple(broker_ids))
+
+
+# --------------------------------------------------------------------------- process helpers
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # An unreaped child still answers kill(0) but is as good as gone.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def _cmdline(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        if Path("/proc/self").exists():
+            return None
+    except OSError:
+        return None
+    # No procfs (macOS): ask ps.
+    result = subprocess.run(
+        ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() or None
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A preexec hook that makes the child die with us (Linux only), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        # Loaded before fork: dlopen in the forked child of a threaded parent can deadlock.
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        # The parent may have died between fork and prctl.
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return hook
+
+
+def _tail(path: Path, offset: int = 0, lines: int = 40) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:]) or f"(log {path} is empty)"
+
+
+# --------------------------------------------------------------------------- the broker
+
+
+@dataclass
+class LocalKafka:
+    """One combined broker+controller JVM on 127.0.0.1, all state under `data_dir`.
+
+    Layout of data_dir: server.properties, log4j.properties, kafka.pid,
+    kafka.log (JVM stdout/stderr, appended across restarts) and data/ (log.dirs).
+    """
+
+    port: int = DEFAULT_PORT
+    controller_port: int = DEFAULT_CONTROLLER_PORT
+    data_dir: Path = field(default_factory=default_data_dir)
+    jars_dir: Path = field(default_factory=default_jars_dir)
+    heap: str = DEFAULT_HEAP
+    extra_properties: dict[str, str] = field(default_factory=dict)
+    extra_listeners: tuple[Listener, ...] = ()
+    host: str = "127.0.0.1"
+    java: str | None = None
+    jvm_options: tuple[str, ...] = ()
+    # For test sessions: a killed pytest must not leave a JVM behind (Linux only).
+    die_with_parent: bool = False
+    node_id: int = NODE_ID
+
+    _process: subprocess.Popen[bytes] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _log_offset: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Absolute, because the JVM runs with data_dir as its working directory.
+        self.data_dir = Path(self.data_dir).expanduser().resolve()
+        self.jars_dir = Path(self.jars_dir).expanduser().resolve()
+        if not _HEAP.match(self.heap):
+            raise LocalKafkaConfigError(f"heap {self.heap!r} must look like 512m or 1g")
+        self.server_properties()  # fail fast on bad listeners/ports
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """Configured like deploy/kafka.sh: KAFKA_PORT, KAFKA_CONTROLLER_PORT,
+        REFSTREAM_KAFKA_DIR, REFSTREAM_KAFKA_JARS, REFSTREAM_KAFKA_HEAP (adjust the
+        result with dataclasses.replace)."""
+        env = os.environ if environ is None else environ
+        return cls(
+            port=_env_port(env, ENV_PORT, DEFAULT_PORT),
+            controller_port=_env_port(env, ENV_CONTROLLER_PORT, DEFAULT_CONTROLLER_PORT),
+            data_dir=default_data_dir(env),
+            jars_dir=default_jars_dir(env),
+            heap=env.get(ENV_HEAP) or DEFAULT_HEAP,
+        )
+
+    # -- paths and derived values
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def properties_file(self) -> Path:
+        return self.data_dir / "server.properties"
+
+    @property
+    def log4j_file(self) -> Path:
+        return self.data_dir / "log4j.properties"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "kafka.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "kafka.log"
+
+    @property
+    def log_dirs(self) -> Path:
+        return self.data_dir / "data"
+
+    @property
+    def client_listener(self) -> Listener:
+        return Listener("PLAINTEXT", self.port, "PLAINTEXT", self.host)
+
+    @property
+    def controller_listener(self) -> Listener:
+        return Listener("CONTROLLER", self.controller_port, "PLAINTEXT", self.host)
+
+    def listeners(self) -> tuple[Listener, ...]:
+        """Every listener, controller last (the order of `listeners=`)."""
+        return (self.client_listener, *self.extra_listeners, self.controller_listener)
+
+    def server_properties(self) -> dict[str, str]:
+        return broker_properties(
+            node_id=self.node_id,
+            client=self.client_listener,
+            controller=self.controller_listener,
+            log_dir=self.log_dirs,
+            extra_listeners=self.extra_listeners,
+            extra=self.extra_properties,
+        )
+
+    def cluster_id(self) -> str | None:
+        """The id the storage was formatted with, None before the first format."""
+        meta = self.log_dirs / "meta.properties"
+        return read_properties(meta).get("cluster.id") if meta.is_file() else None
+
+    def java_executable(self) -> str:
+        if self.java:
+            if shutil.which(self.java) is None:
+                raise JavaNotFoundError(f"java={self.java!r} is not an executable")
+            return self.java
+        java_home = os.environ.get("JAVA_HOME")
+        if java_home and (Path(java_home) / "bin" / "java").is_file():
+            return str(Path(java_home) / "bin" / "java")
+        found = shutil.which("java")
+        if found is None:
+            raise JavaNotFoundError(
+                "no java on PATH and JAVA_HOME is unset: install a JDK/JRE 17 "
+                "(e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
+            )
+        return found
+
+    def _java_base(self) -> list[str]:
+        return [
+            self.java_executable(),
+            "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration={self.log4j_file.as_uri()}",
+            # The JVM expands a trailing '*' itself; no shell involved.
+            "-cp",
+            str(self.jars_dir / "*"),
+        ]
+
+    def broker_command(self) -> list[str]:
+        base = self._java_base()
+        return [
+            base[0],
+            f"-Xmx{self.heap}",
+            # Kafka's own launcher defaults: short pauses matter more than throughput here.
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:InitiatingHeapOccupancyPercent=35",
+            "-XX:+ExplicitGCInvokesConcurrent",
+            *self.jvm_options,
+            *base[1:],
+            "kafka.Kafka",
+            str(self.properties_file),
+        ]
+
+    def format_command(self, cluster_id: str) -> list[str]:
+        return [
+            *self._java_base(),
+            "kafka.tools.StorageTool",
+            "format",
+            "--cluster-id",
+            cluster_id,
+            "--config",
+            str(self.properties_file),
+            "--ignore-formatted",
+        ]
+
+    # -- jars
+
+    def jars_present(self) -> bool:
+        return (self.jars_dir / f"kafka_{SCALA_VERSION}-{KAFKA_VERSION}.jar").is_file()
+
+    def fetch_jars(self, *, force: bool = False) -> Path:
+        """Download the broker jars with Maven unless already there; returns jars_dir."""
+        if self.jars_present() and not force:
+            return self.jars_dir
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise KafkaJarsError(
+                f"Kafka jars are missing in {self.jars_dir} and Maven (mvn) is not on PATH: "
+                "install Maven 3, or unpack the Kafka "
+                f"{KAFKA_VERSION} tarball and point {ENV_JARS_DIR} at its libs/ directory"
+            )
+        if not POM_PATH.is_file():
+            raise KafkaJarsError(f"{POM_PATH} is missing; it lists the jars to fetch")
+        self.jars_dir.parent.mkdir(parents=True, exist_ok=True)
+        # Stage next to the target and rename, so an interrupted or concurrent fetch
+        # never leaves a half-filled directory that jars_present() would accept.
+        with tempfile.TemporaryDirectory(prefix=".libs-", dir=self.jars_dir.parent) as tmp:
+            staging = Path(tmp) / "libs"
+            command = [
+                mvn,
+                "-q",
+                "-B",
+                "-Dstyle.color=never",
+                "-f",
+                str(POM_PATH),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={staging}",
+                "-DincludeScope=runtime",
+            ]
+            _log_info(f"fetching Kafka {KAFKA_VERSION} jars into {self.jars_dir} (Maven)")
+            try:
+                result = subprocess.run(
+                    command, capture_output=True, text=True, timeout=1800, check=False
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise KafkaJarsError(f"Maven took longer than {exc.timeout}s; retry") from exc
+            if result.returncode != 0:
+                output = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
+                raise KafkaJarsError(
+                    f"Maven could not fetch the Kafka jars (exit {result.returncode}); "
+                    f"check network access to Maven Central or ~/.m2/settings.xml:\n{output}"
+                )
+            expected = staging / f"kafka_{SCALA_VERSION}-{KAFKA_VERSION}.jar"
+            if not expected.is_file():
+                raise KafkaJarsError(
+                    f"Maven succeeded but {expected.name} is missing: {POM_PATH} and "
+                    f"KAFKA_VERSION={KAFKA_VERSION} in {Path(__file__).name} disagree"
+                )
+            if force and self.jars_dir.exists():
+                shutil.rmtree(self.jars_dir)
+            try:
+                staging.rename(self.jars_dir)
+            except OSError:
+                if not self.jars_present():  # otherwise a concurrent fetch won the race
+                    raise
+        return self.jars_dir
+
+    # -- process state
+
+    def pid(self) -> int | None:
+        """Pid of the live broker for this data_dir, or None.
+
+        A pid file is only trusted if that pid still runs kafka.Kafka with our
+        server.properties: after a reboot the number may belong to anything.
+        """
+        if self._process is not None:
+            if self._process.poll() is None:
+                return self._process.pid
+            self._process = None
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if not _pid_alive(pid):
+            return None
+        cmdline = _cmdline(pid) or ""
+        if "kafka.Kafka" not in cmdline or str(self.properties_file) not in cmdline:
+            return None
+        return pid
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def is_ready(self, timeout: float = 2.0) -> bool:
+        """True if the broker answers a Metadata request as a registered member of our cluster."""
+        try:
+            metadata = probe_metadata(self.host, self.port, timeout)
+        except (OSError, KafkaProtocolError):
+            return False
+        return self._accepts(metadata)
+
+    def _accepts(self, metadata: ClusterMetadata) -> bool:
+        expected = self.cluster_id()
+        return (
+            self.node_id in metadata.broker_ids
+            and metadata.controller_id >= 0
+            # Guards against a different broker that happens to own the port.
+            and (expected is None or metadata.cluster_id == expected)
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines the broker wrote since the latest start() of this object."""
+        return _tail(self.log_file, self._log_offset, lines)
+
+    # -- lifecycle
+
+    def prepare(self) -> str:
+        """Write the config files and format storage if needed; returns the cluster id."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.properties_file.write_text(
+            render_properties(
+                self.server_properties(),
+                header=f"Generated by {_GENERATOR}; edits are overwritten on every start.",
+            ),
+            encoding="utf-8",
+        )
+        self.log4j_file.write_text(_LOG4J_PROPERTIES, encoding="utf-8")
+        existing = self.cluster_id()
+        if existing is not None:
+            return existing
+        cluster_id = new_cluster_id()
+        result = subprocess.run(
+            self.format_command(cluster_id),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=self.data_dir,
+        )
+        if result.returncode != 0:
+            raise StorageFormatError(
+                f"formatting KRaft storage in {self.log_dirs} failed (exit {result.returncode}); "
+                f"delete {self.data_dir} if it holds another cluster's data:\n"
+                f"{(result.stdout + result.stderr).strip()}"
+            )
+        formatted = self.cluster_id()
+        if formatted is None:
+            raise StorageFormatError(f"StorageTool wrote no meta.properties in {self.log_dirs}")
+        return formatted
+
+    def start(self, timeout: float = 60.0, *, detach: bool = False) -> Self:
+        """Launch the broker and return once it serves requests.
+
+        detach=True puts the JVM in its own session so it outlives the caller
+        (the CLI); otherwise it shares the caller's terminal signals.
+        """
+        running = self.pid()
+        if running is not None:
+            raise BrokerAlreadyRunningError(
+                f"a broker for {self.data_dir} is already running (pid {running}) at "
+                f"{self.bootstrap}; stop it first (deploy/kafka.sh stop)"
+            )
+        self.fetch_jars()
+        for listener in self.listeners():
+            if not port_is_free(listener.host, listener.port):
+                raise PortInUseError(
+                    f"{listener.host}:{listener.port} ({listener.name} listener) is already in "
+                    f"use; stop whatever holds it or pick other ports "
+                    f"({ENV_PORT} / {ENV_CONTROLLER_PORT})"
+                )
+        self.prepare()
+        command = self.broker_command()
+        self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        # The hook only issues prctl() and getppid() in the child, which is safe even
+        # if the parent runs threads (PLW1509's concern is locks held across fork).
+        death_hook = None if detach or not self.die_with_parent else _parent_death_signal()
+        started = time.monotonic()
+        with self.log_file.open("ab") as log:
+            log.write(
+                f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {_GENERATOR}: "
+                f"{' '.join(command)}\n".encode()
+            )
+            log.flush()
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir,
+                start_new_session=detach,
+                preexec_fn=death_hook,  # noqa: PLW1509
+            )
+        self.pid_file.write_text(f"{self._process.pid}\n")
+        try:
+            self.wait_ready(max(0.0, timeout - (time.monotonic() - started)))
+        except BrokerStartError:
+            # A half-started JVM would hold the ports and confuse the next attempt.
+            self._kill_quietly()
+            raise
+        _log_info(
+            f"Kafka {KAFKA_VERSION} ready at {self.bootstrap} (pid {self._process.pid}) "
+            f"after {time.monotonic() - started:.1f}s"
+        )
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Poll with Metadata requests until the broker answers; raise BrokerStartError if not."""
+        deadline = time.monotonic() + timeout
+        last = "nothing answered yet"
+        while True:
+            if self._process is not None and self._process.poll() is not None:
+                raise BrokerStartError(
+                    f"the broker exited with code {self._process.returncode} during startup; "
+                    f"last lines of {self.log_file}:\n{self.log_tail()}"
+                )
+            if self._process is None and not self.is_running():
+                raise BrokerStartError(
+                    f"no broker process for {self.data_dir}; start it first "
+                    f"(deploy/kafka.sh start). Last lines of {self.log_file}:\n{self.log_tail()}"
+                )
+            remaining = deadline - time.monotonic()
+            try:
+                metadata = probe_metadata(self.host, self.port, min(2.0, max(remaining, 0.1)))
+            except (OSError, KafkaProtocolError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                if self._accepts(metadata):
+                    return
+                last = f"broker answered but is not ready: {metadata}"
+            if time.monotonic() >= deadline:
+                raise BrokerStartError(
+                    f"the broker at {self.bootstrap} did not become ready within {timeout:.0f}s "
+                    f"({last}); raise the timeout on a slow machine or read {self.log_file}. "
+                    f"Last lines:\n{self.log_tail()}"
+                )
+            time.sleep(0.2)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM (controlled shutdown), SIGKILL after `timeout`; returns the pid stopped."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            self._process = None
+            return None
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        except PermissionError as exc:
+            raise BrokerStopError(
+                f"not allowed to signal broker pid {pid}; stop it as the user that started it"
+            ) from exc
+        if not self._wait_gone(pid, timeout):
+            _log_info(f"broker pid {pid} ignored SIGTERM for {timeout:.0f}s; sending SIGKILL")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if not self._wait_gone(pid, 10.0):
+                raise BrokerStopError(
+                    f"broker pid {pid} survived SIGKILL; check `ps -p {pid}` (stuck in I/O?)"
+                )
+        self.pid_file.unlink(missing_ok=True)
+        self._process = None
+        return pid
+
+    def _wait_gone(self, pid: int, timeout: float) -> bool:
+        if self._process is not None and self._process.pid == pid:
+            try:
+                self._process.wait(timeout)  # also reaps, so the pid really disappears
+            except subprocess.TimeoutExpired:
+                return False
+            return True
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    def _kill_quietly(self) -> None:
+        with contextlib.suppress(LocalKafkaError, OSError):
+            self.stop(timeout=5.0)
+
+    def __enter__(self) -> Self:
+        # Always start: exiting must never stop a broker this block did not start.
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+_LOG4J_PROPERTIES: Final = """\
+# Everything to stdout; the launcher redirects it into kafka.log.
+log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+# Per-request and per-partition chatter would bury the lines that explain a failure.
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.log.LogCleaner=WARN
+"""
+
+
+def _log_info(message: str) -> None:
+    # Looked up per call: the module keeps no logger object of its own.
+    import logging
+
+    logging.getLogger(_GENERATOR).info(message)
+
+
+def _env_port(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise LocalKafkaConfigError(f"{name}={raw!r} is not a port number") from None
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _parse_property(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    env = os.environ
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--port",
+        type=int,
+        default=_env_port(env, ENV_PORT, DEFAULT_PORT),
+        help=f"client (PLAINTEXT) port on 127.0.0.1 [${ENV_PORT}, default %(default)s]",
+    )
+    common.add_argument(
+        "--controller-port",
+        type=int,
+        default=_env_port(env, ENV_CONTROLLER_PORT, DEFAULT_CONTROLLER_PORT),
+        help=f"KRaft controller port [${ENV_CONTROLLER_PORT}, default %(default)s]",
+    )
+    common.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default_data_dir(env),
+        help=f"config, pid file, log and topic data [${ENV_DATA_DIR}, default %(default)s]",
+    )
+    common.add_argument(
+        "--jars-dir",
+        type=Path,
+        default=default_jars_dir(env),
+        help=f"broker jars [${ENV_JARS_DIR}, default %(default)s]",
+    )
+    common.add_argument(
+        "--heap",
+        default=env.get(ENV_HEAP) or DEFAULT_HEAP,
+        help=f"JVM max heap [${ENV_HEAP}, default %(default)s]",
+    )
+    common.add_argument(
+        "--property",
+        "-P",
+        dest="properties",
+        type=_parse_property,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra server.properties entry, repeatable; overrides the generated value",
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="kafka_launcher",
+        description=(
+            f"Run a real single-node Apache Kafka {KAFKA_VERSION} broker (KRaft mode: broker "
+            "and controller in one JVM) on 127.0.0.1, without Docker. The jars come from "
+            "Maven Central once and are cached; all broker state lives in --data-dir."
+        ),
+        epilog=(
+            "commands:\n"
+            "  fetch   download the broker jars (skipped when present)\n"
+            "  start   fetch if needed, format storage on first use, launch the broker in\n"
+            "          the background and return once it answers Metadata requests\n"
+            "  stop    SIGTERM the broker from the pid file, SIGKILL if it hangs\n"
+            "  status  exit 0 = running and answering, 1 = process up but not answering,\n"
+            "          3 = not running\n\n"
+            "Run '<command> --help' for the options; each defaults from the environment\n"
+            "variable shown in brackets. Java 17 and (for fetch) Maven are required."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fetch = commands.add_parser("fetch", parents=[common], help="download the broker jars")
+    fetch.add_argument("--force", action="store_true", help="download even if present")
+    start = commands.add_parser("start", parents=[common], help="start in the background")
+    start.add_argument(
+        "--timeout", type=float, default=90.0, help="seconds to wait for readiness [%(default)s]"
+    )
+    stop = commands.add_parser("stop", parents=[common], help="stop the broker")
+    stop.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds between SIGTERM and SIGKILL [%(default)s]",
+    )
+    commands.add_parser("status", parents=[common], help="report whether it runs")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point (deploy/kafka.sh); returns the process exit status."""
+    import logging
+
+    args = _build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="kafka: %(message)s", stream=sys.stderr)
+    try:
+        kafka = LocalKafka(
+            port=args.port,
+            controller_port=args.controller_port,
+            data_dir=args.data_dir,
+            jars_dir=args.jars_dir,
+            heap=args.heap,
+            extra_properties=dict(args.properties),
+        )
+        return _run(kafka, args)
+    except (LocalKafkaError, OSError) as exc:
+        print(f"kafka: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(kafka: LocalKafka, args: argparse.Namespace) -> int:
+    command: str = args.command
+    if command == "fetch":
+        print(kafka.fetch_jars(force=args.force))
+        return 0
+    if command == "stop":
+        stopped = kafka.stop(args.timeout)
+        print(f"stopped: pid {stopped}" if stopped is not None else "not running")
+        return 0
+    pid = kafka.pid()
+    if pid is not None:
+        kafka = _as_running(kafka)
+    if command == "start":
+        if pid is not None:
+            kafka.wait_ready(args.timeout)
+            print(f"already running: pid {pid}, bootstrap {kafka.bootstrap}")
+            return 0
+        started = time.monotonic()
+        kafka.start(args.timeout, detach=True)
+        print(
+            f"started: pid {kafka.pid()}, bootstrap {kafka.bootstrap}, "
+            f"ready in {time.monotonic() - started:.1f}s, log {kafka.log_file}"
+        )
+        return 0
+    # status
+    if pid is None:
+        print(f"not running (data dir {kafka.data_dir})")
+        return 3
+    if kafka.is_ready():
+        print(f"running: pid {pid}, bootstrap {kafka.bootstrap}")
+        return 0
+    print(f"starting or unhealthy: pid {pid}, {kafka.bootstrap} does not answer yet")
+    return 1
+
+
+def _as_running(kafka: LocalKafka) -> LocalKafka:
+    """`kafka` with the ports its data dir's running broker was started with.
+
+    status/start from a shell without the KAFKA_PORT/... of the original start
+    must still probe the right port.
+    """
+    try:
+        saved = read_properties(kafka.properties_file)
+    except OSError:
+        return kafka
+    ports: dict[str, int] = {}
+    for url in saved.get("listeners", "").split(","):
+        name, _, address = url.partition("://")
+        port = address.rpartition(":")[2]
+        if port.isdigit():
+            ports[name] = int(port)
+    client = ports.get(kafka.client_listener.name)
+    controller = ports.get(kafka.controller_listener.name)
+    if client is None or controller is None:
+        return kafka
+    return dataclasses.replace(kafka, port=client, controller_port=controller)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

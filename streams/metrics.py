@@ -1,0 +1,91 @@
+"""A worker's Prometheus metrics and its HTTP endpoints: /metrics, /healthz and /readyz.
+
+One registry per worker process (not the global default), so tests can run several.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+
+@dataclass
+class WorkerMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.events_in = Counter("refstream_events_in_total", "records consumed", ["topic"],
+                                 registry=r)
+        self.events_out = Counter("refstream_events_out_total", "records produced", ["topic"],
+                                  registry=r)
+        self.dead_letters = Counter("refstream_dlq_total", "records sent to the DLQ", registry=r)
+        self.duplicates = Counter("refstream_duplicates_total", "duplicate shop events dropped",
+                                  registry=r)
+        self.latency = Histogram(
+            "refstream_processing_latency_seconds",
+            "from append to the canonical log to the derived event being sent",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
+        self.lag = Gauge("refstream_consumer_lag", "records behind the log end", ["partition"],
+                         registry=r)
+        self.rewards_due = Counter("refstream_rewards_due_total", "reward-due events",
+                                   ["currency"], registry=r)
+        self.rewards_due_amount = Counter("refstream_rewards_due_amount_minor_total",
+                                          "amount of reward-due events, minor units",
+                                          ["currency"], registry=r)
+        self.fraud_flags = Counter("refstream_fraud_flags_total", "fraud flags", ["signal"],
+                                   registry=r)
+        self.checkpoint_seconds = Histogram(
+            "refstream_checkpoint_seconds", "flush outputs + commit snapshot and offset",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5), registry=r)
+        self.ticks = Counter("refstream_ticks_total", "stream-time ticks appended for quiet shops",
+                             registry=r)
+
+
+@dataclass
+class Health:
+    """Liveness is the process answering; readiness is set once partitions are assigned."""
+
+    ready: threading.Event = field(default_factory=threading.Event)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+
+def serve_http(metrics: WorkerMetrics, health: Health, host: str, port: int) -> ThreadingHTTPServer:
+    """Start the endpoints in a daemon thread; port 0 picks a free port (server.server_port)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                self._reply(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif self.path == "/healthz":
+                alive = not health.stopping.is_set()
+                self._reply(200 if alive else 503, b"ok\n" if alive else b"stopping\n")
+            elif self.path == "/readyz":
+                ready = health.ready.is_set() and not health.stopping.is_set()
+                self._reply(200 if ready else 503, b"ready\n" if ready else b"not ready\n")
+            else:
+                self._reply(404, b"try /metrics, /healthz or /readyz\n")
+
+        def _reply(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return  # scrapes every few seconds would drown the worker's log
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="refstream-http", daemon=True).start()
+    return server

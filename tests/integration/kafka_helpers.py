@@ -1,0 +1,176 @@
+"""Helpers for tests against the real broker: isolated topic sets, worker processes, reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from refstream.streams.settings import Settings
+from refstream.streams.topics import TopicNames
+
+TEST_SECRET = "integration-test-secret-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def isolated_settings(bootstrap: str, data_dir: Path, partitions: int = 3,
+                      **extra: Any) -> Settings:
+    """Settings whose topics and group no other test shares."""
+    tag = uuid.uuid4().hex[:8]
+    return Settings(kafka_bootstrap=bootstrap, topic_prefix=f"rs{tag}",
+                    shop_topic_prefix=f"shop{tag}", app_id=f"refstream-{tag}",
+                    partitions=partitions, data_dir=data_dir,
+                    pii_secret=TEST_SECRET, **extra)  # type: ignore[arg-type]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = {
+        "REFSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "REFSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+        "REFSTREAM_SHOP_TOPIC_PREFIX": settings.shop_topic_prefix,
+        "REFSTREAM_APP_ID": settings.app_id,
+        "REFSTREAM_PARTITIONS": str(settings.partitions),
+        "REFSTREAM_DATA_DIR": str(settings.data_dir),
+        "REFSTREAM_PII_SECRET": settings.pii_secret.get_secret_value(),
+        "REFSTREAM_KNOWN_SHOPS": json.dumps(settings.known_shops),
+        "REFSTREAM_TICK_INTERVAL_S": str(settings.tick_interval_s),
+        "REFSTREAM_CHECKPOINT_INTERVAL_S": str(settings.checkpoint_interval_s),
+    }
+    return env
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str,
+             interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class WorkerProcess:
+    """A `refstream worker` in its own process, as an operator would run it."""
+
+    settings: Settings
+    args: list[str] = field(default_factory=list)
+    log_path: Path | None = None
+    metrics_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        env = {**os.environ, **settings_env(self.settings),
+               "REFSTREAM_METRICS_PORT": str(self.metrics_port)}
+        log_path = self.log_path or self.settings.data_dir / f"worker-{self.metrics_port}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_path
+        with log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "refstream.streams.cli", "worker", "--loglevel", "info",
+                 *self.args],
+                env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        wait_for(self.ready, 90, f"worker readiness (log: {log_path})")
+        return self
+
+    def _get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}",
+                                        timeout=2) as reply:
+                return reply.status, reply.read().decode()
+        except OSError as exc:
+            status = getattr(exc, "code", 0)
+            return int(status or 0), ""
+
+    def ready(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"worker exited with {self.process.returncode}: "
+                                 f"{self.log_tail()}")
+        return self._get("/readyz")[0] == 200
+
+    def metrics(self) -> str:
+        return self._get("/metrics")[1]
+
+    def log_tail(self, lines: int = 40) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM and wait; the test fails if shutdown does not really end."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(
+                f"worker ignored SIGTERM for {timeout}s: {self.log_tail()}") from exc
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+
+def read_topic(bootstrap: str, topic: str, *, expect: int | None = None,
+               timeout: float = 60.0, settle: float = 0.0) -> list[Any]:
+    """Every record of `topic` (all partitions, from offset 0), waiting for `expect` of them."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             consumer_timeout_ms=500, max_partition_fetch_bytes=32 * 1024 * 1024,
+                             fetch_max_bytes=64 * 1024 * 1024)
+    try:
+        partitions = None
+        deadline = time.monotonic() + timeout
+        while partitions is None and time.monotonic() < deadline:
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions is None:
+                time.sleep(0.2)
+        assert partitions is not None, f"topic {topic} does not exist"
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        records: list[Any] = []
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=300)
+            for tp_records in batch.values():
+                records.extend(tp_records)
+            if batch:
+                quiet_since = time.monotonic()
+            done = expect is None or len(records) >= expect
+            if done and time.monotonic() - quiet_since >= settle:
+                break
+        if expect is not None:
+            assert len(records) >= expect, (
+                f"{topic}: {len(records)} records after {timeout}s, expected {expect}")
+        return records
+    finally:
+        consumer.close()
+
+
+def topic_names(settings: Settings) -> TopicNames:
+    return TopicNames.from_settings(settings)
