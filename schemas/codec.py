@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from refstream.schemas import events as ev
 from refstream.schemas import shop
 from refstream.schemas.errors import DecodeError
+from refstream.schemas.events import LOG_EVENT_TYPES, LogEvent
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
@@ -50,6 +51,9 @@ _DATACLASS_RECORDS: dict[str, type[Any]] = {
     "refstream.derived.RewardReversal": ev.RewardReversal,
     "refstream.derived.DeadLetter": ev.DeadLetter,
 }
+
+
+_LOG_EVENT_CLASSES = tuple(LOG_EVENT_TYPES.values())
 
 
 def _without_logical_types(node: Any) -> Any:
@@ -193,6 +197,20 @@ class Codec:
         """A dataclass event or a validated shop model; DecodeError for anything invalid."""
         name, record = self.decode_record(data)
         return self.from_record(name, record)
+
+    def decode_log_event(self, value: bytes | None) -> LogEvent | None:
+        """The event in a canonical-log record, or None for a record the core passes over.
+
+        Ingest appends only valid log events, so None means a foreign writer; the live
+        pipeline and replay both call this, so they pass over exactly the same records.
+        """
+        if not value:
+            return None
+        try:
+            decoded = self.decode(value)
+        except DecodeError:
+            return None
+        return decoded if isinstance(decoded, _LOG_EVENT_CLASSES) else None
 
     def from_record(self, name: str, record: dict[str, Any]) -> Any:
         model = _SHOP_RECORDS.get(name)

@@ -16,7 +16,6 @@ from typing import Any
 from refstream.projections.pipeline import Pipeline
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
-from refstream.schemas.errors import DecodeError
 from refstream.schemas.events import (
     Attribution,
     FraudFlag,
@@ -85,24 +84,6 @@ def route(names: TopicNames, codec: Codec, event: Any) -> Output:
     raise TypeError(f"no output topic for {type(event).__name__}")
 
 
-def decode_log_record(codec: Codec, value: bytes | None) -> LogEvent | None:
-    """The log event in a record, or None for a record the core must pass over.
-
-    Ingest only appends valid events, so None means a foreign writer; replay applies this
-    same function, so live and replay pass over the same records.
-    """
-    if not value:
-        return None
-    try:
-        decoded = codec.decode(value)
-    except DecodeError as exc:
-        log.error("undecodable record in the canonical log passed over: %s", exc)
-        return None
-    if not hasattr(decoded, "event_id") or not hasattr(decoded, "occurred_at"):
-        return None
-    return decoded  # type: ignore[no-any-return]
-
-
 @dataclass
 class PipelineRuntime:
     """State of every log partition this worker owns, and their checkpoints."""
@@ -144,8 +125,9 @@ class PipelineRuntime:
         state.next_offset = offset + 1
         state.dirty = True
         state.applied += 1
-        event = decode_log_record(self.codec, value)
+        event = self.codec.decode_log_event(value)
         if event is None:
+            log.error("partition %d offset %d: not a log event, passed over", partition, offset)
             return Applied([], None)
         derived = state.pipeline.apply(event)
         return Applied([route(self.names, self.codec, d) for d in derived], event)

@@ -1,0 +1,250 @@
+"""The log archive: the canonical log as Parquet segments, partitioned by shop and date.
+
+A flush writes one contiguous offset range of one log partition: its Parquet files (one per
+shop and date, each written to a temporary name and renamed), then a commit marker naming
+them. Only committed files count, so a crash never leaves a gap or a duplicate offset;
+uncommitted files are removed when the writer opens the archive again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from refstream.schemas.codec import Codec
+from refstream.schemas.errors import RefstreamError
+from refstream.schemas.events import LOG_EVENT_TYPES, LogEvent
+
+COMMITS = "_commits"
+
+PASSED_OVER = "passed_over"
+
+# Every field of every log event type, as typed nullable columns, so replay rebuilds the
+# events from columns without decoding Avro; `payload` keeps the exact log bytes for audit.
+_FIELD_TYPES: dict[str, pa.DataType] = {}
+for _cls in LOG_EVENT_TYPES.values():
+    for _f in fields(_cls):
+        _FIELD_TYPES.setdefault(_f.name, pa.int64() if _f.type in ("int", int) else pa.string())
+_FIELD_TYPES["occurred_at"] = pa.int64()
+_EVENT_FIELDS = {name: tuple(f.name for f in fields(cls)) for name, cls in LOG_EVENT_TYPES.items()}
+
+ARCHIVE_SCHEMA = pa.schema([
+    ("partition", pa.int32()),
+    ("offset", pa.int64()),
+    ("log_timestamp", pa.int64()),
+    ("event_type", pa.string()),
+    *[(name, typ) for name, typ in _FIELD_TYPES.items()],
+    ("payload", pa.binary()),
+])
+_DATA_COLUMNS = [n for n in ARCHIVE_SCHEMA.names if n != "payload"]
+
+
+# (offset, log timestamp, event or None, payload bytes)
+_Buffered = tuple[int, int, LogEvent | None, bytes]
+
+
+class ArchiveError(RefstreamError):
+    """The archive on disk is not what refstream wrote (a gap, an overlap, a bad marker)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedRecord:
+    partition: int
+    offset: int
+    log_timestamp: int
+    event: LogEvent | None  # None: a record the core passes over (not a log event)
+    payload: bytes
+
+
+def _day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    staging = path.with_name(f".{path.name}.tmp")
+    with staging.open("wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(staging, path)
+
+
+class ArchiveWriter:
+    """Appends log records partition by partition; `next_offset` says where to resume."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        (self.root / COMMITS).mkdir(parents=True, exist_ok=True)
+        self._buffers: dict[int, list[_Buffered]] = defaultdict(list)
+        self._next: dict[int, int] = {}
+        committed: set[str] = set()
+        for marker in _markers(self.root):
+            committed.update(marker["files"])
+            self._next[marker["partition"]] = max(self._next.get(marker["partition"], 0),
+                                                  marker["last_offset"] + 1)
+        for stray in self.root.glob("shop_id=*/date=*/*.parquet"):
+            if str(stray.relative_to(self.root)) not in committed:
+                stray.unlink()  # written by a flush that crashed before its commit marker
+
+    def next_offset(self, partition: int) -> int:
+        """The first offset of `partition` not yet archived (0 for a new partition)."""
+        return self._next.get(partition, 0) + len(self._buffers.get(partition, ()))
+
+    def append(self, partition: int, offset: int, log_timestamp: int, event: LogEvent | None,
+               payload: bytes) -> None:
+        expected = self.next_offset(partition)
+        if offset != expected:
+            raise ArchiveError(f"partition {partition}: offset {offset} appended, "
+                               f"{expected} expected; the archive never skips or repeats")
+        self._buffers[partition].append((offset, log_timestamp, event, payload))
+
+    @property
+    def buffered(self) -> int:
+        return sum(len(b) for b in self._buffers.values())
+
+    def flush(self) -> int:
+        """Commit every buffered record; returns how many."""
+        written = 0
+        for partition in sorted(self._buffers):
+            records = self._buffers[partition]
+            if records:
+                self._flush_partition(partition, records)
+                written += len(records)
+        self._buffers.clear()
+        return written
+
+    def _flush_partition(self, partition: int, records: list[_Buffered]) -> None:
+        first, last = records[0][0], records[-1][0]
+        groups: dict[tuple[str, str], list[_Buffered]] = defaultdict(list)
+        for record in records:
+            event = record[2]
+            if event is None:  # no shop or time to file it under: keep it with its partition
+                groups[("_passed_over", _day(record[1]))].append(record)
+            else:
+                groups[(event.shop_id, _day(event.occurred_at))].append(record)
+        files: list[str] = []
+        for (shop_id, day), group in sorted(groups.items()):
+            folder = self.root / f"shop_id={shop_id}" / f"date={day}"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"p{partition:04d}-{first:012d}-{last:012d}.parquet"
+            staging = path.with_name(f".{path.name}.tmp")
+            pq.write_table(_to_table(partition, group), staging, compression="zstd")
+            os.replace(staging, path)
+            files.append(str(path.relative_to(self.root)))
+        marker = {"partition": partition, "first_offset": first, "last_offset": last,
+                  "records": len(records), "files": files}
+        _atomic_write_bytes(self.root / COMMITS / f"p{partition:04d}-{last:012d}.json",
+                            json.dumps(marker).encode())
+        self._next[partition] = last + 1
+
+
+def _to_table(partition: int, group: list[_Buffered]) -> pa.Table:
+    columns: dict[str, list[Any]] = {name: [] for name in ARCHIVE_SCHEMA.names}
+    for offset, log_timestamp, event, payload in group:
+        columns["partition"].append(partition)
+        columns["offset"].append(offset)
+        columns["log_timestamp"].append(log_timestamp)
+        columns["event_type"].append(event.event_type if event is not None else PASSED_OVER)
+        columns["payload"].append(payload)
+        present = _EVENT_FIELDS[event.event_type] if event is not None else ()
+        for name in _FIELD_TYPES:
+            columns[name].append(getattr(event, name) if name in present else None)
+    return pa.Table.from_pydict(columns, schema=ARCHIVE_SCHEMA)
+
+
+def _markers(root: Path) -> list[dict[str, Any]]:
+    folder = root / COMMITS
+    if not folder.is_dir():
+        return []
+    markers = [json.loads(p.read_text()) for p in sorted(folder.glob("p*.json"))]
+    return sorted(markers, key=lambda m: (m["partition"], m["first_offset"]))
+
+
+class ArchiveReader:
+    """Reads committed segments back, per partition in exact offset order."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.markers = _markers(self.root)
+        if not self.markers:
+            raise ArchiveError(f"no committed segments under {self.root}; "
+                               "run the archiver (or `refstream archive`) first")
+        self._check_contiguous()
+
+    def _check_contiguous(self) -> None:
+        expected: dict[int, int] = {}
+        for marker in self.markers:
+            partition = marker["partition"]
+            start = expected.get(partition, 0)
+            if marker["first_offset"] != start:
+                raise ArchiveError(f"partition {partition}: segment starts at "
+                                   f"{marker['first_offset']}, {start} expected (gap or overlap)")
+            expected[partition] = marker["last_offset"] + 1
+
+    @property
+    def record_count(self) -> int:
+        return sum(int(m["records"]) for m in self.markers)
+
+    def partitions(self) -> list[int]:
+        return sorted({int(m["partition"]) for m in self.markers})
+
+    def next_offsets(self) -> dict[int, int]:
+        ends: dict[int, int] = {}
+        for m in self.markers:
+            ends[m["partition"]] = m["last_offset"] + 1
+        return ends
+
+    def read_partition_table(self, partition: int, with_payload: bool = False) -> pa.Table:
+        columns = ARCHIVE_SCHEMA.names if with_payload else _DATA_COLUMNS
+        tables = [
+            pq.read_table(self.root / name, columns=columns)
+            for m in self.markers if m["partition"] == partition for name in m["files"]
+        ]
+        table = pa.concat_tables(tables)
+        return table.sort_by([("offset", "ascending")])
+
+    def iter_records(self, partition: int | None = None, with_payload: bool = False
+                     ) -> Iterator[ArchivedRecord]:
+        """Records of one partition (or all, partition by partition), in offset order."""
+        for p in ([partition] if partition is not None else self.partitions()):
+            table = self.read_partition_table(p, with_payload)
+            yield from _records(table, with_payload)
+
+    def iter_events(self, partition: int | None = None) -> Iterator[LogEvent]:
+        for record in self.iter_records(partition):
+            if record.event is not None:
+                yield record.event
+
+
+def _records(table: pa.Table, with_payload: bool) -> Iterator[ArchivedRecord]:
+    data = {name: table.column(name).to_pylist() for name in table.column_names}
+    event_types = data["event_type"]
+    payloads = data["payload"] if with_payload else None
+    columns_of = {t: [data[f] for f in names] for t, names in _EVENT_FIELDS.items()}
+    classes = LOG_EVENT_TYPES
+    for i, event_type in enumerate(event_types):
+        cls = classes.get(event_type)
+        event = cls(*[column[i] for column in columns_of[event_type]]) if cls else None
+        yield ArchivedRecord(data["partition"][i], data["offset"][i], data["log_timestamp"][i],
+                             event, payloads[i] if payloads is not None else b"")
+
+
+def archive_log_records(writer: ArchiveWriter, codec: Codec,
+                        records: Iterator[tuple[int, int, int, bytes | None]]) -> int:
+    """Append (partition, offset, log timestamp, value) records as the log holds them; a
+    record that is not a log event is archived as passed over, as the pipeline treats it."""
+    appended = 0
+    for partition, offset, log_timestamp, value in records:
+        writer.append(partition, offset, log_timestamp, codec.decode_log_event(value),
+                      value or b"")
+        appended += 1
+    return appended
