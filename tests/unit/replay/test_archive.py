@@ -82,7 +82,8 @@ def test_files_of_a_flush_that_crashed_before_its_commit_are_ignored_and_removed
         tmp_path: Path) -> None:
     log = {0: events(10, "shop-a")}
     write(tmp_path, log, batch=100)
-    stray = tmp_path / "shop_id=shop-a" / "date=2026-09-21" / "p0000-000000000010-000000000019.parquet"
+    stray = (tmp_path / "shop_id=shop-a" / "date=2026-09-21"
+             / "p0000-000000000010-000000000019.parquet")
     stray.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table({"x": [1]}), stray)
     assert ArchiveReader(tmp_path).record_count == 10

@@ -73,7 +73,7 @@ def test_truncated_bytes_name_the_problem() -> None:
     data = CODEC.encode(order())
     with pytest.raises(DecodeError, match="truncated message"):
         CODEC.decode(data[:5])
-    with pytest.raises(DecodeError, match="corrupt refstream.shop.Order body"):
+    with pytest.raises(DecodeError, match=r"corrupt refstream\.shop\.Order body"):
         CODEC.decode(data[:-7])
 
 

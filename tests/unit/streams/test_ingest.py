@@ -63,7 +63,8 @@ def test_bad_bytes_become_dead_letters_with_source_and_error(value: bytes,
     assert isinstance(outcome, Rejected)
     letter = outcome.dead_letter
     assert expected_error in letter.error
-    assert (letter.source_topic, letter.source_partition, letter.source_offset) == ("shop.order", 3, 17)
+    where = (letter.source_topic, letter.source_partition, letter.source_offset)
+    assert where == ("shop.order", 3, 17)
     assert letter.original == value
     assert letter.failed_at == 99
 
