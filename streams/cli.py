@@ -47,10 +47,12 @@ def _default_rules_path() -> Path:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from refstream.streams.synthetic import SyntheticConfig, events_for_target, write_jsonl
 
     if args.events:
-        config = events_for_target(args.events, seed=args.seed)
+        config = replace(events_for_target(args.events, seed=args.seed), fraud=not args.no_fraud)
     else:
         config = SyntheticConfig(seed=args.seed, shops=args.shops,
                                  customers_per_shop=args.customers, days=args.days,
@@ -183,6 +185,221 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return run_worker(_settings(args), args)
 
 
+# ---------------------------------------------------------------------------- archive & replay
+
+
+def _rules(path: str | None) -> Any:
+    from refstream.rewards.rules import load_rules
+
+    return load_rules(Path(path) if path else _default_rules_path())
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    """Copy the canonical log topic to the Parquet archive, from where the archive ends."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from refstream.replay.archive import ArchiveWriter, archive_log_records
+    from refstream.schemas.codec import Codec
+    from refstream.streams.topics import TopicNames
+
+    settings = _settings(args)
+    topic = TopicNames.from_settings(settings).log
+    writer = ArchiveWriter(Path(args.archive))
+    codec = Codec()
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                             enable_auto_commit=False, max_partition_fetch_bytes=32 << 20,
+                             **settings.kafka_security())
+    total = 0
+    try:
+        partitions = sorted(consumer.partitions_for_topic(topic) or [])
+        if not partitions:
+            raise RefstreamError(f"topic {topic} does not exist on {settings.kafka_bootstrap}")
+        with progress_bar(None, "rec", "archive") as advance:
+            for partition in partitions:
+                tp = TopicPartition(topic, partition)
+                consumer.assign([tp])
+                consumer.seek(tp, writer.next_offset(partition))
+                end = consumer.end_offsets([tp])[tp]
+                while consumer.position(tp) < end:
+                    records = [r for r in consumer.poll(timeout_ms=1000).get(tp, [])
+                               if r.offset < end]
+                    total += archive_log_records(writer, codec, iter(
+                        (partition, r.offset, r.timestamp, r.value) for r in records))
+                    if writer.buffered >= 100_000:
+                        writer.flush()
+                    advance(len(records))
+                writer.flush()
+    finally:
+        consumer.close()
+    print(f"archived {total} records of {topic} into {args.archive}")
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from refstream.replay.engine import replay_events
+    from refstream.replay.sources import AsOf, archive_records, events_of, topic_records
+    from refstream.replay.store import ProjectionStore
+    from refstream.streams.topics import TopicNames
+
+    rules = _rules(args.rules)
+    as_of = AsOf.parse(_parse_time(args.as_of_time), args.as_of_offsets)
+    if args.archive and Path(args.archive, "_commits").is_dir():
+        records = archive_records(args.archive, as_of)
+        source = f"archive {args.archive}"
+    else:
+        settings = _settings(args)
+        topic = TopicNames.from_settings(settings).log
+        records = topic_records(settings.kafka_bootstrap, topic, settings.kafka_security(),
+                                as_of)
+        source = f"topic {topic} from offset 0"
+    db_path = Path(args.db)
+    db_path.unlink(missing_ok=True)
+    store = ProjectionStore(db_path)
+    with progress_bar(None, "ev", f"replay {rules.version}") as advance:
+        counts = replay_events(events_of(records), rules, store, advance)
+    store.close()
+    print(f"replayed {counts.events} events from {source} with rules {rules.version} "
+          f"in {counts.seconds:.1f}s ({counts.events_per_second:,.0f} events/s) -> {db_path}")
+    if args.diff_against:
+        return _print_diff(Path(args.diff_against), db_path, args.format)
+    return EXIT_OK
+
+
+def _parse_time(text: str | None) -> int | None:
+    if not text:
+        return None
+    from datetime import UTC, datetime
+
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    code = _print_diff(Path(args.before), Path(args.after), args.format)
+    if args.apply:
+        import time as _time
+
+        from refstream.replay.diff import corrections
+        from refstream.schemas.codec import Codec
+        from refstream.streams.producer import kafka_producer
+        from refstream.streams.topics import TopicNames, ensure_topics
+
+        settings = _settings(args)
+        ensure_topics(settings)
+        messages = corrections(args.before, args.after, int(_time.time() * 1000))
+        producer = kafka_producer(settings)
+        codec, topic = Codec(), TopicNames.from_settings(settings).reward_due
+        for message in messages:
+            producer.send(topic, key=message.reward_id.encode(), value=codec.encode(message))
+        producer.flush()
+        producer.close()
+        print(f"published {len(messages)} corrections to {topic} (deterministic ids: "
+              "publishing them again pays nothing twice)")
+    return code
+
+
+def _print_diff(before: Path, after: Path, fmt: str) -> int:
+    from refstream.replay.diff import diff_projections
+    from refstream.streams.tables_output import render_rows
+
+    diff = diff_projections(before, after)
+    if fmt == "json":
+        print(json.dumps(_as_jsonable({
+            "before": diff.before, "after": diff.after, "before_version": diff.before_version,
+            "after_version": diff.after_version,
+            "entities": {k: {"added": v.added, "removed": v.removed, "changed": v.changed}
+                         for k, v in diff.entities.items()},
+            "money": [dict(_as_jsonable(m), delta_minor=m.delta_minor) for m in diff.money],
+        }), default=str, indent=2))
+        return EXIT_OK
+    money_rows = [(m.dimension, m.key, m.currency, m.before_minor, m.after_minor, m.delta_minor)
+                  for m in diff.money]
+    if fmt == "csv":
+        print(render_rows(["dimension", "key", "currency", "before_minor", "after_minor",
+                           "delta_minor"], money_rows, "csv"), end="")
+        return EXIT_OK
+    print(f"diff {diff.before} ({diff.before_version}) -> {diff.after} ({diff.after_version})")
+    print(render_rows(["table", "added", "removed", "changed"], diff.summary_rows(), "table"))
+    print(render_rows(["dimension", "key", "currency", "before", "after", "delta"], money_rows,
+                      "table"))
+    for name, entity in diff.entities.items():
+        for kind, rows in (("added", entity.added), ("removed", entity.removed),
+                           ("changed", entity.changed)):
+            for row in rows[:5]:
+                print(f"  {name} {kind}: {row}")
+            if len(rows) > 5:
+                print(f"  ... {len(rows) - 5} more {name} {kind}")
+    return EXIT_OK
+
+
+def cmd_compare_models(args: argparse.Namespace) -> int:
+    """First vs last touch, code override on/off, over the same log."""
+    import tempfile
+
+    from refstream.replay.engine import replay_events
+    from refstream.replay.sources import archive_records, events_of
+    from refstream.replay.store import ProjectionStore
+    from refstream.streams.tables_output import render_rows
+
+    base = _rules(args.rules)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for model in ("last_touch", "first_touch"):
+            for override in (True, False):
+                attribution = base.attribution.model_copy(
+                    update={"model": model, "code_overrides_link": override})
+                rules = base.model_copy(update={
+                    "attribution": attribution,
+                    "version": f"{base.version}+{model}+override={override}"})
+                store = ProjectionStore(Path(scratch) / f"{model}-{override}.duckdb")
+                replay_events(events_of(archive_records(args.archive)), rules, store)
+                summary = store.connection.execute("""
+                    SELECT count(*) FILTER (WHERE status IN ('attributed','qualified','held')),
+                           count(*) FILTER (WHERE status = 'qualified'),
+                           count(DISTINCT referrer_id),
+                           (SELECT coalesce(sum(amount_minor), 0) FROM rewards
+                             WHERE status IN ('pending','held','due') AND kind <> 'points')
+                    FROM referrals""").fetchone()
+                store.close()
+                assert summary is not None
+                rows.append((model, "on" if override else "off", *summary))
+    print(render_rows(["model", "code overrides link", "referrals", "qualified",
+                       "referrers", "rewards owed (minor, non-points)"], rows, args.format))
+    return EXIT_OK
+
+
+def cmd_finance_tail(args: argparse.Namespace) -> int:
+    from kafka import KafkaConsumer
+
+    from refstream.schemas.codec import Codec
+    from refstream.streams.finance import FinanceLedger, PaymentOutcome, tail
+    from refstream.streams.topics import TopicNames
+
+    settings = _settings(args)
+    topic = TopicNames.from_settings(settings).reward_due
+    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
+                             group_id=args.group, enable_auto_commit=False,
+                             auto_offset_reset="earliest", **settings.kafka_security())
+    ledger = FinanceLedger(Path(args.ledger))
+
+    def report(outcome: PaymentOutcome) -> None:
+        if outcome.action in ("paid", "clawed_back"):
+            print(f"{outcome.action.upper():11} {outcome.message_id} {outcome.beneficiary_id} "
+                  f"{outcome.amount_minor} {outcome.currency}", flush=True)
+        elif not args.quiet:
+            print(f"{outcome.action.upper():11} {outcome.message_id}", flush=True)
+
+    try:
+        conflicts = tail(consumer, ledger, Codec(), report, args.idle_exit)
+    finally:
+        consumer.close()
+        totals = ledger.totals()
+        ledger.close()
+    print(f"ledger totals: {totals}; conflicts: {conflicts}")
+    return EXIT_PROBLEM if conflicts else EXIT_OK
+
 # ---------------------------------------------------------------------------- parser
 
 
@@ -245,8 +462,63 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--rules", help="rules YAML (default: packaged default)")
     worker.add_argument("--no-ingest", action="store_true", help="run only the pipeline")
     worker.add_argument("--no-pipeline", action="store_true", help="run only ingest")
+    worker.add_argument("--archive", help="also archive the canonical log to this directory")
     worker.add_argument("--loglevel", default="warning")
     worker.set_defaults(func=cmd_worker)
+
+    archive = sub.add_parser("archive", help="copy the canonical log topic to the Parquet archive",
+                             description="Appends refstream.log to the archive from where it "
+                                         "ends (resumable; never skips or repeats an offset).")
+    archive.add_argument("--archive", required=True, help="archive directory")
+    archive.add_argument("--bootstrap")
+    archive.set_defaults(func=cmd_archive)
+
+    replay = sub.add_parser("replay", help="run the core over the archived log with any rules",
+                            description="Replays the archive (or the refstream.log topic from "
+                                        "offset 0 when there is no archive) into a fresh DuckDB "
+                                        "with the same tables as the live projections.")
+    replay.add_argument("--archive", help="archive directory (default: read the topic)")
+    replay.add_argument("--bootstrap")
+    replay.add_argument("--rules", help="rules YAML (default: packaged default)")
+    replay.add_argument("--db", required=True, help="DuckDB file to (re)create")
+    replay.add_argument("--as-of-time", help="only records appended up to this UTC time "
+                                             "(ISO-8601): what did we believe then")
+    replay.add_argument("--as-of-offsets", help="only offsets below P:O,P:O per partition")
+    replay.add_argument("--diff-against", help="print the diff from this DuckDB to the replay")
+    replay.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    replay.set_defaults(func=cmd_replay)
+
+    diff = sub.add_parser("diff", help="compare two projection databases (rules A vs rules B)",
+                          description="Referrals, rewards and fraud flags added / removed / "
+                                      "changed, and money per referrer, campaign and in total.")
+    diff.add_argument("before", help="DuckDB of the current projections")
+    diff.add_argument("after", help="DuckDB of the proposed projections")
+    diff.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    diff.add_argument("--apply", action="store_true",
+                      help="publish reward-due and reversal corrections to Kafka")
+    diff.add_argument("--bootstrap")
+    diff.set_defaults(func=cmd_diff)
+
+    models = sub.add_parser("compare-models", help="first vs last touch, code override on/off",
+                            description="Replays the same archive under each attribution model "
+                                        "and prints referrals, referrers and money per model.")
+    models.add_argument("--archive", required=True)
+    models.add_argument("--rules")
+    models.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    models.set_defaults(func=cmd_compare_models)
+
+    finance = sub.add_parser("finance-tail", help="reference finance consumer: pay each "
+                                                  "reward id once",
+                             description="Reads refstream.reward-due, pays each reward id "
+                                         "once (ledger in SQLite), skips byte-identical "
+                                         "repeats, exits 1 on a conflicting repeat.")
+    finance.add_argument("--bootstrap")
+    finance.add_argument("--group", default="refstream-finance")
+    finance.add_argument("--ledger", default="out/finance-ledger.sqlite")
+    finance.add_argument("--idle-exit", type=float, default=None,
+                         help="exit after this many seconds without messages")
+    finance.add_argument("--quiet", action="store_true", help="print payments only")
+    finance.set_defaults(func=cmd_finance_tail)
     return parser
 
 
