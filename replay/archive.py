@@ -95,6 +95,17 @@ class ArchiveWriter:
             if str(stray.relative_to(self.root)) not in committed:
                 stray.unlink()  # written by a flush that crashed before its commit marker
 
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions this writer no longer owns: drop their unflushed records and re-read
+        where their committed segments end (another worker may have extended them)."""
+        for partition in partitions:
+            self._buffers.pop(partition, None)
+            self._next.pop(partition, None)
+        for marker in _markers(self.root):
+            if marker["partition"] in partitions:
+                self._next[marker["partition"]] = max(self._next.get(marker["partition"], 0),
+                                                      marker["last_offset"] + 1)
+
     def next_offset(self, partition: int) -> int:
         """The first offset of `partition` not yet archived (0 for a new partition)."""
         return self._next.get(partition, 0) + len(self._buffers.get(partition, ()))

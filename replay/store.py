@@ -9,13 +9,23 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from refstream.projections.tables import ALL_TABLES, FACT_TABLES, VIEWS, Row, Table, row_for
+from refstream.projections.tables import (
+    ALL_TABLES,
+    CAMPAIGNS,
+    FACT_TABLES,
+    VIEWS,
+    Row,
+    Table,
+    row_for,
+)
+from refstream.rewards.rules import Rules
 
 _ARROW_TYPES = {
     "VARCHAR": pa.string(),
@@ -23,6 +33,10 @@ _ARROW_TYPES = {
     "TIMESTAMPTZ": pa.timestamp("ms", tz="UTC"),
     "VARCHAR[]": pa.list_(pa.string()),
 }
+
+
+def _ms(value: datetime | None) -> int | None:
+    return int(value.timestamp() * 1000) if value is not None else None
 
 
 def _arrow_schema(table: Table) -> pa.Schema:
@@ -59,6 +73,13 @@ class ProjectionStore:
             return
         table, row = mapped
         self.add_row(table.name, row)
+
+    def write_campaigns(self, rules: Rules) -> None:
+        """The campaigns table mirrors the rules file the projections were built with."""
+        for campaign in rules.campaigns:
+            self.add_row(CAMPAIGNS.name, (
+                campaign.id, campaign.type, campaign.utm_campaign,
+                _ms(campaign.starts_at), _ms(campaign.ends_at), rules.version))
 
     def add_all(self, events: Iterable[Any]) -> None:
         for event in events:

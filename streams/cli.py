@@ -27,7 +27,11 @@ def progress_bar(total: int | None, unit: str, desc: str) -> Iterator[Callable[[
 
     with tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, unit_scale=True,
               dynamic_ncols=True, mininterval=0.5) as bar:
-        yield bar.update
+
+        def advance(count: int) -> None:
+            bar.update(count)
+
+        yield advance
 
 
 def _settings(args: argparse.Namespace) -> Settings:

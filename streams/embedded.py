@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from refstream.projections.pipeline import Pipeline
+from refstream.replay.engine import FoldCounts, apply_event
 from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
@@ -36,8 +36,7 @@ class RunSummary:
     accepted: int = 0
     duplicates: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    events_by_type: Counter[str] = field(default_factory=Counter)
-    derived_by_type: Counter[str] = field(default_factory=Counter)
+    folded: FoldCounts = field(default_factory=FoldCounts)
     seconds: float = 0.0
 
     @property
@@ -59,17 +58,14 @@ class EmbeddedRunner:
 
     def apply_log_event(self, event: LogEvent, summary: RunSummary) -> None:
         summary.accepted += 1
-        summary.events_by_type[event.event_type] += 1
         if self._log_sink is not None:
             self._log_sink(event)
-        self.store.add(event)
-        for derived in self.pipeline.apply(event):
-            summary.derived_by_type[derived.event_type] += 1
-            self.store.add(derived)
+        apply_event(self.pipeline, self.store, event, summary.folded)
 
     def run_lines(self, source_name: str, lines: Iterable[tuple[int, str]],
                   progress: ProgressCallback | None = None) -> RunSummary:
         summary = RunSummary()
+        self.store.write_campaigns(self.rules)
         started = time.perf_counter()
         for number, line in lines:
             summary.lines += 1
@@ -87,6 +83,8 @@ class EmbeddedRunner:
             if progress is not None and summary.lines % 10_000 == 0:
                 progress(10_000)
         self.store.flush()
+        if progress is not None:
+            progress(summary.lines % 10_000)
         summary.seconds = time.perf_counter() - started
         return summary
 

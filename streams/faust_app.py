@@ -10,13 +10,16 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import faust
 from faust.types import TP
 from faust.types.auth import AuthProtocol
 
+from refstream.replay.archive import ArchiveWriter, archive_log_records
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import FraudFlag, RewardDue, Tick
@@ -24,7 +27,7 @@ from refstream.schemas.privacy import Pseudonymiser
 from refstream.streams.checkpoint import CheckpointStore
 from refstream.streams.ingest import Accepted, Duplicate, Ingestor, Rejected, SourceRef
 from refstream.streams.metrics import Health, WorkerMetrics
-from refstream.streams.pipeline_runtime import Applied, PipelineRuntime, SeekTo
+from refstream.streams.pipeline_runtime import Applied, OffsetGate, PipelineRuntime, SeekTo
 from refstream.streams.settings import DEVELOPMENT_PII_SECRET, Settings
 from refstream.streams.topics import TopicNames
 
@@ -79,13 +82,24 @@ class QuietShops:
             del self.last_event_ms[shop_id], self.last_wall_s[shop_id], self.partition_of[shop_id]
 
     def due_ticks(self, wall_s: float, interval_s: float) -> list[tuple[str, int]]:
-        """(shop, stream time to announce) for shops quiet for at least one interval."""
-        due = []
-        for shop_id in sorted(self.last_wall_s):
-            quiet_for = wall_s - self.last_wall_s[shop_id]
-            if quiet_for >= interval_s:
-                due.append((shop_id, self.last_event_ms[shop_id] + int(quiet_for * 1000)))
-        return due
+        """(shop, stream time to announce) for shops quiet for at least one interval.
+
+        Time keeps passing for a quiet live shop: the tick carries the wall-clock time, and
+        never less than the shop's latest event time, so stream time never goes backwards.
+        """
+        wall_ms = int(wall_s * 1000)
+        return [(shop_id, max(self.last_event_ms[shop_id], wall_ms))
+                for shop_id in sorted(self.last_wall_s)
+                if wall_s - self.last_wall_s[shop_id] >= interval_s]
+
+
+def on_partitions(signal: Any, handler: Callable[[set[TP]], Awaitable[None]]) -> None:
+    """Connect `handler(partitions)` to faust's on_partitions_assigned/revoked signal."""
+
+    async def receiver(sender: Any, *args: Any, **kwargs: Any) -> None:
+        await handler(set(args[0]) if args else set())
+
+    signal.connect(receiver)
 
 
 def raw_topic(app: faust.App, *names: str) -> Any:
@@ -106,7 +120,8 @@ class WorkerContext:
 
 
 def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bool = True,
-              metrics: WorkerMetrics | None = None, health: Health | None = None) -> faust.App:
+              archive_dir: Path | None = None, metrics: WorkerMetrics | None = None,
+              health: Health | None = None) -> faust.App:
     """The faust app with the agents this worker runs (the pipeline needs `rules`)."""
     if settings.pii_secret.get_secret_value() == DEVELOPMENT_PII_SECRET:
         log.warning("running with the development PII secret; set REFSTREAM_PII_SECRET")
@@ -129,14 +144,17 @@ def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bo
     context = WorkerContext(settings, TopicNames.from_settings(settings), Codec(),
                             metrics or WorkerMetrics(), health or Health())
 
-    @app.on_partitions_assigned.connect
-    async def _assigned(sender: Any, assigned: set[TP], **_: Any) -> None:
+    async def _assigned(assigned: set[TP]) -> None:
         context.health.ready.set()
+
+    on_partitions(app.on_partitions_assigned, _assigned)
 
     if with_ingest:
         _register_ingest(app, context)
     if rules is not None:
         _register_pipeline(app, context, rules)
+    if archive_dir is not None:
+        _register_archiver(app, context, archive_dir)
     return app
 
 
@@ -180,6 +198,9 @@ def _register_ingest(app: faust.App, context: WorkerContext) -> None:
 
     # A quiet shop's timers (grace, hold) must still fire, and fire identically in replay:
     # so stream time advances through the log itself, by a Tick this worker appends.
+    if settings.tick_interval_s <= 0:
+        return  # backfills switch ticks off, so history is not stamped with today's time
+
     @app.timer(interval=settings.tick_interval_s)
     async def tick_quiet_shops() -> None:
         now = time.time()
@@ -189,9 +210,10 @@ def _register_ingest(app: faust.App, context: WorkerContext) -> None:
             quiet.saw(shop_id, stream_time, now, quiet.partition_of[shop_id])
             metrics.ticks.inc()
 
-    @app.on_partitions_revoked.connect
-    async def _revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
+    async def _revoked(revoked: set[TP]) -> None:
         quiet.forget_partitions({tp.partition for tp in revoked if tp.topic in names.shop_topics})
+
+    on_partitions(app.on_partitions_revoked, _revoked)
 
 
 def _register_pipeline(app: faust.App, context: WorkerContext, rules: Rules) -> None:
@@ -203,10 +225,11 @@ def _register_pipeline(app: faust.App, context: WorkerContext, rules: Rules) -> 
                   (names.attributions, names.fraud_flags, names.reward_due, names.rewards)}
     log_topic = raw_topic(app, names.log)
 
-    @app.on_partitions_revoked.connect
-    async def _revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
+    async def _revoked(revoked: set[TP]) -> None:
         # Unsaved work of a revoked partition is redone by its next owner, identically.
         runtime.forget(tp.partition for tp in revoked if tp.topic == names.log)
+
+    on_partitions(app.on_partitions_revoked, _revoked)
 
     # Held while a batch is applied and its outputs enqueued, and while checkpointing: a
     # checkpoint must never include an event whose outputs are not yet handed to the producer.
@@ -253,14 +276,60 @@ def _register_pipeline(app: faust.App, context: WorkerContext, rules: Rules) -> 
             if any(state.dirty for state in runtime.partitions.values()):
                 await checkpoint()
 
-    @app.on_before_shutdown.connect
-    async def _drain(sender: Any, **_: Any) -> None:
+    async def _drain(sender: Any, *args: Any, **kwargs: Any) -> None:
         # SIGTERM: the consumer has stopped; commit what the last complete batch did.
         if consistent[0] and not batch_lock.locked():
             await checkpoint()
             log.info("final checkpoint committed")
 
+    # faust types receivers as taking `signal=` explicitly; ours absorb it in **kwargs.
+    before_shutdown: Any = app.on_before_shutdown
+    before_shutdown.connect(_drain)
+
     app.refstream_runtime = runtime  # type: ignore[attr-defined]
+
+
+def _register_archiver(app: faust.App, context: WorkerContext, root: Path) -> None:
+    names, codec = context.names, context.codec
+    writer = ArchiveWriter(root)
+    gates: dict[int, OffsetGate] = {}
+    log_topic = raw_topic(app, names.log)
+    flush_every_s = context.settings.checkpoint_interval_s
+
+    async def _revoked(revoked: set[TP]) -> None:
+        # The next owner archives from the last commit; our unflushed tail would overlap it.
+        lost = {tp.partition for tp in revoked if tp.topic == names.log}
+        writer.forget(lost)
+        for partition in lost:
+            gates.pop(partition, None)
+
+    on_partitions(app.on_partitions_revoked, _revoked)
+
+    @app.agent(log_topic, name="refstream.archiver", concurrency=1)
+    async def archiver(stream: Any) -> None:
+        last_flush = time.monotonic()
+        async for batch in stream.take_events(5000, within=1.0):
+            for event in batch:
+                message = event.message
+                gate = gates.get(message.partition)
+                if gate is None:
+                    gate = gates[message.partition] = OffsetGate(
+                        writer.next_offset(message.partition))
+                verdict = gate.admit(message.offset)
+                if isinstance(verdict, SeekTo):
+                    await app.consumer.seek(TP(message.topic, message.partition), verdict.offset)
+                elif verdict is None:
+                    archive_log_records(writer, codec, iter([(
+                        message.partition, message.offset, int(message.timestamp * 1000),
+                        message.value)]))
+            if writer.buffered and time.monotonic() - last_flush >= flush_every_s:
+                writer.flush()
+                last_flush = time.monotonic()
+
+    @app.timer(interval=flush_every_s)
+    async def flush_archive_when_idle() -> None:
+        if writer.buffered:
+            writer.flush()
 
 
 def _count_output(metrics: WorkerMetrics, event: Any) -> None:

@@ -60,13 +60,34 @@ Decision = Applied | Skipped | SeekTo
 
 
 @dataclass
-class PartitionState:
-    pipeline: Pipeline
+class OffsetGate:
+    """Admits exactly the next offset of a partition; says skip or seek for anything else."""
+
     # The canonical log is never truncated, so a partition without checkpoint starts at 0.
     next_offset: int = 0
     rewinding: bool = False
+
+    def admit(self, offset: int) -> Skipped | SeekTo | None:
+        """None: apply this record now (and expect the one after it)."""
+        expected = self.next_offset
+        if offset < expected:
+            return Skipped(f"offset {offset} already applied (next is {expected})")
+        if offset > expected:
+            # Records already fetched before the seek still drain through; skip them.
+            if self.rewinding:
+                return Skipped(f"offset {offset} ahead of {expected}; rewind under way")
+            self.rewinding = True
+            return SeekTo(expected)
+        self.rewinding = False
+        self.next_offset = offset + 1
+        return None
+
+
+@dataclass
+class PartitionState:
+    pipeline: Pipeline
+    gate: OffsetGate = field(default_factory=OffsetGate)
     dirty: bool = False
-    applied: int = 0
 
 
 def route(names: TopicNames, codec: Codec, event: Any) -> Output:
@@ -106,25 +127,17 @@ class PipelineRuntime:
             if cp is None:
                 state = PartitionState(Pipeline(self.rules))
             else:
-                state = PartitionState(Pipeline.restore(self.rules, cp.state), cp.next_offset)
+                state = PartitionState(Pipeline.restore(self.rules, cp.state),
+                                       OffsetGate(cp.next_offset))
             self.partitions[partition] = state
         return state
 
     def handle(self, partition: int, offset: int, value: bytes | None) -> Decision:
         state = self._state(partition)
-        expected = state.next_offset
-        if offset < expected:
-            return Skipped(f"offset {offset} already applied (next is {expected})")
-        if offset > expected:
-            # Records already fetched before the seek still drain through; skip them.
-            if state.rewinding:
-                return Skipped(f"offset {offset} ahead of {expected}; rewind under way")
-            state.rewinding = True
-            return SeekTo(expected)
-        state.rewinding = False
-        state.next_offset = offset + 1
+        verdict = state.gate.admit(offset)
+        if verdict is not None:
+            return verdict
         state.dirty = True
-        state.applied += 1
         event = self.codec.decode_log_event(value)
         if event is None:
             log.error("partition %d offset %d: not a log event, passed over", partition, offset)
@@ -136,7 +149,7 @@ class PipelineRuntime:
         """Commit every partition changed since the last call; returns how many."""
         dirty = [(p, s) for p, s in sorted(self.partitions.items()) if s.dirty]
         self.store.save([
-            Checkpoint(self.names.log, p, s.next_offset, self.rules.version,
+            Checkpoint(self.names.log, p, s.gate.next_offset, self.rules.version,
                        s.pipeline.snapshot())
             for p, s in dirty
         ])

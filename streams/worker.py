@@ -32,8 +32,9 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     metrics, health = WorkerMetrics(), Health()
     server = serve_http(metrics, health, settings.metrics_host, settings.metrics_port)
     log.warning("metrics on http://%s:%d/metrics", settings.metrics_host, server.server_port)
-    app = build_app(settings, rules, with_ingest=not args.no_ingest, metrics=metrics,
-                    health=health)
+    archive = Path(args.archive) if args.archive else None
+    app = build_app(settings, rules, with_ingest=not args.no_ingest, archive_dir=archive,
+                    metrics=metrics, health=health)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, daemon=False)
     try:
         worker.execute_from_commandline()
