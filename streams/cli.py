@@ -523,6 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="exit after this many seconds without messages")
     finance.add_argument("--quiet", action="store_true", help="print payments only")
     finance.set_defaults(func=cmd_finance_tail)
+
+    from refstream.streams.reporting import register_report_commands
+
+    register_report_commands(sub)
     return parser
 
 

@@ -133,6 +133,7 @@ def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bo
         topic_allow_declare=False,
         web_enabled=False,
         store="memory://",
+        datadir=str(settings.data_dir / "faust"),
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_max_request_size=16 * 1024 * 1024,

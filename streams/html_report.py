@@ -48,9 +48,11 @@ HEADLINE_KPIS = ("share-rate", "referral-conversion", "referral-rate", "clv-prem
 # How many rows of long tables the report shows; the CLI reports have them all.
 TABLE_ROW_LIMIT = 20
 MAX_COHORT_LINES = 8
+REFERRERS_SHOWN = 10
 
 CHART_WIDTH = 760
 CHART_HEIGHT = 300
+LEGEND_WIDTH = 140
 # The liability chart sits in a half-width column, so it is drawn narrower.
 LIABILITY_WIDTH = 480
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 56, 24, 20, 44
@@ -103,7 +105,10 @@ table { width: 100%; border-collapse: collapse; font-size: 13px;
         font-variant-numeric: tabular-nums; }
 th { text-align: left; color: #52606d; font-weight: 600; border-bottom: 2px solid #e4e7eb;
      padding: 6px 8px; }
-td { border-bottom: 1px solid #f0f2f5; padding: 5px 8px; vertical-align: top; }
+td { border-bottom: 1px solid #f0f2f5; padding: 5px 8px; vertical-align: top;
+     white-space: nowrap; }
+td.wrap { white-space: normal; overflow-wrap: anywhere; min-width: 150px; }
+.scroll { overflow-x: auto; }
 td.num, th.num { text-align: right; }
 tr.total td { font-weight: 600; background: #f9fafb; }
 .chart { width: 100%; height: auto; display: block; }
@@ -218,7 +223,8 @@ def funnel_svg(funnel: ReportResult) -> str:
         return _empty("chart-funnel", label, "no funnel activity recorded yet")
     label_width, bar_height, gap = 110, 28, 10
     height = MARGIN_TOP + len(steps) * (bar_height + gap) + 10
-    usable = CHART_WIDTH - label_width - 190
+    # Room right of the longest bar for "194,149 · 536.18% of previous".
+    usable = CHART_WIDTH - label_width - 250
     parts = [_svg_open("chart-funnel", label, height=height)]
     for i, step in enumerate(steps):
         y = MARGIN_TOP + i * (bar_height + gap)
@@ -261,14 +267,15 @@ def cohorts_svg(cohorts: ReportResult) -> str:
     plot = Plot(CHART_WIDTH, CHART_HEIGHT, ticks[-1])
 
     def x(week: int) -> float:
-        span = plot.right - plot.left - 150  # room for the legend on the right
+        span = plot.right - plot.left - LEGEND_WIDTH - 20  # the legend sits on the right
         return plot.left + (week / max_week * span if max_week else span / 2)
 
     parts = [_svg_open("chart-cohorts", label), _y_axis(plot, ticks, "percent")]
     for week in range(max_week + 1):
         parts.append(f'<text x="{x(week):.1f}" y="{plot.bottom + 18}" text-anchor="middle" '
                      f'font-size="11" fill="{MUTED}">{week}</text>')
-    parts.append(f'<text x="{(plot.left + plot.right - 150) / 2:.1f}" y="{plot.bottom + 36}" '
+    parts.append(f'<text x="{(plot.left + plot.right - LEGEND_WIDTH) / 2:.1f}" '
+                 f'y="{plot.bottom + 36}" '
                  f'text-anchor="middle" font-size="12" fill="{MUTED}">'
                  "weeks since first referral click</text>")
     for index, cohort in enumerate(weeks):
@@ -288,9 +295,10 @@ def cohorts_svg(cohorts: ReportResult) -> str:
                          f'{p["converted"]:,} of {p["visitors"]:,} '
                          f'({format_percent(p["conversion"])})</title></circle>')
         legend_y = plot.top + 14 + index * 20
-        parts.append(f'<line x1="{plot.right - 140}" x2="{plot.right - 120}" y1="{legend_y - 4}" '
+        legend_x = plot.right - LEGEND_WIDTH
+        parts.append(f'<line x1="{legend_x}" x2="{legend_x + 20}" y1="{legend_y - 4}" '
                      f'y2="{legend_y - 4}" stroke="{colour}" stroke-width="3"/>'
-                     f'<text x="{plot.right - 114}" y="{legend_y}" font-size="12" '
+                     f'<text x="{legend_x + 26}" y="{legend_y}" font-size="12" '
                      f'fill="{INK}">{_e(cohort)} ({sizes[cohort]:,})</text></g>')
     parts.append("</svg>")
     return "".join(parts)
@@ -355,7 +363,7 @@ def liability_svg(liability: ReportResult) -> str:
         by_currency[row["currency"]].append(row)
     bar_height, gap, label_width = 22, 6, 80
     height = MARGIN_TOP + sum(len(v) * (bar_height + gap) + 26 for v in by_currency.values())
-    usable = LIABILITY_WIDTH - label_width - 150
+    usable = LIABILITY_WIDTH - label_width - 190
     status_colour = {"pending": SERIES[6], "held": SERIES[1], "due": SERIES[0],
                      "reversed": SERIES[3]}
     parts = [_svg_open("chart-liability", label, width=LIABILITY_WIDTH, height=height)]
@@ -367,7 +375,7 @@ def liability_svg(liability: ReportResult) -> str:
         y += 20
         for entry in entries:
             width = max(usable * abs(entry["amount_minor"]) / top, 2.0)
-            money = format_money(entry["amount_minor"], currency)
+            money = format_money(entry["amount_minor"], currency, liability.points_units)
             parts.append(
                 f'<text x="{label_width - 10}" y="{y + bar_height / 2 + 4:.1f}" '
                 f'text-anchor="end" font-size="12" fill="{INK}">{_e(entry["status"])}</text>'
@@ -461,7 +469,7 @@ def _header(column: str) -> str:
 
 
 def _report_table(result: ReportResult, table_id: str, columns: Sequence[str],
-                  limit: int = TABLE_ROW_LIMIT) -> str:
+                  limit: int = TABLE_ROW_LIMIT, wrap: Sequence[str] = ()) -> str:
     shown = [c for c in result.columns if c.name in columns]
     head = "".join(f'<th class="num">{_e(_header(c.name))}</th>' if c.kind in _NUMERIC
                    else f"<th>{_e(_header(c.name))}</th>" for c in shown)
@@ -472,7 +480,8 @@ def _report_table(result: ReportResult, table_id: str, columns: Sequence[str],
         for c in shown:
             value = record[c.name]
             if c.kind == "money":
-                text = format_money(value, record.get(c.currency_column or ""))
+                text = format_money(value, record.get(c.currency_column or ""),
+                                    result.points_units)
             elif c.kind == "percent":
                 text = format_percent(value)
             elif c.kind == "count":
@@ -481,7 +490,8 @@ def _report_table(result: ReportResult, table_id: str, columns: Sequence[str],
                 text = ", ".join(value or [])
             else:
                 text = "-" if value is None else str(value)
-            cls = ' class="num"' if c.kind in _NUMERIC else ""
+            cls = (' class="num"' if c.kind in _NUMERIC
+                   else ' class="wrap"' if c.kind == "list" or c.name in wrap else "")
             cells.append(f"<td{cls}>{_e(text)}</td>")
         total = ' class="total"' if record.get("shop_id") == ALL_SHOPS else ""
         body.append(f"<tr{total}>{''.join(cells)}</tr>")
@@ -490,8 +500,29 @@ def _report_table(result: ReportResult, table_id: str, columns: Sequence[str],
     more = (f'<p class="lead">showing {limit} of {len(records):,} rows; '
             f"<code>refstream report {_e(result.name)}</code> lists them all</p>"
             if len(records) > limit else "")
-    return (f'<table id="{table_id}"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table>{more}")
+    return (f'<div class="scroll"><table id="{table_id}"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>{more}")
+
+
+def _referrers_table(referrers: ReportResult) -> str:
+    """One row per referrer; amounts in several currencies share the cell."""
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for record in referrers.records():
+        key = (record["shop_id"], record["referrer_id"])
+        row = merged.setdefault(key, {**record, "amounts": []})
+        if record["currency"] is not None:
+            row["amounts"].append(format_money(record["net_due_minor"], record["currency"],
+                                               referrers.points_units))
+    body = "".join(
+        f"<tr><td>{_e(r['shop_id'])}</td><td>{_e(r['referrer_id'])}</td>"
+        f'<td class="num">{r["successful"]:,}</td><td class="num">{r["active"]:,}</td>'
+        f'<td class="num">{"<br>".join(_e(a) for a in r["amounts"]) or "-"}</td></tr>'
+        for r in list(merged.values())[:REFERRERS_SHOWN])
+    if not merged:
+        body = '<tr><td colspan="5">nothing recorded</td></tr>'
+    return ('<table id="table-referrers"><thead><tr><th>shop</th><th>referrer</th>'
+            '<th class="num">successful</th><th class="num">active</th>'
+            f'<th class="num">net due</th></tr></thead><tbody>{body}</tbody></table>')
 
 
 def _section(section_id: str, title: str, lead: str, body: str) -> str:
@@ -554,15 +585,15 @@ def render_html_report(conn: duckdb.DuckDBPyConnection,
                      liability, "table-liability",
                      ("shop_id", "status", "currency", "rewards", "amount_minor"))) +
         _section("referrers", "Top referrers",
-                 "By successful (qualified) referrals, then net reward amount due.",
-                 _report_table(referrers, "table-referrers",
-                               ("shop_id", "referrer_id", "successful", "active",
-                                "net_due_minor"), limit=10)) + "</div>",
+                 "By successful (qualified) referrals; net amount finance was told "
+                 "(due minus reversals), per currency.",
+                 _referrers_table(referrers)) + "</div>",
         _section("fraud-queue", f"Fraud review queue ({len(fraud_queue.rows):,} flags)",
                  "Held referrals with hold/block flags, oldest first, with their evidence.",
                  _report_table(fraud_queue, "table-fraud-queue",
                                ("shop_id", "referral_id", "flagged_at", "signal", "action",
-                                "observed", "threshold", "evidence_event_ids"))),
+                                "observed", "threshold", "evidence_event_ids"),
+                               wrap=("referral_id",))),
         _section("campaigns", "Campaigns",
                  "Net revenue of referred customers: first orders only and including later "
                  "orders.",

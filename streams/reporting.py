@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -86,6 +86,8 @@ class ReportResult:
     columns: tuple[Column, ...]
     rows: list[tuple[Any, ...]]
     notes: list[str] = field(default_factory=list)
+    # Reward "currencies" that count points (amount_minor is a number of points, no decimals).
+    points_units: frozenset[str] = frozenset()
 
     def records(self) -> list[dict[str, Any]]:
         names = [c.name for c in self.columns]
@@ -128,6 +130,12 @@ def kpi_rows(conn: duckdb.DuckDBPyConnection, kpi: Kpi) -> list[KpiResult]:
 def scorecard(conn: duckdb.DuckDBPyConnection) -> list[KpiResult]:
     """Every scorecard KPI, in SCORECARD order; within a KPI all shops first, then each shop."""
     return [result for kpi in SCORECARD for result in kpi_rows(conn, kpi)]
+
+
+def points_units(conn: duckdb.DuckDBPyConnection) -> frozenset[str]:
+    """The currency codes the rules stamp on points rewards (kind = points), e.g. PTS."""
+    rows = conn.execute("SELECT DISTINCT currency FROM rewards WHERE kind = 'points'").fetchall()
+    return frozenset(row[0] for row in rows if row[0] is not None)
 
 
 def payouts_recorded(conn: duckdb.DuckDBPyConnection) -> bool:
@@ -182,7 +190,7 @@ def run_report(conn: duckdb.DuckDBPyConnection, name: str) -> ReportResult:
     payouts = payouts_recorded(conn)
     rows = [tuple(row) for row in conn.execute(spec.sql_for(payouts)).fetchall()]
     return ReportResult(spec.name, spec.title, spec.description, spec.columns, rows,
-                        _notes(spec, payouts, rows))
+                        _notes(spec, payouts, rows), points_units(conn))
 
 
 def _notes(spec: ReportSpec, payouts: bool, rows: list[tuple[Any, ...]]) -> list[str]:
@@ -244,13 +252,18 @@ def explain(conn: duckdb.DuckDBPyConnection, kpi_name: str) -> str:
 # ------------------------------------------------------------------------------- formatting
 
 
-def format_money(amount_minor: float | None, currency: str | None) -> str:
-    """Minor units as major units with the currency code: 123456, EUR -> '1,234.56 EUR'."""
+def format_money(amount_minor: float | None, currency: str | None,
+                 points: Collection[str] = ()) -> str:
+    """Minor units as major units with the currency code: 123456, EUR -> '1,234.56 EUR'.
+
+    Codes in `points` count whole points (the rules' points currency): 800, PTS -> '800 PTS'.
+    """
     if amount_minor is None:
         return MISSING
     if currency is None:
         return f"{amount_minor:,.0f} (minor units)"
-    digits = CURRENCY_MINOR_DIGITS.get(currency, DEFAULT_MINOR_DIGITS)
+    digits = 0 if currency in points else CURRENCY_MINOR_DIGITS.get(currency,
+                                                                    DEFAULT_MINOR_DIGITS)
     major = Decimal(str(amount_minor)).scaleb(-digits)
     return f"{major:,.{digits}f} {currency}"
 
@@ -275,13 +288,14 @@ def format_measure(value: float | None, unit: str) -> str:
     return f"{value:,.0f}"
 
 
-def _format_cell(column: Column, value: Any, record: dict[str, Any]) -> str:
+def _format_cell(column: Column, value: Any, record: dict[str, Any],
+                 points: Collection[str] = ()) -> str:
     if value is None:
         return MISSING
     currency = record.get(column.currency_column) if column.currency_column else None
     match column.kind:
         case "money":
-            return format_money(value, currency)
+            return format_money(value, currency, points)
         case "percent":
             return format_percent(value)
         case "ratio":
@@ -310,7 +324,8 @@ def render_table(result: ReportResult, show_columns: Sequence[str] | None = None
     """Aligned columns for a terminal: numbers right-aligned, money in major units."""
     shown = [c for c in result.columns if show_columns is None or c.name in show_columns]
     records = result.records() if result.rows else []
-    cells = [[_format_cell(c, rec[c.name], rec) for c in shown] for rec in records]
+    cells = [[_format_cell(c, rec[c.name], rec, result.points_units) for c in shown]
+             for rec in records]
     widths = [max([len(c.name), *(len(row[i]) for row in cells)]) for i, c in enumerate(shown)]
 
     def line(values: Sequence[str]) -> str:
@@ -373,6 +388,7 @@ def render_json(result: ReportResult) -> str:
                     for c in result.columns],
         "rows": [{k: _jsonable(v) for k, v in rec.items()} for rec in result.records()],
         "notes": result.notes,
+        "points_units": sorted(result.points_units),
     }
     return json.dumps(document, indent=2, ensure_ascii=False)
 

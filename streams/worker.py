@@ -35,7 +35,7 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     archive = Path(args.archive) if args.archive else None
     app = build_app(settings, rules, with_ingest=not args.no_ingest, archive_dir=archive,
                     metrics=metrics, health=health)
-    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, daemon=False)
+    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, daemon=True)
     try:
         worker.execute_from_commandline()
     except SystemExit as exit_:

@@ -1,0 +1,147 @@
+"""The live pipeline on the real broker: generated shops in, exactly the core's outputs out."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from refstream.rewards.rules import default_rules_path, load_rules
+from refstream.schemas.codec import Codec
+from refstream.schemas.events import RewardDue, Tick
+from refstream.schemas.shop import ShopClick, ShopEvent, ShopOrder, ShopShare, ShopSignup
+from refstream.streams.producer import publish_shop_events
+from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
+from refstream.streams.topics import TopicNames, ensure_topics
+from tests.integration.kafka_helpers import WorkerProcess, isolated_settings, read_topic
+from tests.integration.pipeline_expectations import (
+    expected_outputs,
+    received,
+    same_messages_per_key,
+)
+
+pytestmark = pytest.mark.integration
+RULES = load_rules(default_rules_path())
+CODEC = Codec()
+
+
+def output_topics(names: TopicNames) -> list[str]:
+    return [names.attributions, names.fraud_flags, names.reward_due, names.rewards]
+
+
+def wait_for_outputs(bootstrap: str, names: TopicNames, log_count: int,
+                     timeout: float = 120) -> tuple[list, dict[str, list]]:
+    log_records = read_topic(bootstrap, names.log, expect=log_count, timeout=timeout)
+    want = expected_outputs(log_records, RULES, names)
+    got: dict[str, list] = {}
+    for topic in output_topics(names):
+        got[topic] = read_topic(bootstrap, topic, expect=len(want.get(topic, [])),
+                                timeout=timeout, settle=1.0) if want.get(topic) else []
+    return log_records, got
+
+
+def test_generated_shops_in_exact_core_outputs_out(kafka_bootstrap: str, tmp_path: Path) -> None:
+    settings = isolated_settings(kafka_bootstrap, tmp_path, tick_interval_s=0)
+    names = TopicNames.from_settings(settings)
+    ensure_topics(settings)
+    events = list(iter_shop_events(SyntheticConfig(seed=11, shops=3, customers_per_shop=150,
+                                                   days=20)))
+    publish_shop_events(settings, events)
+    worker = WorkerProcess(settings).start()
+    try:
+        log_records, got = wait_for_outputs(kafka_bootstrap, names, len(events))
+    finally:
+        assert worker.stop() == 0, worker.log_tail()
+    assert len(log_records) == len(events)
+    want = expected_outputs(log_records, RULES, names)
+    assert sum(len(v) for v in want.values()) > 100  # the shops really produced outcomes
+    for topic in output_topics(names):
+        messages = received(got[topic])
+        # No crash, so not a single duplicate; exactly the core's messages.
+        assert len(messages) == len(want.get(topic, [])), topic
+        assert same_messages_per_key(messages, want.get(topic, [])), topic
+    due = [CODEC.decode(v) for _, v in want[names.reward_due]]
+    assert any(isinstance(d, RewardDue) for d in due)
+
+
+def test_quiet_shop_timers_fire_through_ticks(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """The hold period ends while the shop sends nothing: a Tick moves its stream time."""
+    settings = isolated_settings(kafka_bootstrap, tmp_path, tick_interval_s=1.0)
+    names = TopicNames.from_settings(settings)
+    ensure_topics(settings)
+    now = datetime.now(UTC)
+    hold = timedelta(days=RULES.rewards.hold_period_days)
+    order_at = now - hold + timedelta(seconds=8)  # due eight seconds from now
+    shop = "quiet-shop"
+    events: list[ShopEvent] = [
+        ShopShare(event_id="q1", shop_id=shop, occurred_at=order_at - timedelta(hours=3),
+                  referrer_id="alice", referral_code="R-alice", channel="email",
+                  campaign_id="friends"),
+        ShopClick(event_id="q2", shop_id=shop, occurred_at=order_at - timedelta(hours=2),
+                  visitor_id="v-bob", landing_url="https://quiet.example/?utm_campaign=friends",
+                  ip="192.0.2.10", user_agent="ua", referral_code="R-alice",
+                  campaign_id="friends", utm_source="email", utm_medium="referral",
+                  utm_campaign="friends", device_id="dev-bob"),
+        ShopSignup(event_id="q3", shop_id=shop, occurred_at=order_at - timedelta(hours=1),
+                   customer_id="bob", email="bob@example.org", ip="192.0.2.10",
+                   visitor_id="v-bob", device_id="dev-bob"),
+        ShopOrder(event_id="q4", shop_id=shop, occurred_at=order_at, order_id="o-bob-1",
+                  customer_id="bob", amount_minor=5000, currency="EUR", ip="192.0.2.10",
+                  visitor_id="v-bob", device_id="dev-bob", payment_fingerprint="pm_bob",
+                  shipping_address="2 Bob Lane"),
+    ]
+    worker = WorkerProcess(settings).start()
+    try:
+        # One at a time, so the log holds them in event-time order (ingest reads the shop
+        # topics independently; this test is about timers, not about arrival order).
+        for appended, event in enumerate(events, start=1):
+            publish_shop_events(settings, [event])
+            read_topic(kafka_bootstrap, names.log, expect=appended, timeout=30)
+        due_records = read_topic(kafka_bootstrap, names.reward_due, expect=1, timeout=90)
+        log_records = read_topic(kafka_bootstrap, names.log, expect=5, timeout=30)
+    finally:
+        assert worker.stop() == 0, worker.log_tail()
+    due = [CODEC.decode(r.value) for r in due_records]
+    assert {d.beneficiary_id for d in due if isinstance(d, RewardDue)} >= {"alice"}
+    ticks = [e for e in (CODEC.decode(r.value) for r in log_records) if isinstance(e, Tick)]
+    assert ticks, "the reward fell due without a Tick in the log: replay could not repeat it"
+    assert max(t.occurred_at for t in ticks) >= int((order_at + hold).timestamp() * 1000)
+
+
+def test_sigterm_drains_and_a_restart_emits_nothing_twice(kafka_bootstrap: str,
+                                                          tmp_path: Path) -> None:
+    settings = isolated_settings(kafka_bootstrap, tmp_path, tick_interval_s=0)
+    names = TopicNames.from_settings(settings)
+    ensure_topics(settings)
+    events = list(iter_shop_events(SyntheticConfig(seed=5, shops=2, customers_per_shop=100,
+                                                   days=20)))
+    half = len(events) // 2
+    publish_shop_events(settings, events[:half])
+    worker = WorkerProcess(settings).start()
+    try:
+        wait_for_outputs(kafka_bootstrap, names, half)
+    finally:
+        assert worker.stop() == 0, worker.log_tail()
+    # The final checkpoint covers the whole log so far.
+    log_ends: dict[int, int] = {}
+    for record in read_topic(kafka_bootstrap, names.log, expect=half):
+        log_ends[record.partition] = max(log_ends.get(record.partition, 0), record.offset + 1)
+    with sqlite3.connect(settings.data_dir / "checkpoints.sqlite") as db:
+        stored = dict(db.execute("SELECT partition, next_offset FROM checkpoints").fetchall())
+    assert stored == log_ends
+
+    publish_shop_events(settings, events[half:])
+    worker = WorkerProcess(settings).start()
+    try:
+        log_records, got = wait_for_outputs(kafka_bootstrap, names, len(events))
+        time.sleep(2.0)  # a duplicate would arrive now, after the expected count
+        got = {t: read_topic(kafka_bootstrap, t, settle=0.5, timeout=10) for t in got}
+    finally:
+        assert worker.stop() == 0, worker.log_tail()
+    want = expected_outputs(log_records, RULES, names)
+    for topic in output_topics(names):
+        assert len(got[topic]) == len(want.get(topic, [])), topic
+        assert same_messages_per_key(received(got[topic]), want.get(topic, [])), topic
