@@ -109,6 +109,12 @@ RETURNS = Table("returns", (
     ("currency", "VARCHAR"),
 ), ("shop_id", "return_id"))
 
+# What the finance reference payer paid (each reward id once); the funnel's last step.
+PAYOUTS = Table("payouts", (
+    ("reward_id", "VARCHAR"), ("shop_id", "VARCHAR"), ("beneficiary_id", "VARCHAR"),
+    ("amount_minor", "BIGINT"), ("currency", "VARCHAR"), ("paid_at", TS),
+), ("reward_id",))
+
 CAMPAIGNS = Table("campaigns", (
     ("campaign_id", "VARCHAR"), ("campaign_type", "VARCHAR"), ("utm_campaign", "VARCHAR"),
     ("starts_at", TS), ("ends_at", TS), ("rules_version", "VARCHAR"),
@@ -116,7 +122,7 @@ CAMPAIGNS = Table("campaigns", (
 
 ALL_TABLES: tuple[Table, ...] = (
     REFERRALS, REWARDS, REWARD_LEDGER, FRAUD_FLAGS, SHARES, CLICKS, CUSTOMERS, ORDERS,
-    RETURNS, CAMPAIGNS,
+    RETURNS, CAMPAIGNS, PAYOUTS,
 )
 
 # Analysts read these instead of joining by hand; they are part of the read model.
@@ -202,7 +208,8 @@ ROW_MAPPERS: dict[type[Any], tuple[Table, Callable[[Any], Row]]] = {
     OrderReturned: (RETURNS, _return),
 }
 
-FACT_TABLES = frozenset({SHARES.name, CLICKS.name, CUSTOMERS.name, ORDERS.name, RETURNS.name})
+FACT_TABLES = frozenset({SHARES.name, CLICKS.name, CUSTOMERS.name, ORDERS.name, RETURNS.name,
+                         PAYOUTS.name})
 
 
 def row_for(event: Any) -> tuple[Table, Row] | None:

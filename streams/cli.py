@@ -167,6 +167,91 @@ def _write_dead_letters(db_path: Path, letters: list[Any]) -> None:
             }) + "\n")
 
 
+
+# ---------------------------------------------------------------------------- demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Generate a month of shops, run the whole pipeline embedded, report."""
+    import shutil
+    import time as _time
+    from dataclasses import replace
+
+    from refstream.replay.archive import ArchiveWriter
+    from refstream.replay.store import ProjectionStore
+    from refstream.schemas.codec import Codec
+    from refstream.streams.embedded import EmbeddedLog, EmbeddedRunner
+    from refstream.streams.finance import EmbeddedPayer, FinanceLedger
+    from refstream.streams.html_report import write_html_report
+    from refstream.streams.reporting import open_read_only, render_table, run_report
+    from refstream.streams.synthetic import SyntheticConfig, write_jsonl
+
+    started = _time.perf_counter()
+    out = Path(args.out)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    settings, rules, codec = Settings(), _rules(args.rules), Codec()
+    config = SyntheticConfig(seed=args.seed, shops=args.shops, customers_per_shop=args.customers,
+                             days=30)
+    print(f"1/4 generating {args.shops} shops x {args.customers} customers, 30 days "
+          f"(seed {args.seed})", file=sys.stderr)
+    events_path = out / "events.jsonl"
+    generated = write_jsonl(config, events_path)
+    store = ProjectionStore(out / "refstream.duckdb")
+    log = EmbeddedLog(ArchiveWriter(out / "archive"), codec, settings.partitions)
+    ledger = FinanceLedger(out / "finance-ledger.sqlite")
+    payer = EmbeddedPayer(ledger, codec, lambda row: store.add_row("payouts", row))
+    runner = EmbeddedRunner(settings, rules, store, log.append, payer.offer)
+    print("2/4 ingest validation + attribution -> fraud -> rewards -> DuckDB", file=sys.stderr)
+    with progress_bar(_count_lines(events_path), "ev", "pipeline") as advance:
+        summary = runner.run_file(events_path, advance)
+    log.close()
+    store.close()
+    ledger.close()
+    print("3/4 reports", file=sys.stderr)
+    conn = open_read_only(out / "refstream.duckdb")
+    try:
+        for name, columns in (("scorecard", ("kpi", "currency", "value", "status", "numerator",
+                                             "denominator", "benchmark")),
+                              ("funnel", ("step", "count", "from_previous", "drop_off"))):
+            report = run_report(conn, name)
+            overall = replace(report, rows=[r for r in report.rows if r[0 if name == "funnel"
+                                                                         else 1] == "(all shops)"])
+            print()
+            print(render_table(overall, columns))
+        html = write_html_report(conn, out / "report.html")
+    finally:
+        conn.close()
+    seconds = _time.perf_counter() - started
+    print(f"""
+4/4 done in {seconds:.1f}s: {summary.accepted} events ({_as_jsonable(generated).get("events",
+    summary.lines)} generated), {len(summary.dead_letters)} dead letters, rules {rules.version}
+  HTML report : {html}
+  DuckDB      : {out / "refstream.duckdb"}   (tables: referrals, rewards, fraud_flags, orders, ...)
+  log archive : {out / "archive"}   (replay it: refstream replay --archive {out / "archive"} \
+--rules NEW.yaml --db out/new.duckdb --diff-against {out / "refstream.duckdb"})
+  per shop    : refstream report scorecard --db {out / "refstream.duckdb"}
+  explain     : refstream report explain referral-rate --db {out / "refstream.duckdb"}
+  plain SQL   : refstream sql --db {out / "refstream.duckdb"} "SELECT status, count(*) \
+FROM referrals GROUP BY ALL ORDER BY 2 DESC\"""")
+    return EXIT_OK
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    """Any SQL against a projection database, read-only (analysts never lock the writer)."""
+    from refstream.streams.reporting import open_read_only
+    from refstream.streams.tables_output import render_rows
+
+    conn = open_read_only(args.db)
+    try:
+        cursor = conn.execute(args.query)
+        header = [d[0] for d in cursor.description or []]
+        print(render_rows(header, cursor.fetchall(), args.format))
+    finally:
+        conn.close()
+    return EXIT_OK
+
 # ---------------------------------------------------------------------------- kafka runtime
 
 
@@ -429,6 +514,26 @@ def build_parser() -> argparse.ArgumentParser:
                      help="about this many events in total (overrides shops/customers/days)")
     gen.add_argument("--no-fraud", action="store_true", help="do not inject fraud patterns")
     gen.set_defaults(func=cmd_generate)
+
+    demo = sub.add_parser("demo", help="the main job, embedded: a month of shops -> DuckDB, "
+                                       "scorecard and HTML report (no Kafka)",
+                          description="Generates a realistic month for a few shops, runs "
+                                      "ingest validation and the whole pipeline in-process, "
+                                      "writes the DuckDB projections, the log archive and an "
+                                      "HTML report, and prints the scorecard.")
+    demo.add_argument("--out", default="out/demo", help="output folder (recreated)")
+    demo.add_argument("--shops", type=int, default=3)
+    demo.add_argument("--customers", type=int, default=3000, help="customers per shop")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--rules", help="rules YAML (default: packaged default)")
+    demo.set_defaults(func=cmd_demo)
+
+    sql = sub.add_parser("sql", help="run SQL against a projection database (read-only)",
+                         description="Opens the DuckDB file read-only and prints the result.")
+    sql.add_argument("query")
+    sql.add_argument("--db", required=True)
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    sql.set_defaults(func=cmd_sql)
 
     prod = sub.add_parser("produce", help="publish a JSONL file to the shop topics on Kafka",
                           description="Validate each line and publish it Avro-encoded to "

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from refstream.projections.pipeline import Pipeline
+from refstream.replay.archive import ArchiveWriter
 from refstream.replay.engine import FoldCounts, apply_event
 from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import Rules
@@ -48,19 +50,24 @@ class EmbeddedRunner:
     """Ingest + core + projection store in one process; one instance per run."""
 
     def __init__(self, settings: Settings, rules: Rules, store: ProjectionStore,
-                 log_sink: Callable[[LogEvent], None] | None = None) -> None:
+                 log_sink: Callable[[LogEvent], None] | None = None,
+                 derived_sink: Callable[[Any], None] | None = None) -> None:
         self.rules = rules
         self.store = store
         self.pipeline = Pipeline(rules)
         self.ingestor = Ingestor(Codec(), Pseudonymiser(settings.pii_secret_bytes()),
                                  frozenset(settings.known_shops), settings.max_event_bytes)
         self._log_sink = log_sink
+        self._derived_sink = derived_sink
 
     def apply_log_event(self, event: LogEvent, summary: RunSummary) -> None:
         summary.accepted += 1
         if self._log_sink is not None:
             self._log_sink(event)
-        apply_event(self.pipeline, self.store, event, summary.folded)
+        derived = apply_event(self.pipeline, self.store, event, summary.folded)
+        if self._derived_sink is not None:
+            for item in derived:
+                self._derived_sink(item)
 
     def run_lines(self, source_name: str, lines: Iterable[tuple[int, str]],
                   progress: ProgressCallback | None = None) -> RunSummary:
@@ -103,3 +110,21 @@ class EmbeddedRunner:
             pass
         return Ingestor.dead_letter(line.encode(), SourceRef(source, 0, number),
                                     f"{source}:{number}: {exc}", 0, shop_id)
+
+
+class EmbeddedLog:
+    """The canonical log of an embedded run, archived like the live one: each shop keeps
+    one partition (crc32 of its id, as a stable stand-in for Kafka's key hashing)."""
+
+    def __init__(self, writer: ArchiveWriter, codec: Codec, partitions: int) -> None:
+        self._writer, self._codec, self._partitions = writer, codec, partitions
+
+    def append(self, event: LogEvent) -> None:
+        partition = zlib.crc32(event.shop_id.encode()) % self._partitions
+        self._writer.append(partition, self._writer.next_offset(partition), event.occurred_at,
+                            event, self._codec.encode(event))
+        if self._writer.buffered >= 200_000:
+            self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.flush()

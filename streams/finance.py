@@ -68,6 +68,23 @@ class FinanceLedger:
         self._db.close()
 
 
+class EmbeddedPayer:
+    """The reference payer fed in-process by the embedded runner instead of from Kafka:
+    the same ledger decisions, with each payment also written to the `payouts` table."""
+
+    def __init__(self, ledger: FinanceLedger, codec: Codec,
+                 record_payout: Callable[[tuple[Any, ...]], None]) -> None:
+        self._ledger, self._codec, self._record = ledger, codec, record_payout
+
+    def offer(self, event: Any) -> None:
+        if not isinstance(event, RewardDue | RewardReversal):
+            return
+        outcome = self._ledger.handle(self._codec.encode(event), self._codec)
+        if outcome.action == "paid" and isinstance(event, RewardDue):
+            self._record((event.reward_id, event.shop_id, event.beneficiary_id,
+                          event.amount_minor, event.currency, event.due_at))
+
+
 def tail(consumer: Any, ledger: FinanceLedger, codec: Codec,
          report: Callable[[PaymentOutcome], None], idle_exit_s: float | None = None) -> int:
     """Consume until stopped (or idle for `idle_exit_s`); returns the number of conflicts."""
