@@ -140,6 +140,8 @@ def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bo
         consumer_max_fetch_size=16 * 1024 * 1024,
         stream_wait_empty=False,
         broker_commit_every=1000,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.session_timeout_s / 5,
         broker_commit_interval=1.0,
     )
     context = WorkerContext(settings, TopicNames.from_settings(settings), Codec(),

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
     checkpoint_interval_s: float = 2.0
+    # How fast the group notices a dead worker (kill -9) and moves its partitions.
+    session_timeout_s: float = 10.0
     tick_interval_s: float = 5.0
     rules_path: Path | None = None
 

@@ -52,6 +52,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "REFSTREAM_KNOWN_SHOPS": json.dumps(settings.known_shops),
         "REFSTREAM_TICK_INTERVAL_S": str(settings.tick_interval_s),
         "REFSTREAM_CHECKPOINT_INTERVAL_S": str(settings.checkpoint_interval_s),
+        "REFSTREAM_SESSION_TIMEOUT_S": str(settings.session_timeout_s),
     }
     return env
 
