@@ -40,7 +40,7 @@ fast: install
 	$(VENV)/bin/pytest -m "not integration and not slow and not failure" -q
 
 bench: install
-	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+	for b in bench/bench_*.py; do PYTHONPATH=. $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis out

@@ -268,6 +268,27 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_projector(args: argparse.Namespace) -> int:
+    import logging
+
+    import faust
+
+    from refstream.streams.projector import build_projector_app
+    from refstream.streams.topics import ensure_topics
+
+    logging.basicConfig(level=args.loglevel.upper())
+    settings = _settings(args)
+    ensure_topics(settings)
+    app = build_projector_app(settings, _rules(args.rules), Path(args.db),
+                              Path(args.snapshot) if args.snapshot else None, args.publish_every)
+    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, daemon=True)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return EXIT_OK
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from refstream.streams.worker import run_worker
 
@@ -574,6 +595,19 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--archive", help="also archive the canonical log to this directory")
     worker.add_argument("--loglevel", default="warning")
     worker.set_defaults(func=cmd_worker)
+
+    projector = sub.add_parser("projector", help="keep a DuckDB read model of the live topics",
+                               description="Consumes refstream.log and the derived topics into "
+                                           "--db (its own consumer group, the only writer) and "
+                                           "publishes a read-only copy to --snapshot for "
+                                           "analysts every --publish-every seconds.")
+    projector.add_argument("--db", required=True, help="the projector's own DuckDB file")
+    projector.add_argument("--snapshot", help="published read-only copy for analysts")
+    projector.add_argument("--publish-every", type=float, default=2.0)
+    projector.add_argument("--rules", help="rules YAML (for the campaigns table)")
+    projector.add_argument("--bootstrap")
+    projector.add_argument("--loglevel", default="warning")
+    projector.set_defaults(func=cmd_projector)
 
     archive = sub.add_parser("archive", help="copy the canonical log topic to the Parquet archive",
                              description="Appends refstream.log to the archive from where it "
