@@ -663,9 +663,11 @@ def build_parser() -> argparse.ArgumentParser:
     finance.add_argument("--quiet", action="store_true", help="print payments only")
     finance.set_defaults(func=cmd_finance_tail)
 
+    from refstream.streams.dlq import register_dlq_commands
     from refstream.streams.reporting import register_report_commands
 
     register_report_commands(sub)
+    register_dlq_commands(sub)
     return parser
 
 

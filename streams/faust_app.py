@@ -254,6 +254,10 @@ def _register_pipeline(app: faust.App, context: WorkerContext, rules: Rules) -> 
         started = time.perf_counter()
         await app.producer.flush()  # outputs first: a checkpoint never runs ahead of them
         runtime.checkpoint()
+        for partition, state in runtime.partitions.items():
+            highwater = app.consumer.highwater(TP(names.log, partition))
+            if highwater is not None:
+                metrics.lag.labels(str(partition)).set(max(0, highwater - state.gate.next_offset))
         metrics.checkpoint_seconds.observe(time.perf_counter() - started)
 
     @app.agent(log_topic, name="refstream.pipeline", concurrency=1)

@@ -28,7 +28,8 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     ensure_topics(settings)
     rules = None
     if not args.no_pipeline:
-        rules = load_rules(Path(args.rules) if args.rules else Path(default_rules_path()))
+        rules = load_rules(Path(args.rules) if args.rules
+                           else settings.rules_path or Path(default_rules_path()))
     metrics, health = WorkerMetrics(), Health()
     server = serve_http(metrics, health, settings.metrics_host, settings.metrics_port)
     log.warning("metrics on http://%s:%d/metrics", settings.metrics_host, server.server_port)

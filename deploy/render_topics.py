@@ -1,0 +1,75 @@
+"""Renders deploy/topics.yaml from the topic specs in code (`refstream.streams.topics`).
+
+The YAML is for people and GitOps tools; the code stays the source: `--check` fails when stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from refstream.streams.settings import Settings
+from refstream.streams.topics import TopicNames, topic_specs
+
+TOPICS_YAML = Path(__file__).with_name("topics.yaml")
+
+_HEADER = """\
+# Kafka topics of refstream, generated from refstream.streams.topics.topic_specs with the
+# default settings. Do not edit: change streams/topics.py, then run
+#   python -m refstream.deploy.render_topics
+# (tests/unit/test_deploy_artifacts.py fails while this file and the code disagree).
+# `refstream topics create` creates these with REFSTREAM_PARTITIONS partitions and
+# REFSTREAM_REPLICATION_FACTOR replicas (use 3 on a real cluster); prefixes follow
+# REFSTREAM_TOPIC_PREFIX and REFSTREAM_SHOP_TOPIC_PREFIX.
+"""
+
+
+def _default(field_name: str) -> Any:
+    # Field defaults, not Settings(): the file must not depend on who renders it where.
+    return Settings.model_fields[field_name].default
+
+
+def render_topics_yaml() -> str:
+    names = TopicNames(_default("shop_topic_prefix"), _default("topic_prefix"))
+    partitions: int = _default("partitions")
+    document = {
+        "defaults": {"partitions": partitions,
+                     "replication_factor": _default("replication_factor")},
+        "topics": [
+            {"name": spec.name, "partitions": spec.partitions, "purpose": spec.purpose,
+             "config": dict(sorted(spec.config.items()))}
+            for spec in topic_specs(names, partitions)
+        ],
+    }
+    return _HEADER + yaml.safe_dump(document, sort_keys=False, default_flow_style=False,
+                                    width=100)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m refstream.deploy.render_topics",
+        description="Write deploy/topics.yaml from the topic specs in streams/topics.py.")
+    parser.add_argument("--out", type=Path, default=TOPICS_YAML, help="file to write")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if the file differs from the code")
+    args = parser.parse_args(argv)
+    rendered = render_topics_yaml()
+    if args.check:
+        current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
+        if current != rendered:
+            print(f"{args.out} is stale; run python -m refstream.deploy.render_topics",
+                  file=sys.stderr)
+            return 1
+        print(f"{args.out} matches the topic specs")
+        return 0
+    args.out.write_text(rendered, encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
