@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from refstream.schemas.codec import Codec
@@ -216,11 +218,11 @@ class ArchiveReader:
 
     def read_partition_table(self, partition: int, with_payload: bool = False) -> pa.Table:
         columns = ARCHIVE_SCHEMA.names if with_payload else _DATA_COLUMNS
-        tables = [
-            pq.read_table(self.root / name, columns=columns)
-            for m in self.markers if m["partition"] == partition for name in m["files"]
-        ]
-        table = pa.concat_tables(tables)
+        files = [str(self.root / name)
+                 for m in self.markers if m["partition"] == partition for name in m["files"]]
+        # One dataset scan reads the many small per-shop-and-day files in parallel.
+        table = ds.dataset(files, format="parquet", schema=ARCHIVE_SCHEMA).to_table(
+            columns=columns)
         return table.sort_by([("offset", "ascending")])
 
     def iter_records(self, partition: int | None = None, with_payload: bool = False
@@ -237,16 +239,25 @@ class ArchiveReader:
 
 
 def _records(table: pa.Table, with_payload: bool) -> Iterator[ArchivedRecord]:
-    data = {name: table.column(name).to_pylist() for name in table.column_names}
-    event_types = data["event_type"]
-    payloads = data["payload"] if with_payload else None
-    columns_of = {t: [data[f] for f in names] for t, names in _EVENT_FIELDS.items()}
-    classes = LOG_EVENT_TYPES
-    for i, event_type in enumerate(event_types):
-        cls = classes.get(event_type)
-        event = cls(*[column[i] for column in columns_of[event_type]]) if cls else None
-        yield ArchivedRecord(data["partition"][i], data["offset"][i], data["log_timestamp"][i],
-                             event, payloads[i] if payloads is not None else b"")
+    events: list[LogEvent | None] = [None] * table.num_rows
+    # Build each event type column-wise (map over columns), then put events back in
+    # offset order by their row indices: several times faster than row by row.
+    for event_type, cls in LOG_EVENT_TYPES.items():
+        mask = pc.equal(table.column("event_type"), event_type)
+        rows = pc.indices_nonzero(mask).to_pylist()
+        if not rows:
+            continue
+        subset = table.filter(mask)
+        columns = [subset.column(name).to_pylist() for name in _EVENT_FIELDS[event_type]]
+        for row, event in zip(rows, map(cls, *columns), strict=True):
+            events[row] = event
+    partitions = table.column("partition").to_pylist()
+    offsets = table.column("offset").to_pylist()
+    stamps = table.column("log_timestamp").to_pylist()
+    payloads = table.column("payload").to_pylist() if with_payload else None
+    for i, event in enumerate(events):
+        yield ArchivedRecord(partitions[i], offsets[i], stamps[i], event,
+                             payloads[i] if payloads is not None else b"")
 
 
 def archive_log_records(writer: ArchiveWriter, codec: Codec,
