@@ -1,6 +1,7 @@
 """A real single-node Apache Kafka broker (KRaft, no ZooKeeper, no Docker) for dev and tests.
 
-Owns fetching the broker jars, generating server.properties and the JVM lifecycle.
+Owns fetching the broker jars, generating server.properties (plaintext, or TLS + SCRAM +
+ACLs in secure mode) and the JVM lifecycle.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -25,7 +27,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Final, Self
+from typing import Any, Final, Self
+
+try:
+    from refstream.deploy import security as broker_security
+except ModuleNotFoundError:  # run as a file by deploy/kafka.sh without the venv
+    import security as broker_security  # type: ignore[import-not-found, no-redef]
 
 KAFKA_VERSION: Final = "3.9.1"
 SCALA_VERSION: Final = "2.13"
@@ -38,10 +45,12 @@ _GENERATOR: Final = "refstream.deploy.kafka_launcher"
 
 DEFAULT_PORT: Final = 9092
 DEFAULT_CONTROLLER_PORT: Final = 9093
+DEFAULT_SASL_PORT: Final = 9094
 DEFAULT_HEAP: Final = "512m"
 
 ENV_PORT: Final = "KAFKA_PORT"
 ENV_CONTROLLER_PORT: Final = "KAFKA_CONTROLLER_PORT"
+ENV_SASL_PORT: Final = "KAFKA_SASL_PORT"
 ENV_DATA_DIR: Final = "REFSTREAM_KAFKA_DIR"
 ENV_JARS_DIR: Final = "REFSTREAM_KAFKA_JARS"
 ENV_HEAP: Final = "REFSTREAM_KAFKA_HEAP"
@@ -50,6 +59,10 @@ _PROPERTY_KEY: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _LISTENER_NAME: Final = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _HEAP: Final = re.compile(r"^[1-9][0-9]*[kKmMgG]?$")
 _PR_SET_PDEATHSIG: Final = 1
+# Listener names of secure mode; each doubles as the listener.name.<name>.* prefix.
+TLS_LISTENER: Final = "SSL"
+SASL_LISTENER: Final = "SASL_SSL"
+SECURITY_DIR: Final = "security"
 _CONTROL_ESCAPES: Final = MappingProxyType({"\n": "\\n", "\r": "\\r", "\t": "\\t", "\f": "\\f"})
 
 
@@ -119,6 +132,31 @@ class Listener:
     @property
     def url(self) -> str:
         return f"{self.name}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class SecureBroker:
+    """Secure mode: TLS on every listener, SCRAM-SHA-512 users, ACLs deny by default.
+
+    Listeners: SSL on LocalKafka.port (mutual TLS; also the inter-broker listener),
+    SASL_SSL on `sasl_port` (SCRAM-SHA-512 over TLS) and the controller on loopback
+    with mutual TLS as the broker. Each of `principals` gets a SCRAM user (created at
+    format time) and a client certificate; `broker` and `admin` are super users, every
+    other principal can do nothing until ACLs allow it (refstream acls apply).
+    """
+
+    sasl_port: int = DEFAULT_SASL_PORT
+    principals: tuple[str, ...] = broker_security.CLIENT_PRINCIPALS
+    cert_validity_days: int = broker_security.CERT_VALIDITY_DAYS
+
+    def __post_init__(self) -> None:
+        if not 0 < self.sasl_port < 65536:
+            raise LocalKafkaConfigError(f"SASL port {self.sasl_port} is out of range")
+        if broker_security.ADMIN_PRINCIPAL not in self.principals:
+            raise LocalKafkaConfigError(
+                f"principals {self.principals} must include {broker_security.ADMIN_PRINCIPAL!r}: "
+                "nobody could create topics or apply ACLs otherwise"
+            )
 
 
 def single_node_defaults() -> dict[str, str]:
@@ -360,8 +398,10 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def probe_metadata(host: str, port: int, timeout: float = 2.0) -> ClusterMetadata:
-    """One Metadata v4 round trip on a raw socket.
+def probe_metadata(
+    host: str, port: int, timeout: float = 2.0, ssl_context: ssl.SSLContext | None = None
+) -> ClusterMetadata:
+    """One Metadata v4 round trip on a raw socket (TLS-wrapped if `ssl_context` is given).
 
     Hand-rolled instead of kafka-python so the launcher stays stdlib-only (the
     shell wrapper may run it with a bare python3) and a probe costs milliseconds.
@@ -372,7 +412,10 @@ def probe_metadata(host: str, port: int, timeout: float = 2.0) -> ClusterMetadat
     request = struct.pack(">hhih", api_key, api_version, correlation_id, len(client_id))
     # Empty (not null) topic array: we want brokers and controller, not every topic.
     request += client_id + struct.pack(">ib", 0, 0)
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(socket.create_connection((host, port), timeout=timeout))
+        if ssl_context is not None:
+            sock = stack.enter_context(ssl_context.wrap_socket(sock, server_hostname=host))
         sock.sendall(struct.pack(">i", len(request)) + request)
         (size,) = struct.unpack(">i", _recv_exact(sock, 4))
         if not 0 < size <= 16 * 1024 * 1024:
@@ -463,7 +506,8 @@ class LocalKafka:
     """One combined broker+controller JVM on 127.0.0.1, all state under `data_dir`.
 
     Layout of data_dir: server.properties, log4j.properties, kafka.pid,
-    kafka.log (JVM stdout/stderr, appended across restarts) and data/ (log.dirs).
+    kafka.log (JVM stdout/stderr, appended across restarts) and data/ (log.dirs);
+    in secure mode also security/ (CA, certificates, credentials.json, clients/*.env).
     """
 
     port: int = DEFAULT_PORT
@@ -479,6 +523,8 @@ class LocalKafka:
     # For test sessions: a killed pytest must not leave a JVM behind (Linux only).
     die_with_parent: bool = False
     node_id: int = NODE_ID
+    # None: one PLAINTEXT listener, no authentication, no authorizer.
+    security: SecureBroker | None = None
 
     _process: subprocess.Popen[bytes] | None = field(
         default=None, init=False, repr=False, compare=False
@@ -491,7 +537,29 @@ class LocalKafka:
         self.jars_dir = Path(self.jars_dir).expanduser().resolve()
         if not _HEAP.match(self.heap):
             raise LocalKafkaConfigError(f"heap {self.heap!r} must look like 512m or 1g")
-        self.server_properties()  # fail fast on bad listeners/ports
+        self._listener_properties()  # fail fast on bad listeners/ports
+
+    @classmethod
+    def secure(
+        cls,
+        *,
+        port: int = DEFAULT_PORT,
+        sasl_port: int = DEFAULT_SASL_PORT,
+        controller_port: int = DEFAULT_CONTROLLER_PORT,
+        principals: Sequence[str] = broker_security.CLIENT_PRINCIPALS,
+        **options: Any,
+    ) -> Self:
+        """A broker in secure mode: mutual TLS on `port`, SCRAM over TLS on `sasl_port`.
+
+        `options` are the other LocalKafka fields (data_dir, heap, die_with_parent, ...).
+        """
+        broker = SecureBroker(sasl_port=sasl_port, principals=tuple(principals))
+        return cls(
+            port=port,
+            controller_port=controller_port,
+            security=broker,
+            **options,
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -511,7 +579,17 @@ class LocalKafka:
 
     @property
     def bootstrap(self) -> str:
+        """The client listener: PLAINTEXT, or mutual TLS (SSL) in secure mode."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        """The SCRAM-SHA-512 over TLS listener of secure mode."""
+        return f"{self.host}:{self._secure().sasl_port}"
+
+    @property
+    def security_dir(self) -> Path:
+        return self.data_dir / SECURITY_DIR
 
     @property
     def properties_file(self) -> Path:
@@ -535,25 +613,116 @@ class LocalKafka:
 
     @property
     def client_listener(self) -> Listener:
+        if self.security is not None:
+            return Listener(TLS_LISTENER, self.port, "SSL", self.host)
         return Listener("PLAINTEXT", self.port, "PLAINTEXT", self.host)
 
     @property
     def controller_listener(self) -> Listener:
-        return Listener("CONTROLLER", self.controller_port, "PLAINTEXT", self.host)
+        # Secure mode: a PLAINTEXT controller would see the broker as User:ANONYMOUS,
+        # which the authorizer then has to make a super user (anyone on the host could
+        # use it); mutual TLS makes the broker its own super user instead.
+        protocol = "PLAINTEXT" if self.security is None else "SSL"
+        return Listener("CONTROLLER", self.controller_port, protocol, self.host)
+
+    @property
+    def sasl_listener(self) -> Listener | None:
+        if self.security is None:
+            return None
+        return Listener(SASL_LISTENER, self.security.sasl_port, "SASL_SSL", self.host)
 
     def listeners(self) -> tuple[Listener, ...]:
         """Every listener, controller last (the order of `listeners=`)."""
-        return (self.client_listener, *self.extra_listeners, self.controller_listener)
+        return (self.client_listener, *self._advertised_extra(), self.controller_listener)
 
-    def server_properties(self) -> dict[str, str]:
+    def _advertised_extra(self) -> tuple[Listener, ...]:
+        sasl = self.sasl_listener
+        return self.extra_listeners if sasl is None else (sasl, *self.extra_listeners)
+
+    def _listener_properties(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         return broker_properties(
             node_id=self.node_id,
             client=self.client_listener,
             controller=self.controller_listener,
             log_dir=self.log_dirs,
-            extra_listeners=self.extra_listeners,
-            extra=self.extra_properties,
+            extra_listeners=self._advertised_extra(),
+            extra={**(extra or {}), **self.extra_properties},
         )
+
+    def server_properties(self) -> dict[str, str]:
+        """The complete server.properties; in secure mode after prepare() made the keys."""
+        if self.security is None:
+            return self._listener_properties()
+        sasl = self.sasl_listener
+        assert sasl is not None
+        return self._listener_properties(
+            broker_security.broker_security_properties(
+                self.security_material(), sasl_listener=sasl.name
+            )
+        )
+
+    # -- secure mode
+
+    def _secure(self) -> SecureBroker:
+        if self.security is None:
+            raise LocalKafkaConfigError(
+                f"the broker for {self.data_dir} runs without security; start it with "
+                "LocalKafka.secure(...) or deploy/kafka.sh start --secure"
+            )
+        return self.security
+
+    def security_material(self) -> broker_security.SecurityMaterial:
+        """CA, keystore and credentials of secure mode (made by prepare()/start())."""
+        self._secure()
+        return broker_security.load_material(self.security_dir)
+
+    def client_config(
+        self, principal: str, protocol: broker_security.ClientProtocol = "SASL_SSL"
+    ) -> dict[str, object]:
+        """kafka-python options (bootstrap_servers included) to connect as `principal`."""
+        bootstrap = self.sasl_bootstrap if protocol == "SASL_SSL" else self.bootstrap
+        return {
+            "bootstrap_servers": bootstrap,
+            **self.security_material().client_options(principal, protocol),
+        }
+
+    def client_env(
+        self, principal: str, protocol: broker_security.ClientProtocol = "SASL_SSL"
+    ) -> dict[str, str]:
+        """REFSTREAM_* variables that make a refstream process connect as `principal`."""
+        bootstrap = self.sasl_bootstrap if protocol == "SASL_SSL" else self.bootstrap
+        return self.security_material().client_env(principal, protocol, bootstrap)
+
+    def _probe_context(self) -> ssl.SSLContext | None:
+        if self.security is None:
+            return None
+        return self.security_material().broker_ssl_context()
+
+    def _provision(self) -> broker_security.SecurityMaterial:
+        broker = self._secure()
+        first_time = not (self.security_dir / broker_security.CREDENTIALS_FILE).is_file()
+        if first_time and self.cluster_id() is not None:
+            raise StorageFormatError(
+                f"{self.log_dirs} was formatted without --secure, so it has no SCRAM users; "
+                f"use another data dir or delete {self.data_dir} to start over in secure mode"
+            )
+        material = broker_security.provision(
+            self.security_dir,
+            broker.principals,
+            server_names=tuple(dict.fromkeys((self.host, "127.0.0.1", "localhost"))),
+            validity_days=broker.cert_validity_days,
+        )
+        material.write_env_files({"SASL_SSL": self.sasl_bootstrap, "SSL": self.bootstrap})
+        if not first_time and self.cluster_id() is not None:
+            registered = broker_security.registered_users(self.security_dir)
+            missing = sorted(set(material.principals) - registered)
+            if missing:
+                _log_info(
+                    f"SCRAM users {missing} were added after {self.log_dirs} was formatted and "
+                    "do not exist on the broker yet: create them with `refstream kafka-users "
+                    f"create NAME --local-broker {self.data_dir}` once it runs"
+                )
+        return material
 
     def cluster_id(self) -> str | None:
         """The id the storage was formatted with, None before the first format."""
@@ -602,7 +771,14 @@ class LocalKafka:
             str(self.properties_file),
         ]
 
-    def format_command(self, cluster_id: str) -> list[str]:
+    def format_command(
+        self, cluster_id: str, scram_users: Sequence[broker_security.ScramUser] = ()
+    ) -> list[str]:
+        # KRaft keeps SCRAM credentials in the metadata log; users added here exist from
+        # the first second, before any listener accepts a connection.
+        scram = [
+            arg for user in scram_users for arg in ("--add-scram", user.storage_tool_argument())
+        ]
         return [
             *self._java_base(),
             "kafka.tools.StorageTool",
@@ -612,6 +788,7 @@ class LocalKafka:
             "--config",
             str(self.properties_file),
             "--ignore-formatted",
+            *scram,
         ]
 
     # -- jars
@@ -705,8 +882,8 @@ class LocalKafka:
     def is_ready(self, timeout: float = 2.0) -> bool:
         """True if the broker answers a Metadata request as a registered member of our cluster."""
         try:
-            metadata = probe_metadata(self.host, self.port, timeout)
-        except (OSError, KafkaProtocolError):
+            metadata = probe_metadata(self.host, self.port, timeout, self._probe_context())
+        except (OSError, KafkaProtocolError, broker_security.SecuritySetupError):
             return False
         return self._accepts(metadata)
 
@@ -726,22 +903,29 @@ class LocalKafka:
     # -- lifecycle
 
     def prepare(self) -> str:
-        """Write the config files and format storage if needed; returns the cluster id."""
+        """Write the config files and format storage if needed; returns the cluster id.
+
+        In secure mode this first makes (or reuses) the CA, certificates and passwords.
+        """
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.properties_file.write_text(
-            render_properties(
-                self.server_properties(),
-                header=f"Generated by {_GENERATOR}; edits are overwritten on every start.",
-            ),
-            encoding="utf-8",
+        material = self._provision() if self.security is not None else None
+        text = render_properties(
+            self.server_properties(),
+            header=f"Generated by {_GENERATOR}; edits are overwritten on every start.",
         )
+        # Secure mode puts the keystore password in it: owner-only from the first byte.
+        descriptor = os.open(self.properties_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        self.properties_file.chmod(0o600)
         self.log4j_file.write_text(_LOG4J_PROPERTIES, encoding="utf-8")
         existing = self.cluster_id()
         if existing is not None:
             return existing
         cluster_id = new_cluster_id()
+        scram_users = material.credentials.scram_users() if material is not None else []
         result = subprocess.run(
-            self.format_command(cluster_id),
+            self.format_command(cluster_id, scram_users),
             capture_output=True,
             text=True,
             timeout=120,
@@ -752,11 +936,15 @@ class LocalKafka:
             raise StorageFormatError(
                 f"formatting KRaft storage in {self.log_dirs} failed (exit {result.returncode}); "
                 f"delete {self.data_dir} if it holds another cluster's data:\n"
-                f"{(result.stdout + result.stderr).strip()}"
+                # The tool dumps its whole KafkaConfig first; the cause is at the end.
+                + "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
             )
         formatted = self.cluster_id()
         if formatted is None:
             raise StorageFormatError(f"StorageTool wrote no meta.properties in {self.log_dirs}")
+        if material is not None:
+            names = [user.name for user in scram_users]
+            broker_security.record_registered_users(self.security_dir, names)
         return formatted
 
     def start(self, timeout: float = 60.0, *, detach: bool = False) -> Self:
@@ -818,6 +1006,7 @@ class LocalKafka:
         """Poll with Metadata requests until the broker answers; raise BrokerStartError if not."""
         deadline = time.monotonic() + timeout
         last = "nothing answered yet"
+        context = self._probe_context()
         while True:
             if self._process is not None and self._process.poll() is not None:
                 raise BrokerStartError(
@@ -831,7 +1020,9 @@ class LocalKafka:
                 )
             remaining = deadline - time.monotonic()
             try:
-                metadata = probe_metadata(self.host, self.port, min(2.0, max(remaining, 0.1)))
+                metadata = probe_metadata(
+                    self.host, self.port, min(2.0, max(remaining, 0.1)), context
+                )
             except (OSError, KafkaProtocolError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
             else:
@@ -954,6 +1145,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help=f"client (PLAINTEXT) port on 127.0.0.1 [${ENV_PORT}, default %(default)s]",
     )
     common.add_argument(
+        "--sasl-port",
+        type=int,
+        default=_env_port(env, ENV_SASL_PORT, DEFAULT_SASL_PORT),
+        help=f"SASL_SSL (SCRAM-SHA-512) port of --secure [${ENV_SASL_PORT}, default %(default)s]",
+    )
+    common.add_argument(
         "--controller-port",
         type=int,
         default=_env_port(env, ENV_CONTROLLER_PORT, DEFAULT_CONTROLLER_PORT),
@@ -998,7 +1195,8 @@ def _build_parser() -> argparse.ArgumentParser:
             "commands:\n"
             "  fetch   download the broker jars (skipped when present)\n"
             "  start   fetch if needed, format storage on first use, launch the broker in\n"
-            "          the background and return once it answers Metadata requests\n"
+            "          the background and return once it answers Metadata requests;\n"
+            "          --secure: TLS + SCRAM-SHA-512 + ACLs (see docs/security.md)\n"
             "  stop    SIGTERM the broker from the pid file, SIGKILL if it hangs\n"
             "  status  exit 0 = running and answering, 1 = process up but not answering,\n"
             "          3 = not running\n\n"
@@ -1013,6 +1211,16 @@ def _build_parser() -> argparse.ArgumentParser:
     start = commands.add_parser("start", parents=[common], help="start in the background")
     start.add_argument(
         "--timeout", type=float, default=90.0, help="seconds to wait for readiness [%(default)s]"
+    )
+    start.add_argument(
+        "--secure",
+        action="store_true",
+        help=(
+            "secure mode: mutual TLS on --port, SCRAM-SHA-512 over TLS on --sasl-port, "
+            "controller on mutual TLS, ACL authorizer denying by default; makes a local CA, "
+            "certificates and SCRAM users (admin, shop-producer, pipeline, finance, replay) "
+            "under DATA_DIR/security, with client env files in DATA_DIR/security/clients"
+        ),
     )
     stop = commands.add_parser("stop", parents=[common], help="stop the broker")
     stop.add_argument(
@@ -1032,6 +1240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="kafka: %(message)s", stream=sys.stderr)
     try:
+        secure = getattr(args, "secure", False)
         kafka = LocalKafka(
             port=args.port,
             controller_port=args.controller_port,
@@ -1039,9 +1248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             jars_dir=args.jars_dir,
             heap=args.heap,
             extra_properties=dict(args.properties),
+            security=SecureBroker(sasl_port=args.sasl_port) if secure else None,
         )
         return _run(kafka, args)
-    except (LocalKafkaError, OSError) as exc:
+    except (LocalKafkaError, broker_security.SecuritySetupError, OSError) as exc:
         print(f"kafka: error: {exc}", file=sys.stderr)
         return 2
 
@@ -1061,31 +1271,48 @@ def _run(kafka: LocalKafka, args: argparse.Namespace) -> int:
     if command == "start":
         if pid is not None:
             kafka.wait_ready(args.timeout)
-            print(f"already running: pid {pid}, bootstrap {kafka.bootstrap}")
+            print(f"already running: pid {pid}, {_endpoints(kafka)}")
             return 0
+        credentials = kafka.security_dir / broker_security.CREDENTIALS_FILE
+        if kafka.security is None and credentials.is_file() and kafka.cluster_id() is not None:
+            raise LocalKafkaConfigError(
+                f"{kafka.data_dir} holds a secure broker (it has {credentials}); start it "
+                "with --secure, or delete the directory for a plaintext broker"
+            )
         started = time.monotonic()
         kafka.start(args.timeout, detach=True)
         print(
-            f"started: pid {kafka.pid()}, bootstrap {kafka.bootstrap}, "
+            f"started: pid {kafka.pid()}, {_endpoints(kafka)}, "
             f"ready in {time.monotonic() - started:.1f}s, log {kafka.log_file}"
         )
+        if kafka.security is not None:
+            print(
+                f"client settings: {kafka.security_dir / broker_security.CLIENTS_DIR}/"
+                "<principal>.{sasl,tls}.env  (set -a; . FILE; set +a)"
+            )
         return 0
     # status
     if pid is None:
         print(f"not running (data dir {kafka.data_dir})")
         return 3
     if kafka.is_ready():
-        print(f"running: pid {pid}, bootstrap {kafka.bootstrap}")
+        print(f"running: pid {pid}, {_endpoints(kafka)}")
         return 0
     print(f"starting or unhealthy: pid {pid}, {kafka.bootstrap} does not answer yet")
     return 1
 
 
-def _as_running(kafka: LocalKafka) -> LocalKafka:
-    """`kafka` with the ports its data dir's running broker was started with.
+def _endpoints(kafka: LocalKafka) -> str:
+    if kafka.security is None:
+        return f"bootstrap {kafka.bootstrap}"
+    return f"bootstrap {kafka.sasl_bootstrap} (SASL_SSL, SCRAM-SHA-512), {kafka.bootstrap} (SSL)"
 
-    status/start from a shell without the KAFKA_PORT/... of the original start
-    must still probe the right port.
+
+def _as_running(kafka: LocalKafka) -> LocalKafka:
+    """`kafka` with the ports (and mode) its data dir's running broker was started with.
+
+    status/start from a shell without the KAFKA_PORT/... or --secure of the original
+    start must still probe the right port the right way.
     """
     try:
         saved = read_properties(kafka.properties_file)
@@ -1097,11 +1324,15 @@ def _as_running(kafka: LocalKafka) -> LocalKafka:
         port = address.rpartition(":")[2]
         if port.isdigit():
             ports[name] = int(port)
-    client = ports.get(kafka.client_listener.name)
+    sasl = ports.get(SASL_LISTENER)
+    secure = SecureBroker(sasl_port=sasl) if sasl is not None else None
+    client = ports.get(TLS_LISTENER if secure is not None else "PLAINTEXT")
     controller = ports.get(kafka.controller_listener.name)
     if client is None or controller is None:
         return kafka
-    return dataclasses.replace(kafka, port=client, controller_port=controller)
+    return dataclasses.replace(
+        kafka, port=client, controller_port=controller, security=secure
+    )
 
 
 if __name__ == "__main__":

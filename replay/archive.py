@@ -249,7 +249,8 @@ def _records(table: pa.Table, with_payload: bool) -> Iterator[ArchivedRecord]:
             continue
         subset = table.filter(mask)
         columns = [subset.column(name).to_pylist() for name in _EVENT_FIELDS[event_type]]
-        for row, event in zip(rows, map(cls, *columns), strict=True):
+        built: Iterator[LogEvent] = map(cls, *columns)
+        for row, event in zip(rows, built, strict=True):
             events[row] = event
     partitions = table.column("partition").to_pylist()
     offsets = table.column("offset").to_pylist()
