@@ -256,8 +256,8 @@ def _records(table: pa.Table, with_payload: bool) -> Iterator[ArchivedRecord]:
     offsets = table.column("offset").to_pylist()
     stamps = table.column("log_timestamp").to_pylist()
     payloads = table.column("payload").to_pylist() if with_payload else None
-    for i, event in enumerate(events):
-        yield ArchivedRecord(partitions[i], offsets[i], stamps[i], event,
+    for i, maybe_event in enumerate(events):
+        yield ArchivedRecord(partitions[i], offsets[i], stamps[i], maybe_event,
                              payloads[i] if payloads is not None else b"")
 
 
