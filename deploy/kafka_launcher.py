@@ -152,6 +152,13 @@ class SecureBroker:
     def __post_init__(self) -> None:
         if not 0 < self.sasl_port < 65536:
             raise LocalKafkaConfigError(f"SASL port {self.sasl_port} is out of range")
+        for principal in self.principals:
+            broker_security.check_principal(principal)
+        if broker_security.BROKER_PRINCIPAL in self.principals:
+            raise LocalKafkaConfigError(
+                f"{broker_security.BROKER_PRINCIPAL!r} is the broker's own identity; "
+                "leave it out of the client principals"
+            )
         if broker_security.ADMIN_PRINCIPAL not in self.principals:
             raise LocalKafkaConfigError(
                 f"principals {self.principals} must include {broker_security.ADMIN_PRINCIPAL!r}: "
@@ -653,11 +660,9 @@ class LocalKafka:
         """The complete server.properties; in secure mode after prepare() made the keys."""
         if self.security is None:
             return self._listener_properties()
-        sasl = self.sasl_listener
-        assert sasl is not None
         return self._listener_properties(
             broker_security.broker_security_properties(
-                self.security_material(), sasl_listener=sasl.name
+                self.security_material(), sasl_listener=SASL_LISTENER
             )
         )
 

@@ -67,7 +67,8 @@ def topic_records(bootstrap: str, topic: str, security: Mapping[str, Any] | None
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            raise FileNotFoundError(f"topic {topic} does not exist on {bootstrap}")
+            raise FileNotFoundError(f"topic {topic} does not exist on {bootstrap}, or this "
+                                    "principal may not describe it (refstream acls show)")
         for partition in sorted(partitions):
             tp = TopicPartition(topic, partition)
             consumer.assign([tp])

@@ -323,7 +323,8 @@ def cmd_archive(args: argparse.Namespace) -> int:
     try:
         partitions = sorted(consumer.partitions_for_topic(topic) or [])
         if not partitions:
-            raise RefstreamError(f"topic {topic} does not exist on {settings.kafka_bootstrap}")
+            raise RefstreamError(f"topic {topic} does not exist on {settings.kafka_bootstrap}, "
+                                 "or this principal may not describe it (refstream acls show)")
         with progress_bar(None, "rec", "archive") as advance:
             for partition in partitions:
                 tp = TopicPartition(topic, partition)
@@ -663,11 +664,13 @@ def build_parser() -> argparse.ArgumentParser:
     finance.add_argument("--quiet", action="store_true", help="print payments only")
     finance.set_defaults(func=cmd_finance_tail)
 
+    from refstream.deploy.acls import register_security_commands
     from refstream.streams.dlq import register_dlq_commands
     from refstream.streams.reporting import register_report_commands
 
     register_report_commands(sub)
     register_dlq_commands(sub)
+    register_security_commands(sub)
     return parser
 
 

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
         return self.pii_secret.get_secret_value().encode()
 
     def kafka_security(self) -> dict[str, object]:
-        """Client settings for kafka-python and aiokafka (they share these names)."""
+        """Client settings for kafka-python (faust/aiokafka get `broker_credentials`)."""
         options: dict[str, object] = {"security_protocol": self.security_protocol}
         if self.security_protocol.startswith("SASL"):
             options["sasl_mechanism"] = self.sasl_mechanism

@@ -100,7 +100,7 @@ def topic_specs(names: TopicNames, partitions: int) -> list[TopicSpec]:
 def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     """Create the missing topics; returns the names created."""
     from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    from kafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError
 
     admin = KafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -123,6 +123,8 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass  # another worker created it between list and create
+            except TopicAuthorizationFailedError:
+                pass  # with ACLs only the admin creates topics; hidden topics look missing
         return created
     finally:
         admin.close()
