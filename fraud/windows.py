@@ -1,0 +1,145 @@
+"""Sliding event-time windows over the facts of one entity (an IP hash, a device, a code).
+
+A window keeps only facts younger than its length, with running counts of distinct members
+per dimension, so a check costs O(facts expired) instead of a scan of history; a group
+forgets the windows of entities that went quiet, so memory follows recent activity only.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Final
+
+# (at, event id, members): one member per dimension, e.g. (referral_id,) or (visitor, source).
+# A plain tuple: windows add one per click with a code, and a NamedTuple costs 5x to build.
+WindowEntry = tuple[int, str, tuple[str, ...]]
+_AT: Final = 0
+_EVENT_ID: Final = 1
+_MEMBERS: Final = 2
+
+
+@dataclass(slots=True)
+class SlidingWindow:
+    """Facts within `length_ms` of the newest one; `open_flag_id` names a running episode.
+
+    Live facts are `entries[first:]`: expired ones are skipped by moving `first`, and the
+    list is compacted once more than half of it is dead, so a busy code (an influencer's,
+    thousands of uses a day) costs O(1) per fact instead of a list shift.
+    """
+
+    length_ms: int
+    entries: list[WindowEntry]
+    counts: list[dict[str, int]]
+    first: int = 0
+    open_flag_id: str | None = None
+
+    @classmethod
+    def empty(cls, length_ms: int, dimensions: int) -> SlidingWindow:
+        return cls(length_ms, [], [{} for _ in range(dimensions)])
+
+    @property
+    def size(self) -> int:
+        return len(self.entries) - self.first
+
+    def add(self, at: int, event_id: str, members: tuple[str, ...]) -> bool:
+        """Record a fact; True when its first member was not in the window yet.
+
+        Facts that slid out are forgotten first; if none is left, the episode is over.
+        """
+        entries = self.entries
+        if len(entries) > self.first:
+            newest = entries[-1][_AT]
+            if entries[self.first][_AT] <= (at if at > newest else newest) - self.length_ms:
+                self.prune(at if at > newest else newest)
+                if len(entries) == self.first:
+                    self.open_flag_id = None
+        counts = self.counts
+        key = members[0]
+        is_new = key not in counts[0]
+        if len(entries) == self.first or entries[-1][_AT] <= at:
+            entries.append((at, event_id, members))
+            late = False
+        else:
+            # A fact appended late goes before later ones (log order among equal times).
+            position = len(entries) - 1
+            while position > self.first and entries[position - 1][_AT] > at:
+                position -= 1
+            entries.insert(position, (at, event_id, members))
+            late = True
+        for count, member in zip(counts, members, strict=True):
+            count[member] = count.get(member, 0) + 1
+        if late:
+            self.prune(entries[-1][_AT])  # a late fact may already be out of the window
+        return is_new and key in counts[0]
+
+    def prune(self, now: int) -> None:
+        """Forget facts at or before `now - length_ms`: the window is (now - length, now]."""
+        horizon = now - self.length_ms
+        entries, first = self.entries, self.first
+        while first < len(entries) and entries[first][_AT] <= horizon:
+            for count, member in zip(self.counts, entries[first][_MEMBERS], strict=True):
+                remaining = count[member] - 1
+                if remaining:
+                    count[member] = remaining
+                else:
+                    del count[member]
+            first += 1
+        if first * 2 > len(entries):  # more than half dead: compact
+            del entries[:first]
+            first = 0
+        self.first = first
+
+    def distinct(self, dimension: int = 0) -> int:
+        return len(self.counts[dimension])
+
+    @property
+    def newest_at(self) -> int:
+        return self.entries[-1][_AT]
+
+    @property
+    def opening_event_id(self) -> str:
+        return self.entries[self.first][_EVENT_ID]
+
+    def evidence(self) -> tuple[str, ...]:
+        return tuple(sorted({e[_EVENT_ID] for e in self.entries[self.first:]}))
+
+    def members_in_order(self, dimension: int = 0) -> tuple[str, ...]:
+        """Distinct members, oldest fact first (deterministic: the log fixed this order)."""
+        return tuple(dict.fromkeys(e[_MEMBERS][dimension] for e in self.entries[self.first:]))
+
+
+@dataclass(slots=True)
+class WindowGroup:
+    """One signal's windows, one per entity, and when each entity's facts run out."""
+
+    length_ms: int
+    dimensions: int = 1
+    windows: dict[str, SlidingWindow] = field(default_factory=dict)
+    # (when the window may have run out, entity key): one per window, roughly in time order.
+    expiries: deque[tuple[int, str]] = field(default_factory=deque)
+
+    def add(self, key: str, at: int, event_id: str,
+            members: tuple[str, ...]) -> tuple[SlidingWindow, bool]:
+        """The entity's window with the fact added, and whether its first member is new."""
+        window = self.windows.get(key)
+        if window is None:
+            window = self.windows[key] = SlidingWindow.empty(self.length_ms, self.dimensions)
+            self.expiries.append((at + self.length_ms, key))
+        return window, window.add(at, event_id, members)
+
+    def sweep(self, now: int) -> None:
+        """Forget windows whose facts are all older than the window at `now`.
+
+        Each window has one entry in `expiries`; when it comes up, the window is either
+        empty (forgotten) or re-armed for when its newest fact runs out.
+        """
+        expiries, windows = self.expiries, self.windows
+        while expiries and expiries[0][0] <= now:
+            _, key = expiries.popleft()
+            window = windows[key]
+            window.prune(now)
+            if window.size:
+                expiries.append((window.newest_at + self.length_ms, key))
+            else:
+                del windows[key]

@@ -1,0 +1,326 @@
+"""The per-shop pipeline: attribution -> fraud -> rewards over the canonical log, with snapshots.
+
+It owns what every event shares: idempotence, stream time and timers, dispatch on event type
+and the order outputs come out in. The live pipeline and replay both call exactly this.
+
+Timer rule: when an event moves a shop's stream time to T, every timer with deadline <= T
+fires first, in (deadline, order the timers were set in) order, each stamped with its
+deadline; touches that no pending decision can use any more are then forgotten; then the
+event is applied, stamped T; last, any timer the event itself set with a deadline <= T (a
+late signup) fires, stamped T. Events that do not move stream time are stamped with it.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from typing import Any, Final
+
+from refstream.fraud import identity
+from refstream.fraud import signals as fraud
+from refstream.projections import attribution, referrals
+from refstream.projections.state import (
+    CHECKOUT_CODE,
+    DECIDE_ATTRIBUTION,
+    HOLD_PERIOD_ENDS,
+    SIGNUP_CODE,
+    Customer,
+    OrderFacts,
+    PendingDecision,
+    PipelineState,
+    Referral,
+    ShopState,
+    Touch,
+)
+from refstream.projections.step import Step
+from refstream.projections.timers import pop_due, schedule
+from refstream.rewards.rules import Rules
+from refstream.schemas.errors import RefstreamError
+from refstream.schemas.events import (
+    Click,
+    DerivedEvent,
+    LogEvent,
+    OrderPlaced,
+    OrderReturned,
+    ReviewDecided,
+    Share,
+    Signup,
+    Tick,
+)
+from refstream.schemas.ids import event_key
+
+SNAPSHOT_FORMAT: Final = 1
+# Sources of a code use, for the broadcasting signal (clicks use their utm_source).
+TYPED_SOURCE: Final = "typed"
+NO_SOURCE: Final = "(none)"
+
+Handler = Callable[[Step, Any], None]
+# A natural-key check: False when the event repeats an order or return already applied.
+Claim = Callable[[ShopState, Any], bool]
+TimerHandler = Callable[[Step, str], None]
+
+
+class SnapshotError(RefstreamError):
+    """A snapshot this pipeline cannot continue from (other format or rules version)."""
+
+
+class Pipeline:
+    """attribution -> fraud -> rewards for every shop of a log partition; one per partition."""
+
+    __slots__ = ("_routes", "_timer_handlers", "rules", "signals", "state")
+
+    def __init__(self, rules: Rules, state: PipelineState | None = None) -> None:
+        self.rules = rules
+        self.signals = fraud.FraudSignals.from_rules(rules)
+        self.state = state if state is not None else PipelineState()
+        # Event type -> (handler, natural-key check): a second order with the same order id
+        # is the same order, whatever its event id.
+        self._routes: dict[type, tuple[Handler, Claim | None]] = {
+            Share: (self._on_share, None),
+            Click: (self._on_click, None),
+            Signup: (self._on_signup, _claim_signup),
+            OrderPlaced: (self._on_order, _claim_order),
+            OrderReturned: (self._on_return, _claim_return),
+            ReviewDecided: (self._on_review, None),
+        }
+        self._timer_handlers: dict[int, TimerHandler] = {
+            DECIDE_ATTRIBUTION: self._decide,
+            HOLD_PERIOD_ENDS: self._hold_period_ends,
+        }
+
+    # ------------------------------------------------------------------------- public
+
+    def apply(self, event: LogEvent) -> list[DerivedEvent]:
+        """Fold one log event; the derived events, in a deterministic order ([] if a repeat)."""
+        route = self._routes.get(type(event))
+        if route is None and type(event) is not Tick:
+            raise TypeError(f"the pipeline does not apply {type(event).__name__} events; "
+                            "it folds the canonical log's events only")
+        shops = self.state.shops
+        shop = shops.get(event.shop_id)
+        if shop is None:
+            shop = shops[event.shop_id] = ShopState.empty(event.shop_id, self.signals)
+        if route is None:
+            return self._advance_only(shop, event.occurred_at)  # a Tick moves time only
+        handler, claim = route
+        key = event_key(event.event_id)
+        if key in shop.seen_events:
+            return []
+        if claim is not None and not claim(shop, event):
+            return []
+        shop.seen_events[key] = None
+        at = event.occurred_at
+        previous = shop.stream_time
+        step = Step(shop, self.rules, self.signals, at if previous is None else previous, [])
+        timers = shop.timers
+        if previous is None or at > previous:
+            shop.stream_time = at
+            if timers and timers[0][0] <= at:
+                self._fire(step, at)
+            step.now = at
+            expiries = shop.touch_expiries
+            if expiries and expiries[0][0] <= at:
+                attribution.expire_touches(shop, self.rules, at)
+        handler(step, event)
+        if timers and timers[0][0] <= step.now:
+            self._fire(step, step.now)
+        return step.out
+
+    def stream_time(self, shop_id: str) -> int | None:
+        """The largest event time seen in the shop's log, or None for an unseen shop."""
+        shop = self.state.shops.get(shop_id)
+        return shop.stream_time if shop is not None else None
+
+    def snapshot(self) -> bytes:
+        """The whole state, to continue later with `Pipeline.restore` under the same rules."""
+        return pickle.dumps((SNAPSHOT_FORMAT, self.rules.version, self.state),
+                            protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def restore(cls, rules: Rules, data: bytes) -> Pipeline:
+        """A pipeline continuing from `snapshot()` bytes taken under the same rules version."""
+        try:
+            loaded = pickle.loads(data)  # our own checkpoint bytes, never foreign input
+        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
+            raise SnapshotError(f"unreadable pipeline snapshot: {exc!r}") from exc
+        if not (isinstance(loaded, tuple) and len(loaded) == 3):
+            raise SnapshotError("not a refstream pipeline snapshot")
+        fmt, version, state = loaded
+        if fmt != SNAPSHOT_FORMAT or not isinstance(state, PipelineState):
+            raise SnapshotError(f"snapshot format {fmt!r}; this refstream reads {SNAPSHOT_FORMAT}")
+        if version != rules.version:
+            raise SnapshotError(
+                f"snapshot was taken under rules {version!r}, not {rules.version!r}: state of "
+                "one rules version cannot continue under another; replay the log from offset 0")
+        return cls(rules, state)
+
+    # --------------------------------------------------------------------------- time
+
+    def _advance_only(self, shop: ShopState, at: int) -> list[DerivedEvent]:
+        previous = shop.stream_time
+        if previous is not None and at <= previous:
+            return []
+        shop.stream_time = at
+        step = Step(shop, self.rules, self.signals, at if previous is None else previous, [])
+        self._fire(step, at)
+        attribution.expire_touches(shop, self.rules, at)
+        return step.out
+
+    def _fire(self, step: Step, upto: int) -> None:
+        """Fire timers due by `upto`; each is stamped with its deadline, never going back."""
+        shop = step.shop
+        while (timer := pop_due(shop, upto)) is not None:
+            deadline, _, kind, key = timer
+            step.now = max(step.now, deadline)
+            self._timer_handlers[kind](step, key)
+
+    def _decide(self, step: Step, customer_id: str) -> None:
+        customer = step.shop.customers.get(customer_id)
+        if customer is None or customer.pending is None:
+            return
+        pending, customer.pending = customer.pending, None
+        referral = attribution.decide(step, customer, pending)
+        if referral is None:
+            return
+        self._after_attribution(step, referral, customer, customer.converted_at)
+        for order in pending.orders:
+            referrals.referee_ordered(step, referral, customer, order)
+
+    def _hold_period_ends(self, step: Step, referral_id: str) -> None:
+        referrals.hold_period_ended(step, referral_id)
+
+    # ------------------------------------------------------------------------ handlers
+
+    def _on_share(self, step: Step, event: Share) -> None:
+        attribution.register_code(step.shop, event)
+
+    def _on_click(self, step: Step, event: Click) -> None:
+        attribution.record_click(step.shop, self.rules, event)
+        code = event.referral_code
+        if code and code in step.shop.codes:
+            self._code_used(step, code, event.visitor_id, event.utm_source or NO_SOURCE, event)
+
+    def _on_signup(self, step: Step, event: Signup) -> None:
+        shop = step.shop
+        customer = shop.customers.get(event.customer_id)
+        if customer is None:
+            customer = self._new_customer(shop, event)
+        customer.signed_up = True
+        _remember(customer, identity.EMAIL, event.email_hash, event.event_id)
+        _remember(customer, identity.DEVICE, event.device_id, event.event_id)
+        if event.visitor_id:
+            shop.visitor_customers[event.visitor_id] = event.customer_id
+        if event.referral_code:
+            touch = Touch(event.occurred_at, event.event_id, event.referral_code, None,
+                          SIGNUP_CODE)
+            self._typed(step, customer, touch, customer.orders, event)
+
+    def _on_order(self, step: Step, event: OrderPlaced) -> None:
+        shop = step.shop
+        customer = shop.customers.get(event.customer_id)
+        if customer is None:
+            # Ordering without ever signing up in the log: a customer from before the log
+            # began, i.e. an existing customer. Nothing to attribute.
+            customer = Customer(event.customer_id, event.event_id, event.occurred_at,
+                                event.visitor_id, event.ip_hash, event.device_id,
+                                signed_up=False, existed_before_log=True)
+            shop.customers[event.customer_id] = customer
+        at = event.occurred_at
+        customer.orders += 1
+        if customer.first_order_at is None or at < customer.first_order_at:
+            customer.first_order_at = at
+        _remember(customer, identity.DEVICE, event.device_id, event.event_id)
+        _remember(customer, identity.PAYMENT, event.payment_hash, event.event_id)
+        _remember(customer, identity.SHIPPING, event.shipping_hash, event.event_id)
+        if event.visitor_id:
+            shop.visitor_customers[event.visitor_id] = event.customer_id
+        if event.discount_code:
+            touch = Touch(at, event.event_id, event.discount_code, None, CHECKOUT_CODE)
+            self._typed(step, customer, touch, customer.orders - 1, event)
+        if customer.pending is not None:
+            customer.pending.orders.append(_order_facts(event, customer.orders))
+            return
+        if customer.referral_id is not None:
+            referral = shop.referrals[customer.referral_id]
+            referrals.referee_ordered(step, referral, customer,
+                                      _order_facts(event, customer.orders))
+
+    def _on_return(self, step: Step, event: OrderReturned) -> None:
+        referrals.order_returned(step, event)
+
+    def _on_review(self, step: Step, event: ReviewDecided) -> None:
+        referrals.review(step, event)
+
+    # ------------------------------------------------------------------------- helpers
+
+    def _new_customer(self, shop: ShopState, event: Signup) -> Customer:
+        """A customer signing up; their attribution waits for the grace period."""
+        customer = Customer(event.customer_id, event.event_id, event.occurred_at,
+                            event.visitor_id, event.ip_hash, event.device_id,
+                            signed_up=True, pending=PendingDecision())
+        shop.customers[event.customer_id] = customer
+        schedule(shop, event.occurred_at + self.rules.attribution.grace_period_ms,
+                 DECIDE_ATTRIBUTION, event.customer_id)
+        return customer
+
+    def _typed(self, step: Step, customer: Customer, touch: Touch, orders_before: int,
+               event: Signup | OrderPlaced) -> None:
+        """A code typed at signup or checkout: a code use, and a touch (now or for later)."""
+        code = touch.code or ""
+        if code in step.shop.codes:
+            self._code_used(step, code, event.visitor_id or customer.customer_id, TYPED_SOURCE,
+                            event)
+        if customer.pending is not None:
+            customer.pending.typed_codes.append(touch)
+            return
+        referral = attribution.typed_code_later(step, customer, touch, orders_before)
+        if referral is not None:
+            self._after_attribution(step, referral, customer, touch.at)
+
+    def _after_attribution(self, step: Step, referral: Referral, customer: Customer,
+                           at: int) -> None:
+        """Fraud first; then, if referrals qualify at signup, qualification right away."""
+        referrals.check_attributed(step, referral, customer)
+        if self.rules.qualification.trigger == "signup" and referrals.awaits_qualification(
+                referral):
+            referrals.qualify(step, referral, None, at)
+
+    def _code_used(self, step: Step, code: str, visitor: str, source: str,
+                   event: LogEvent) -> None:
+        verdicts = fraud.code_used(step.shop.fraud, self.signals, step.now, code=code,
+                                   visitor=visitor, source=source, at=event.occurred_at,
+                                   event_id=event.event_id)
+        if verdicts:
+            referrals.apply_verdicts(step, verdicts)
+
+
+def _order_facts(event: OrderPlaced, number: int) -> OrderFacts:
+    return OrderFacts(event.order_id, event.event_id, event.occurred_at, event.amount_minor,
+                      event.currency, number, event.payment_hash, event.shipping_hash,
+                      event.device_id)
+
+
+def _remember(customer: Customer, kind: str, value: str | None, event_id: str) -> None:
+    """Keep the first event that showed an identifier (the evidence of a later match)."""
+    customer.identity = identity.remember(customer.identity, kind, value, event_id)
+
+
+def _claim_signup(shop: ShopState, event: Signup) -> bool:
+    customer = shop.customers.get(event.customer_id)
+    return customer is None or not customer.signed_up
+
+
+def _claim_order(shop: ShopState, event: OrderPlaced) -> bool:
+    key = event_key(event.order_id)
+    if key in shop.seen_orders:
+        return False
+    shop.seen_orders[key] = None
+    return True
+
+
+def _claim_return(shop: ShopState, event: OrderReturned) -> bool:
+    key = event_key(event.return_id)
+    if key in shop.seen_returns:
+        return False
+    shop.seen_returns[key] = None
+    return True
