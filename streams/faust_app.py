@@ -22,7 +22,7 @@ from faust.types.auth import AuthProtocol
 from refstream.replay.archive import ArchiveWriter, archive_log_records
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
-from refstream.schemas.events import FraudFlag, RewardDue, Tick
+from refstream.schemas.events import FraudFlag, LogEvent, RewardDue, Tick
 from refstream.schemas.privacy import Pseudonymiser
 from refstream.streams.checkpoint import CheckpointStore
 from refstream.streams.ingest import Accepted, Duplicate, Ingestor, Rejected, SourceRef
@@ -187,23 +187,30 @@ def _register_ingest(app: faust.App, context: WorkerContext) -> None:
     quiet = QuietShops()
 
     # Concurrency 1: one ordered stream per partition, so the log keeps the shops' order.
+    # Ingest reads the shop topics independently, so a shop's signup and order can reach it
+    # in either order; each batch is appended in event-time order (stable: ties keep their
+    # arrival order) so the log is as close to the shop's real sequence as the batch allows.
     @app.agent(source, name="refstream.ingest", concurrency=1)
     async def ingest(stream: Any) -> None:
-        async for batch in stream.take_events(2000, within=0.05):
+        async for batch in stream.take_events(2000, within=settings.ingest_batch_s):
+            accepted: list[tuple[LogEvent, int]] = []
             for event in batch:
-                await _ingest_one(event.message)
+                await _ingest_one(event.message, accepted)
+            accepted.sort(key=lambda item: item[0].occurred_at)
+            now = time.time()
+            for log_event, partition in accepted:
+                quiet.saw(log_event.shop_id, log_event.occurred_at, now, partition)
+                await send(app, names.log, log_event.shop_id.encode(), codec.encode(log_event))
+                metrics.events_out.labels(names.log).inc()
 
-    async def _ingest_one(message: Any) -> None:
+    async def _ingest_one(message: Any, accepted: list[tuple[LogEvent, int]]) -> None:
         ref = SourceRef(message.topic, message.partition, message.offset)
-        now = time.time()
         outcome = ingestor.accept(message.value, ref, names.event_type_of(message.topic),
-                                  now_ms=int(now * 1000))
+                                  now_ms=int(time.time() * 1000))
         metrics.events_in.labels(message.topic).inc()
         match outcome:
             case Accepted(log_event):
-                quiet.saw(log_event.shop_id, log_event.occurred_at, now, message.partition)
-                await send(app, names.log, log_event.shop_id.encode(), codec.encode(log_event))
-                metrics.events_out.labels(names.log).inc()
+                accepted.append((log_event, message.partition))
             case Duplicate():
                 metrics.duplicates.inc()
             case Rejected(dead_letter):
@@ -212,8 +219,6 @@ def _register_ingest(app: faust.App, context: WorkerContext) -> None:
                             ref.offset, dead_letter.error[:300])
                 await send(app, names.dlq, message.key, codec.encode(dead_letter))
 
-    # A quiet shop's timers (grace, hold) must still fire, and fire identically in replay:
-    # so stream time advances through the log itself, by a Tick this worker appends.
     if settings.tick_interval_s <= 0:
         return  # backfills switch ticks off, so history is not stamped with today's time
 

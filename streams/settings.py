@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     # How fast the group notices a dead worker (kill -9) and moves its partitions.
     session_timeout_s: float = 10.0
     tick_interval_s: float = 5.0
+    # Ingest appends each batch it consumed within this window in event-time order.
+    ingest_batch_s: float = 0.25
     rules_path: Path | None = None
 
     def pii_secret_bytes(self) -> bytes:

@@ -57,12 +57,14 @@ def test_funnel_says_no_payouts_and_never_invents_them(conn: duckdb.DuckDBPyConn
 
 def test_funnel_reads_payouts_when_finance_records_them(sample_db: Path) -> None:
     writer = duckdb.connect(str(sample_db))
-    writer.execute("CREATE TABLE payouts (reward_id VARCHAR PRIMARY KEY, shop_id VARCHAR, "
-                   "paid_at TIMESTAMPTZ, amount_minor BIGINT, currency VARCHAR)")
+    # The read model has the (empty) payouts table the finance payer fills.
     # Both rewards of referral n01 were paid: one referral reaches "paid".
-    writer.execute("INSERT INTO payouts VALUES "
-                   "('rw-n01-ref', 'shop-a', TIMESTAMPTZ '2026-03-20 00:00:00+00', 1000, 'EUR'),"
-                   "('rw-n01-ree', 'shop-a', TIMESTAMPTZ '2026-03-20 00:00:00+00', 500, 'EUR')")
+    writer.execute("INSERT INTO payouts (reward_id, shop_id, beneficiary_id, amount_minor, "
+                   "currency, paid_at) VALUES "
+                   "('rw-n01-ref', 'shop-a', 'r1', 1000, 'EUR', "
+                   "TIMESTAMPTZ '2026-03-20 00:00:00+00'),"
+                   "('rw-n01-ree', 'shop-a', 'n01', 500, 'EUR', "
+                   "TIMESTAMPTZ '2026-03-20 00:00:00+00')")
     report = run_report(writer, "funnel")
     writer.close()
     paid = {r["shop_id"]: r for r in report.records() if r["step"] == "paid"}
