@@ -88,6 +88,8 @@ class PartitionState:
     pipeline: Pipeline
     gate: OffsetGate = field(default_factory=OffsetGate)
     dirty: bool = False
+    # Offsets below this are re-applied silently: state catches up, nothing is re-emitted.
+    silent_until: int = 0
 
 
 def route(names: TopicNames, codec: Codec, event: Any) -> Output:
@@ -126,6 +128,14 @@ class PipelineRuntime:
             cp = self.store.load(self.names.log, partition)
             if cp is None:
                 state = PartitionState(Pipeline(self.rules))
+            elif cp.rules_version != self.rules.version:
+                # A rules rollout: history was settled by `replay` + `diff --apply`, so the
+                # state is rebuilt under the new rules without emitting anything up to the
+                # checkpoint; from there on the new rules decide live.
+                log.warning("partition %d: checkpoint of rules %s, running %s; rebuilding "
+                            "state from offset 0 silently up to %d", partition,
+                            cp.rules_version, self.rules.version, cp.next_offset)
+                state = PartitionState(Pipeline(self.rules), silent_until=cp.next_offset)
             else:
                 state = PartitionState(Pipeline.restore(self.rules, cp.state),
                                        OffsetGate(cp.next_offset))
@@ -143,6 +153,8 @@ class PipelineRuntime:
             log.error("partition %d offset %d: not a log event, passed over", partition, offset)
             return Applied([], None)
         derived = state.pipeline.apply(event)
+        if offset < state.silent_until:
+            return Applied([], event)
         return Applied([route(self.names, self.codec, d) for d in derived], event)
 
     def checkpoint(self) -> int:
