@@ -147,11 +147,16 @@ def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
 
 
 def run_latency(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
-                rate: float) -> tuple[float, float, int]:
-    settings = isolated_settings(bootstrap, tmp / "latency", tick_interval_s=0)
+                rate: float, split: bool) -> tuple[float, float, int]:
+    settings = isolated_settings(bootstrap, tmp / f"latency-{split}", tick_interval_s=0)
     names = TopicNames.from_settings(settings)
     ensure_topics(settings)
-    worker = WorkerProcess(settings).start()
+    ingest = None
+    if split:  # ingest in its own process and consumer group; the worker runs the pipeline
+        ingest = WorkerProcess(settings.model_copy(update={
+            "app_id": settings.app_id + "-ingest", "data_dir": tmp / "ingest"}),
+            ["--no-pipeline"]).start()
+    worker = WorkerProcess(settings, ["--no-ingest"] if split else []).start()
     try:
         publish(settings, names, events, rate=rate)
         deadline = time.monotonic() + 120
@@ -161,6 +166,8 @@ def run_latency(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]
         text = worker.metrics()
     finally:
         worker.stop()
+        if ingest is not None:
+            ingest.stop()
     name = "refstream_processing_latency_seconds"
     return (histogram_quantile(text, name, 0.5), histogram_quantile(text, name, 0.99),
             int(metric(text, f"{name}_count")))
@@ -196,10 +203,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{mode:10} {eps:12,.0f} {raw:15,.0f} {eps / raw:7.2f}")
             if args.only in (None, "latency"):
                 count = int(args.rate * args.latency_seconds)
-                p50, p99, samples = run_latency(bootstrap, tmp, events[:count], args.rate)
-                print(f"\nlatency at {args.rate:,.0f} events/s for {args.latency_seconds:.0f}s "
-                      f"(append to refstream.log -> derived event sent, {samples:,} samples): "
-                      f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
+                for split in (False, True):
+                    p50, p99, samples = run_latency(bootstrap, tmp, events[:count], args.rate,
+                                                    split)
+                    layout = ("ingest and pipeline in separate processes" if split
+                              else "one worker process")
+                    print(f"\nlatency at {args.rate:,.0f} events/s for "
+                          f"{args.latency_seconds:.0f}s, {layout} (append to refstream.log -> "
+                          f"derived event sent, {samples:,} samples): "
+                          f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
         finally:
             if broker is not None:
                 broker.stop()
