@@ -23,6 +23,7 @@ from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
 from refstream.schemas.privacy import Pseudonymiser
+from refstream.streams.cli import tune_garbage_collector
 from refstream.streams.synthetic import events_for_target, iter_shop_events
 
 PARTITIONS = 6
@@ -48,8 +49,9 @@ def build_archive(root: Path, target: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_garbage_collector()  # as the `refstream` command does
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=1_050_000)
     parser.add_argument("--archive", help="reuse (or create) this archive directory")
     args = parser.parse_args(argv)
     rules = load_rules(default_rules_path())
