@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any, Final
 
 from refstream.fraud import identity
@@ -24,6 +25,7 @@ from refstream.projections.state import (
     DECIDE_ATTRIBUTION,
     HOLD_PERIOD_ENDS,
     SIGNUP_CODE,
+    SIGNUP_GRACE_ENDS,
     Customer,
     OrderFacts,
     PendingDecision,
@@ -86,6 +88,7 @@ class Pipeline:
         self._timer_handlers: dict[int, TimerHandler] = {
             DECIDE_ATTRIBUTION: self._decide,
             HOLD_PERIOD_ENDS: self._hold_period_ends,
+            SIGNUP_GRACE_ENDS: self._signup_grace_ends,
         }
 
     # ------------------------------------------------------------------------- public
@@ -176,15 +179,41 @@ class Pipeline:
 
     def _decide(self, step: Step, customer_id: str) -> None:
         customer = step.shop.customers.get(customer_id)
-        if customer is None or customer.pending is None:
+        if customer is None or customer.pending is None or not customer.signed_up:
             return
         pending, customer.pending = customer.pending, None
         referral = attribution.decide(step, customer, pending)
         if referral is None:
             return
         self._after_attribution(step, referral, customer, customer.converted_at)
-        for order in pending.orders:
+        for order in _in_time_order(pending.orders):
             referrals.referee_ordered(step, referral, customer, order)
+
+    def _signup_grace_ends(self, step: Step, customer_id: str) -> None:
+        customer = step.shop.customers.get(customer_id)
+        if customer is not None and customer.awaiting_signup:
+            self._existed_before_log(step, customer)
+
+    def _existed_before_log(self, step: Step, customer: Customer) -> None:
+        """No signup precedes the customer's first order: they are from before the log.
+
+        Nothing is decided for them. Their held-back orders and typed codes now go through in
+        time order, as they would have had they been appended in time order: an existing
+        customer's orders and codes are taken as they come.
+        """
+        pending, customer.pending = customer.pending or PendingDecision(), None
+        customer.existed_before_log = True
+        checkout = {t.event_id: t for t in pending.typed_codes if t.kind == CHECKOUT_CODE}
+        # At most one: a customer signs up once. At or before an order at the same time.
+        signup_codes = [t for t in pending.typed_codes if t.kind != CHECKOUT_CODE]
+        done = 0
+        for order in _in_time_order(pending.orders):
+            while signup_codes and signup_codes[0].at <= order.at:
+                self._typed_later(step, customer, signup_codes.pop(0), done)
+            self._ordered(step, customer, checkout.get(order.event_id), order)
+            done += 1
+        for touch in signup_codes:
+            self._typed_later(step, customer, touch, done)
 
     def _hold_period_ends(self, step: Step, referral_id: str) -> None:
         referrals.hold_period_ended(step, referral_id)
@@ -205,6 +234,14 @@ class Pipeline:
         customer = shop.customers.get(event.customer_id)
         if customer is None:
             customer = self._new_customer(shop, event)
+        elif customer.awaiting_signup:
+            first_order_at = customer.first_order_at  # set: they were first seen ordering
+            if first_order_at is None or event.occurred_at <= first_order_at:
+                # Appended after orders it precedes: a new customer whose orders came later.
+                self._signed_up_before_ordering(shop, customer, event)
+            else:
+                # They ordered before signing up, as a customer from before the log does.
+                self._existed_before_log(step, customer)
         customer.signed_up = True
         _remember(customer, identity.EMAIL, event.email_hash, event.event_id)
         _remember(customer, identity.DEVICE, event.device_id, event.event_id)
@@ -219,12 +256,7 @@ class Pipeline:
         shop = step.shop
         customer = shop.customers.get(event.customer_id)
         if customer is None:
-            # Ordering without ever signing up in the log: a customer from before the log
-            # began, i.e. an existing customer. Nothing to attribute.
-            customer = Customer(event.customer_id, event.event_id, event.occurred_at,
-                                event.visitor_id, event.ip_hash, event.device_id,
-                                signed_up=False, existed_before_log=True)
-            shop.customers[event.customer_id] = customer
+            customer = self._first_seen_ordering(shop, event)
         at = event.occurred_at
         customer.orders += 1
         if customer.first_order_at is None or at < customer.first_order_at:
@@ -234,16 +266,21 @@ class Pipeline:
         _remember(customer, identity.SHIPPING, event.shipping_hash, event.event_id)
         if event.visitor_id:
             shop.visitor_customers[event.visitor_id] = event.customer_id
+        order = _order_facts(event, customer.orders)
+        touch = None
         if event.discount_code:
             touch = Touch(at, event.event_id, event.discount_code, None, CHECKOUT_CODE)
-            self._typed(step, customer, touch, customer.orders - 1, event)
+            self._code_use_typed(step, customer, touch.code, event)
         if customer.pending is not None:
-            customer.pending.orders.append(_order_facts(event, customer.orders))
+            if touch is not None:
+                customer.pending.typed_codes.append(touch)
+            customer.pending.orders.append(order)
+            if customer.signed_up and at < customer.converted_at:
+                # A signup appended before an earlier order: they ordered before signing
+                # up, so they are an existing customer, as in time order (see _on_signup).
+                self._existed_before_log(step, customer)
             return
-        if customer.referral_id is not None:
-            referral = shop.referrals[customer.referral_id]
-            referrals.referee_ordered(step, referral, customer,
-                                      _order_facts(event, customer.orders))
+        self._ordered(step, customer, touch, order)
 
     def _on_return(self, step: Step, event: OrderReturned) -> None:
         referrals.order_returned(step, event)
@@ -252,6 +289,42 @@ class Pipeline:
         referrals.review(step, event)
 
     # ------------------------------------------------------------------------- helpers
+
+    def _ordered(self, step: Step, customer: Customer, touch: Touch | None,
+                 order: OrderFacts) -> None:
+        """An order of a customer whose attribution is decided: its code, then the order."""
+        if touch is not None:
+            self._typed_later(step, customer, touch, order.number - 1)
+        if customer.referral_id is not None:
+            referral = step.shop.referrals[customer.referral_id]
+            referrals.referee_ordered(step, referral, customer, order)
+
+    def _first_seen_ordering(self, shop: ShopState, event: OrderPlaced) -> Customer:
+        """A customer's first order, with no signup yet.
+
+        Most likely a customer from before the log began; but the shop's topics are read
+        independently, so their signup may still be appended a little later with an earlier
+        time. Their orders wait, like a new customer's, for a grace period after this one.
+        """
+        customer = Customer(event.customer_id, event.event_id, event.occurred_at,
+                            event.visitor_id, event.ip_hash, event.device_id,
+                            signed_up=False, pending=PendingDecision())
+        shop.customers[event.customer_id] = customer
+        schedule(shop, event.occurred_at + self.rules.attribution.grace_period_ms,
+                 SIGNUP_GRACE_ENDS, event.customer_id)
+        return customer
+
+    def _signed_up_before_ordering(self, shop: ShopState, customer: Customer,
+                                   event: Signup) -> None:
+        """A late-appended signup at or before the customer's first order: a new customer,
+        converted by this signup; the orders held back are decided with it."""
+        customer.conversion_event_id = event.event_id
+        customer.converted_at = event.occurred_at
+        customer.visitor_id = event.visitor_id
+        customer.ip_hash = event.ip_hash
+        customer.device_id = event.device_id
+        schedule(shop, event.occurred_at + self.rules.attribution.grace_period_ms,
+                 DECIDE_ATTRIBUTION, event.customer_id)
 
     def _new_customer(self, shop: ShopState, event: Signup) -> Customer:
         """A customer signing up; their attribution waits for the grace period."""
@@ -264,15 +337,22 @@ class Pipeline:
         return customer
 
     def _typed(self, step: Step, customer: Customer, touch: Touch, orders_before: int,
-               event: Signup | OrderPlaced) -> None:
-        """A code typed at signup or checkout: a code use, and a touch (now or for later)."""
-        code = touch.code or ""
-        if code in step.shop.codes:
-            self._code_used(step, code, event.visitor_id or customer.customer_id, TYPED_SOURCE,
-                            event)
+               event: Signup) -> None:
+        """A code typed at signup: a code use, and a touch (now or for later)."""
+        self._code_use_typed(step, customer, touch.code, event)
         if customer.pending is not None:
             customer.pending.typed_codes.append(touch)
             return
+        self._typed_later(step, customer, touch, orders_before)
+
+    def _code_use_typed(self, step: Step, customer: Customer, code: str | None,
+                        event: Signup | OrderPlaced) -> None:
+        if code and code in step.shop.codes:
+            self._code_used(step, code, event.visitor_id or customer.customer_id, TYPED_SOURCE,
+                            event)
+
+    def _typed_later(self, step: Step, customer: Customer, touch: Touch,
+                     orders_before: int) -> None:
         referral = attribution.typed_code_later(step, customer, touch, orders_before)
         if referral is not None:
             self._after_attribution(step, referral, customer, touch.at)
@@ -298,6 +378,16 @@ def _order_facts(event: OrderPlaced, number: int) -> OrderFacts:
     return OrderFacts(event.order_id, event.event_id, event.occurred_at, event.amount_minor,
                       event.currency, number, event.payment_hash, event.shipping_hash,
                       event.device_id)
+
+
+def _in_time_order(orders: list[OrderFacts]) -> list[OrderFacts]:
+    """Orders held for a decision, by time, renumbered so the nth by time is the nth: an order
+    appended late (before its signup, or before an earlier order) counts where it happened."""
+    if all(a.at <= b.at for a, b in pairwise(orders)):
+        return orders  # the common case: appended in time order
+    numbers = sorted(order.number for order in orders)
+    by_time = sorted(orders, key=lambda order: order.at)  # stable: log order among equals
+    return [order._replace(number=n) for order, n in zip(by_time, numbers, strict=True)]
 
 
 def _remember(customer: Customer, kind: str, value: str | None, event_id: str) -> None:

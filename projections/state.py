@@ -33,6 +33,8 @@ CHECKOUT_CODE: Final = "checkout_code"  # a code typed at checkout
 # Timer kinds; a timer is (deadline, sequence, kind, key) in a per-shop heap.
 DECIDE_ATTRIBUTION: Final = 0  # key: customer id
 HOLD_PERIOD_ENDS: Final = 1    # key: referral id
+# A customer first seen ordering waits a grace for a signup appended late; key: customer id.
+SIGNUP_GRACE_ENDS: Final = 2
 
 Timer = tuple[int, int, int, str]
 
@@ -77,7 +79,8 @@ class OrderFacts(NamedTuple):
 
 @dataclass(slots=True)
 class PendingDecision:
-    """What a new customer did before their attribution is decided (signup + grace)."""
+    """What a new customer did before their attribution is decided (signup + grace), or what
+    a customer first seen ordering did before we know whether a late signup precedes it."""
 
     typed_codes: list[Touch] = field(default_factory=list)
     orders: list[OrderFacts] = field(default_factory=list)
@@ -93,14 +96,22 @@ class Customer:
     ip_hash: str | None
     device_id: str | None
     signed_up: bool
-    # First seen placing an order, without a signup: a customer from before the log began.
+    # First seen placing an order, and no signup at or before it arrived within the grace
+    # period: a customer from before the log began.
     existed_before_log: bool = False
     orders: int = 0
     first_order_at: int | None = None
     # Emails, devices, cards and addresses seen, with their first event: self-referral checks.
     identity: Identity = ()
     referral_id: str | None = None
+    # Signed up: their attribution is not decided yet. Not signed up: first seen ordering,
+    # and the grace period in which a late-appended signup may still precede it runs.
     pending: PendingDecision | None = None
+
+    @property
+    def awaiting_signup(self) -> bool:
+        """First seen ordering, and not yet known to be new or from before the log."""
+        return self.pending is not None and not self.signed_up
 
     def ordered_before(self, at: int) -> bool:
         """An existing customer at `at`: tracked, but never a new referral."""
