@@ -160,9 +160,14 @@ def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bo
     context = WorkerContext(settings, TopicNames.from_settings(settings), Codec(),
                             metrics or WorkerMetrics(), health or Health())
 
+    # Not ready while a rebalance moves partitions; ready again once they are assigned.
+    async def _revoked_all(revoked: set[TP]) -> None:
+        context.health.ready.clear()
+
     async def _assigned(assigned: set[TP]) -> None:
         context.health.ready.set()
 
+    on_partitions(app.on_partitions_revoked, _revoked_all)
     on_partitions(app.on_partitions_assigned, _assigned)
 
     if with_ingest:
