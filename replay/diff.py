@@ -8,7 +8,6 @@ per campaign and in total.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import duckdb
 
 from refstream.schemas.events import RewardDue, RewardReversal
-from refstream.schemas.ids import REFSTREAM_NAMESPACE
+from refstream.schemas.ids import correction_id
 
 # What makes two versions of an entity different for a person; stamps (rules version,
 # revision, decision time) differ by construction and are not compared.
@@ -150,12 +149,6 @@ def diff_projections(before: str | Path, after: str | Path) -> ProjectionDiff:
         )
     finally:
         conn.close()
-
-
-def correction_id(reward_id: str, action: str, rules_version: str, amount_minor: int) -> str:
-    """Deterministic: the same correction under the same rules is the same message."""
-    return str(uuid.uuid5(REFSTREAM_NAMESPACE,
-                          f"correction|{reward_id}|{action}|{rules_version}|{amount_minor}"))
 
 
 def corrections(before: str | Path, after: str | Path, occurred_at: int

@@ -7,7 +7,7 @@ can answer "what did we believe on date X".
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,13 +54,15 @@ def archive_records(root: str | Path, as_of: AsOf | None = None) -> Iterator[Log
             yield record.partition, record.offset, record.log_timestamp, record.event
 
 
-def topic_records(bootstrap: str, topic: str, security: Mapping[str, Any] | None = None,
-                  as_of: AsOf | None = None, codec: Codec | None = None) -> Iterator[LogRecord]:
-    """The topic from offset 0 to its end when the read started, partition by partition."""
+RawRecord = tuple[int, int, int, bytes | None]
+
+
+def topic_raw_records(bootstrap: str, topic: str, security: Mapping[str, Any] | None = None,
+                      start_at: Callable[[int], int] | None = None) -> Iterator[RawRecord]:
+    """(partition, offset, log timestamp, value) from `start_at(partition)` (default 0) to the
+    end each partition had when its read began, partition by partition."""
     from kafka import KafkaConsumer, TopicPartition
 
-    codec = codec or Codec()
-    cut = as_of or AsOf()
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              group_id=None, max_partition_fetch_bytes=32 * 1024 * 1024,
                              fetch_max_bytes=64 * 1024 * 1024, **dict(security or {}))
@@ -72,19 +74,28 @@ def topic_records(bootstrap: str, topic: str, security: Mapping[str, Any] | None
         for partition in sorted(partitions):
             tp = TopicPartition(topic, partition)
             consumer.assign([tp])
-            consumer.seek_to_beginning(tp)
+            consumer.seek(tp, start_at(partition) if start_at is not None else 0)
             end = consumer.end_offsets([tp])[tp]
-            stop = False
-            while not stop and consumer.position(tp) < end:
+            while consumer.position(tp) < end:
                 for record in consumer.poll(timeout_ms=1000).get(tp, []):
-                    if record.offset >= end or not cut.includes(partition, record.offset,
-                                                                record.timestamp):
-                        stop = True
-                        break
-                    yield (partition, record.offset, record.timestamp,
-                           codec.decode_log_event(record.value))
+                    if record.offset < end:
+                        yield partition, record.offset, record.timestamp, record.value
     finally:
         consumer.close()
+
+
+def topic_records(bootstrap: str, topic: str, security: Mapping[str, Any] | None = None,
+                  as_of: AsOf | None = None, codec: Codec | None = None) -> Iterator[LogRecord]:
+    """The topic from offset 0 to its end when the read started, decoded, up to the cut."""
+    codec = codec or Codec()
+    cut = as_of or AsOf()
+    stopped: set[int] = set()
+    for partition, offset, stamp, value in topic_raw_records(bootstrap, topic, security):
+        # The log is append-ordered: past the cut in a partition, nothing later counts.
+        if partition in stopped or not cut.includes(partition, offset, stamp):
+            stopped.add(partition)
+            continue
+        yield partition, offset, stamp, codec.decode_log_event(value)
 
 
 def events_of(records: Iterator[LogRecord]) -> Iterator[LogEvent]:

@@ -56,6 +56,12 @@ def reversal_id(reward_id: str, return_id: str) -> str:
     return _uuid5("reversal", reward_id, return_id)
 
 
+def correction_id(reward_id: str, action: str, rules_version: str, amount_minor: int) -> str:
+    """A correction published after a rule change (reverse or repay one reward): the same
+    correction under the same rules is the same message, so publishing twice pays once."""
+    return _uuid5("correction", reward_id, action, rules_version, str(amount_minor))
+
+
 def event_key(event_id: str) -> int:
     """A stable 64-bit key of a log event id (or natural key) for idempotence sets.
 

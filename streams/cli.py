@@ -306,9 +306,8 @@ def _rules(path: str | None) -> Any:
 
 def cmd_archive(args: argparse.Namespace) -> int:
     """Copy the canonical log topic to the Parquet archive, from where the archive ends."""
-    from kafka import KafkaConsumer, TopicPartition
-
     from refstream.replay.archive import ArchiveWriter, archive_log_records
+    from refstream.replay.sources import topic_raw_records
     from refstream.schemas.codec import Codec
     from refstream.streams.topics import TopicNames
 
@@ -316,32 +315,19 @@ def cmd_archive(args: argparse.Namespace) -> int:
     topic = TopicNames.from_settings(settings).log
     writer = ArchiveWriter(Path(args.archive))
     codec = Codec()
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                             enable_auto_commit=False, max_partition_fetch_bytes=32 << 20,
-                             **settings.kafka_security())
+    records = topic_raw_records(settings.kafka_bootstrap, topic, settings.kafka_security(),
+                                start_at=writer.next_offset)
     total = 0
     try:
-        partitions = sorted(consumer.partitions_for_topic(topic) or [])
-        if not partitions:
-            raise RefstreamError(f"topic {topic} does not exist on {settings.kafka_bootstrap}, "
-                                 "or this principal may not describe it (refstream acls show)")
         with progress_bar(None, "rec", "archive") as advance:
-            for partition in partitions:
-                tp = TopicPartition(topic, partition)
-                consumer.assign([tp])
-                consumer.seek(tp, writer.next_offset(partition))
-                end = consumer.end_offsets([tp])[tp]
-                while consumer.position(tp) < end:
-                    records = [r for r in consumer.poll(timeout_ms=1000).get(tp, [])
-                               if r.offset < end]
-                    total += archive_log_records(writer, codec, iter(
-                        (partition, r.offset, r.timestamp, r.value) for r in records))
-                    if writer.buffered >= 100_000:
-                        writer.flush()
-                    advance(len(records))
-                writer.flush()
-    finally:
-        consumer.close()
+            for record in records:
+                total += archive_log_records(writer, codec, iter([record]))
+                if writer.buffered >= 100_000:
+                    writer.flush()
+                advance(1)
+    except FileNotFoundError as exc:
+        raise RefstreamError(str(exc)) from exc
+    writer.flush()
     print(f"archived {total} records of {topic} into {args.archive}")
     return EXIT_OK
 

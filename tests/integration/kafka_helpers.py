@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +17,11 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
+from refstream.deploy.kafka_launcher import free_port
 from refstream.streams.settings import Settings
 from refstream.streams.topics import TopicNames
 
 TEST_SECRET = "integration-test-secret-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def isolated_settings(bootstrap: str, data_dir: Path, partitions: int = 3,
