@@ -28,15 +28,16 @@ def facts(identity: Identity) -> Iterator[Fact]:
 
 def first_seen(identity: Identity, kind: str, value: str) -> str | None:
     """The event that first showed `value` of `kind`, or None."""
-    # tuple.index searches in C; a hit must sit in a value slot, after the right kind.
+    # `in` and tuple.index search in C (a miss, the common case, raises nothing); a hit
+    # must sit in a value slot, after the right kind.
+    if value not in identity:
+        return None
     position = -1
-    while True:
-        try:
-            position = identity.index(value, position + 1)
-        except ValueError:
-            return None
+    while value in identity[position + 1:]:
+        position = identity.index(value, position + 1)
         if position % _WIDTH == 1 and identity[position - 1] == kind:
             return identity[position + 1]
+    return None
 
 
 def remember(identity: Identity, kind: str, value: str | None, event_id: str) -> Identity:

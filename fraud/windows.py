@@ -47,28 +47,33 @@ class SlidingWindow:
 
         Facts that slid out are forgotten first; if none is left, the episode is over.
         """
-        entries = self.entries
-        if len(entries) > self.first:
+        entries, first = self.entries, self.first
+        if len(entries) > first:
             newest = entries[-1][_AT]
-            if entries[self.first][_AT] <= (at if at > newest else newest) - self.length_ms:
-                self.prune(at if at > newest else newest)
+            if at > newest:
+                newest = at
+            if entries[first][_AT] <= newest - self.length_ms:
+                self.prune(newest)
                 if len(entries) == self.first:
                     self.open_flag_id = None
         counts = self.counts
         key = members[0]
         is_new = key not in counts[0]
-        if len(entries) == self.first or entries[-1][_AT] <= at:
+        late = len(entries) > self.first and entries[-1][_AT] > at
+        if not late:
             entries.append((at, event_id, members))
-            late = False
         else:
             # A fact appended late goes before later ones (log order among equal times).
             position = len(entries) - 1
             while position > self.first and entries[position - 1][_AT] > at:
                 position -= 1
             entries.insert(position, (at, event_id, members))
-            late = True
-        for count, member in zip(counts, members, strict=True):
-            count[member] = count.get(member, 0) + 1
+        if len(members) == 1:
+            count = counts[0]
+            count[key] = count.get(key, 0) + 1
+        else:
+            for count, member in zip(counts, members, strict=True):
+                count[member] = count.get(member, 0) + 1
         if late:
             self.prune(entries[-1][_AT])  # a late fact may already be out of the window
         return is_new and key in counts[0]
@@ -76,16 +81,17 @@ class SlidingWindow:
     def prune(self, now: int) -> None:
         """Forget facts at or before `now - length_ms`: the window is (now - length, now]."""
         horizon = now - self.length_ms
-        entries, first = self.entries, self.first
-        while first < len(entries) and entries[first][_AT] <= horizon:
-            for count, member in zip(self.counts, entries[first][_MEMBERS], strict=True):
+        entries, first, counts = self.entries, self.first, self.counts
+        end = len(entries)
+        while first < end and entries[first][_AT] <= horizon:
+            for count, member in zip(counts, entries[first][_MEMBERS], strict=True):
                 remaining = count[member] - 1
                 if remaining:
                     count[member] = remaining
                 else:
                     del count[member]
             first += 1
-        if first * 2 > len(entries):  # more than half dead: compact
+        if first * 2 > end:  # more than half dead: compact
             del entries[:first]
             first = 0
         self.first = first

@@ -103,8 +103,11 @@ class Pipeline:
         shop = shops.get(event.shop_id)
         if shop is None:
             shop = shops[event.shop_id] = ShopState.empty(event.shop_id, self.signals)
-        if route is None:
-            return self._advance_only(shop, event.occurred_at)  # a Tick moves time only
+        if route is None or (type(event) is Click and _organic(self.rules, event)):
+            # A Tick, or a visit through no referral link or campaign: time moves, and that
+            # is all. Nothing to remember for idempotence either: a repeat carries the same
+            # time, which stream time has reached already.
+            return self._advance_only(shop, event.occurred_at)
         handler, claim = route
         key = event_key(event.event_id)
         if key in shop.seen_events:
@@ -164,10 +167,16 @@ class Pipeline:
         if previous is not None and at <= previous:
             return []
         shop.stream_time = at
-        step = Step(shop, self.rules, self.signals, at if previous is None else previous, [])
-        self._fire(step, at)
-        attribution.expire_touches(shop, self.rules, at)
-        return step.out
+        out: list[DerivedEvent] = []
+        timers = shop.timers
+        if timers and timers[0][0] <= at:
+            step = Step(shop, self.rules, self.signals, at if previous is None else previous,
+                        out)
+            self._fire(step, at)
+        expiries = shop.touch_expiries
+        if expiries and expiries[0][0] <= at:
+            attribution.expire_touches(shop, self.rules, at)
+        return out
 
     def _fire(self, step: Step, upto: int) -> None:
         """Fire timers due by `upto`; each is stamped with its deadline, never going back."""
@@ -372,6 +381,10 @@ class Pipeline:
                                    event_id=event.event_id)
         if verdicts:
             referrals.apply_verdicts(step, verdicts)
+
+
+def _organic(rules: Rules, event: Click) -> bool:
+    return not event.referral_code and attribution.click_campaign(rules, event) is None
 
 
 def _order_facts(event: OrderPlaced, number: int) -> OrderFacts:
