@@ -4,16 +4,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PACKAGES := schemas projections rewards fraud streams replay deploy
 
-.PHONY: install demo test fast lint typecheck tools bench clean
+.PHONY: install demo test fast lint typecheck tools bench clean native
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed native
 
-$(VENV)/.installed: requirements.lock pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.lock
-	$(PY) -m pip install -q --no-deps -e .
-	touch $@
+# The pure core compiled with mypyc (schemas/native.py); used only while current with its
+# sources. `ensure` rebuilds only when a compiled source changed. Without a C compiler the
+# build is skipped and the core runs as Python.
+native: $(VENV)/.installed
+	@$(PY) -c "from refstream.schemas.native import main; raise SystemExit(main(['ensure']))" \
+	  || echo "warning: the compiled core was not built; the core runs as Python"
 
 demo: install
 	$(VENV)/bin/refstream demo

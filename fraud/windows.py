@@ -49,9 +49,7 @@ class SlidingWindow:
         """
         entries, first = self.entries, self.first
         if len(entries) > first:
-            newest = entries[-1][_AT]
-            if at > newest:
-                newest = at
+            newest = max(entries[-1][_AT], at)
             if entries[first][_AT] <= newest - self.length_ms:
                 self.prune(newest)
                 if len(entries) == self.first:

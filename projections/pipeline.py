@@ -103,7 +103,7 @@ class Pipeline:
         shop = shops.get(event.shop_id)
         if shop is None:
             shop = shops[event.shop_id] = ShopState.empty(event.shop_id, self.signals)
-        if route is None or (type(event) is Click and _organic(self.rules, event)):
+        if route is None or (type(event) is Click and is_organic(self.rules, event)):
             # A Tick, or a visit through no referral link or campaign: time moves, and that
             # is all. Nothing to remember for idempotence either: a repeat carries the same
             # time, which stream time has reached already.
@@ -131,6 +131,14 @@ class Pipeline:
         if timers and timers[0][0] <= step.now:
             self._fire(step, step.now)
         return step.out
+
+    def advance(self, shop_id: str, at: int) -> list[DerivedEvent]:
+        """What applying a Tick (or an organic click, see `is_organic`) of the shop at `at`
+        does: stream time moves on, timers fire. Replay calls it for rows it never decodes."""
+        shop = self.state.shops.get(shop_id)
+        if shop is None:
+            shop = self.state.shops[shop_id] = ShopState.empty(shop_id, self.signals)
+        return self._advance_only(shop, at)
 
     def stream_time(self, shop_id: str) -> int | None:
         """The largest event time seen in the shop's log, or None for an unseen shop."""
@@ -383,7 +391,11 @@ class Pipeline:
             referrals.apply_verdicts(step, verdicts)
 
 
-def _organic(rules: Rules, event: Click) -> bool:
+def is_organic(rules: Rules, event: Click) -> bool:
+    """A visit through no referral code and no campaign of the rules: it only moves time.
+
+    Replay evaluates the same test on whole Arrow columns (replay/engine.organic_clicks);
+    tests/unit/replay/test_columnar_replay.py holds the two to the same answers."""
     return not event.referral_code and attribution.click_campaign(rules, event) is None
 
 

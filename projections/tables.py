@@ -37,10 +37,14 @@ class Table:
     def column_names(self) -> tuple[str, ...]:
         return tuple(c for c, _ in self.columns)
 
-    def ddl(self) -> str:
+    def ddl(self, with_key: bool = True) -> str:
         cols = ",\n  ".join(f"{c} {t}" for c, t in self.columns)
-        return (f"CREATE TABLE IF NOT EXISTS {self.name} (\n  {cols},\n"
-                f"  PRIMARY KEY ({', '.join(self.key)})\n)")
+        key = f",\n  PRIMARY KEY ({', '.join(self.key)})" if with_key else ""
+        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n  {cols}{key}\n)"
+
+    def add_key(self) -> str:
+        """The primary key for a table created `with_key=False` and filled since."""
+        return f"ALTER TABLE {self.name} ADD PRIMARY KEY ({', '.join(self.key)})"
 
 
 TS = "TIMESTAMPTZ"
@@ -206,6 +210,18 @@ ROW_MAPPERS: dict[type[Any], tuple[Table, Callable[[Any], Row]]] = {
     Signup: (CUSTOMERS, _signup),
     OrderPlaced: (ORDERS, _order),
     OrderReturned: (RETURNS, _return),
+}
+
+# The fact tables as columns of the log: (event type, {table column: event field} where the
+# names differ). The same rows as the mappers above build; replay inserts them set-wise from
+# the archive's Parquet columns (tests/unit/replay/test_columnar_replay.py checks they agree).
+FACT_COLUMNS: dict[str, tuple[str, dict[str, str]]] = {
+    SHARES.name: (Share.event_type, {}),
+    CLICKS.name: (Click.event_type, {}),
+    CUSTOMERS.name: (Signup.event_type, {"signed_up_at": "occurred_at",
+                                         "typed_code": "referral_code"}),
+    ORDERS.name: (OrderPlaced.event_type, {}),
+    RETURNS.name: (OrderReturned.event_type, {}),
 }
 
 FACT_TABLES = frozenset({SHARES.name, CLICKS.name, CUSTOMERS.name, ORDERS.name, RETURNS.name,

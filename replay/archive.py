@@ -217,6 +217,7 @@ class ArchiveReader:
         return ends
 
     def read_partition_table(self, partition: int, with_payload: bool = False) -> pa.Table:
+        """All committed rows of a partition, in offset order."""
         columns = ARCHIVE_SCHEMA.names if with_payload else _DATA_COLUMNS
         files = [str(self.root / name)
                  for m in self.markers if m["partition"] == partition for name in m["files"]]
@@ -238,12 +239,18 @@ class ArchiveReader:
                 yield record.event
 
 
-def _records(table: pa.Table, with_payload: bool) -> Iterator[ArchivedRecord]:
+def table_events(table: pa.Table, skip: pa.ChunkedArray | pa.Array | None = None
+                 ) -> list[LogEvent | None]:
+    """The log events of archived rows, in row order; None for a passed-over record or a
+    row where `skip` is true (replay skips organic clicks it never needs as objects)."""
     events: list[LogEvent | None] = [None] * table.num_rows
+    types = table.column("event_type")
     # Build each event type column-wise (map over columns), then put events back in
     # offset order by their row indices: several times faster than row by row.
     for event_type, cls in LOG_EVENT_TYPES.items():
-        mask = pc.equal(table.column("event_type"), event_type)
+        mask = pc.equal(types, event_type)
+        if skip is not None:
+            mask = pc.and_not(mask, skip)
         rows = pc.indices_nonzero(mask).to_pylist()
         if not rows:
             continue
@@ -252,6 +259,11 @@ def _records(table: pa.Table, with_payload: bool) -> Iterator[ArchivedRecord]:
         built: Iterator[LogEvent] = map(cls, *columns)
         for row, event in zip(rows, built, strict=True):
             events[row] = event
+    return events
+
+
+def _records(table: pa.Table, with_payload: bool) -> Iterator[ArchivedRecord]:
+    events = table_events(table)
     partitions = table.column("partition").to_pylist()
     offsets = table.column("offset").to_pylist()
     stamps = table.column("log_timestamp").to_pylist()

@@ -6,16 +6,24 @@ so every projection set is built by the same code from the same log.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from refstream.projections.pipeline import Pipeline
+from refstream.replay.archive import PASSED_OVER, ArchiveReader, table_events
+from refstream.replay.sources import AsOf
 from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import Rules
-from refstream.schemas.events import LogEvent
+from refstream.schemas.events import Click, LogEvent
 
 ProgressCallback = Callable[[int], None]
 PROGRESS_EVERY = 10_000
@@ -48,6 +56,24 @@ def apply_event(pipeline: Pipeline, store: ProjectionStore, event: LogEvent,
     return derived
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while folding (it is restored after).
+
+    The core's state is a large tree of small long-lived objects and it makes no reference
+    cycles (a full collection after 1M events finds none), yet every collection walks the
+    young part of that state: a quarter of the fold's time. Reference counting frees all of
+    it.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def replay_events(events: Iterable[LogEvent], rules: Rules, store: ProjectionStore,
                   progress: ProgressCallback | None = None) -> FoldCounts:
     """A fresh pipeline over `events`; the store receives every row. Flushes at the end."""
@@ -55,12 +81,111 @@ def replay_events(events: Iterable[LogEvent], rules: Rules, store: ProjectionSto
     counts = FoldCounts()
     store.write_campaigns(rules)
     started = time.perf_counter()
-    for event in events:
-        apply_event(pipeline, store, event, counts)
-        if progress is not None and counts.events % PROGRESS_EVERY == 0:
-            progress(PROGRESS_EVERY)
-    store.flush()
+    with collector_paused():
+        for event in events:
+            apply_event(pipeline, store, event, counts)
+            if progress is not None and counts.events % PROGRESS_EVERY == 0:
+                progress(PROGRESS_EVERY)
+        store.flush()
     counts.seconds = time.perf_counter() - started
     if progress is not None:
         progress(counts.events % PROGRESS_EVERY)
+    return counts
+
+
+# ------------------------------------------------------------------- columnar replay
+
+
+def organic_clicks(rules: Rules, log: pa.Table) -> pa.ChunkedArray:
+    """Rows that are clicks through no referral code and no campaign of the rules: the
+    column-wise twin of `projections.pipeline.is_organic`. The core only moves time for
+    them, so replay never builds them as objects."""
+    def named(column: str, known: Iterable[str]) -> pa.ChunkedArray:
+        return pc.fill_null(pc.is_in(log.column(column), pa.array(sorted(known), pa.string())),
+                            False)
+
+    coded = pc.fill_null(pc.not_equal(log.column("referral_code"), ""), False)
+    campaign = pc.or_(named("campaign_id", rules.campaign_by_id),
+                      named("utm_campaign", rules.campaign_by_slug))
+    click = pc.equal(log.column("event_type"), Click.event_type)
+    return pc.and_not(pc.and_not(click, coded), campaign)
+
+
+def cut_table(log: pa.Table, as_of: AsOf) -> pa.Table:
+    """The rows of one partition's table (offset order) before the first one past `as_of`."""
+    if as_of.time_ms is None and not as_of.offsets:
+        return log
+    partition = log.column("partition")[0].as_py() if log.num_rows else 0
+    past = pa.array([False] * log.num_rows) if log.num_rows else pa.array([], pa.bool_())
+    if as_of.time_ms is not None:
+        past = pc.or_(past, pc.greater(log.column("log_timestamp"), as_of.time_ms))
+    limit = as_of.offsets.get(partition)
+    if limit is not None:
+        past = pc.or_(past, pc.greater_equal(log.column("offset"), limit))
+    first_past = pc.indices_nonzero(past)
+    return log.slice(0, first_past[0].as_py()) if len(first_past) else log
+
+
+# Rows built into events at a time: objects built together sit together in memory, and
+# the core reads each event once, soon after it was built (a whole partition built type by
+# type scattered each event's fields and cost the core a third more time).
+FOLD_CHUNK = 32_768
+
+
+def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
+               counts: FoldCounts, progress: ProgressCallback | None = None) -> None:
+    """One partition's archived rows, in offset order, through the core into the store.
+
+    Facts go in set-wise from the columns; only rows the core reads are built as events;
+    organic clicks just move their shop's time, exactly as `Pipeline.apply` treats them.
+    """
+    store.insert_facts(log)
+    for kind, number in zip(*log.column("event_type").value_counts().flatten(), strict=True):
+        if kind.as_py() != PASSED_OVER:
+            counts.events_by_type[kind.as_py()] += number.as_py()
+            counts.events += number.as_py()
+    apply, advance, add = pipeline.apply, pipeline.advance, store.add
+    derived = counts.derived_by_type
+    for start in range(0, log.num_rows, FOLD_CHUNK):
+        chunk = log.slice(start, FOLD_CHUNK)
+        organic = organic_clicks(pipeline.rules, chunk)
+        events = table_events(chunk, skip=organic)
+        shops = pc.if_else(organic, chunk.column("shop_id"), None).to_pylist()
+        times = chunk.column("occurred_at").to_pylist()
+        for row, event in enumerate(events):
+            if event is not None:
+                out = apply(event)
+            elif (shop_id := shops[row]) is not None:
+                out = advance(shop_id, times[row])
+            else:
+                continue  # passed over
+            for item in out:
+                derived[item.event_type] += 1
+                add(item)
+        del events
+        if progress is not None:
+            progress(chunk.num_rows)
+
+
+def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
+                   as_of: AsOf | None = None,
+                   progress: ProgressCallback | None = None) -> FoldCounts:
+    """A fresh pipeline over the archive (partition by partition, each in offset order, up
+    to `as_of`): the same projections as `replay_events` over the same records, faster."""
+    reader = ArchiveReader(root)
+    cut = as_of or AsOf()
+    pipeline = Pipeline(rules)
+    counts = FoldCounts()
+    store.write_campaigns(rules)
+    started = time.perf_counter()
+    store.defer_fact_keys()
+    with collector_paused():
+        for partition in reader.partitions():
+            log = reader.read_partition_table(partition)
+            if as_of is not None:
+                log = cut_table(log, cut)
+            fold_table(pipeline, store, log, counts, progress)
+        store.flush()
+        store.add_deferred_keys()
+    counts.seconds = time.perf_counter() - started
     return counts

@@ -19,6 +19,7 @@ import pyarrow as pa
 from refstream.projections.tables import (
     ALL_TABLES,
     CAMPAIGNS,
+    FACT_COLUMNS,
     FACT_TABLES,
     VIEWS,
     Row,
@@ -58,6 +59,7 @@ class ProjectionStore:
         }
         self._pending: dict[str, dict[tuple[Any, ...], Row]] = {t.name: {} for t in ALL_TABLES}
         self._pending_rows = 0
+        self._deferred_keys: list[Table] = []
         for table in ALL_TABLES:
             self._db.execute(table.ddl())
         for name, sql in VIEWS:
@@ -94,6 +96,53 @@ class ProjectionStore:
         self._pending_rows += 1
         if self._pending_rows >= self._batch_rows:
             self.flush()
+
+    def defer_fact_keys(self) -> bool:
+        """Before a set-wise fill of a fresh database (replay): the fact tables get their
+        primary keys after loading (`add_deferred_keys`, or at close); building an index once
+        costs a third of checking it on every insert. False (nothing deferred) unless the
+        fact tables are all empty."""
+        tables = [self._tables[name] for name in FACT_COLUMNS]
+        for table in tables:
+            row = self._db.execute(f"SELECT count(*) FROM {table.name}").fetchone()
+            if row is None or row[0] or self._pending[table.name]:
+                return False
+        for table in tables:
+            self._db.execute(f"DROP TABLE {table.name}")
+            self._db.execute(table.ddl(with_key=False))
+        self._deferred_keys = tables
+        return True
+
+    def add_deferred_keys(self) -> None:
+        """The primary keys `defer_fact_keys` put off; fails if the loaded rows repeat a key."""
+        while self._deferred_keys:
+            self._db.execute(self._deferred_keys.pop().add_key())
+
+    def insert_facts(self, log: pa.Table) -> None:
+        """The fact rows of archived log records (columns as in replay/archive.py), set-wise.
+
+        Same rows as `add` builds one event at a time: the first record of a key in log
+        order wins, and a key already written stays (INSERT OR IGNORE)."""
+        self.flush()
+        stamps = log.column("occurred_at").cast(pa.timestamp("ms", tz="UTC"))
+        log = log.set_column(log.schema.get_field_index("occurred_at"), "occurred_at", stamps)
+        self._db.register("refstream_log", log)
+        try:
+            deferred = {t.name for t in self._deferred_keys}
+            for name, (event_type, renamed) in FACT_COLUMNS.items():
+                table = self._tables[name]
+                # Without its key yet, a table takes the rows as they are: keys are per
+                # shop, a shop is in one partition, and QUALIFY keeps the first per key.
+                verb = "INSERT" if name in deferred else "INSERT OR IGNORE"
+                select = ", ".join(f'"{renamed.get(c, c)}"' for c in table.column_names)
+                key = ", ".join(f'"{renamed.get(c, c)}"' for c in table.key)
+                self._db.execute(
+                    f"{verb} INTO {name} SELECT {select} FROM refstream_log "
+                    f"WHERE event_type = ? "
+                    f'QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY "offset") = 1',
+                    [event_type])
+        finally:
+            self._db.unregister("refstream_log")
 
     def flush(self) -> None:
         """Write every buffered row; one transaction, so a reader never sees half a batch."""
@@ -133,6 +182,7 @@ class ProjectionStore:
 
     def close(self) -> None:
         self.flush()
+        self.add_deferred_keys()
         self._db.execute("CHECKPOINT")
         self._db.close()
 

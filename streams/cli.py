@@ -333,27 +333,30 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from refstream.replay.engine import replay_events
-    from refstream.replay.sources import AsOf, archive_records, events_of, topic_records
+    from refstream.replay.archive import ArchiveReader
+    from refstream.replay.engine import replay_archive, replay_events
+    from refstream.replay.sources import AsOf, events_of, topic_records
     from refstream.replay.store import ProjectionStore
     from refstream.streams.topics import TopicNames
 
     rules = _rules(args.rules)
     as_of = AsOf.parse(_parse_time(args.as_of_time), args.as_of_offsets)
+    db_path = Path(args.db)
+    db_path.unlink(missing_ok=True)
+    store = ProjectionStore(db_path)
     if args.archive and Path(args.archive, "_commits").is_dir():
-        records = archive_records(args.archive, as_of)
         source = f"archive {args.archive}"
+        total = ArchiveReader(args.archive).record_count
+        with progress_bar(total, "ev", f"replay {rules.version}") as advance:
+            counts = replay_archive(args.archive, rules, store, as_of, advance)
     else:
         settings = _settings(args)
         topic = TopicNames.from_settings(settings).log
         records = topic_records(settings.kafka_bootstrap, topic, settings.kafka_security(),
                                 as_of)
         source = f"topic {topic} from offset 0"
-    db_path = Path(args.db)
-    db_path.unlink(missing_ok=True)
-    store = ProjectionStore(db_path)
-    with progress_bar(None, "ev", f"replay {rules.version}") as advance:
-        counts = replay_events(events_of(records), rules, store, advance)
+        with progress_bar(None, "ev", f"replay {rules.version}") as advance:
+            counts = replay_events(events_of(records), rules, store, advance)
     store.close()
     print(f"replayed {counts.events} events from {source} with rules {rules.version} "
           f"in {counts.seconds:.1f}s ({counts.events_per_second:,.0f} events/s) -> {db_path}")
@@ -435,8 +438,7 @@ def cmd_compare_models(args: argparse.Namespace) -> int:
     """First vs last touch, code override on/off, over the same log."""
     import tempfile
 
-    from refstream.replay.engine import replay_events
-    from refstream.replay.sources import archive_records, events_of
+    from refstream.replay.engine import replay_archive
     from refstream.replay.store import ProjectionStore
     from refstream.streams.tables_output import render_rows
 
@@ -451,7 +453,7 @@ def cmd_compare_models(args: argparse.Namespace) -> int:
                     "attribution": attribution,
                     "version": f"{base.version}+{model}+override={override}"})
                 store = ProjectionStore(Path(scratch) / f"{model}-{override}.duckdb")
-                replay_events(events_of(archive_records(args.archive)), rules, store)
+                replay_archive(args.archive, rules, store)
                 summary = store.connection.execute("""
                     SELECT count(*) FILTER (WHERE status IN ('attributed','qualified','held')),
                            count(*) FILTER (WHERE status = 'qualified'),
