@@ -15,8 +15,8 @@ import duckdb
 import pytest
 
 from refstream.projections.tables import ALL_TABLES, PAYOUTS
-from refstream.replay.engine import replay_events
-from refstream.replay.sources import archive_records, events_of, topic_records
+from refstream.replay.engine import replay_archive, replay_events
+from refstream.replay.sources import events_of, topic_records
 from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.streams.cli import main as refstream
@@ -127,7 +127,7 @@ def test_live_projections_equal_replays_and_readers_never_block(
     assert refstream(["archive", "--archive", str(archive)]) == 0
     from_archive = tmp_path / "from-archive.duckdb"
     store = ProjectionStore(from_archive)
-    replay_events(events_of(archive_records(archive)), RULES, store)
+    replay_archive(archive, RULES, store)  # what `refstream replay --archive` runs
     store.close()
     for table in COMPARED_TABLES:
         live_rows = table_rows(live_db, table.name)
