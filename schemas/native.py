@@ -116,6 +116,7 @@ def build(quiet: bool = True) -> int:
     )
     result = subprocess.run([sys.executable, "-c", script], cwd=stage, capture_output=quiet,
                             text=True, check=False)
+    shutil.rmtree(stage, ignore_errors=True)
     if result.returncode != 0:
         if quiet:
             sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
