@@ -13,9 +13,8 @@ late signup) fires, stamped T. Events that do not move stream time are stamped w
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable
 from itertools import pairwise
-from typing import Any, Final
+from typing import Final
 
 from refstream.fraud import identity
 from refstream.fraud import signals as fraud
@@ -56,10 +55,9 @@ SNAPSHOT_FORMAT: Final = 1
 TYPED_SOURCE: Final = "typed"
 NO_SOURCE: Final = "(none)"
 
-Handler = Callable[[Step, Any], None]
-# A natural-key check: False when the event repeats an order or return already applied.
-Claim = Callable[[ShopState, Any], bool]
-TimerHandler = Callable[[Step, str], None]
+# The log events the pipeline folds (derived events never come back in).
+_FOLDED: Final = frozenset({Share, Click, Signup, OrderPlaced, OrderReturned, ReviewDecided,
+                            Tick})
 
 
 class SnapshotError(RefstreamError):
@@ -69,50 +67,42 @@ class SnapshotError(RefstreamError):
 class Pipeline:
     """attribution -> fraud -> rewards for every shop of a log partition; one per partition."""
 
-    __slots__ = ("_routes", "_timer_handlers", "rules", "signals", "state")
+    __slots__ = ("rules", "signals", "state")
 
     def __init__(self, rules: Rules, state: PipelineState | None = None) -> None:
         self.rules = rules
         self.signals = fraud.FraudSignals.from_rules(rules)
         self.state = state if state is not None else PipelineState()
-        # Event type -> (handler, natural-key check): a second order with the same order id
-        # is the same order, whatever its event id.
-        self._routes: dict[type, tuple[Handler, Claim | None]] = {
-            Share: (self._on_share, None),
-            Click: (self._on_click, None),
-            Signup: (self._on_signup, _claim_signup),
-            OrderPlaced: (self._on_order, _claim_order),
-            OrderReturned: (self._on_return, _claim_return),
-            ReviewDecided: (self._on_review, None),
-        }
-        self._timer_handlers: dict[int, TimerHandler] = {
-            DECIDE_ATTRIBUTION: self._decide,
-            HOLD_PERIOD_ENDS: self._hold_period_ends,
-            SIGNUP_GRACE_ENDS: self._signup_grace_ends,
-        }
 
     # ------------------------------------------------------------------------- public
 
     def apply(self, event: LogEvent) -> list[DerivedEvent]:
         """Fold one log event; the derived events, in a deterministic order ([] if a repeat)."""
-        route = self._routes.get(type(event))
-        if route is None and type(event) is not Tick:
+        if type(event) not in _FOLDED:
             raise TypeError(f"the pipeline does not apply {type(event).__name__} events; "
                             "it folds the canonical log's events only")
         shops = self.state.shops
         shop = shops.get(event.shop_id)
         if shop is None:
             shop = shops[event.shop_id] = ShopState.empty(event.shop_id, self.signals)
-        if route is None or (type(event) is Click and is_organic(self.rules, event)):
+        if isinstance(event, Tick) or (isinstance(event, Click)
+                                       and is_organic(self.rules, event)):
             # A Tick, or a visit through no referral link or campaign: time moves, and that
             # is all. Nothing to remember for idempotence either: a repeat carries the same
             # time, which stream time has reached already.
             return self._advance_only(shop, event.occurred_at)
-        handler, claim = route
         key = event_key(event.event_id)
         if key in shop.seen_events:
             return []
-        if claim is not None and not claim(shop, event):
+        # Natural keys: a second order with the same order id is the same order, whatever
+        # its event id; likewise a return, and a customer's signup.
+        if isinstance(event, OrderPlaced):
+            if not _claim_order(shop, event):
+                return []
+        elif isinstance(event, OrderReturned):
+            if not _claim_return(shop, event):
+                return []
+        elif isinstance(event, Signup) and not _claim_signup(shop, event):
             return []
         shop.seen_events[key] = None
         at = event.occurred_at
@@ -127,7 +117,18 @@ class Pipeline:
             expiries = shop.touch_expiries
             if expiries and expiries[0][0] <= at:
                 attribution.expire_touches(shop, self.rules, at)
-        handler(step, event)
+        if isinstance(event, Click):
+            self._on_click(step, event)
+        elif isinstance(event, OrderPlaced):
+            self._on_order(step, event)
+        elif isinstance(event, Signup):
+            self._on_signup(step, event)
+        elif isinstance(event, Share):
+            attribution.register_code(shop, event)
+        elif isinstance(event, OrderReturned):
+            referrals.order_returned(step, event)
+        elif isinstance(event, ReviewDecided):
+            referrals.review(step, event)
         if timers and timers[0][0] <= step.now:
             self._fire(step, step.now)
         return step.out
@@ -192,7 +193,12 @@ class Pipeline:
         while (timer := pop_due(shop, upto)) is not None:
             deadline, _, kind, key = timer
             step.now = max(step.now, deadline)
-            self._timer_handlers[kind](step, key)
+            if kind == DECIDE_ATTRIBUTION:
+                self._decide(step, key)
+            elif kind == HOLD_PERIOD_ENDS:
+                referrals.hold_period_ended(step, key)
+            elif kind == SIGNUP_GRACE_ENDS:
+                self._signup_grace_ends(step, key)
 
     def _decide(self, step: Step, customer_id: str) -> None:
         customer = step.shop.customers.get(customer_id)
@@ -232,13 +238,7 @@ class Pipeline:
         for touch in signup_codes:
             self._typed_later(step, customer, touch, done)
 
-    def _hold_period_ends(self, step: Step, referral_id: str) -> None:
-        referrals.hold_period_ended(step, referral_id)
-
     # ------------------------------------------------------------------------ handlers
-
-    def _on_share(self, step: Step, event: Share) -> None:
-        attribution.register_code(step.shop, event)
 
     def _on_click(self, step: Step, event: Click) -> None:
         attribution.record_click(step.shop, self.rules, event)
@@ -298,12 +298,6 @@ class Pipeline:
                 self._existed_before_log(step, customer)
             return
         self._ordered(step, customer, touch, order)
-
-    def _on_return(self, step: Step, event: OrderReturned) -> None:
-        referrals.order_returned(step, event)
-
-    def _on_review(self, step: Step, event: ReviewDecided) -> None:
-        referrals.review(step, event)
 
     # ------------------------------------------------------------------------- helpers
 
