@@ -129,7 +129,7 @@ def cut_table(log: pa.Table, as_of: AsOf) -> pa.Table:
 # Rows built into events at a time: objects built together sit together in memory, and
 # the core reads each event once, soon after it was built (a whole partition built type by
 # type scattered each event's fields and cost the core a third more time).
-FOLD_CHUNK = 32_768
+FOLD_CHUNK = 32768
 
 
 def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
