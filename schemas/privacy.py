@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Protocol
 
 from refstream.schemas.events import (
     Click,
@@ -48,18 +49,36 @@ def normalise_address(address: str) -> str:
     return " ".join(address.lower().replace(",", " ").split())
 
 
+class PersonTokens(Protocol):
+    """Stands a per-person token in for a shop's customer id (the person vault does)."""
+
+    def token(self, shop_id: str, customer_id: str) -> str: ...
+
+
 class Pseudonymiser:
-    """Keyed hashing (HMAC-SHA256) with the deployment secret; one instance per runtime."""
+    """Keyed hashing (HMAC-SHA256) with the deployment secret; one instance per runtime.
 
-    __slots__ = ("_key",)
+    With `person_tokens`, customer ids (a share's referrer, a signup's, order's or return's
+    customer) reach the log as per-person tokens, so erasing the person's vault entry
+    leaves nothing in the log that links back to the shop's customer id.
+    """
 
-    def __init__(self, secret: bytes) -> None:
+    __slots__ = ("_key", "_person_tokens")
+
+    def __init__(self, secret: bytes, person_tokens: PersonTokens | None = None) -> None:
         if len(secret) < 16:
             raise ValueError(
                 "the pseudonymisation secret must be at least 16 bytes; "
                 "set REFSTREAM_PII_SECRET to a long random value"
             )
         self._key = secret
+        self._person_tokens = person_tokens
+
+    def person(self, shop_id: str, customer_id: str) -> str:
+        """The customer id as the log stores it: the raw id, or the person's token."""
+        if self._person_tokens is None:
+            return customer_id
+        return self._person_tokens.token(shop_id, customer_id)
 
     def hash(self, kind: str, value: str) -> str:
         """A hash that differs per kind, so an IP and an email never collide by accident."""
@@ -76,7 +95,8 @@ class Pseudonymiser:
         ms = event.occurred_at_ms
         match event:
             case ShopShare():
-                return Share(event.event_id, event.shop_id, ms, event.referrer_id,
+                return Share(event.event_id, event.shop_id, ms,
+                             self.person(event.shop_id, event.referrer_id),
                              event.referral_code, event.channel, event.campaign_id)
             case ShopClick():
                 return Click(event.event_id, event.shop_id, ms, event.visitor_id,
@@ -84,20 +104,24 @@ class Pseudonymiser:
                              event.referral_code, event.campaign_id, event.utm_source,
                              event.utm_medium, event.utm_campaign, event.device_id)
             case ShopSignup():
-                return Signup(event.event_id, event.shop_id, ms, event.customer_id,
+                return Signup(event.event_id, event.shop_id, ms,
+                              self.person(event.shop_id, event.customer_id),
                               self.hash("email", normalise_email(event.email)),
                               self.hash("ip", event.ip), event.visitor_id,
                               event.referral_code, event.device_id)
             case ShopOrder():
                 return OrderPlaced(event.event_id, event.shop_id, ms, event.order_id,
-                                   event.customer_id, event.amount_minor, event.currency,
+                                   self.person(event.shop_id, event.customer_id),
+                                   event.amount_minor, event.currency,
                                    self.hash("ip", event.ip), event.visitor_id,
                                    event.discount_code, event.device_id,
                                    self._optional("payment", event.payment_fingerprint),
                                    self._optional("address", event.shipping_address, True))
             case ShopReturn():
                 return OrderReturned(event.event_id, event.shop_id, ms, event.return_id,
-                                     event.order_id, event.customer_id, event.amount_minor,
+                                     event.order_id,
+                                     self.person(event.shop_id, event.customer_id),
+                                     event.amount_minor,
                                      event.currency)
             case ShopReview():
                 return ReviewDecided(event.event_id, event.shop_id, ms, event.referral_id,

@@ -654,10 +654,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from refstream.deploy.acls import register_security_commands
     from refstream.streams.dlq import register_dlq_commands
+    from refstream.streams.erasure import register_erasure_commands
     from refstream.streams.reporting import register_report_commands
 
     register_report_commands(sub)
     register_dlq_commands(sub)
+    register_erasure_commands(sub)
     register_security_commands(sub)
     return parser
 

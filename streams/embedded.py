@@ -23,9 +23,9 @@ from refstream.schemas.codec import Codec
 from refstream.schemas.errors import InvalidEvent
 from refstream.schemas.events import DeadLetter, LogEvent
 from refstream.schemas.jsonl import parse_line, read_lines
-from refstream.schemas.privacy import Pseudonymiser
 from refstream.streams.ingest import Accepted, Ingestor, SourceRef
 from refstream.streams.settings import Settings
+from refstream.streams.vault import pseudonymiser_from_settings
 
 ProgressCallback = Callable[[int], None]
 
@@ -55,7 +55,7 @@ class EmbeddedRunner:
         self.rules = rules
         self.store = store
         self.pipeline = Pipeline(rules)
-        self.ingestor = Ingestor(Codec(), Pseudonymiser(settings.pii_secret_bytes()),
+        self.ingestor = Ingestor(Codec(), pseudonymiser_from_settings(settings),
                                  frozenset(settings.known_shops), settings.max_event_bytes)
         self._log_sink = log_sink
         self._derived_sink = derived_sink

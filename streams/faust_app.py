@@ -23,13 +23,13 @@ from refstream.replay.archive import ArchiveWriter, archive_log_records
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import FraudFlag, LogEvent, RewardDue, Tick
-from refstream.schemas.privacy import Pseudonymiser
 from refstream.streams.checkpoint import CheckpointStore
 from refstream.streams.ingest import Accepted, Duplicate, Ingestor, Rejected, SourceRef
 from refstream.streams.metrics import Health, WorkerMetrics
 from refstream.streams.pipeline_runtime import Applied, OffsetGate, PipelineRuntime, SeekTo
 from refstream.streams.settings import DEVELOPMENT_PII_SECRET, Settings
 from refstream.streams.topics import TopicNames
+from refstream.streams.vault import pseudonymiser_from_settings
 
 log = logging.getLogger("refstream.streams")
 
@@ -184,7 +184,7 @@ def _register_ingest(app: faust.App, context: WorkerContext) -> None:
                                        context.metrics)
     ingestor = Ingestor(
         codec,
-        Pseudonymiser(settings.pii_secret_bytes()),
+        pseudonymiser_from_settings(settings),
         frozenset(settings.known_shops),
         settings.max_event_bytes,
     )

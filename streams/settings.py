@@ -36,6 +36,9 @@ class Settings(BaseSettings):
         default_factory=list, description="shop ids ingest accepts; empty accepts any shop"
     )
     max_event_bytes: int = 1_048_576
+    # Opt-in: when set, ingest writes customer ids to the log as per-person tokens kept in
+    # this SQLite file, so `refstream erase` can make one person unrecoverable.
+    person_vault: Path | None = None
 
     topic_prefix: str = "refstream"
     shop_topic_prefix: str = "shop"

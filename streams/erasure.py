@@ -1,0 +1,438 @@
+"""Right to erasure: make one person of one shop unrecoverable, keep every total.
+
+The log names the person only by their vault token (REFSTREAM_PERSON_VAULT). Erasure
+rewrites the person's identifier values in the Parquet archive to one-time keyed hashes,
+consistently, so every equality the core relies on survives a replay; then it deletes the
+vault row, after which the token links to no customer id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import re
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from refstream.replay.archive import ARCHIVE_SCHEMA, ArchiveReader, _markers
+from refstream.schemas.codec import Codec
+from refstream.schemas.errors import RefstreamError
+from refstream.schemas.events import LOG_EVENT_TYPES, LogEvent
+from refstream.streams.settings import Settings
+from refstream.streams.vault import PersonNotFound, PersonVault
+
+# Columns that name the person: their events are those whose value here is their token.
+PERSON_COLUMNS = ("customer_id", "referrer_id")
+# Identifier values seen on the person's events (and on clicks of their visitor ids).
+IDENTIFIER_COLUMNS = ("email_hash", "ip_hash", "device_id", "payment_hash", "shipping_hash",
+                      "visitor_id", "user_agent")
+# The person's own referral codes (often built from the customer id, like "R-cust-000042")
+# and wherever they were typed or linked.
+CODE_COLUMNS = ("referral_code", "discount_code")
+URL_COLUMNS = ("landing_url",)
+REWRITTEN_COLUMNS = PERSON_COLUMNS + IDENTIFIER_COLUMNS + CODE_COLUMNS + URL_COLUMNS
+STRING_COLUMNS = tuple(f.name for f in ARCHIVE_SCHEMA
+                       if pa.types.is_string(f.type) and f.name != "event_type")
+ERASED_PREFIX = "erased:"
+_EVENT_FIELDS = {name: tuple(f.name for f in fields(cls)) for name, cls in LOG_EVENT_TYPES.items()}
+_PASSED_OVER_FOLDER = "shop_id=_passed_over/"
+# Characters that may surround a value inside a URL (path segment, query key or value).
+_URL_DELIMITERS = "/?&=#;"
+
+
+class ErasureError(RefstreamError):
+    """Erasure could not be completed; nothing in the archive was changed."""
+
+
+@dataclass
+class ErasureReceipt:
+    """What was done, without any personal data: written as the JSON receipt."""
+
+    erasure_id: str
+    shop_id: str
+    erased_at: str
+    archive: str | None
+    archive_end_offsets: dict[int, int] = field(default_factory=dict)
+    person_records: int = 0
+    files_rewritten: int = 0
+    records_rewritten: int = 0
+    distinct_values_replaced: dict[str, int] = field(default_factory=dict)
+    occurrences_replaced: dict[str, int] = field(default_factory=dict)
+    vault_entry_deleted: bool = False
+    topic_truncated_below: dict[int, int] | None = None
+    next_steps: list[str] = field(default_factory=list)
+
+    def as_json(self) -> str:
+        from dataclasses import asdict
+
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+@dataclass
+class _PersonalValues:
+    """The person's values, per column where they were found; never leaves this module."""
+
+    by_column: dict[str, set[str]] = field(default_factory=dict)
+    person_records: int = 0
+
+    def add(self, column: str, values: Iterable[Any]) -> None:
+        found = self.by_column.setdefault(column, set())
+        found.update(v for v in values if isinstance(v, str) and v)
+
+    def all_values(self) -> set[str]:
+        return set().union(*self.by_column.values()) if self.by_column else set()
+
+
+def _read(path: Path, columns: list[str] | None = None) -> pa.Table:
+    # ParquetFile, not read_table: a single file inside shop_id=…/date=… folders must not
+    # grow hive partition columns.
+    return pq.ParquetFile(path).read(columns=columns)
+
+
+def _committed_files(root: Path, shop_id: str) -> tuple[list[Path], list[Path]]:
+    """(the shop's committed files, the committed passed-over files)."""
+    shop_files: list[Path] = []
+    passed_over: list[Path] = []
+    prefix = f"shop_id={shop_id}/"
+    for marker in _markers(root):
+        for name in marker["files"]:
+            if name.startswith(prefix):
+                shop_files.append(root / name)
+            elif name.startswith(_PASSED_OVER_FOLDER):
+                passed_over.append(root / name)
+    return shop_files, passed_over
+
+
+def _collect(files: list[Path], person_ids: set[str]) -> _PersonalValues:
+    """The identifier values of the person's events, then of clicks by their visitor ids."""
+    values = _PersonalValues()
+    ids = pa.array(sorted(person_ids), pa.string())
+    wanted = ["event_type", *PERSON_COLUMNS, *IDENTIFIER_COLUMNS, "referral_code"]
+    for path in files:
+        table = _read(path, wanted)
+        mine = pc.or_kleene(pc.is_in(table["customer_id"], ids),
+                            pc.is_in(table["referrer_id"], ids))
+        mine = pc.fill_null(mine, False)
+        rows = table.filter(mine)
+        if rows.num_rows == 0:
+            continue
+        values.person_records += rows.num_rows
+        for column in IDENTIFIER_COLUMNS:
+            values.add(column, rows[column].to_pylist())
+        shares = rows.filter(pc.equal(rows["event_type"], "share"))
+        values.add("referral_code", shares["referral_code"].to_pylist())
+    visitors = pa.array(sorted(values.by_column.get("visitor_id", ())), pa.string())
+    if len(visitors):
+        for path in files:
+            table = _read(path, ["event_type", "visitor_id", "ip_hash", "user_agent",
+                                 "device_id"])
+            clicks = table.filter(pc.fill_null(pc.and_kleene(
+                pc.equal(table["event_type"], "click"),
+                pc.is_in(table["visitor_id"], visitors)), False))
+            for column in ("ip_hash", "user_agent", "device_id"):
+                values.add(column, clicks[column].to_pylist())
+    return values
+
+
+class _Rewriter:
+    """Replaces each personal value by one one-time keyed hash, the same everywhere."""
+
+    def __init__(self, values: set[str], person_ids: dict[str, str]) -> None:
+        nonce = os.urandom(32)  # never stored: nobody can recompute the replacements
+        self.replacement = {
+            value: ERASED_PREFIX + hmac.new(nonce, value.encode(), hashlib.sha256).hexdigest()[:32]
+            for value in values}
+        del nonce
+        # Raw customer ids (from history ingested before the vault) become the token.
+        self.person_ids = person_ids
+        self.occurrences: Counter[str] = Counter()
+        self.distinct: dict[str, set[str]] = {}
+        if self.replacement:
+            alternatives = "|".join(re.escape(v) for v in sorted(self.replacement, key=len,
+                                                                   reverse=True))
+            delim = re.escape(_URL_DELIMITERS)
+            self._in_url: re.Pattern[str] | None = re.compile(
+                rf"(?<![^{delim}])(?:{alternatives})(?![^{delim}])")
+        else:
+            self._in_url = None
+        self._matchable = pa.array(sorted(set(self.replacement) | set(person_ids)), pa.string())
+
+    def touches(self, table: pa.Table) -> bool:
+        for column in (*PERSON_COLUMNS, *IDENTIFIER_COLUMNS, *CODE_COLUMNS):
+            if pc.any(pc.is_in(table[column], self._matchable)).as_py():
+                return True
+        if self._in_url is not None:
+            pattern = self._in_url
+            return any(isinstance(url, str) and pattern.search(url)
+                       for url in table["landing_url"].to_pylist())
+        return False
+
+    def _swap(self, column: str, value: str) -> str:
+        self.occurrences[column] += 1
+        self.distinct.setdefault(column, set()).add(value)
+        return self.replacement[value]
+
+    def _url_swapper(self, column: str) -> Callable[[re.Match[str]], str]:
+        return lambda match: self._swap(column, match.group(0))
+
+    def rewrite_row(self, row: dict[str, Any]) -> bool:
+        changed = False
+        for column in PERSON_COLUMNS:
+            value = row[column]
+            if value in self.person_ids:
+                row[column] = self.person_ids[value]
+                self.occurrences[column] += 1
+                self.distinct.setdefault(column, set()).add(value)
+                changed = True
+        for column in IDENTIFIER_COLUMNS + CODE_COLUMNS:
+            value = row[column]
+            if value in self.replacement:
+                row[column] = self._swap(column, value)
+                changed = True
+        for column in URL_COLUMNS:
+            url = row[column]
+            if isinstance(url, str) and self._in_url is not None:
+                new_url = self._in_url.sub(self._url_swapper(column), url)
+                if new_url != url:
+                    row[column] = new_url
+                    changed = True
+        return changed
+
+
+def _event_of(row: dict[str, Any]) -> LogEvent:
+    event_type = row["event_type"]
+    cls = LOG_EVENT_TYPES[event_type]
+    return cls(**{name: row[name] for name in _EVENT_FIELDS[event_type]})
+
+
+def _staging(path: Path) -> Path:
+    return path.with_name(f".{path.name}.erasure.tmp")
+
+
+def _rewrite_file(path: Path, rewriter: _Rewriter, codec: Codec) -> int:
+    """Write the rewritten copy of one file to its staging name; returns rows changed."""
+    table = _read(path).select(ARCHIVE_SCHEMA.names)
+    if not rewriter.touches(table):
+        return 0
+    rows = table.to_pylist()
+    changed = 0
+    for row in rows:
+        if row["event_type"] in LOG_EVENT_TYPES and rewriter.rewrite_row(row):
+            # The payload is re-encoded from the rewritten event: no original byte remains.
+            row["payload"] = codec.encode(_event_of(row))
+            changed += 1
+    if changed:
+        pq.write_table(pa.Table.from_pylist(rows, schema=ARCHIVE_SCHEMA), _staging(path),
+                       compression="zstd")
+    return changed
+
+
+def _leaks(path: Path, forbidden: set[str], codec: Codec) -> list[str]:
+    """Where (column names, never values) a forbidden value is still found as a whole word:
+    "R-cust-1" inside "R-cust-12" is someone else's code, not a leak."""
+    table = _read(path).select(ARCHIVE_SCHEMA.names)
+    alternatives = "|".join(re.escape(v) for v in sorted(forbidden, key=len, reverse=True))
+    pattern = rf"(^|[^A-Za-z0-9])(?:{alternatives})([^A-Za-z0-9]|$)"
+    found = [column for column in STRING_COLUMNS
+             if pc.any(pc.fill_null(pc.match_substring_regex(table[column], pattern),
+                                    False)).as_py()]
+    # Payload bytes: a cheap byte search first, then the decoded event's strings.
+    in_bytes = re.compile(b"|".join(re.escape(v.encode()) for v in forbidden))
+    in_text = re.compile(pattern)
+    for payload in table["payload"].to_pylist():
+        if not in_bytes.search(payload):
+            continue
+        event = codec.decode_log_event(payload)
+        if event is None or any(isinstance(getattr(event, name), str)
+                                and in_text.search(getattr(event, name))
+                                for name in _EVENT_FIELDS[event.event_type]):
+            found.append("payload")
+            break
+    return found
+
+
+def rewrite_archive(root: Path, shop_id: str, customer_id: str, token: str, *,
+                    receipt: ErasureReceipt, codec: Codec | None = None) -> None:
+    """Rewrite the person's values in every committed file of the shop, all or nothing."""
+    codec = codec or Codec()
+    reader = ArchiveReader(root)  # refuses an archive with gaps before anything is touched
+    receipt.archive_end_offsets = reader.next_offsets()
+    shop_files, passed_over = _committed_files(root, shop_id)
+    person_ids = {token, customer_id}
+    values = _collect(shop_files, person_ids)
+    receipt.person_records = values.person_records
+    personal = values.all_values()
+    rewriter = _Rewriter(personal, {customer_id: token})
+    staged: list[Path] = []
+    try:
+        for path in shop_files:
+            changed = _rewrite_file(path, rewriter, codec)
+            if changed:
+                staged.append(path)
+                receipt.records_rewritten += changed
+        forbidden = personal | {customer_id}
+        leaks: list[str] = []
+        for path in shop_files + passed_over:
+            checked = _staging(path) if path in staged else path
+            leaks += [f"{path.relative_to(root)}:{column}"
+                      for column in _leaks(checked, forbidden, codec)]
+        if leaks:
+            raise ErasureError(
+                f"the person's data would remain in {len(leaks)} place(s) after the rewrite "
+                f"({', '.join(leaks[:10])}); nothing was changed. These columns are not "
+                "rewritten by erasure: remove the value by hand or extend streams/erasure.py")
+    except BaseException:
+        for path in staged:
+            _staging(path).unlink(missing_ok=True)
+        raise
+    for path in staged:
+        os.replace(_staging(path), path)
+    receipt.files_rewritten = len(staged)
+    receipt.distinct_values_replaced = {c: len(v) for c, v in sorted(rewriter.distinct.items())}
+    receipt.occurrences_replaced = dict(sorted(rewriter.occurrences.items()))
+
+
+def truncate_log_topic(settings: Settings, end_offsets: dict[int, int]) -> dict[int, int]:
+    """Delete the log topic's records below the archive's committed end, per partition."""
+    from kafka import KafkaAdminClient, TopicPartition
+
+    from refstream.streams.topics import TopicNames
+
+    topic = TopicNames.from_settings(settings).log
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                             client_id="refstream-erase", **settings.kafka_security())
+    try:
+        admin.delete_records({TopicPartition(topic, partition): offset
+                              for partition, offset in end_offsets.items() if offset > 0})
+    finally:
+        admin.close()
+    return dict(sorted(end_offsets.items()))
+
+
+def erase_person(shop_id: str, customer_id: str, vault_path: Path, archive: Path | None, *,
+                 settings: Settings | None = None, truncate_topic: bool = False
+                 ) -> ErasureReceipt:
+    """The whole erasure: archive rewrite, vault shredding, optional topic truncation."""
+    receipt = ErasureReceipt(erasure_id=str(uuid.uuid4()), shop_id=shop_id,
+                             erased_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                             archive=str(archive) if archive is not None else None)
+    if not vault_path.is_file():
+        raise ErasureError(f"no person vault at {vault_path}; pass --vault or set "
+                           "REFSTREAM_PERSON_VAULT to the file the workers use")
+    with PersonVault(vault_path) as vault:
+        token = vault.lookup(shop_id, customer_id)
+        if token is None:
+            raise PersonNotFound(
+                f"customer {customer_id!r} of shop {shop_id!r} is not in the vault "
+                f"{vault_path}: never ingested with this vault, or already erased")
+        if archive is not None:
+            rewrite_archive(archive, shop_id, customer_id, token, receipt=receipt)
+        vault.erase(shop_id, customer_id)
+        receipt.vault_entry_deleted = True
+    if truncate_topic:
+        if archive is None:
+            raise ErasureError("--truncate-topic needs --archive: only records the archive "
+                               "holds may be deleted from the log topic")
+        receipt.topic_truncated_below = truncate_log_topic(settings or Settings(),
+                                                           receipt.archive_end_offsets)
+    receipt.next_steps = [
+        "rebuild the projections from the rewritten archive: refstream replay --archive "
+        f"{archive or 'DIR'} --db NEW.duckdb, then publish NEW.duckdb in place of the old one",
+        "delete or let expire every copy made before this erasure: older DuckDB files and "
+        "snapshots, archive and vault backups",
+    ]
+    if not truncate_topic:
+        receipt.next_steps.append(
+            "the log topic still holds the original records: truncate it below the archive "
+            "end (--truncate-topic) or wait for its retention")
+    return receipt
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    settings = Settings(**({"kafka_bootstrap": args.bootstrap} if args.bootstrap else {}))
+    vault_path = Path(args.vault) if args.vault else settings.person_vault
+    if vault_path is None:
+        raise ErasureError("no person vault: pass --vault PATH or set REFSTREAM_PERSON_VAULT")
+    archive = Path(args.archive) if args.archive else None
+    if archive is None:
+        print("warning: no --archive: only the vault entry is deleted; the archived log "
+              "keeps the person's keyed hashes", file=sys.stderr)
+    receipt = erase_person(args.shop, args.customer, vault_path, archive, settings=settings,
+                           truncate_topic=args.truncate_topic)
+    text = receipt.as_json()
+    if args.receipt:
+        Path(args.receipt).write_text(text + "\n", encoding="utf-8")
+    print(text)
+    if archive is not None and receipt.person_records == 0:
+        print("warning: the archive holds no record of this person; is it up to date "
+              "(refstream archive)?", file=sys.stderr)
+    return 0
+
+
+def cmd_vault_resolve(args: argparse.Namespace) -> int:
+    vault_path = Path(args.vault) if args.vault else Settings().person_vault
+    if vault_path is None or not vault_path.is_file():
+        raise ErasureError("no person vault: pass --vault PATH or set REFSTREAM_PERSON_VAULT")
+    with PersonVault(vault_path) as vault:
+        print(vault.resolve(args.shop, args.token))
+    return 0
+
+
+def register_erasure_commands(subparsers: Any) -> None:
+    """Add `erase` and `vault resolve` to an argparse subparsers object."""
+    erase = subparsers.add_parser(
+        "erase", help="right to erasure: make one person's data unrecoverable",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Erases one customer of one shop (needs REFSTREAM_PERSON_VAULT, on since "
+                    "the person's events were ingested):\n"
+                    "  1. rewrites the person's identifier values (email/IP/payment/address "
+                    "hashes, device,\n     visitor, user agent, their referral codes) in the "
+                    "archive to one-time hashes,\n     the same value everywhere, payloads "
+                    "re-encoded; offsets and markers unchanged;\n"
+                    "  2. deletes the person's vault entry (key and token -> customer id);\n"
+                    "  3. with --truncate-topic, deletes the log topic's records below the "
+                    "archive's end.\n"
+                    "Then rebuild the projections: refstream replay --archive DIR --db NEW.duckdb."
+                    "\nReferrals, rewards and money totals replay unchanged. See "
+                    "docs/security.md, \"Right to erasure\".")
+    erase.add_argument("--shop", required=True, help="the shop the request was made to")
+    erase.add_argument("--customer", required=True, help="the shop's customer id")
+    erase.add_argument("--archive", help="the Parquet log archive to rewrite (run "
+                                         "`refstream archive` first so it is up to date)")
+    erase.add_argument("--vault", help="person vault file (default REFSTREAM_PERSON_VAULT)")
+    erase.add_argument("--receipt", help="also write the JSON receipt (no personal data) here")
+    erase.add_argument("--truncate-topic", action="store_true",
+                       help="delete the log topic's records below the archive's committed end "
+                            "(Kafka DeleteRecords; needs an admin principal)")
+    erase.add_argument("--bootstrap", help="Kafka bootstrap servers (REFSTREAM_KAFKA_BOOTSTRAP)")
+    erase.set_defaults(func=cmd_erase)
+
+    vault = subparsers.add_parser(
+        "vault", help="the person vault: resolve a token to a customer id",
+        description="The person vault (REFSTREAM_PERSON_VAULT) maps each shop customer to the "
+                    "token the log uses. Erased people cannot be resolved.")
+    actions = vault.add_subparsers(dest="vault_command", required=True, metavar="ACTION")
+    resolve = actions.add_parser("resolve", help="print the customer id behind a token",
+                                 description="For finance: the shop's customer id of a reward "
+                                             "beneficiary. Exits 2 if the token is unknown or "
+                                             "the person was erased.")
+    resolve.add_argument("token")
+    resolve.add_argument("--shop", required=True)
+    resolve.add_argument("--vault", help="person vault file (default REFSTREAM_PERSON_VAULT)")
+    resolve.set_defaults(func=cmd_vault_resolve)
