@@ -89,7 +89,7 @@ class ArchiveWriter:
         self._buffers: dict[int, list[_Buffered]] = defaultdict(list)
         self._next: dict[int, int] = {}
         committed: set[str] = set()
-        for marker in _markers(self.root):
+        for marker in commit_markers(self.root):
             committed.update(marker["files"])
             self._next[marker["partition"]] = max(self._next.get(marker["partition"], 0),
                                                   marker["last_offset"] + 1)
@@ -103,7 +103,7 @@ class ArchiveWriter:
         for partition in partitions:
             self._buffers.pop(partition, None)
             self._next.pop(partition, None)
-        for marker in _markers(self.root):
+        for marker in commit_markers(self.root):
             if marker["partition"] in partitions:
                 self._next[marker["partition"]] = max(self._next.get(marker["partition"], 0),
                                                       marker["last_offset"] + 1)
@@ -174,7 +174,8 @@ def _to_table(partition: int, group: list[_Buffered]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=ARCHIVE_SCHEMA)
 
 
-def _markers(root: Path) -> list[dict[str, Any]]:
+def commit_markers(root: Path) -> list[dict[str, Any]]:
+    """The commit markers of an archive (one per flush), by partition and first offset."""
     folder = root / COMMITS
     if not folder.is_dir():
         return []
@@ -187,7 +188,7 @@ class ArchiveReader:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self.markers = _markers(self.root)
+        self.markers = commit_markers(self.root)
         if not self.markers:
             raise ArchiveError(f"no committed segments under {self.root}; "
                                "run the archiver (or `refstream archive`) first")

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from refstream.replay.archive import ARCHIVE_SCHEMA, ArchiveReader, _markers
+from refstream.replay.archive import ARCHIVE_SCHEMA, ArchiveReader, commit_markers
 from refstream.schemas.codec import Codec
 from refstream.schemas.errors import RefstreamError
 from refstream.schemas.events import LOG_EVENT_TYPES, LogEvent
@@ -107,7 +107,7 @@ def _committed_files(root: Path, shop_id: str) -> tuple[list[Path], list[Path]]:
     shop_files: list[Path] = []
     passed_over: list[Path] = []
     prefix = f"shop_id={shop_id}/"
-    for marker in _markers(root):
+    for marker in commit_markers(root):
         for name in marker["files"]:
             if name.startswith(prefix):
                 shop_files.append(root / name)
