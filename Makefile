@@ -8,6 +8,13 @@ PACKAGES := schemas projections rewards fraud streams replay deploy
 
 install: $(VENV)/.installed native
 
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
 # The pure core compiled with mypyc (schemas/native.py); used only while current with its
 # sources. `ensure` rebuilds only when a compiled source changed. Without a C compiler the
 # build is skipped and the core runs as Python.

@@ -36,9 +36,12 @@ from refstream.streams.vault import PersonNotFound, PersonVault
 
 # Columns that name the person: their events are those whose value here is their token.
 PERSON_COLUMNS = ("customer_id", "referrer_id")
-# Identifier values seen on the person's events (and on clicks of their visitor ids).
+# Identifier values seen on the person's events (and on clicks of their visitor ids). Not
+# the user agent: a browser's version string is shared by a crowd and names nobody, and
+# rewriting it for everyone would only blur the click data (one browser string can also
+# contain another, which no whole-value rewrite can untangle).
 IDENTIFIER_COLUMNS = ("email_hash", "ip_hash", "device_id", "payment_hash", "shipping_hash",
-                      "visitor_id", "user_agent")
+                      "visitor_id")
 # The person's own referral codes (often built from the customer id, like "R-cust-000042")
 # and wherever they were typed or linked.
 CODE_COLUMNS = ("referral_code", "discount_code")
@@ -46,6 +49,8 @@ URL_COLUMNS = ("landing_url",)
 REWRITTEN_COLUMNS = PERSON_COLUMNS + IDENTIFIER_COLUMNS + CODE_COLUMNS + URL_COLUMNS
 STRING_COLUMNS = tuple(f.name for f in ARCHIVE_SCHEMA
                        if pa.types.is_string(f.type) and f.name != "event_type")
+# Columns whose every value is one whole identifier (as opposed to free text).
+_WHOLE_VALUE_COLUMNS = frozenset(PERSON_COLUMNS + IDENTIFIER_COLUMNS + CODE_COLUMNS)
 ERASED_PREFIX = "erased:"
 _EVENT_FIELDS = {name: tuple(f.name for f in fields(cls)) for name, cls in LOG_EVENT_TYPES.items()}
 _PASSED_OVER_FOLDER = "shop_id=_passed_over/"
@@ -137,12 +142,11 @@ def _collect(files: list[Path], person_ids: set[str]) -> _PersonalValues:
     visitors = pa.array(sorted(values.by_column.get("visitor_id", ())), pa.string())
     if len(visitors):
         for path in files:
-            table = _read(path, ["event_type", "visitor_id", "ip_hash", "user_agent",
-                                 "device_id"])
+            table = _read(path, ["event_type", "visitor_id", "ip_hash", "device_id"])
             clicks = table.filter(pc.fill_null(pc.and_kleene(
                 pc.equal(table["event_type"], "click"),
                 pc.is_in(table["visitor_id"], visitors)), False))
-            for column in ("ip_hash", "user_agent", "device_id"):
+            for column in ("ip_hash", "device_id"):
                 values.add(column, clicks[column].to_pylist())
     return values
 
@@ -241,23 +245,35 @@ def _rewrite_file(path: Path, rewriter: _Rewriter, codec: Codec) -> int:
 
 
 def _leaks(path: Path, forbidden: set[str], codec: Codec) -> list[str]:
-    """Where (column names, never values) a forbidden value is still found as a whole word:
-    "R-cust-1" inside "R-cust-12" is someone else's code, not a leak."""
+    """Where (column names, never values) a forbidden value is still found.
+
+    Columns that hold whole identifiers are checked for equal values: a device id that
+    merely starts with the person's is someone else's. Free text (URLs, notes) is searched
+    for the value as a whole word: "R-cust-1" inside "R-cust-12" is someone else's code.
+    """
     table = _read(path).select(ARCHIVE_SCHEMA.names)
     alternatives = "|".join(re.escape(v) for v in sorted(forbidden, key=len, reverse=True))
     pattern = rf"(^|[^A-Za-z0-9])(?:{alternatives})([^A-Za-z0-9]|$)"
+    exact = pa.array(sorted(forbidden), pa.string())
     found = [column for column in STRING_COLUMNS
-             if pc.any(pc.fill_null(pc.match_substring_regex(table[column], pattern),
-                                    False)).as_py()]
+             if pc.any(pc.fill_null(
+                 pc.is_in(table[column], exact) if column in _WHOLE_VALUE_COLUMNS
+                 else pc.match_substring_regex(table[column], pattern), False)).as_py()]
     # Payload bytes: a cheap byte search first, then the decoded event's strings.
     in_bytes = re.compile(b"|".join(re.escape(v.encode()) for v in forbidden))
     in_text = re.compile(pattern)
+
+    def leaks(name: str, value: object) -> bool:
+        if not isinstance(value, str):
+            return False
+        return value in forbidden if name in _WHOLE_VALUE_COLUMNS else bool(
+            in_text.search(value))
+
     for payload in table["payload"].to_pylist():
         if not in_bytes.search(payload):
             continue
         event = codec.decode_log_event(payload)
-        if event is None or any(isinstance(getattr(event, name), str)
-                                and in_text.search(getattr(event, name))
+        if event is None or any(leaks(name, getattr(event, name))
                                 for name in _EVENT_FIELDS[event.event_type]):
             found.append("payload")
             break
@@ -402,7 +418,7 @@ def register_erasure_commands(subparsers: Any) -> None:
         description="Erases one customer of one shop (needs REFSTREAM_PERSON_VAULT, on since "
                     "the person's events were ingested):\n"
                     "  1. rewrites the person's identifier values (email/IP/payment/address "
-                    "hashes, device,\n     visitor, user agent, their referral codes) in the "
+                    "hashes, device,\n     visitor, their referral codes) in the "
                     "archive to one-time hashes,\n     the same value everywhere, payloads "
                     "re-encoded; offsets and markers unchanged;\n"
                     "  2. deletes the person's vault entry (key and token -> customer id);\n"

@@ -27,8 +27,9 @@ from refstream.streams.synthetic import SyntheticConfig, write_jsonl
 from refstream.streams.vault import PersonNotFound, PersonVault
 
 CODEC = Codec()
+# Not the user agent: a browser string shared by a crowd (see streams/erasure.py).
 PERSONAL_COLUMNS = ("email_hash", "ip_hash", "device_id", "payment_hash", "shipping_hash",
-                    "visitor_id", "user_agent")
+                    "visitor_id")
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -48,7 +49,7 @@ def personal_values(root: Path, token: str) -> set[str]:
     values = {r[c] for r in mine for c in PERSONAL_COLUMNS if r[c]}
     visitors = {r["visitor_id"] for r in mine if r["visitor_id"]}
     values |= {r[c] for r in rows if r["event_type"] == "click" and r["visitor_id"] in visitors
-               for c in ("ip_hash", "user_agent", "device_id") if r[c]}
+               for c in ("ip_hash", "device_id") if r[c]}
     values |= {r["referral_code"] for r in mine if r["event_type"] == "share"}
     return values
 
