@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from refstream.projections.pipeline import Pipeline
+from refstream.projections.pipeline import Pipeline, SnapshotError
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import (
@@ -137,8 +137,15 @@ class PipelineRuntime:
                             cp.rules_version, self.rules.version, cp.next_offset)
                 state = PartitionState(Pipeline(self.rules), silent_until=cp.next_offset)
             else:
-                state = PartitionState(Pipeline.restore(self.rules, cp.state),
-                                       OffsetGate(cp.next_offset))
+                try:
+                    state = PartitionState(Pipeline.restore(self.rules, cp.state),
+                                           OffsetGate(cp.next_offset))
+                except SnapshotError as exc:
+                    # Written by a refstream with another snapshot format (an upgrade), or
+                    # damaged: the log still has everything, so rebuild as for a rollout.
+                    log.warning("partition %d: %s; rebuilding state from offset 0 silently "
+                                "up to %d", partition, exc, cp.next_offset)
+                    state = PartitionState(Pipeline(self.rules), silent_until=cp.next_offset)
             self.partitions[partition] = state
         return state
 

@@ -69,3 +69,21 @@ def test_a_rules_rollout_rebuilds_state_silently_up_to_the_checkpoint(tmp_path: 
     for value in values:
         scratch.apply(CODEC.decode_log_event(value))  # type: ignore[arg-type]
     assert new.partitions[0].pipeline.state == scratch.state
+
+
+def test_an_unreadable_checkpoint_is_rebuilt_silently_instead_of_crashing(tmp_path: Path) -> None:
+    values = log_values()
+    old = runtime(tmp_path)
+    for i, value in enumerate(values[:4]):
+        old.handle(0, i, value)
+    old.checkpoint()
+    # As a refstream with another snapshot format (or a damaged file) would have left it.
+    old.store._db.execute("UPDATE checkpoints SET state = ?", (b"not a snapshot",))
+    new = runtime(tmp_path)
+    assert new.handle(0, 4, values[4]) == SeekTo(0)
+    replayed = [new.handle(0, i, v) for i, v in enumerate(values)]
+    assert [d.outputs for d in replayed[:4]] == [[], [], [], []]  # type: ignore[union-attr]
+    scratch = Pipeline(DEFAULT_RULES)
+    for value in values:
+        scratch.apply(CODEC.decode_log_event(value))  # type: ignore[arg-type]
+    assert new.partitions[0].pipeline.state == scratch.state
