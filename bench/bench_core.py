@@ -138,42 +138,35 @@ def time_decode_and_apply(log: list[bytes], rules: Rules) -> tuple[Timing, Outco
     return clock.timing("decode + Pipeline.apply", len(log)), outcome
 
 
-def time_apply_only(log: list[bytes], rules: Rules) -> Timing:
-    """Apply alone, as replay folds (cyclic GC paused): each chunk is decoded untimed first,
-    then applied under the clock."""
+def _apply_in_chunks(log: list[bytes], rules: Rules, label: str) -> Timing:
+    """Apply alone: each chunk is decoded untimed first, then applied under the clock."""
     decode = Codec().decode
-    pipeline = Pipeline(rules)
-    apply = pipeline.apply
+    apply = Pipeline(rules).apply
     clock = Clock()
+    for start in range(0, len(log), CHUNK):
+        chunk = [decode(data) for data in log[start:start + CHUNK]]
+        clock.start()
+        for event in chunk:
+            apply(event)
+        clock.stop()
+    return clock.timing(label, len(log))
+
+
+def time_apply_only(log: list[bytes], rules: Rules) -> Timing:
+    """Apply alone, as replay folds: with the cyclic GC paused."""
     with collector_paused():
-        for start in range(0, len(log), CHUNK):
-            chunk = [decode(data) for data in log[start:start + CHUNK]]
-            clock.start()
-            for event in chunk:
-                apply(event)
-            clock.stop()
-    return clock.timing("Pipeline.apply alone (pre-decoded chunks)", len(log))
+        return _apply_in_chunks(log, rules, "Pipeline.apply alone (pre-decoded chunks)")
 
 
 def time_apply_with_gc(log: list[bytes], rules: Rules) -> Timing:
     """Apply alone with the cyclic GC running at the thresholds live workers set."""
-    decode = Codec().decode
-    pipeline = Pipeline(rules)
-    apply = pipeline.apply
-    clock = Clock()
     thresholds = gc.get_threshold()
     tune_garbage_collector()
     try:
-        for start in range(0, len(log), CHUNK):
-            chunk = [decode(data) for data in log[start:start + CHUNK]]
-            clock.start()
-            for event in chunk:
-                apply(event)
-            clock.stop()
+        return _apply_in_chunks(log, rules, "  same, cyclic GC on (live worker thresholds)")
     finally:
         gc.set_threshold(*thresholds)
         gc.collect()
-    return clock.timing("  same, cyclic GC on (live worker thresholds)", len(log))
 
 
 def memory_of_state(log: list[bytes], rules: Rules) -> tuple[int, int]:

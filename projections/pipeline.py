@@ -273,7 +273,7 @@ class Pipeline:
         shop = step.shop
         customer = shop.customers.get(event.customer_id)
         if customer is None:
-            customer = self._first_seen_ordering(shop, event)
+            customer = self._new_customer(shop, event)
         at = event.occurred_at
         customer.orders += 1
         if customer.first_order_at is None or at < customer.first_order_at:
@@ -310,21 +310,6 @@ class Pipeline:
             referral = step.shop.referrals[customer.referral_id]
             referrals.referee_ordered(step, referral, customer, order)
 
-    def _first_seen_ordering(self, shop: ShopState, event: OrderPlaced) -> Customer:
-        """A customer's first order, with no signup yet.
-
-        Most likely a customer from before the log began; but the shop's topics are read
-        independently, so their signup may still be appended a little later with an earlier
-        time. Their orders wait, like a new customer's, for a grace period after this one.
-        """
-        customer = Customer(event.customer_id, event.event_id, event.occurred_at,
-                            event.visitor_id, event.ip_hash, event.device_id,
-                            signed_up=False, pending=PendingDecision())
-        shop.customers[event.customer_id] = customer
-        schedule(shop, event.occurred_at + self.rules.attribution.grace_period_ms,
-                 SIGNUP_GRACE_ENDS, event.customer_id)
-        return customer
-
     def _signed_up_before_ordering(self, shop: ShopState, customer: Customer,
                                    event: Signup) -> None:
         """A late-appended signup at or before the customer's first order: a new customer,
@@ -337,14 +322,21 @@ class Pipeline:
         schedule(shop, event.occurred_at + self.rules.attribution.grace_period_ms,
                  DECIDE_ATTRIBUTION, event.customer_id)
 
-    def _new_customer(self, shop: ShopState, event: Signup) -> Customer:
-        """A customer signing up; their attribution waits for the grace period."""
+    def _new_customer(self, shop: ShopState, event: Signup | OrderPlaced) -> Customer:
+        """A customer first seen signing up, or first seen ordering with no signup yet.
+
+        A signup's attribution waits for the grace period. A first order most likely is a
+        customer's from before the log began; but the shop's topics are read independently,
+        so their signup may still be appended a little later with an earlier time: their
+        orders wait, like a new customer's, for a grace period after this one.
+        """
+        signed_up = isinstance(event, Signup)
         customer = Customer(event.customer_id, event.event_id, event.occurred_at,
                             event.visitor_id, event.ip_hash, event.device_id,
-                            signed_up=True, pending=PendingDecision())
+                            signed_up=signed_up, pending=PendingDecision())
         shop.customers[event.customer_id] = customer
         schedule(shop, event.occurred_at + self.rules.attribution.grace_period_ms,
-                 DECIDE_ATTRIBUTION, event.customer_id)
+                 DECIDE_ATTRIBUTION if signed_up else SIGNUP_GRACE_ENDS, event.customer_id)
         return customer
 
     def _typed(self, step: Step, customer: Customer, touch: Touch, orders_before: int,

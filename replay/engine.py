@@ -113,16 +113,17 @@ def organic_clicks(rules: Rules, log: pa.Table) -> pa.ChunkedArray:
 
 def cut_table(log: pa.Table, as_of: AsOf) -> pa.Table:
     """The rows of one partition's table (offset order) before the first one past `as_of`."""
-    if as_of.time_ms is None and not as_of.offsets:
+    if not log.num_rows:
         return log
-    partition = log.column("partition")[0].as_py() if log.num_rows else 0
-    past = pa.array([False] * log.num_rows) if log.num_rows else pa.array([], pa.bool_())
+    past = []
     if as_of.time_ms is not None:
-        past = pc.or_(past, pc.greater(log.column("log_timestamp"), as_of.time_ms))
-    limit = as_of.offsets.get(partition)
+        past.append(pc.greater(log.column("log_timestamp"), as_of.time_ms))
+    limit = as_of.offsets.get(log.column("partition")[0].as_py())
     if limit is not None:
-        past = pc.or_(past, pc.greater_equal(log.column("offset"), limit))
-    first_past = pc.indices_nonzero(past)
+        past.append(pc.greater_equal(log.column("offset"), limit))
+    if not past:
+        return log
+    first_past = pc.indices_nonzero(past[0] if len(past) == 1 else pc.or_(*past))
     return log.slice(0, first_past[0].as_py()) if len(first_past) else log
 
 
@@ -173,7 +174,6 @@ def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
     """A fresh pipeline over the archive (partition by partition, each in offset order, up
     to `as_of`): the same projections as `replay_events` over the same records, faster."""
     reader = ArchiveReader(root)
-    cut = as_of or AsOf()
     pipeline = Pipeline(rules)
     counts = FoldCounts()
     store.write_campaigns(rules)
@@ -183,7 +183,7 @@ def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
         for partition in reader.partitions():
             log = reader.read_partition_table(partition)
             if as_of is not None:
-                log = cut_table(log, cut)
+                log = cut_table(log, as_of)
             fold_table(pipeline, store, log, counts, progress)
         store.flush()
         store.add_deferred_keys()

@@ -128,21 +128,15 @@ class PipelineRuntime:
             cp = self.store.load(self.names.log, partition)
             if cp is None:
                 state = PartitionState(Pipeline(self.rules))
-            elif cp.rules_version != self.rules.version:
-                # A rules rollout: history was settled by `replay` + `diff --apply`, so the
-                # state is rebuilt under the new rules without emitting anything up to the
-                # checkpoint; from there on the new rules decide live.
-                log.warning("partition %d: checkpoint of rules %s, running %s; rebuilding "
-                            "state from offset 0 silently up to %d", partition,
-                            cp.rules_version, self.rules.version, cp.next_offset)
-                state = PartitionState(Pipeline(self.rules), silent_until=cp.next_offset)
             else:
                 try:
                     state = PartitionState(Pipeline.restore(self.rules, cp.state),
                                            OffsetGate(cp.next_offset))
                 except SnapshotError as exc:
-                    # Written by a refstream with another snapshot format (an upgrade), or
-                    # damaged: the log still has everything, so rebuild as for a rollout.
+                    # A rules rollout (history was settled by `replay` + `diff --apply`), a
+                    # snapshot format from another refstream, or damage: the log has it all.
+                    # The state is rebuilt without emitting anything up to the checkpoint;
+                    # from there on the running rules decide live.
                     log.warning("partition %d: %s; rebuilding state from offset 0 silently "
                                 "up to %d", partition, exc, cp.next_offset)
                     state = PartitionState(Pipeline(self.rules), silent_until=cp.next_offset)

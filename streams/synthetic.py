@@ -4,13 +4,11 @@ Owns the shop-event generator (JSON Lines form, global event-time order), ground
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 import random
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -18,6 +16,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from refstream.replay.engine import collector_paused
 from refstream.schemas.shop import SHOP_MODELS, ShopEvent
 
 SECOND_MS = 1_000
@@ -1213,24 +1212,12 @@ _TOTALLED = ("customers", "sharers", "shares", "referred_visitors", "referred_si
              "returns_after_hold", "genuine_first_order_returns", "podcast_clicks_outside_window")
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pauses the cyclic GC: a million new dicts and no cycles would trigger it for nothing."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def _generate(config: SyntheticConfig) -> tuple[list[EventDict], GroundTruth]:
     """Every shop's events, globally sorted by (event time, shop, generation order)."""
     events: list[EventDict] = []
     shops: list[ShopTruth] = []
     by_type: Counter[str] = Counter()
-    with _gc_paused():
+    with collector_paused():
         for shop_no in range(1, config.shops + 1):
             generator = _ShopGenerator(config, shop_no)
             shops.append(generator.run())

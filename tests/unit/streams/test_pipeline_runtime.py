@@ -5,9 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from refstream.projections.pipeline import Pipeline
+from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
 from refstream.streams.checkpoint import CheckpointStore
-from refstream.streams.pipeline_runtime import Applied, PipelineRuntime, SeekTo, Skipped
+from refstream.streams.pipeline_runtime import (
+    Applied,
+    Decision,
+    PipelineRuntime,
+    SeekTo,
+    Skipped,
+)
 from refstream.streams.topics import TopicNames
 from tests.unit.core.builders import DEFAULT_RULES, ShopLog, rules_with, when
 
@@ -52,38 +59,33 @@ def test_restart_from_a_checkpoint_continues_with_identical_outputs(tmp_path: Pa
     assert got == expected and expected
 
 
-def test_a_rules_rollout_rebuilds_state_silently_up_to_the_checkpoint(tmp_path: Path) -> None:
+def rebuilt_after_checkpoint(tmp_path: Path, rules: Rules,
+                             damage: bool = False) -> tuple[PipelineRuntime, list[Decision]]:
+    """A checkpoint after 4 records under the default rules (its state bytes damaged if
+    asked), then a runtime under `rules` handling the whole log: it must rebuild silently."""
     values = log_values()
     old = runtime(tmp_path)
     for i, value in enumerate(values[:4]):
         old.handle(0, i, value)
     old.checkpoint()
-    new_rules = rules_with({"version": "2026.12-new"})
-    new = runtime(tmp_path, new_rules)
+    if damage:  # as a refstream with another snapshot format, or a damaged file, left it
+        old.store._db.execute("UPDATE checkpoints SET state = ?", (b"not a snapshot",))
+    new = runtime(tmp_path, rules)
     assert new.handle(0, 4, values[4]) == SeekTo(0)  # rebuilt from the log's start
     replayed = [new.handle(0, i, v) for i, v in enumerate(values)]
     assert all(isinstance(d, Applied) for d in replayed)
-    assert [d.outputs for d in replayed[:4]] == [[], [], [], []]  # nothing re-emitted
-    assert replayed[4].outputs  # the tick's due rewards are emitted, under the new rules
-    scratch = Pipeline(new_rules)
+    assert [d.outputs for d in replayed[:4]] == [[], [], [], []]  # type: ignore[union-attr]
+    scratch = Pipeline(rules)
     for value in values:
         scratch.apply(CODEC.decode_log_event(value))  # type: ignore[arg-type]
     assert new.partitions[0].pipeline.state == scratch.state
+    return new, replayed
+
+
+def test_a_rules_rollout_rebuilds_state_silently_up_to_the_checkpoint(tmp_path: Path) -> None:
+    _, replayed = rebuilt_after_checkpoint(tmp_path, rules_with({"version": "2026.12-new"}))
+    assert replayed[4].outputs  # type: ignore[union-attr]  # the tick's due rewards, new rules
 
 
 def test_an_unreadable_checkpoint_is_rebuilt_silently_instead_of_crashing(tmp_path: Path) -> None:
-    values = log_values()
-    old = runtime(tmp_path)
-    for i, value in enumerate(values[:4]):
-        old.handle(0, i, value)
-    old.checkpoint()
-    # As a refstream with another snapshot format (or a damaged file) would have left it.
-    old.store._db.execute("UPDATE checkpoints SET state = ?", (b"not a snapshot",))
-    new = runtime(tmp_path)
-    assert new.handle(0, 4, values[4]) == SeekTo(0)
-    replayed = [new.handle(0, i, v) for i, v in enumerate(values)]
-    assert [d.outputs for d in replayed[:4]] == [[], [], [], []]  # type: ignore[union-attr]
-    scratch = Pipeline(DEFAULT_RULES)
-    for value in values:
-        scratch.apply(CODEC.decode_log_event(value))  # type: ignore[arg-type]
-    assert new.partitions[0].pipeline.state == scratch.state
+    rebuilt_after_checkpoint(tmp_path, DEFAULT_RULES, damage=True)
