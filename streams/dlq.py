@@ -380,15 +380,21 @@ def _known_redriven(path: Path) -> set[SourceRef]:
         ledger.close()
 
 
-def cmd_dlq_list(args: argparse.Namespace) -> int:
-    from refstream.streams.tables_output import render_rows
-
+def _scan_selected(args: argparse.Namespace, codec: Codec
+                   ) -> tuple[DlqScan, set[SourceRef], list[DlqEntry]]:
+    """The DLQ as read now, which entries were re-driven, and those the arguments select."""
     settings = _settings(args)
-    codec = Codec()
     scan = read_dlq(settings, codec, args.timeout)
     _warn_unreadable(scan)
     redriven = _known_redriven(_ledger_path(args, settings))
-    entries = _selected(scan, args, redriven)
+    return scan, redriven, _selected(scan, args, redriven)
+
+
+def cmd_dlq_list(args: argparse.Namespace) -> int:
+    from refstream.streams.tables_output import render_rows
+
+    codec = Codec()
+    scan, redriven, entries = _scan_selected(args, codec)
     width = None if (args.full or args.format != "table") else 100
     rows = [
         (f"{e.dlq_partition}@{e.dlq_offset}", e.letter.source_topic, e.letter.source_partition,
@@ -415,12 +421,8 @@ def _clip(text: str, width: int | None) -> str:
 
 
 def cmd_dlq_export(args: argparse.Namespace) -> int:
-    settings = _settings(args)
     codec = Codec()
-    scan = read_dlq(settings, codec, args.timeout)
-    _warn_unreadable(scan)
-    redriven = _known_redriven(_ledger_path(args, settings))
-    entries = _selected(scan, args, redriven)
+    scan, _, entries = _scan_selected(args, codec)
     out = Path(args.out)
     written, undecodable = write_export(entries, codec, out)
     skipped = len(scan.entries) - len(entries)
