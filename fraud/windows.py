@@ -11,6 +11,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
+from refstream.schemas.records import by_fields
+
 # (at, event id, members): one member per dimension, e.g. (referral_id,) or (visitor, source).
 # A plain tuple: windows add one per click with a code, and a NamedTuple costs 5x to build.
 WindowEntry = tuple[int, str, tuple[str, ...]]
@@ -19,7 +21,7 @@ _EVENT_ID: Final = 1
 _MEMBERS: Final = 2
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class SlidingWindow:
     """Facts within `length_ms` of the newest one; `open_flag_id` names a running episode.
 
@@ -33,6 +35,19 @@ class SlidingWindow:
     counts: list[dict[str, int]]
     first: int = 0
     open_flag_id: str | None = None
+
+    # Written out (init=False): mypyc compiles an explicit __init__, while a dataclass-
+    # generated one stays interpreted, a Python call per window.
+    def __init__(self, length_ms: int, entries: list[WindowEntry], counts: list[dict[str, int]],
+                 first: int = 0, open_flag_id: str | None = None) -> None:
+        self.length_ms = length_ms
+        self.entries = entries
+        self.counts = counts
+        self.first = first
+        self.open_flag_id = open_flag_id
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        return by_fields(self)
 
     @classmethod
     def empty(cls, length_ms: int, dimensions: int) -> SlidingWindow:

@@ -14,6 +14,7 @@ from refstream.projections.state import (
     CHECKOUT_CODE,
     INVALID,
     LINK,
+    OWNER_CAMPAIGN,
     REJECTED,
     SIGNUP_CODE,
     TOUCH_AT,
@@ -76,9 +77,9 @@ def record_click(shop: ShopState, rules: Rules, event: Click) -> None:
         shop.existing_customer_clicks += 1
         return
     if campaign is None and code is not None:
-        owner = shop.code_owner(code)
-        if owner is not None and owner.campaign_id:
-            campaign = rules.campaign_by_id.get(owner.campaign_id)
+        stored = shop.codes.get(code)  # the stored tuple: no CodeOwner built per click
+        if stored is not None and stored[OWNER_CAMPAIGN]:
+            campaign = rules.campaign_by_id.get(stored[OWNER_CAMPAIGN])
     if campaign is not None and not campaign.running_at(at):
         shop.invalid_clicks[campaign.id] = shop.invalid_clicks.get(campaign.id, 0) + 1
     touch: StoredTouch = (at, event.event_id, code, campaign.id if campaign else None, LINK)

@@ -50,7 +50,7 @@ from refstream.schemas.events import (
 )
 from refstream.schemas.ids import event_key
 
-SNAPSHOT_FORMAT: Final = 1
+SNAPSHOT_FORMAT: Final = 2  # 2: core objects pickle by calling their class (schemas/records.py)
 # Sources of a code use, for the broadcasting signal (clicks use their utm_source).
 TYPED_SOURCE: Final = "typed"
 NO_SOURCE: Final = "(none)"
@@ -156,7 +156,7 @@ class Pipeline:
         """A pipeline continuing from `snapshot()` bytes taken under the same rules version."""
         try:
             loaded = pickle.loads(data)  # our own checkpoint bytes, never foreign input
-        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
+        except (pickle.UnpicklingError, EOFError, AttributeError, TypeError, ValueError) as exc:
             raise SnapshotError(f"unreadable pipeline snapshot: {exc!r}") from exc
         if not (isinstance(loaded, tuple) and len(loaded) == 3):
             raise SnapshotError("not a refstream pipeline snapshot")

@@ -14,6 +14,7 @@ from typing import Final, NamedTuple
 from refstream.fraud.identity import Identity
 from refstream.fraud.signals import FraudSignals, FraudState
 from refstream.rewards.ledger import LedgerState
+from refstream.schemas.records import by_fields
 
 # Attribution statuses (Attribution.status).
 ATTRIBUTED: Final = "attributed"
@@ -61,6 +62,7 @@ class CodeOwner(NamedTuple):
 StoredTouch = tuple[int, str, str | None, str | None, str]  # the fields of Touch
 TOUCH_AT: Final = 0  # where Touch.at is in a StoredTouch
 StoredOwner = tuple[str, str | None]  # the fields of CodeOwner
+OWNER_CAMPAIGN: Final = 1  # where CodeOwner.campaign_id is in a StoredOwner
 
 
 class OrderFacts(NamedTuple):
@@ -77,16 +79,26 @@ class OrderFacts(NamedTuple):
     device_id: str | None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class PendingDecision:
     """What a new customer did before their attribution is decided (signup + grace), or what
     a customer first seen ordering did before we know whether a late signup precedes it."""
 
-    typed_codes: list[Touch] = field(default_factory=list)
-    orders: list[OrderFacts] = field(default_factory=list)
+    typed_codes: list[Touch]
+    orders: list[OrderFacts]
+
+    # Written out (init=False): mypyc compiles an explicit __init__, while a dataclass-
+    # generated one stays interpreted, a Python call per object on the hot path.
+    def __init__(self, typed_codes: list[Touch] | None = None,
+                 orders: list[OrderFacts] | None = None) -> None:
+        self.typed_codes = [] if typed_codes is None else typed_codes
+        self.orders = [] if orders is None else orders
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        return by_fields(self)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Customer:
     customer_id: str
     # Their signup (or, for a customer from before the log, the first order the log shows).
@@ -108,6 +120,31 @@ class Customer:
     # and the grace period in which a late-appended signup may still precede it runs.
     pending: PendingDecision | None = None
 
+    # Written out (init=False): mypyc compiles an explicit __init__, while a dataclass-
+    # generated one stays interpreted, a Python call per object on the hot path.
+    def __init__(self, customer_id: str, conversion_event_id: str, converted_at: int,  # noqa: PLR0917
+                 visitor_id: str | None, ip_hash: str | None, device_id: str | None,
+                 signed_up: bool, existed_before_log: bool = False, orders: int = 0,
+                 first_order_at: int | None = None, identity: Identity = (),
+                 referral_id: str | None = None,
+                 pending: PendingDecision | None = None) -> None:
+        self.customer_id = customer_id
+        self.conversion_event_id = conversion_event_id
+        self.converted_at = converted_at
+        self.visitor_id = visitor_id
+        self.ip_hash = ip_hash
+        self.device_id = device_id
+        self.signed_up = signed_up
+        self.existed_before_log = existed_before_log
+        self.orders = orders
+        self.first_order_at = first_order_at
+        self.identity = identity
+        self.referral_id = referral_id
+        self.pending = pending
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        return by_fields(self)
+
     @property
     def awaiting_signup(self) -> bool:
         """First seen ordering, and not yet known to be new or from before the log."""
@@ -119,7 +156,7 @@ class Customer:
             self.first_order_at is not None and self.first_order_at < at)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Referral:
     """Who referred a referee, as currently decided; every change is a new Attribution revision."""
 
@@ -146,6 +183,44 @@ class Referral:
     rewards_due: bool = False
     closed_by_return: bool = False
     return_flagged: bool = False
+
+    # Written out (init=False): mypyc compiles an explicit __init__, while a dataclass-
+    # generated one stays interpreted, a Python call per object on the hot path.
+    def __init__(self, referral_id: str, referee_id: str, referrer_id: str | None,  # noqa: PLR0917
+                 referral_code: str | None, campaign_id: str | None, touch: str,
+                 touch_event_id: str | None, conversion_event_id: str, converted_at: int,
+                 status: str, reason: str | None, revision: int = 0, order_base: int = 0,
+                 status_before_hold: str | None = None, qualified_at: int | None = None,
+                 qualifying_order_id: str | None = None,
+                 qualifying_order_event_id: str | None = None,
+                 qualifying_amount_minor: int = 0, returned_minor: int = 0,
+                 rewards_due: bool = False, closed_by_return: bool = False,
+                 return_flagged: bool = False) -> None:
+        self.referral_id = referral_id
+        self.referee_id = referee_id
+        self.referrer_id = referrer_id
+        self.referral_code = referral_code
+        self.campaign_id = campaign_id
+        self.touch = touch
+        self.touch_event_id = touch_event_id
+        self.conversion_event_id = conversion_event_id
+        self.converted_at = converted_at
+        self.status = status
+        self.reason = reason
+        self.revision = revision
+        self.order_base = order_base
+        self.status_before_hold = status_before_hold
+        self.qualified_at = qualified_at
+        self.qualifying_order_id = qualifying_order_id
+        self.qualifying_order_event_id = qualifying_order_event_id
+        self.qualifying_amount_minor = qualifying_amount_minor
+        self.returned_minor = returned_minor
+        self.rewards_due = rewards_due
+        self.closed_by_return = closed_by_return
+        self.return_flagged = return_flagged
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        return by_fields(self)
 
 
 @dataclass(slots=True)

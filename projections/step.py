@@ -14,7 +14,7 @@ from refstream.rewards.rules import Rules
 from refstream.schemas.events import DerivedEvent
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Step:
     shop: ShopState
     rules: Rules
@@ -22,3 +22,13 @@ class Step:
     # The time decisions are stamped with: the shop's stream time, or a firing timer's deadline.
     now: int
     out: list[DerivedEvent]
+
+    # Written out, not generated: mypyc compiles this one, while a dataclass-generated
+    # __init__ stays interpreted (a Python call per Step, i.e. per event).
+    def __init__(self, shop: ShopState, rules: Rules, signals: FraudSignals, now: int,
+                 out: list[DerivedEvent]) -> None:
+        self.shop = shop
+        self.rules = rules
+        self.signals = signals
+        self.now = now
+        self.out = out

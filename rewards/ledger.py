@@ -13,6 +13,7 @@ from refstream.rewards.eligibility import reward_amount
 from refstream.rewards.rules import Cap, RewardSpec, Rules
 from refstream.schemas.events import RewardDue, RewardReversal, RewardStatus
 from refstream.schemas.ids import reversal_id, reward_id
+from refstream.schemas.records import by_fields
 
 PENDING: Final = "pending"
 HELD: Final = "held"
@@ -32,7 +33,7 @@ QUALIFICATION: Final = "qualification"
 LedgerOutput = RewardStatus | RewardDue | RewardReversal
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Reward:
     reward_id: str
     referral_id: str
@@ -46,6 +47,27 @@ class Reward:
     order_id: str | None
     status: str
     revision: int = 0
+
+    # Written out (init=False): mypyc compiles an explicit __init__, while a dataclass-
+    # generated one stays interpreted, a Python call per object on the hot path.
+    def __init__(self, reward_id: str, referral_id: str, beneficiary_id: str, side: str,  # noqa: PLR0917
+                 kind: str, amount_minor: int, currency: str, due_at: int, reason: str,
+                 order_id: str | None, status: str, revision: int = 0) -> None:
+        self.reward_id = reward_id
+        self.referral_id = referral_id
+        self.beneficiary_id = beneficiary_id
+        self.side = side
+        self.kind = kind
+        self.amount_minor = amount_minor
+        self.currency = currency
+        self.due_at = due_at
+        self.reason = reason
+        self.order_id = order_id
+        self.status = status
+        self.revision = revision
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        return by_fields(self)
 
 
 @dataclass(slots=True)
