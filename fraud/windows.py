@@ -81,12 +81,10 @@ class SlidingWindow:
             while position > self.first and entries[position - 1][_AT] > at:
                 position -= 1
             entries.insert(position, (at, event_id, members))
-        if len(members) == 1:
-            count = counts[0]
-            count[key] = count.get(key, 0) + 1
-        else:
-            for count, member in zip(counts, members, strict=True):
-                count[member] = count.get(member, 0) + 1
+        # Indexed loops, not zip(): mypyc compiles range() loops to C, zip() stays a call.
+        for dimension in range(len(counts)):
+            count, member = counts[dimension], members[dimension]
+            count[member] = count.get(member, 0) + 1
         if late:
             self.prune(entries[-1][_AT])  # a late fact may already be out of the window
         return is_new and key in counts[0]
@@ -95,9 +93,21 @@ class SlidingWindow:
         """Forget facts at or before `now - length_ms`: the window is (now - length, now]."""
         horizon = now - self.length_ms
         entries, first, counts = self.entries, self.first, self.counts
-        end = len(entries)
-        while first < end and entries[first][_AT] <= horizon:
-            for count, member in zip(counts, entries[first][_MEMBERS], strict=True):
+        end, dimensions = len(entries), len(counts)
+        if first < end and entries[end - 1][_AT] <= horizon:
+            # All of it slid out (the common case for a quiet entity): forget it wholesale.
+            entries.clear()
+            for count in counts:
+                count.clear()
+            self.first = 0
+            return
+        while first < end:
+            entry = entries[first]
+            if entry[_AT] > horizon:
+                break
+            members = entry[_MEMBERS]
+            for dimension in range(dimensions):
+                count, member = counts[dimension], members[dimension]
                 remaining = count[member] - 1
                 if remaining:
                     count[member] = remaining
