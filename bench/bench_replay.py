@@ -11,11 +11,15 @@ set-wise from the Parquet columns, organic clicks only move time, the rest is th
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -26,8 +30,8 @@ from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas import native
 from refstream.schemas.codec import Codec
+from refstream.schemas.collector import tune_garbage_collector
 from refstream.schemas.privacy import Pseudonymiser
-from refstream.streams.cli import tune_garbage_collector
 from refstream.streams.synthetic import events_for_target, iter_shop_events
 
 PARTITIONS = 6
@@ -52,39 +56,92 @@ def build_archive(root: Path, target: int) -> int:
     return count
 
 
-def main(argv: list[str] | None = None) -> int:
+def one_core() -> str:
+    """Pin this process (and DuckDB's threads) to one CPU: the figure is for one core."""
+    if not hasattr(os, "sched_setaffinity"):
+        return "not pinned (no sched_setaffinity here)"
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    return f"pinned to CPU {cpu}"
+
+
+def run_stage(stage: str, root: Path, scratch: Path) -> dict[str, object]:
+    """One timed stage, in this fresh process: reading the archive, or replaying it."""
+    pinned = one_core()
     tune_garbage_collector()  # as the `refstream` command does
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=1_050_000)
-    parser.add_argument("--archive", help="reuse (or create) this archive directory")
-    args = parser.parse_args(argv)
+    if stage == "read":
+        started = time.perf_counter()
+        read = sum(1 for _ in events_of(archive_records(root)))
+        return {"seconds": time.perf_counter() - started, "events": read, "pinned": pinned}
     rules = load_rules(default_rules_path())
+    total = ArchiveReader(root).record_count
+    store = ProjectionStore(scratch / "replay.duckdb")
+    with tqdm(total=total, unit="ev", desc="replay", file=sys.stderr, mininterval=1) as bar:
+        def advance(rows: int) -> None:
+            bar.update(rows)
+
+        started = time.perf_counter()
+        counts = replay_archive(root, rules, store, progress=advance)
+        store.close()
+        seconds = time.perf_counter() - started
+    (scratch / "replay.duckdb").unlink()
+    return {"seconds": seconds, "events": counts.events,
+            "derived": sum(counts.derived_by_type.values()), "pinned": pinned}
+
+
+def in_fresh_process(stage: str, root: Path, scratch: Path) -> dict[str, Any]:
+    """Each stage starts a new interpreter: building the archive leaves a fragmented heap
+    that slowed whatever ran after it in the same process."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--stage", stage,
+               "--archive", str(root), "--scratch", str(scratch)]
+    done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=1_050_000,
+                        help="log events to archive (default 1,050,000)")
+    parser.add_argument("--archive", help="reuse (or create) this archive directory")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="rounds of (read, replay); the fastest of each is reported")
+    parser.add_argument("--stage", choices=["read", "replay"], help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.stage is not None:
+        print(json.dumps(run_stage(args.stage, Path(args.archive), args.scratch)))
+        return 0
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(args.archive) if args.archive else Path(scratch) / "archive"
         if not (root / "_commits").is_dir():
             build_archive(root, args.events)
         total = ArchiveReader(root).record_count
-
-        started = time.perf_counter()
-        read = sum(1 for _ in events_of(archive_records(root)))
-        baseline_s = time.perf_counter() - started
-
-        store = ProjectionStore(Path(scratch) / "replay.duckdb")
-        with tqdm(total=total, unit="ev", desc="replay", file=sys.stderr, mininterval=1) as bar:
-            started = time.perf_counter()
-            counts = replay_archive(root, rules, store, progress=bar.update)
-            store.close()
-            replay_s = time.perf_counter() - started
-        derived = sum(counts.derived_by_type.values())
-    replay_eps, read_eps = counts.events / replay_s, read / baseline_s
+        best: dict[str, dict[str, Any]] = {}
+        for round_number in range(1, max(1, args.repeat) + 1):
+            for stage in ("read", "replay"):
+                print(f"... round {round_number}: {stage} (fresh process, one core)",
+                      file=sys.stderr, flush=True)
+                result = in_fresh_process(stage, root, Path(scratch))
+                if stage not in best or result["seconds"] < best[stage]["seconds"]:
+                    best[stage] = result
+    read, replay = best["read"], best["replay"]
+    read_eps = read["events"] / read["seconds"]
+    replay_eps = replay["events"] / replay["seconds"]
     core = "compiled with mypyc" if native.active() else "Python (no native build)"
-    print(f"\narchive: {total:,} log events; replay derived {derived:,} events; core {core}")
+    print(f"\narchive: {total:,} log events; replay derived {replay['derived']:,} events; "
+          f"core {core}; each stage in a fresh process {replay['pinned']}; best of "
+          f"{max(1, args.repeat)} rounds (wall seconds)")
     print(f"{'step':40} {'seconds':>8} {'events/s':>12}")
-    print(f"{'baseline: read archive into Python':40} {baseline_s:8.2f} {read_eps:12,.0f}")
-    print(f"{'replay: archive -> core -> DuckDB':40} {replay_s:8.2f} {replay_eps:12,.0f}")
+    print(f"{'baseline: read archive into Python':40} {read['seconds']:8.2f} {read_eps:12,.0f}")
+    print(f"{'replay: archive -> core -> DuckDB':40} {replay['seconds']:8.2f} "
+          f"{replay_eps:12,.0f}")
     print(f"ratio replay/baseline: {replay_eps / read_eps:.2f}")
     print(f"projected for 100M events: {HUNDRED_MILLION / replay_eps / 60:,.1f} minutes "
           f"(one process; shops spread over partitions replay in parallel processes)")
+    target = 100_000
+    verdict = "meets" if replay_eps >= target else "MISSES"
+    print(f"replay: {replay_eps:,.0f} events/s, {verdict} the {target:,} events/s target")
     return 0
 
 

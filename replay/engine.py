@@ -6,11 +6,9 @@ so every projection set is built by the same code from the same log.
 
 from __future__ import annotations
 
-import gc
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from refstream.replay.archive import PASSED_OVER, ArchiveReader, table_events
 from refstream.replay.sources import AsOf
 from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import Rules
+from refstream.schemas.collector import collector_paused
 from refstream.schemas.events import Click, LogEvent
 
 ProgressCallback = Callable[[int], None]
@@ -54,24 +53,6 @@ def apply_event(pipeline: Pipeline, store: ProjectionStore, event: LogEvent,
         counts.derived_by_type[item.event_type] += 1
         store.add(item)
     return derived
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while folding (it is restored after).
-
-    The core's state is a large tree of small long-lived objects and it makes no reference
-    cycles (a full collection after 1M events finds none), yet every collection walks the
-    young part of that state: a quarter of the fold's time. Reference counting frees all of
-    it.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def replay_events(events: Iterable[LogEvent], rules: Rules, store: ProjectionStore,

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from refstream.schemas.collector import tune_garbage_collector
 from refstream.schemas.errors import RefstreamError
 from refstream.streams.settings import Settings
 
@@ -662,15 +663,6 @@ def build_parser() -> argparse.ArgumentParser:
     register_erasure_commands(sub)
     register_security_commands(sub)
     return parser
-
-
-def tune_garbage_collector() -> None:
-    """The core keeps many small long-lived objects (per visitor, customer, code...): with the
-    default generation-0 threshold the collector rescans that growing state over and over.
-    Reference counting frees almost everything; cycles are rare, so collect far less often."""
-    import gc
-
-    gc.set_threshold(200_000, 50, 1000)
 
 
 def main(argv: list[str] | None = None) -> int:
