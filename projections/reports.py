@@ -619,7 +619,9 @@ flow AS (
 )
 SELECT shop_id, step_no, step, count,
        CAST(count AS DOUBLE) / NULLIF(previous, 0) AS from_previous,
-       1 - CAST(count AS DOUBLE) / NULLIF(previous, 0) AS drop_off
+       -- no drop-off where a step grows: a share brings several clicks
+       CASE WHEN count <= previous THEN 1 - CAST(count AS DOUBLE) / NULLIF(previous, 0)
+       END AS drop_off
 FROM flow
 ORDER BY shop_id = {_ALL} DESC, shop_id, step_no"""
 
@@ -628,7 +630,8 @@ FUNNEL = ReportSpec(
     "funnel", "Referral funnel",
     "share -> click -> signup -> first order -> qualified -> due -> paid, per shop and in "
     "total; from_previous = count / previous step's count, drop_off = 1 - from_previous "
-    "(a share can bring several clicks, so the first ratio can exceed 1)",
+    "(a share can bring several clicks, so the first ratio can exceed 1; a step that "
+    "grows has no drop_off)",
     _funnel_sql(with_payouts=False),
     (Column("shop_id", "text"), Column("step_no", "count"), Column("step", "text"),
      Column("count", "count"), Column("from_previous", "percent"),

@@ -43,6 +43,7 @@ def test_funnel_drop_off(conn: duckdb.DuckDBPyConnection) -> None:
     assert shop_a["share"]["drop_off"] is None  # no step before the first
     # 36 clicks from 8 shares: 450% of the previous step, a "drop-off" of -350%.
     assert shop_a["click"]["from_previous"] == pytest.approx(36 / 8)
+    assert shop_a["click"]["drop_off"] is None  # more clicks than shares: nothing dropped
     assert shop_a["signup"]["drop_off"] == pytest.approx(1 - 8 / 36)
     assert shop_a["first order"]["drop_off"] == pytest.approx(1 - 6 / 8)  # 25%
     assert shop_a["qualified"]["drop_off"] == pytest.approx(1 - 4 / 6)
