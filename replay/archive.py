@@ -219,15 +219,24 @@ class ArchiveReader:
 
     def read_partition_table(self, partition: int, with_payload: bool = False) -> pa.Table:
         """All committed rows of a partition, in offset order."""
+        table, order = self.read_partition_unordered(partition, with_payload)
+        return table.take(order)
+
+    def read_partition_unordered(self, partition: int, with_payload: bool = False
+                                 ) -> tuple[pa.Table, pa.Array]:
+        """All committed rows of a partition as stored, and the row indices that put them in
+        offset order: a caller that goes through the rows a slice at a time takes each slice
+        in order, and never holds a second sorted copy of the whole partition."""
         columns = ARCHIVE_SCHEMA.names if with_payload else _DATA_COLUMNS
         files = [str(self.root / name)
                  for m in self.markers if m["partition"] == partition for name in m["files"]]
         # One dataset scan reads the many small per-shop-and-day files in parallel.
         table = ds.dataset(files, format="parquet", schema=ARCHIVE_SCHEMA).to_table(
             columns=columns)
-        # One chunk per column first: sorting takes rows across all chunks, and ~100s of
-        # small files' chunks make that several times slower than the copy.
-        return table.combine_chunks().sort_by([("offset", "ascending")])
+        # One chunk per column first: taking rows across ~100s of small files' chunks is
+        # several times slower than the copy.
+        table = table.combine_chunks()
+        return table, pc.sort_indices(table.column("offset"))
 
     def iter_records(self, partition: int | None = None, with_payload: bool = False
                      ) -> Iterator[ArchivedRecord]:

@@ -115,11 +115,14 @@ FOLD_CHUNK = 32768
 
 
 def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
-               counts: FoldCounts, progress: ProgressCallback | None = None) -> None:
+               counts: FoldCounts, *, progress: ProgressCallback | None = None,
+               order: pa.Array | None = None) -> None:
     """One partition's archived rows, in offset order, through the core into the store.
 
-    Facts go in set-wise from the columns; only rows the core reads are built as events;
-    organic clicks just move their shop's time, exactly as `Pipeline.apply` treats them.
+    `order` puts the rows in offset order (None: they are). Facts go in set-wise from the
+    columns (order-free: the first record per key by offset wins); only rows the core reads
+    are built as events; organic clicks just move their shop's time, exactly as
+    `Pipeline.apply` treats them.
     """
     store.insert_facts(log)
     for kind, number in zip(*log.column("event_type").value_counts().flatten(), strict=True):
@@ -129,7 +132,8 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
     apply, advance, add = pipeline.apply, pipeline.advance, store.add
     derived = counts.derived_by_type
     for start in range(0, log.num_rows, FOLD_CHUNK):
-        chunk = log.slice(start, FOLD_CHUNK)
+        chunk = (log.slice(start, FOLD_CHUNK) if order is None
+                 else log.take(order.slice(start, FOLD_CHUNK)))
         organic = organic_clicks(pipeline.rules, chunk)
         events = table_events(chunk, skip=organic)
         shops = pc.if_else(organic, chunk.column("shop_id"), None).to_pylist()
@@ -162,10 +166,10 @@ def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
     store.defer_fact_keys()
     with collector_paused():
         for partition in reader.partitions():
-            log = reader.read_partition_table(partition)
+            log, order = reader.read_partition_unordered(partition)
             if as_of is not None:
-                log = cut_table(log, as_of)
-            fold_table(pipeline, store, log, counts, progress)
+                log, order = cut_table(log.take(order), as_of), None
+            fold_table(pipeline, store, log, counts, progress=progress, order=order)
         store.flush()
         store.add_deferred_keys()
     counts.seconds = time.perf_counter() - started
