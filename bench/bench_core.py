@@ -2,8 +2,9 @@
 
 Runs `Pipeline.apply` over >= 1M canonical-log events and compares it, in the same run, with
 merely decoding the same pre-encoded events; also reports memory held per customer. Each
-timed run starts a fresh interpreter on the same log file (a heap left fragmented by an
-earlier 300 MB state slowed a later stage by ~15%), and the rounds interleave the stages.
+timed run starts a fresh interpreter on the same log file (after the other stages in one
+process the same code measured 76k events/s, in a fresh one 101k: earlier 300 MB states leave
+a fragmented heap), and the rounds interleave the stages.
 
     .venv/bin/python bench/bench_core.py --events 1000000
 """

@@ -90,8 +90,8 @@ def run_stage(stage: str, root: Path, scratch: Path) -> dict[str, object]:
 
 
 def in_fresh_process(stage: str, root: Path, scratch: Path) -> dict[str, Any]:
-    """Each stage starts a new interpreter: building the archive leaves a fragmented heap
-    that slowed whatever ran after it in the same process."""
+    """Each stage starts a new interpreter, so neither the archive build's heap nor another
+    stage's shapes its figure (bench_core measured that effect: see its docstring)."""
     command = [sys.executable, str(Path(__file__).resolve()), "--stage", stage,
                "--archive", str(root), "--scratch", str(scratch)]
     done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
