@@ -48,7 +48,6 @@ from refstream.schemas.events import (
     Signup,
     Tick,
 )
-from refstream.schemas.ids import event_key
 
 SNAPSHOT_FORMAT: Final = 2  # 2: core objects pickle by calling their class (schemas/records.py)
 # Sources of a code use, for the broadcasting signal (clicks use their utm_source).
@@ -91,7 +90,7 @@ class Pipeline:
             # is all. Nothing to remember for idempotence either: a repeat carries the same
             # time, which stream time has reached already.
             return self._advance_only(shop, event.occurred_at)
-        key = event_key(event.event_id)
+        key = event.event_id
         if key in shop.seen_events:
             return []
         # Natural keys: a second order with the same order id is the same order, whatever
@@ -412,7 +411,7 @@ def _claim_signup(shop: ShopState, event: Signup) -> bool:
 
 
 def _claim_order(shop: ShopState, event: OrderPlaced) -> bool:
-    key = event_key(event.order_id)
+    key = event.order_id
     if key in shop.seen_orders:
         return False
     shop.seen_orders[key] = None
@@ -420,7 +419,7 @@ def _claim_order(shop: ShopState, event: OrderPlaced) -> bool:
 
 
 def _claim_return(shop: ShopState, event: OrderReturned) -> bool:
-    key = event_key(event.return_id)
+    key = event.return_id
     if key in shop.seen_returns:
         return False
     shop.seen_returns[key] = None

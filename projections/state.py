@@ -231,12 +231,13 @@ class ShopState:
     fraud: FraudState
     ledger: LedgerState
     stream_time: int | None = None
-    # Idempotence: stable 64-bit keys of applied event ids and natural keys. Dicts, not
-    # sets: a dict of ints is never tracked by the cyclic GC, a set is walked by every full
-    # collection, and these grow with every event.
-    seen_events: dict[int, None] = field(default_factory=dict)
-    seen_orders: dict[int, None] = field(default_factory=dict)
-    seen_returns: dict[int, None] = field(default_factory=dict)
+    # Idempotence: the applied event ids and natural keys themselves (exact, and mostly
+    # strings the state holds anyway; no hashing per event). Dicts, not sets: a dict of
+    # strings is never tracked by the cyclic GC, a set is walked by every full collection,
+    # and these grow with every event.
+    seen_events: dict[str, None] = field(default_factory=dict)
+    seen_orders: dict[str, None] = field(default_factory=dict)
+    seen_returns: dict[str, None] = field(default_factory=dict)
     timers: list[Timer] = field(default_factory=list)
     timer_sequence: int = 0
     codes: dict[str, StoredOwner] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""Deterministic identifiers of derived events (UUIDv5) and the stable 64-bit keys of log events.
+"""Deterministic identifiers of derived events (UUIDv5).
 
 An id is a pure function of the facts it names, so a message re-emitted after a crash or in
 a replay carries the same id and finance, the projector and the diff dedupe on it.
@@ -7,7 +7,7 @@ a replay carries the same id and finance, the projector and the diff dedupe on i
 from __future__ import annotations
 
 import uuid
-from hashlib import blake2b, sha1
+from hashlib import sha1
 
 # Fixed forever: changing it would give every referral, reward and flag a new identity.
 REFSTREAM_NAMESPACE = uuid.UUID("6f1d3c1e-8a57-5b0e-9a64-2f5c0d7e4b19")
@@ -17,8 +17,6 @@ _NAMESPACE_BYTES = REFSTREAM_NAMESPACE.bytes
 _UUID_BYTES = 16
 _VERSION_BYTE, _VERSION_MASK, _VERSION_5 = 6, 0x0F, 0x50
 _VARIANT_BYTE, _VARIANT_MASK, _VARIANT_RFC_4122 = 8, 0x3F, 0x80
-
-_EVENT_KEY_BYTES = 8
 
 
 def _name(*parts: str) -> str:
@@ -60,19 +58,3 @@ def correction_id(reward_id: str, action: str, rules_version: str, amount_minor:
     """A correction published after a rule change (reverse or repay one reward): the same
     correction under the same rules is the same message, so publishing twice pays once."""
     return _uuid5("correction", reward_id, action, rules_version, str(amount_minor))
-
-
-def event_key(event_id: str) -> int:
-    """A stable 64-bit key of a log event id (or natural key) for idempotence sets.
-
-    Python's own `hash()` of a str changes per process, so it cannot survive a snapshot.
-    With 64 bits, a collision among a shop's 10^7 events has odds of about 3 in 10^6.
-    """
-    hasher = _EMPTY_KEY_HASHER.copy()  # cheaper than a new blake2b with its keyword arguments
-    hasher.update(event_id.encode())
-    return _from_bytes(hasher.digest(), "little")
-
-
-# Called once per log event: one empty hasher to copy, and a module-level alias.
-_EMPTY_KEY_HASHER = blake2b(digest_size=_EVENT_KEY_BYTES)
-_from_bytes = int.from_bytes
