@@ -92,20 +92,21 @@ def organic_clicks(rules: Rules, log: pa.Table) -> pa.ChunkedArray:
     return pc.and_not(pc.and_not(click, coded), campaign)
 
 
-def cut_table(log: pa.Table, as_of: AsOf) -> pa.Table:
-    """The rows of one partition's table (offset order) before the first one past `as_of`."""
+def cut_order(log: pa.Table, order: pa.Array, as_of: AsOf) -> pa.Array:
+    """The row indices of one partition (`order`: offset order) before the first row past
+    `as_of`; all of `order` when nothing is past it."""
     if not log.num_rows:
-        return log
+        return order
     past = []
     if as_of.time_ms is not None:
-        past.append(pc.greater(log.column("log_timestamp"), as_of.time_ms))
+        past.append(pc.greater(log.column("log_timestamp").take(order), as_of.time_ms))
     limit = as_of.offsets.get(log.column("partition")[0].as_py())
     if limit is not None:
-        past.append(pc.greater_equal(log.column("offset"), limit))
+        past.append(pc.greater_equal(log.column("offset").take(order), limit))
     if not past:
-        return log
+        return order
     first_past = pc.indices_nonzero(past[0] if len(past) == 1 else pc.or_(*past))
-    return log.slice(0, first_past[0].as_py()) if len(first_past) else log
+    return order.slice(0, first_past[0].as_py()) if len(first_past) else order
 
 
 # Rows built into events at a time: objects built together sit together in memory, and
@@ -168,7 +169,9 @@ def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
         for partition in reader.partitions():
             log, order = reader.read_partition_unordered(partition)
             if as_of is not None:
-                log, order = cut_table(log.take(order), as_of), None
+                kept = cut_order(log, order, as_of)
+                if len(kept) < len(order):  # the facts, too, stop at the cut
+                    log, order = log.take(kept), None
             fold_table(pipeline, store, log, counts, progress=progress, order=order)
         store.flush()
         store.add_deferred_keys()
