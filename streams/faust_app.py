@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,8 +24,14 @@ from refstream.schemas.codec import Codec
 from refstream.schemas.events import FraudFlag, LogEvent, RewardDue, Tick
 from refstream.streams.checkpoint import CheckpointStore
 from refstream.streams.ingest import Accepted, Duplicate, Ingestor, Rejected, SourceRef
+from refstream.streams.log_range import read_log_range
 from refstream.streams.metrics import Health, WorkerMetrics
-from refstream.streams.pipeline_runtime import Applied, OffsetGate, PipelineRuntime, SeekTo
+from refstream.streams.pipeline_runtime import (
+    Applied,
+    CatchUp,
+    OffsetGate,
+    PipelineRuntime,
+)
 from refstream.streams.settings import DEVELOPMENT_PII_SECRET, Settings
 from refstream.streams.topics import TopicNames
 from refstream.streams.vault import pseudonymiser_from_settings
@@ -38,16 +43,7 @@ def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | No
     """faust credentials for the configured security protocol (None for PLAINTEXT)."""
     if settings.security_protocol == "PLAINTEXT":
         return None
-    context: ssl.SSLContext | None = None
-    if settings.security_protocol.endswith("SSL"):
-        context = ssl.create_default_context(
-            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
-        )
-        if settings.ssl_certfile:
-            context.load_cert_chain(
-                str(settings.ssl_certfile),
-                str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
-            )
+    context = settings.ssl_context()
     if settings.security_protocol.startswith("SASL"):
         credentials = faust.SASLCredentials(
             username=settings.sasl_username,
@@ -287,15 +283,33 @@ def _register_pipeline(app: faust.App, context: WorkerContext, rules: Rules) -> 
 
     async def _apply(message: Any) -> None:
         metrics.events_in.labels(names.log).inc()
-        decision = runtime.handle(message.partition, message.offset, message.value)
-        if isinstance(decision, SeekTo):
-            await app.consumer.seek(TP(message.topic, message.partition), decision.offset)
-        elif isinstance(decision, Applied) and decision.outputs:
-            for output in decision.outputs:
-                await send(app, output.topic, output.key, output.value)
-                metrics.events_out.labels(output.topic).inc()
-                _count_output(metrics, output.event)
+        partition = message.partition
+        decision = runtime.handle(partition, message.offset, message.value)
+        if isinstance(decision, CatchUp):
+            await _catch_up(message.topic, partition, decision)
+            decision = runtime.handle(partition, message.offset, message.value)
+        if isinstance(decision, Applied) and decision.outputs:
+            await _emit(decision)
             metrics.latency.observe(max(0.0, time.time() - message.timestamp))
+
+    async def _emit(applied: Applied) -> None:
+        for output in applied.outputs:
+            await send(app, output.topic, output.key, output.value)
+            metrics.events_out.labels(output.topic).inc()
+            _count_output(metrics, output.event)
+
+    async def _catch_up(topic: str, partition: int, gap: CatchUp) -> None:
+        log.info("log partition %d: state at offset %d, consumer at %d; reading the %d records "
+                 "between from the log", partition, gap.start, gap.stop, gap.stop - gap.start)
+        state = runtime.partitions.get(partition)
+        async for records in read_log_range(settings, topic, partition, gap.start, gap.stop):
+            if runtime.partitions.get(partition) is not state:
+                return  # revoked meanwhile: its next owner (maybe us again) starts afresh
+            for record in records:
+                decision = runtime.handle(partition, record.offset, record.value)
+                if isinstance(decision, Applied):
+                    await _emit(decision)
+            metrics.caught_up.inc(len(records))
 
     @app.timer(interval=settings.checkpoint_interval_s)
     async def checkpoint_when_idle() -> None:
@@ -339,20 +353,33 @@ def _register_archiver(app: faust.App, context: WorkerContext, root: Path) -> No
         async for batch in stream.take_events(5000, within=1.0):
             for event in batch:
                 message = event.message
-                gate = gates.get(message.partition)
+                partition = message.partition
+                gate = gates.get(partition)
                 if gate is None:
-                    gate = gates[message.partition] = OffsetGate(
-                        writer.next_offset(message.partition))
+                    gate = gates[partition] = OffsetGate(writer.next_offset(partition))
                 verdict = gate.admit(message.offset)
-                if isinstance(verdict, SeekTo):
-                    await app.consumer.seek(TP(message.topic, message.partition), verdict.offset)
-                elif verdict is None:
+                if isinstance(verdict, CatchUp):
+                    await _catch_up(message.topic, partition, gate, verdict)
+                    verdict = gate.admit(message.offset)
+                if verdict is None:
                     archive_log_records(writer, codec, iter([(
-                        message.partition, message.offset, int(message.timestamp * 1000),
+                        partition, message.offset, int(message.timestamp * 1000),
                         message.value)]))
             if writer.buffered and time.monotonic() - last_flush >= flush_every_s:
                 writer.flush()
                 last_flush = time.monotonic()
+
+    async def _catch_up(topic: str, partition: int, gate: OffsetGate, gap: CatchUp) -> None:
+        log.info("archiving log partition %d: archive ends at offset %d, consumer at %d; "
+                 "reading the records between from the log", partition, gap.start, gap.stop)
+        async for records in read_log_range(context.settings, topic, partition, gap.start,
+                                            gap.stop):
+            if gates.get(partition) is not gate:
+                return  # revoked meanwhile: the next owner archives from the last commit
+            archive_log_records(writer, codec, (
+                (partition, record.offset, record.timestamp, record.value)
+                for record in records if gate.admit(record.offset) is None))
+            context.metrics.caught_up.inc(len(records))
 
     @app.timer(interval=flush_every_s)
     async def flush_archive_when_idle() -> None:

@@ -48,6 +48,10 @@ class WorkerMetrics:
         self.checkpoint_seconds = Histogram(
             "refstream_checkpoint_seconds", "flush outputs + commit snapshot and offset",
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5), registry=r)
+        self.caught_up = Counter(
+            "refstream_caught_up_records_total",
+            "log records read directly because the group's consumer was ahead of the state",
+            registry=r)
         self.ticks = Counter("refstream_ticks_total", "stream-time ticks appended for quiet shops",
                              registry=r)
 

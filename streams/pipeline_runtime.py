@@ -2,8 +2,15 @@
 
 It applies exactly the record whose offset is the partition's next expected one; anything
 older was already applied (skip), anything newer means the consumer is ahead of the state
-(seek back). So whatever offsets faust or the group commit, the state always equals the
-core run over the log prefix, and outputs re-emitted after a crash are byte-identical.
+(catch up: the records between are read from the log first). So whatever offsets faust or
+the group commit, the state always equals the core run over the log prefix, and outputs
+re-emitted after a crash are byte-identical.
+
+Why not seek the group's consumer back: faust drops every record below the highest offset
+it has handed out, and records fetched before a seek still drain through after it, so a
+seek back raced that filter and could leave a partition stalled for good (seen under load:
+reward-due messages missing until the next rebalance; tests/integration/test_pipeline_kafka
+reproduces it with a backlog). The gap is read with a consumer of its own instead.
 """
 
 from __future__ import annotations
@@ -52,33 +59,31 @@ class Skipped:
 
 
 @dataclass(frozen=True, slots=True)
-class SeekTo:
-    offset: int
+class CatchUp:
+    """The consumer is ahead of the state: offsets [start, stop) must be read from the log
+    and handled first; then the record at `stop` is admitted."""
+
+    start: int
+    stop: int
 
 
-Decision = Applied | Skipped | SeekTo
+Decision = Applied | Skipped | CatchUp
 
 
 @dataclass
 class OffsetGate:
-    """Admits exactly the next offset of a partition; says skip or seek for anything else."""
+    """Admits exactly the next offset of a partition; says skip or catch up otherwise."""
 
     # The canonical log is never truncated, so a partition without checkpoint starts at 0.
     next_offset: int = 0
-    rewinding: bool = False
 
-    def admit(self, offset: int) -> Skipped | SeekTo | None:
+    def admit(self, offset: int) -> Skipped | CatchUp | None:
         """None: apply this record now (and expect the one after it)."""
         expected = self.next_offset
         if offset < expected:
             return Skipped(f"offset {offset} already applied (next is {expected})")
         if offset > expected:
-            # Records already fetched before the seek still drain through; skip them.
-            if self.rewinding:
-                return Skipped(f"offset {offset} ahead of {expected}; rewind under way")
-            self.rewinding = True
-            return SeekTo(expected)
-        self.rewinding = False
+            return CatchUp(expected, offset)
         self.next_offset = offset + 1
         return None
 

@@ -6,6 +6,7 @@ the environment itself.
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Literal
 
@@ -59,17 +60,41 @@ class Settings(BaseSettings):
     def pii_secret_bytes(self) -> bytes:
         return self.pii_secret.get_secret_value().encode()
 
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of the configured protocol for faust/aiokafka (None without TLS)."""
+        if not self.security_protocol.endswith("SSL"):
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self.ssl_cafile) if self.ssl_cafile else None
+        )
+        if self.ssl_certfile:
+            context.load_cert_chain(
+                str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None
+            )
+        return context
+
+    def aiokafka_security(self) -> dict[str, object]:
+        """Client settings for an aiokafka client of its own (faust gets `broker_credentials`)."""
+        return {"security_protocol": self.security_protocol, "ssl_context": self.ssl_context(),
+                **self._sasl_options()}
+
     def kafka_security(self) -> dict[str, object]:
         """Client settings for kafka-python (faust/aiokafka get `broker_credentials`)."""
-        options: dict[str, object] = {"security_protocol": self.security_protocol}
-        if self.security_protocol.startswith("SASL"):
-            options["sasl_mechanism"] = self.sasl_mechanism
-            options["sasl_plain_username"] = self.sasl_username
-            options["sasl_plain_password"] = (
-                self.sasl_password.get_secret_value() if self.sasl_password else None
-            )
+        options: dict[str, object] = {"security_protocol": self.security_protocol,
+                                      **self._sasl_options()}
         if self.security_protocol.endswith("SSL"):
             options["ssl_cafile"] = str(self.ssl_cafile) if self.ssl_cafile else None
             options["ssl_certfile"] = str(self.ssl_certfile) if self.ssl_certfile else None
             options["ssl_keyfile"] = str(self.ssl_keyfile) if self.ssl_keyfile else None
         return options
+
+    def _sasl_options(self) -> dict[str, object]:
+        if not self.security_protocol.startswith("SASL"):
+            return {}
+        return {
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_plain_username": self.sasl_username,
+            "sasl_plain_password": (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            ),
+        }

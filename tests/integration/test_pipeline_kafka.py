@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from refstream.replay.archive import ArchiveReader
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import RewardDue, Tick
@@ -16,7 +17,12 @@ from refstream.schemas.shop import ShopClick, ShopEvent, ShopOrder, ShopShare, S
 from refstream.streams.producer import publish_shop_events
 from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
 from refstream.streams.topics import TopicNames, ensure_topics
-from tests.integration.kafka_helpers import WorkerProcess, isolated_settings, read_topic
+from tests.integration.kafka_helpers import (
+    WorkerProcess,
+    isolated_settings,
+    read_topic,
+    wait_for,
+)
 from tests.integration.pipeline_expectations import (
     expected_outputs,
     received,
@@ -145,3 +151,47 @@ def test_sigterm_drains_and_a_restart_emits_nothing_twice(kafka_bootstrap: str,
     for topic in output_topics(names):
         assert len(got[topic]) == len(want.get(topic, [])), topic
         assert same_messages_per_key(received(got[topic]), want.get(topic, [])), topic
+
+
+def test_a_worker_behind_the_committed_offsets_catches_up_from_the_log(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    """The group committed offsets past this worker's checkpoint (here: it has none, as on a
+    new machine) and a long backlog waits: the first record it sees is far ahead of its state.
+    It must rebuild from the log and go on; before, a seek raced faust's read-offset filter
+    (records already fetched moved it past the seek) and the partition stalled for good."""
+    settings = isolated_settings(kafka_bootstrap, tmp_path, partitions=1, tick_interval_s=0)
+    names = TopicNames.from_settings(settings)
+    ensure_topics(settings)
+    events = list(iter_shop_events(SyntheticConfig(seed=8, shops=3, customers_per_shop=3000,
+                                                   days=20)))
+    first = len(events) // 10
+    publish_shop_events(settings, events[:first])
+    worker = WorkerProcess(settings).start()
+    try:
+        wait_for_outputs(kafka_bootstrap, names, first)
+    finally:
+        assert worker.stop() == 0, worker.log_tail()
+    (settings.data_dir / "checkpoints.sqlite").unlink()
+    # The backlog reaches the log while no pipeline runs.
+    publish_shop_events(settings, events[first:])
+    ingest = WorkerProcess(settings, args=["--no-pipeline"]).start()
+    try:
+        read_topic(kafka_bootstrap, names.log, expect=len(events), timeout=120)
+    finally:
+        assert ingest.stop() == 0, ingest.log_tail()
+    # The archiver starts on an empty archive at the group's offsets: it catches up as well.
+    archive = tmp_path / "archive"
+    worker = WorkerProcess(settings, args=["--no-ingest", "--archive", str(archive)]).start()
+    try:
+        log_records, got = wait_for_outputs(kafka_bootstrap, names, len(events))
+        wait_for(lambda: ArchiveReader(archive).record_count == len(events), 60,
+                 "the archive to hold the whole log")
+    finally:
+        assert worker.stop() == 0, worker.log_tail()
+    assert [r.offset for r in ArchiveReader(archive).iter_records(0)] == list(range(len(events)))
+    assert "reading the" in worker.log_tail(400)
+    want = expected_outputs(log_records, RULES, names)
+    for topic in output_topics(names):
+        # Rebuilt from offset 0, so the first tenth's messages come twice, byte-identical.
+        assert {v for _, v in want.get(topic, [])} == {r.value for r in got[topic]}, topic
+        assert len(got[topic]) >= len(want.get(topic, [])), topic

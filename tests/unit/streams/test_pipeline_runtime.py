@@ -10,9 +10,9 @@ from refstream.schemas.codec import Codec
 from refstream.streams.checkpoint import CheckpointStore
 from refstream.streams.pipeline_runtime import (
     Applied,
+    CatchUp,
     Decision,
     PipelineRuntime,
-    SeekTo,
     Skipped,
 )
 from refstream.streams.topics import TopicNames
@@ -36,14 +36,19 @@ def runtime(tmp_path: Path, rules: object = DEFAULT_RULES) -> PipelineRuntime:
     return PipelineRuntime(rules, CODEC, CheckpointStore(tmp_path / "cp.sqlite"), NAMES)  # type: ignore[arg-type]
 
 
-def test_applies_only_the_next_offset_skips_older_and_seeks_back_on_newer(tmp_path: Path) -> None:
+def test_applies_only_the_next_offset_skips_older_and_asks_to_catch_up_on_newer(
+        tmp_path: Path) -> None:
     values = log_values()
     rt = runtime(tmp_path)
     assert isinstance(rt.handle(0, 0, values[0]), Applied)
     assert isinstance(rt.handle(0, 0, values[0]), Skipped)  # a redelivery
-    assert rt.handle(0, 3, values[3]) == SeekTo(1)          # the consumer ran ahead
-    assert isinstance(rt.handle(0, 4, values[4]), Skipped)  # still draining the old fetch
-    assert isinstance(rt.handle(0, 1, values[1]), Applied)
+    assert rt.handle(0, 3, values[3]) == CatchUp(1, 3)      # the consumer ran ahead
+    # Nothing moved: the same answer until the gap is handled, whatever comes meanwhile.
+    assert rt.handle(0, 4, values[4]) == CatchUp(1, 4)
+    assert isinstance(rt.handle(0, 1, values[1]), Applied)  # the gap, read from the log
+    assert isinstance(rt.handle(0, 2, values[2]), Applied)
+    assert isinstance(rt.handle(0, 3, values[3]), Applied)  # then the record that was ahead
+    assert isinstance(rt.handle(0, 3, values[3]), Skipped)
 
 
 def test_restart_from_a_checkpoint_continues_with_identical_outputs(tmp_path: Path) -> None:
@@ -71,7 +76,7 @@ def rebuilt_after_checkpoint(tmp_path: Path, rules: Rules,
     if damage:  # as a refstream with another snapshot format, or a damaged file, left it
         old.store._db.execute("UPDATE checkpoints SET state = ?", (b"not a snapshot",))
     new = runtime(tmp_path, rules)
-    assert new.handle(0, 4, values[4]) == SeekTo(0)  # rebuilt from the log's start
+    assert new.handle(0, 4, values[4]) == CatchUp(0, 4)  # rebuilt from the log's start
     replayed = [new.handle(0, i, v) for i, v in enumerate(values)]
     assert all(isinstance(d, Applied) for d in replayed)
     assert [d.outputs for d in replayed[:4]] == [[], [], [], []]  # type: ignore[union-attr]
