@@ -75,7 +75,12 @@ def test_effectively_once_under_kill_stop_and_pause(kafka_bootstrap: str, tmp_pa
         log_records = read_topic(kafka_bootstrap, names.log, expect=len(events), timeout=120)
         want = expected_outputs(log_records, RULES, names)
         for topic, messages in want.items():
-            read_topic(kafka_bootstrap, topic, expect=len(set(messages)), timeout=180)
+            try:
+                read_topic(kafka_bootstrap, topic, expect=len(set(messages)), timeout=180)
+            except AssertionError as exc:  # say what the workers were doing
+                raise AssertionError(
+                    f"{exc}\n--- steady worker:\n{steady.log_tail(60)}\n--- victim worker:\n"
+                    f"{victim.log_tail(60)}\n--- lag:\n{_lag(steady)}\n{_lag(victim)}") from exc
         time.sleep(3)  # let the last checkpoints land
     finally:
         for worker in (victim, steady):
@@ -118,6 +123,11 @@ def test_effectively_once_under_kill_stop_and_pause(kafka_bootstrap: str, tmp_pa
                 f"{store.name} partition {partition} @ {next_offset}")
             checked += 1
     assert checked >= 4
+
+
+def _lag(worker: WorkerProcess) -> str:
+    return "\n".join(line for line in worker.metrics().splitlines()
+                     if line.startswith(("refstream_consumer_lag", "refstream_caught_up")))
 
 
 def _message_id(value: bytes) -> bytes:
