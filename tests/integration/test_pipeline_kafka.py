@@ -6,6 +6,7 @@ import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from refstream.schemas.codec import Codec
 from refstream.schemas.events import RewardDue, Tick
 from refstream.schemas.shop import ShopClick, ShopEvent, ShopOrder, ShopShare, ShopSignup
 from refstream.streams.producer import publish_shop_events
+from refstream.streams.settings import Settings
 from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
 from refstream.streams.topics import TopicNames, ensure_topics
 from tests.integration.kafka_helpers import (
@@ -39,14 +41,25 @@ def output_topics(names: TopicNames) -> list[str]:
 
 
 def wait_for_outputs(bootstrap: str, names: TopicNames, log_count: int,
-                     timeout: float = 120) -> tuple[list, dict[str, list]]:
+                     timeout: float = 120) -> tuple[list[Any], dict[str, list[Any]]]:
     log_records = read_topic(bootstrap, names.log, expect=log_count, timeout=timeout)
     want = expected_outputs(log_records, RULES, names)
-    got: dict[str, list] = {}
+    got: dict[str, list[Any]] = {}
     for topic in output_topics(names):
         got[topic] = read_topic(bootstrap, topic, expect=len(want.get(topic, [])),
                                 timeout=timeout, settle=1.0) if want.get(topic) else []
     return log_records, got
+
+
+def run_worker_through(bootstrap: str, settings: Settings, events: list[ShopEvent]) -> None:
+    """Publish `events` (the first of the log), run a worker until their outputs are all out,
+    and stop it with SIGTERM."""
+    publish_shop_events(settings, events)
+    worker = WorkerProcess(settings).start()
+    try:
+        wait_for_outputs(bootstrap, TopicNames.from_settings(settings), len(events))
+    finally:
+        assert worker.stop() == 0, worker.log_tail()
 
 
 def test_generated_shops_in_exact_core_outputs_out(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -125,12 +138,7 @@ def test_sigterm_drains_and_a_restart_emits_nothing_twice(kafka_bootstrap: str,
     events = list(iter_shop_events(SyntheticConfig(seed=5, shops=2, customers_per_shop=100,
                                                    days=20)))
     half = len(events) // 2
-    publish_shop_events(settings, events[:half])
-    worker = WorkerProcess(settings).start()
-    try:
-        wait_for_outputs(kafka_bootstrap, names, half)
-    finally:
-        assert worker.stop() == 0, worker.log_tail()
+    run_worker_through(kafka_bootstrap, settings, events[:half])
     # The final checkpoint covers the whole log so far.
     log_ends: dict[int, int] = {}
     for record in read_topic(kafka_bootstrap, names.log, expect=half):
@@ -165,12 +173,7 @@ def test_a_worker_behind_the_committed_offsets_catches_up_from_the_log(
     events = list(iter_shop_events(SyntheticConfig(seed=8, shops=3, customers_per_shop=3000,
                                                    days=20)))
     first = len(events) // 10
-    publish_shop_events(settings, events[:first])
-    worker = WorkerProcess(settings).start()
-    try:
-        wait_for_outputs(kafka_bootstrap, names, first)
-    finally:
-        assert worker.stop() == 0, worker.log_tail()
+    run_worker_through(kafka_bootstrap, settings, events[:first])
     (settings.data_dir / "checkpoints.sqlite").unlink()
     # The backlog reaches the log while no pipeline runs.
     publish_shop_events(settings, events[first:])
