@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,6 +122,23 @@ class WorkerContext:
     codec: Codec
     metrics: WorkerMetrics
     health: Health
+
+
+async def gap_records(context: WorkerContext, agent: str, topic: str, partition: int,
+                      gap: CatchUp, *, still_owned: Callable[[], bool]
+                      ) -> AsyncIterator[list[Any]]:
+    """Batches of the log records an agent's state lacks (`gap`), read with a consumer of
+    its own, for as long as the agent still owns the partition: once it was revoked
+    meanwhile, its next owner (maybe this worker again) starts from its own checkpoint."""
+    log.info("%s, log partition %d: state at offset %d, consumer at %d; reading the %d "
+             "records between from the log", agent, partition, gap.start, gap.stop,
+             gap.stop - gap.start)
+    async for records in read_log_range(context.settings, topic, partition, gap.start,
+                                        gap.stop):
+        if not still_owned():
+            return
+        yield records
+        context.metrics.caught_up.inc(len(records))
 
 
 def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bool = True,
@@ -299,17 +316,17 @@ def _register_pipeline(app: faust.App, context: WorkerContext, rules: Rules) -> 
             _count_output(metrics, output.event)
 
     async def _catch_up(topic: str, partition: int, gap: CatchUp) -> None:
-        log.info("log partition %d: state at offset %d, consumer at %d; reading the %d records "
-                 "between from the log", partition, gap.start, gap.stop, gap.stop - gap.start)
         state = runtime.partitions.get(partition)
-        async for records in read_log_range(settings, topic, partition, gap.start, gap.stop):
-            if runtime.partitions.get(partition) is not state:
-                return  # revoked meanwhile: its next owner (maybe us again) starts afresh
+
+        def owned() -> bool:
+            return runtime.partitions.get(partition) is state
+
+        async for records in gap_records(context, "pipeline", topic, partition, gap,
+                                         still_owned=owned):
             for record in records:
                 decision = runtime.handle(partition, record.offset, record.value)
                 if isinstance(decision, Applied):
                     await _emit(decision)
-            metrics.caught_up.inc(len(records))
 
     @app.timer(interval=settings.checkpoint_interval_s)
     async def checkpoint_when_idle() -> None:
@@ -370,16 +387,11 @@ def _register_archiver(app: faust.App, context: WorkerContext, root: Path) -> No
                 last_flush = time.monotonic()
 
     async def _catch_up(topic: str, partition: int, gate: OffsetGate, gap: CatchUp) -> None:
-        log.info("archiving log partition %d: archive ends at offset %d, consumer at %d; "
-                 "reading the records between from the log", partition, gap.start, gap.stop)
-        async for records in read_log_range(context.settings, topic, partition, gap.start,
-                                            gap.stop):
-            if gates.get(partition) is not gate:
-                return  # revoked meanwhile: the next owner archives from the last commit
+        async for records in gap_records(context, "archiver", topic, partition, gap,
+                                         still_owned=lambda: gates.get(partition) is gate):
             archive_log_records(writer, codec, (
                 (partition, record.offset, record.timestamp, record.value)
                 for record in records if gate.admit(record.offset) is None))
-            context.metrics.caught_up.inc(len(records))
 
     @app.timer(interval=flush_every_s)
     async def flush_archive_when_idle() -> None:
