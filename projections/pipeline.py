@@ -13,6 +13,7 @@ late signup) fires, stamped T. Events that do not move stream time are stamped w
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from itertools import pairwise
 from typing import Final
 
@@ -53,6 +54,11 @@ SNAPSHOT_FORMAT: Final = 2  # 2: core objects pickle by calling their class (sch
 # Sources of a code use, for the broadcasting signal (clicks use their utm_source).
 TYPED_SOURCE: Final = "typed"
 NO_SOURCE: Final = "(none)"
+
+# Fields of the log events that no part of the core reads (a landing page, a browser string).
+# Replay neither reads them from the archive nor fills them in the events it builds only for
+# the core: there they are "" (tests/unit/replay/test_columnar_replay.py holds the core to it).
+UNREAD_FIELDS: Final = frozenset({"landing_url", "user_agent"})
 
 # The log events the pipeline folds (derived events never come back in).
 _FOLDED: Final = frozenset({Share, Click, Signup, OrderPlaced, OrderReturned, ReviewDecided,
@@ -139,6 +145,25 @@ class Pipeline:
         if shop is None:
             shop = self.state.shops[shop_id] = ShopState.empty(shop_id, self.signals)
         return self._advance_only(shop, at)
+
+    def fold(self, events: list[LogEvent | None], organic_shops: list[str | None],
+             times: list[int], emit: Callable[[DerivedEvent], object]) -> None:
+        """Rows of the log in order, as replay hands them over: a row with an event is
+        applied; a row without one is an organic click of `organic_shops[row]` at
+        `times[row]` (it only moves time, see `advance`), or, with no shop either, a record
+        passed over. Every derived event goes to `emit`, in order. Compiled with the core,
+        so this loop runs as C, not as interpreted bytecode around each call."""
+        for row in range(len(events)):
+            event = events[row]
+            if event is not None:
+                out = self.apply(event)
+            else:
+                shop_id = organic_shops[row]
+                if shop_id is None:
+                    continue
+                out = self.advance(shop_id, times[row])
+            for item in out:
+                emit(item)
 
     def stream_time(self, shop_id: str) -> int | None:
         """The largest event time seen in the shop's log, or None for an unseen shop."""

@@ -32,13 +32,20 @@ class Table:
     name: str
     columns: tuple[tuple[str, str], ...]
     key: tuple[str, ...]
+    # Columns DuckDB stores without compression: event ids, visitor ids and hashes, nearly
+    # all distinct. Dictionary+FSST packs them only ~1.4x and was half of the time a replay
+    # spends inserting the fact tables (clicks: 1.7 s -> 0.9 s for 724k rows; a replayed
+    # database of 1M events 134 MB -> 180 MB). Storage only: queries see the same values.
+    plain: frozenset[str] = frozenset()
 
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c for c, _ in self.columns)
 
     def ddl(self, with_key: bool = True) -> str:
-        cols = ",\n  ".join(f"{c} {t}" for c, t in self.columns)
+        cols = ",\n  ".join(
+            f"{c} {t} USING COMPRESSION uncompressed" if c in self.plain else f"{c} {t}"
+            for c, t in self.columns)
         key = f",\n  PRIMARY KEY ({', '.join(self.key)})" if with_key else ""
         return f"CREATE TABLE IF NOT EXISTS {self.name} (\n  {cols}{key}\n)"
 
@@ -86,32 +93,32 @@ SHARES = Table("shares", (
     ("event_id", "VARCHAR"), ("shop_id", "VARCHAR"), ("occurred_at", TS),
     ("referrer_id", "VARCHAR"), ("referral_code", "VARCHAR"), ("channel", "VARCHAR"),
     ("campaign_id", "VARCHAR"),
-), ("shop_id", "event_id"))
+), ("shop_id", "event_id"), frozenset({"event_id"}))
 
 CLICKS = Table("clicks", (
     ("event_id", "VARCHAR"), ("shop_id", "VARCHAR"), ("occurred_at", TS),
     ("visitor_id", "VARCHAR"), ("referral_code", "VARCHAR"), ("campaign_id", "VARCHAR"),
     ("utm_source", "VARCHAR"), ("utm_medium", "VARCHAR"), ("utm_campaign", "VARCHAR"),
     ("device_id", "VARCHAR"), ("ip_hash", "VARCHAR"),
-), ("shop_id", "event_id"))
+), ("shop_id", "event_id"), frozenset({"event_id", "visitor_id", "device_id", "ip_hash"}))
 
 CUSTOMERS = Table("customers", (
     ("shop_id", "VARCHAR"), ("customer_id", "VARCHAR"), ("signed_up_at", TS),
     ("visitor_id", "VARCHAR"), ("typed_code", "VARCHAR"), ("email_hash", "VARCHAR"),
     ("device_id", "VARCHAR"),
-), ("shop_id", "customer_id"))
+), ("shop_id", "customer_id"), frozenset({"visitor_id", "email_hash", "device_id"}))
 
 ORDERS = Table("orders", (
     ("shop_id", "VARCHAR"), ("order_id", "VARCHAR"), ("customer_id", "VARCHAR"),
     ("occurred_at", TS), ("amount_minor", "BIGINT"), ("currency", "VARCHAR"),
     ("discount_code", "VARCHAR"), ("visitor_id", "VARCHAR"),
-), ("shop_id", "order_id"))
+), ("shop_id", "order_id"), frozenset({"order_id", "visitor_id"}))
 
 RETURNS = Table("returns", (
     ("shop_id", "VARCHAR"), ("return_id", "VARCHAR"), ("order_id", "VARCHAR"),
     ("customer_id", "VARCHAR"), ("occurred_at", TS), ("amount_minor", "BIGINT"),
     ("currency", "VARCHAR"),
-), ("shop_id", "return_id"))
+), ("shop_id", "return_id"), frozenset({"return_id", "order_id"}))
 
 # What the finance reference payer paid (each reward id once); the funnel's last step.
 PAYOUTS = Table("payouts", (

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -236,12 +237,15 @@ class ArchiveReader:
         table, order = self.read_partition_unordered(partition, with_payload)
         return table.take(order)
 
-    def read_partition_unordered(self, partition: int, with_payload: bool = False
+    def read_partition_unordered(self, partition: int, with_payload: bool = False,
+                                 without: frozenset[str] = frozenset()
                                  ) -> tuple[pa.Table, pa.Array]:
         """All committed rows of a partition as stored, and the row indices that put them in
         offset order: a caller that goes through the rows a slice at a time takes each slice
-        in order, and never holds a second sorted copy of the whole partition."""
-        columns = ARCHIVE_SCHEMA.names if with_payload else _DATA_COLUMNS
+        in order, and never holds a second sorted copy of the whole partition. Columns in
+        `without` are not read (replay skips what neither the core nor a table uses)."""
+        columns = [name for name in (ARCHIVE_SCHEMA.names if with_payload else _DATA_COLUMNS)
+                   if name not in without]
         files = [str(self.root / name)
                  for m in self.markers if m["partition"] == partition for name in m["files"]]
         # One dataset scan reads the many small per-shop-and-day files in parallel.
@@ -268,9 +272,13 @@ class ArchiveReader:
 def table_events(table: pa.Table, skip: pa.ChunkedArray | pa.Array | None = None
                  ) -> list[LogEvent | None]:
     """The log events of archived rows, in row order; None for a passed-over record or a
-    row where `skip` is true (replay skips organic clicks it never needs as objects)."""
+    row where `skip` is true (replay skips organic clicks it never needs as objects).
+
+    An event field whose column the table lacks is "" (replay does not read the fields no
+    part of the core reads: projections.pipeline.UNREAD_FIELDS)."""
     events: list[LogEvent | None] = [None] * table.num_rows
     types = table.column("event_type")
+    present = set(table.column_names)
     # Build each event type column-wise (map over columns), then put events back in
     # offset order by their row indices: several times faster than row by row.
     for event_type, cls in LOG_EVENT_TYPES.items():
@@ -281,7 +289,9 @@ def table_events(table: pa.Table, skip: pa.ChunkedArray | pa.Array | None = None
         if not rows:
             continue
         subset = table.filter(mask)
-        columns = [subset.column(name).to_pylist() for name in _EVENT_FIELDS[event_type]]
+        columns: list[Iterable[Any]] = [
+            subset.column(name).to_pylist() if name in present else repeat("")
+                   for name in _EVENT_FIELDS[event_type]]
         built: Iterator[LogEvent] = map(cls, *columns)
         for row, event in zip(rows, built, strict=True):
             events[row] = event

@@ -16,13 +16,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from refstream.projections.pipeline import Pipeline
+from refstream.projections.pipeline import UNREAD_FIELDS, Pipeline
 from refstream.replay.archive import PASSED_OVER, ArchiveReader, table_events
 from refstream.replay.sources import AsOf
 from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import Rules
 from refstream.schemas.collector import collector_paused
-from refstream.schemas.events import Click, LogEvent
+from refstream.schemas.events import Click, DerivedEvent, LogEvent
 
 ProgressCallback = Callable[[int], None]
 PROGRESS_EVERY = 10_000
@@ -130,25 +130,19 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
         if kind.as_py() != PASSED_OVER:
             counts.events_by_type[kind.as_py()] += number.as_py()
             counts.events += number.as_py()
-    apply, advance, add = pipeline.apply, pipeline.advance, store.add
-    derived = counts.derived_by_type
+    derived, add = counts.derived_by_type, store.add
+
+    def emit(item: DerivedEvent) -> None:
+        derived[item.event_type] += 1
+        add(item)
+
     for start in range(0, log.num_rows, FOLD_CHUNK):
         chunk = (log.slice(start, FOLD_CHUNK) if order is None
                  else log.take(order.slice(start, FOLD_CHUNK)))
         organic = organic_clicks(pipeline.rules, chunk)
         events = table_events(chunk, skip=organic)
         shops = pc.if_else(organic, chunk.column("shop_id"), None).to_pylist()
-        times = chunk.column("occurred_at").to_pylist()
-        for row, event in enumerate(events):
-            if event is not None:
-                out = apply(event)
-            elif (shop_id := shops[row]) is not None:
-                out = advance(shop_id, times[row])
-            else:
-                continue  # passed over
-            for item in out:
-                derived[item.event_type] += 1
-                add(item)
+        pipeline.fold(events, shops, chunk.column("occurred_at").to_pylist(), emit)
         del events
         if progress is not None:
             progress(chunk.num_rows)
@@ -167,7 +161,7 @@ def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
     store.defer_fact_keys()
     with collector_paused():
         for partition in reader.partitions():
-            log, order = reader.read_partition_unordered(partition)
+            log, order = reader.read_partition_unordered(partition, without=UNREAD_FIELDS)
             if as_of is not None:
                 kept = cut_order(log, order, as_of)
                 if len(kept) < len(order):  # the facts, too, stop at the cut

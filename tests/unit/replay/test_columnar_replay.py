@@ -7,6 +7,8 @@ these tests hold it to the same tables, row by row, as folding every event throu
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import random
 import zlib
 from pathlib import Path
@@ -14,13 +16,19 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from refstream.projections.pipeline import is_organic
-from refstream.projections.tables import ALL_TABLES, FACT_COLUMNS, row_for
-from refstream.replay.archive import ArchiveReader, ArchiveWriter, archive_log_records
+from refstream.projections.pipeline import UNREAD_FIELDS, Pipeline, is_organic
+from refstream.projections.tables import ALL_TABLES, CLICKS, FACT_COLUMNS, row_for
+from refstream.replay.archive import (
+    ArchiveReader,
+    ArchiveWriter,
+    archive_log_records,
+    table_events,
+)
 from refstream.replay.engine import organic_clicks, replay_archive, replay_events
 from refstream.replay.sources import AsOf, archive_records, events_of
 from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import default_rules_path, load_rules
+from refstream.schemas import native
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import Click, LogEvent
 from refstream.schemas.privacy import Pseudonymiser
@@ -152,3 +160,55 @@ def test_organic_clicks_of_an_empty_table() -> None:
                       "campaign_id": pa.array([], pa.string()),
                       "utm_campaign": pa.array([], pa.string())})
     assert organic_clicks(RULES, empty).to_pylist() == []
+
+
+def test_the_core_reads_none_of_the_fields_replay_leaves_out() -> None:
+    # Replay neither reads UNREAD_FIELDS from the archive nor fills them in ("" instead):
+    # no core module may name them, and a fold must not change when they are blank.
+    sources = [source for package in ("projections", "fraud", "rewards")
+               for source in (native.SOURCE_ROOT / package).rglob("*.py")]
+    assert len(sources) > 10
+    for source in sources:
+        tree = ast.parse(source.read_text())
+        read = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+        if source.name != "pipeline.py":  # where UNREAD_FIELDS itself names them
+            read |= {node.value for node in ast.walk(tree)
+                     if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+        assert not read & UNREAD_FIELDS, source
+    events = synthetic_log(seed=7)
+    blanked = [dataclasses.replace(e, **dict.fromkeys(UNREAD_FIELDS & {
+        f.name for f in dataclasses.fields(e)}, "")) for e in events]
+    assert blanked != events
+    full, blank = Pipeline(RULES), Pipeline(RULES)
+    outputs = [full.apply(e) for e in events]
+    assert [blank.apply(e) for e in blanked] == outputs
+    assert sum(map(len, outputs)) > 100
+
+
+def test_replay_reads_neither_unread_fields_nor_payloads(tmp_path: Path) -> None:
+    write_archive(tmp_path / "archive", synthetic_log(seed=8)[:500])
+    reader = ArchiveReader(tmp_path / "archive")
+    log, _ = reader.read_partition_unordered(reader.partitions()[0], without=UNREAD_FIELDS)
+    assert not set(log.column_names) & (UNREAD_FIELDS | {"payload"})
+    clicks = [e for e in table_events(log) if isinstance(e, Click)]
+    assert clicks and all(c.landing_url == c.user_agent == "" for c in clicks)
+    assert all(c.visitor_id for c in clicks)
+
+
+def test_identifier_columns_are_stored_plain(tmp_path: Path) -> None:
+    # Table.plain: each names a column of its table, and DuckDB honours it.
+    for table in ALL_TABLES:
+        assert table.plain <= set(table.column_names), table.name
+    assert CLICKS.plain
+    write_archive(tmp_path / "archive", synthetic_log(seed=8)[:3000])
+    store = ProjectionStore(tmp_path / "plain.duckdb")
+    replay_archive(tmp_path / "archive", RULES, store)
+    store.close()
+    store = ProjectionStore(tmp_path / "plain.duckdb")
+    stored = dict(store.connection.execute(
+        "SELECT column_name, string_agg(DISTINCT compression) FROM "
+        "pragma_storage_info('clicks') WHERE segment_type = 'VARCHAR' GROUP BY ALL").fetchall())
+    store.close()
+    for column in CLICKS.plain:
+        assert set(stored[column].split(",")) <= {"Uncompressed", "Constant"}, column
+    assert "Uncompressed" not in stored["utm_source"]
