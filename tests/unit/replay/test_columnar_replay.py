@@ -97,6 +97,10 @@ def replay_both(tmp_path: Path, as_of: AsOf | None = None) -> tuple[Tables, Tabl
 
 def test_columnar_replay_builds_the_same_tables_as_event_by_event(tmp_path: Path) -> None:
     write_archive(tmp_path / "archive", synthetic_log(seed=3), duplicates=200, junk=5)
+    # Columnar replay folds a partition shop by shop: it must hold interleaved shops.
+    reader = ArchiveReader(tmp_path / "archive")
+    assert max(len(set(reader.read_partition_table(p).column("shop_id").drop_null()
+                       .to_pylist())) for p in reader.partitions()) > 1
     slow, fast = replay_both(tmp_path)
     assert sum(len(rows) for rows in slow.values()) > 1000
     assert len(slow["rewards"]) > 10 and len(slow["clicks"]) > 1000
