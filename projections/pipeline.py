@@ -165,6 +165,11 @@ class Pipeline:
             for item in out:
                 emit(item)
 
+    def forget(self, shop_id: str) -> None:
+        """Drop all state of a shop. Replay calls it once the log has no more of the shop's
+        events, so a long replay holds one shop's state at a time, not every shop's."""
+        self.state.shops.pop(shop_id, None)
+
     def stream_time(self, shop_id: str) -> int | None:
         """The largest event time seen in the shop's log, or None for an unseen shop."""
         shop = self.state.shops.get(shop_id)

@@ -226,6 +226,18 @@ class ArchiveReader:
     def partitions(self) -> list[int]:
         return sorted({int(m["partition"]) for m in self.markers})
 
+    def last_partitions(self) -> dict[str, int]:
+        """The last partition (in `partitions()` order) that holds rows of each shop, read
+        from the committed segment paths (shop_id=<shop>/date=<day>/...)."""
+        last: dict[str, int] = {}
+        for marker in self.markers:
+            for name in marker["files"]:
+                folder = Path(name).parts[0]
+                if folder.startswith("shop_id="):
+                    shop_id = folder.removeprefix("shop_id=")
+                    last[shop_id] = max(last.get(shop_id, -1), int(marker["partition"]))
+        return last
+
     def next_offsets(self) -> dict[int, int]:
         ends: dict[int, int] = {}
         for m in self.markers:

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -127,13 +128,16 @@ def shop_order(log: pa.Table) -> pa.Array:
 
 
 def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
-               counts: FoldCounts, *, progress: ProgressCallback | None = None) -> None:
+               counts: FoldCounts, *, progress: ProgressCallback | None = None,
+               finished: Callable[[str], bool] | None = None) -> None:
     """One partition's archived rows (in any order) through the core into the store.
 
     Facts go in set-wise from the columns (order-free: the first record per key by offset
     wins); then the rows go through the core shop by shop, each shop's in offset order (see
     `shop_order`); only rows the core reads are built as events; organic clicks just move
-    their shop's time, exactly as `Pipeline.apply` treats them.
+    their shop's time, exactly as `Pipeline.apply` treats them. A shop for which
+    `finished(shop_id)` is true (no later partition holds it) is forgotten by the pipeline
+    as soon as its rows are done.
     """
     store.insert_facts(log)
     for kind, number in zip(*log.column("event_type").value_counts().flatten(), strict=True):
@@ -154,8 +158,21 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
         shops = pc.if_else(organic, chunk.column("shop_id"), None).to_pylist()
         pipeline.fold(events, shops, chunk.column("occurred_at").to_pylist(), emit)
         del events
+        if finished is not None:
+            # Shops sort ascending (no shop last): all before the chunk's last are done.
+            last = chunk.column("shop_id")[-1].as_py() if chunk.num_rows else None
+            for shop_id in [s for s in pipeline.state.shops if last is None or s < last]:
+                if finished(shop_id):
+                    pipeline.forget(shop_id)
         if progress is not None:
             progress(chunk.num_rows)
+    if finished is not None:
+        for shop_id in [s for s in pipeline.state.shops if finished(s)]:
+            pipeline.forget(shop_id)
+
+
+def _last_here(last_partition: dict[str, int], partition: int, shop_id: str) -> bool:
+    return last_partition.get(shop_id) == partition
 
 
 def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
@@ -165,6 +182,7 @@ def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
     offset order, then shop by shop): the same projections as `replay_events` over the same
     records, faster."""
     reader = ArchiveReader(root)
+    last_partition = reader.last_partitions()
     pipeline = Pipeline(rules)
     counts = FoldCounts()
     store.write_campaigns(rules)
@@ -177,7 +195,8 @@ def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
                 kept = cut_order(log, order, as_of)
                 if len(kept) < len(order):  # the facts, too, stop at the cut
                     log = log.take(kept)
-            fold_table(pipeline, store, log, counts, progress=progress)
+            fold_table(pipeline, store, log, counts, progress=progress,
+                       finished=partial(_last_here, last_partition, partition))
         store.flush()
         store.add_deferred_keys()
     counts.seconds = time.perf_counter() - started

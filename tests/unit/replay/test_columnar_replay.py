@@ -24,7 +24,13 @@ from refstream.replay.archive import (
     archive_log_records,
     table_events,
 )
-from refstream.replay.engine import organic_clicks, replay_archive, replay_events
+from refstream.replay.engine import (
+    FoldCounts,
+    fold_table,
+    organic_clicks,
+    replay_archive,
+    replay_events,
+)
 from refstream.replay.sources import AsOf, archive_records, events_of
 from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import default_rules_path, load_rules
@@ -216,3 +222,38 @@ def test_identifier_columns_are_stored_plain(tmp_path: Path) -> None:
     for column in CLICKS.plain:
         assert set(stored[column].split(",")) <= {"Uncompressed", "Constant"}, column
     assert "Uncompressed" not in stored["utm_source"]
+
+
+def test_a_shop_in_two_partitions_keeps_its_state_across_them(tmp_path: Path) -> None:
+    # Replay forgets a shop once no later partition holds it (Pipeline.forget): a shop whose
+    # log was moved to another partition midway keeps its state until its last partition.
+    events = synthetic_log(seed=9)
+    moved = [e for e in events if e.shop_id == "shop-001"]
+    half = {id(e) for e in moved[: len(moved) // 2]}
+    writer = ArchiveWriter(tmp_path / "archive")
+    offsets = {0: 0, 2: 0}
+    for event in events:
+        partition = 0 if id(event) in half else 2
+        archive_log_records(writer, CODEC, iter([(partition, offsets[partition],
+                                                  1_790_000_000_000, CODEC.encode(event))]))
+        offsets[partition] += 1
+    writer.flush()
+    reader = ArchiveReader(tmp_path / "archive")
+    assert reader.last_partitions() == {"shop-001": 2, "shop-002": 2, "shop-003": 2}
+    slow, fast = replay_both(tmp_path)
+    assert len(slow["referrals"]) > 10
+    assert fast == slow
+
+
+def test_replay_forgets_each_shop_after_its_last_partition(tmp_path: Path) -> None:
+    write_archive(tmp_path / "archive", synthetic_log(seed=10)[:4000])
+    reader = ArchiveReader(tmp_path / "archive")
+    (partition,) = reader.partitions()
+    log = reader.read_partition_table(partition)
+    shops = set(log.column("shop_id").drop_null().to_pylist())
+    assert len(shops) == 3
+    for keep in (set(), {"shop-002"}):
+        pipeline, store = Pipeline(RULES), ProjectionStore(tmp_path / f"f{len(keep)}.duckdb")
+        fold_table(pipeline, store, log, FoldCounts(), finished=lambda s: s not in keep)  # noqa: B023
+        store.close()
+        assert set(pipeline.state.shops) == keep
