@@ -4,8 +4,8 @@ Baseline, measured in the same run: merely reading the same archive back into Py
 objects. Prints the ratio and the projected time for 100M events. The archive is built
 first from the synthetic generator (validated, pseudonymised, Avro-encoded, like ingest).
 Replay is `replay_archive`, what `refstream replay --archive` runs: facts go into DuckDB
-set-wise from the Parquet columns, organic clicks only move time, the rest is the core
-(compiled with mypyc when `make install` could build it; the line below says which).
+set-wise from the Parquet columns, organic clicks only move time, the rest is the core, shop
+by shop (compiled with mypyc when `make install` could build it; the line below says which).
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{replay_eps:12,.0f}")
     print(f"ratio replay/baseline: {replay_eps / read_eps:.2f}")
     print(f"projected for 100M events: {HUNDRED_MILLION / replay_eps / 60:,.1f} minutes "
-          f"(one process; shops spread over partitions replay in parallel processes)")
+          f"(one process on one core)")
     target = 100_000
     verdict = "meets" if replay_eps >= target else "MISSES"
     print(f"replay: {replay_eps:,.0f} events/s, {verdict} the {target:,} events/s target")

@@ -112,8 +112,9 @@ def cut_order(log: pa.Table, order: pa.Array, as_of: AsOf) -> pa.Array:
 
 # Rows built into events at a time: objects built together sit together in memory, and
 # the core reads each event once, soon after it was built (a whole partition built type by
-# type scattered each event's fields and cost the core a third more time).
-FOLD_CHUNK = 32768
+# type scattered each event's fields and cost the core a third more time). Folding shop by
+# shop, 8k rows measured ~3% faster than 32k, 128k ~10% slower (two alternating rounds).
+FOLD_CHUNK = 8192
 
 
 def shop_order(log: pa.Table) -> pa.Array:
