@@ -300,10 +300,11 @@ def table_events(table: pa.Table, skip: pa.ChunkedArray | pa.Array | None = None
         rows = pc.indices_nonzero(mask).to_pylist()
         if not rows:
             continue
-        subset = table.filter(mask)
+        names = _EVENT_FIELDS[event_type]
+        subset = table.select([name for name in names if name in present]).filter(mask)
         columns: list[Iterable[Any]] = [
             subset.column(name).to_pylist() if name in present else repeat("")
-                   for name in _EVENT_FIELDS[event_type]]
+            for name in names]
         built: Iterator[LogEvent] = map(cls, *columns)
         for row, event in zip(rows, built, strict=True):
             events[row] = event
