@@ -82,10 +82,12 @@ def run_stage(stage: str, root: Path, scratch: Path) -> dict[str, object]:
 
         started = time.perf_counter()
         counts = replay_archive(root, rules, store, progress=advance)
+        closing = time.perf_counter()
         store.close()
         seconds = time.perf_counter() - started
     (scratch / "replay.duckdb").unlink()
-    return {"seconds": seconds, "events": counts.events,
+    steps = {**counts.step_seconds, "closing the database": started + seconds - closing}
+    return {"seconds": seconds, "events": counts.events, "steps": steps,
             "derived": sum(counts.derived_by_type.values()), "pinned": pinned}
 
 
@@ -136,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'baseline: read archive into Python':40} {read['seconds']:8.2f} {read_eps:12,.0f}")
     print(f"{'replay: archive -> core -> DuckDB':40} {replay['seconds']:8.2f} "
           f"{replay_eps:12,.0f}")
+    for step, step_seconds in sorted(replay["steps"].items(), key=lambda item: -item[1]):
+        print(f"  {step:38} {step_seconds:8.2f} {step_seconds / replay['seconds']:11.0%}")
+    rest = replay["seconds"] - sum(replay["steps"].values())
+    print(f"  {'(the rest)':38} {rest:8.2f} {rest / replay['seconds']:11.0%}")
     print(f"ratio replay/baseline: {replay_eps / read_eps:.2f}")
     print(f"projected for 100M events: {HUNDRED_MILLION / replay_eps / 60:,.1f} minutes "
           f"(one process on one core)")

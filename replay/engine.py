@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -37,6 +38,17 @@ class FoldCounts:
     events_by_type: Counter[str] = field(default_factory=Counter)
     derived_by_type: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    # Wall seconds per step of a columnar replay (`replay_archive`), for the benchmark.
+    step_seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.step_seconds[name] = (self.step_seconds.get(name, 0.0)
+                                       + time.perf_counter() - started)
 
     @property
     def events_per_second(self) -> float:
@@ -140,7 +152,8 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
     `finished(shop_id)` is true (no later partition holds it) is forgotten by the pipeline
     as soon as its rows are done.
     """
-    store.insert_facts(log)
+    with counts.step("fact rows into DuckDB"):
+        store.insert_facts(log)
     for kind, number in zip(*log.column("event_type").value_counts().flatten(), strict=True):
         if kind.as_py() != PASSED_OVER:
             counts.events_by_type[kind.as_py()] += number.as_py()
@@ -153,23 +166,28 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
 
     order = shop_order(log)
     for start in range(0, log.num_rows, FOLD_CHUNK):
-        chunk = log.take(order.slice(start, FOLD_CHUNK))
-        organic = organic_clicks(pipeline.rules, chunk)
-        events = table_events(chunk, skip=organic)
-        shops = pc.if_else(organic, chunk.column("shop_id"), None).to_pylist()
-        pipeline.fold(events, shops, chunk.column("occurred_at").to_pylist(), emit)
-        del events
-        if finished is not None:
-            # Shops sort ascending (no shop last): all before the chunk's last are done.
-            last = chunk.column("shop_id")[-1].as_py() if chunk.num_rows else None
-            for shop_id in [s for s in pipeline.state.shops if last is None or s < last]:
-                if finished(shop_id):
-                    pipeline.forget(shop_id)
+        with counts.step("building events"):
+            chunk = log.take(order.slice(start, FOLD_CHUNK))
+            organic = organic_clicks(pipeline.rules, chunk)
+            events = table_events(chunk, skip=organic)
+            shops = pc.if_else(organic, chunk.column("shop_id"), None).to_pylist()
+            times = chunk.column("occurred_at").to_pylist()
+        with counts.step("core"):
+            pipeline.fold(events, shops, times, emit)
+            del events
+        with counts.step("forgetting finished shops"):
+            if finished is not None:
+                # Shops sort ascending (no shop last): all before the chunk's last are done.
+                last = chunk.column("shop_id")[-1].as_py() if chunk.num_rows else None
+                for shop_id in [s for s in pipeline.state.shops if last is None or s < last]:
+                    if finished(shop_id):
+                        pipeline.forget(shop_id)
         if progress is not None:
             progress(chunk.num_rows)
-    if finished is not None:
-        for shop_id in [s for s in pipeline.state.shops if finished(s)]:
-            pipeline.forget(shop_id)
+    with counts.step("forgetting finished shops"):
+        if finished is not None:
+            for shop_id in [s for s in pipeline.state.shops if finished(s)]:
+                pipeline.forget(shop_id)
 
 
 def _last_here(last_partition: dict[str, int], partition: int, shop_id: str) -> bool:
@@ -191,14 +209,16 @@ def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
     store.defer_fact_keys()
     with collector_paused():
         for partition in reader.partitions():
-            log, order = reader.read_partition_unordered(partition, without=UNREAD_FIELDS)
-            if as_of is not None:
-                kept = cut_order(log, order, as_of)
-                if len(kept) < len(order):  # the facts, too, stop at the cut
-                    log = log.take(kept)
+            with counts.step("reading the archive"):
+                log, order = reader.read_partition_unordered(partition, without=UNREAD_FIELDS)
+                if as_of is not None:
+                    kept = cut_order(log, order, as_of)
+                    if len(kept) < len(order):  # the facts, too, stop at the cut
+                        log = log.take(kept)
             fold_table(pipeline, store, log, counts, progress=progress,
                        finished=partial(_last_here, last_partition, partition))
-        store.flush()
-        store.add_deferred_keys()
+        with counts.step("derived rows and keys into DuckDB"):
+            store.flush()
+            store.add_deferred_keys()
     counts.seconds = time.perf_counter() - started
     return counts
