@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,8 @@ class ProjectionStore:
         self._pending: dict[str, dict[tuple[Any, ...], Row]] = {t.name: {} for t in ALL_TABLES}
         self._pending_rows = 0
         self._deferred_keys: list[Table] = []
+        self._facts_pool: ThreadPoolExecutor | None = None
+        self._facts_job: Future[None] | None = None
         for table in ALL_TABLES:
             self._db.execute(table.ddl())
         for name, sql in VIEWS:
@@ -67,6 +70,7 @@ class ProjectionStore:
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
+        self._wait_for_facts()
         return self._db
 
     def add(self, event: Any) -> None:
@@ -102,6 +106,7 @@ class ProjectionStore:
         primary keys after loading (`add_deferred_keys`, or at close); building an index once
         costs a third of checking it on every insert. False (nothing deferred) unless the
         fact tables are all empty."""
+        self._wait_for_facts()
         tables = [self._tables[name] for name in FACT_COLUMNS]
         for table in tables:
             row = self._db.execute(f"SELECT count(*) FROM {table.name}").fetchone()
@@ -115,18 +120,44 @@ class ProjectionStore:
 
     def add_deferred_keys(self) -> None:
         """The primary keys `defer_fact_keys` put off; fails if the loaded rows repeat a key."""
+        self._wait_for_facts()
         while self._deferred_keys:
             self._db.execute(self._deferred_keys.pop().add_key())
 
-    def insert_facts(self, log: pa.Table) -> None:
+    def insert_facts(self, log: pa.Table, *, background: bool = False) -> None:
         """The fact rows of archived log records (columns as in replay/archive.py), set-wise.
 
         Same rows as `add` builds one event at a time: the first record of a key in log
-        order wins, and a key already written stays (INSERT OR IGNORE)."""
+        order wins, and a key already written stays (INSERT OR IGNORE).
+
+        `background`: the insert runs on a thread of its own (DuckDB works without the GIL)
+        while the caller goes on, e.g. folding the same rows through the core on another
+        CPU. Every other use of the database (flush, keys, close, `connection`) waits for it
+        first and raises what it raised."""
         self.flush()
+        if not background:
+            self._insert_facts(self._db, log)
+            return
+        if self._facts_pool is None:
+            self._facts_pool = ThreadPoolExecutor(1, thread_name_prefix="refstream-facts")
+        self._facts_job = self._facts_pool.submit(self._insert_facts_in_cursor, log)
+
+    def _insert_facts_in_cursor(self, log: pa.Table) -> None:
+        cursor = self._db.cursor()  # a connection of its own: one per thread
+        try:
+            self._insert_facts(cursor, log)
+        finally:
+            cursor.close()
+
+    def _wait_for_facts(self) -> None:
+        job, self._facts_job = self._facts_job, None
+        if job is not None:
+            job.result()
+
+    def _insert_facts(self, db: duckdb.DuckDBPyConnection, log: pa.Table) -> None:
         stamps = log.column("occurred_at").cast(pa.timestamp("ms", tz="UTC"))
         log = log.set_column(log.schema.get_field_index("occurred_at"), "occurred_at", stamps)
-        self._db.register("refstream_log", log)
+        db.register("refstream_log", log)
         try:
             deferred = {t.name for t in self._deferred_keys}
             for name, (event_type, renamed) in FACT_COLUMNS.items():
@@ -136,16 +167,17 @@ class ProjectionStore:
                 verb = "INSERT" if name in deferred else "INSERT OR IGNORE"
                 select = ", ".join(f'"{renamed.get(c, c)}"' for c in table.column_names)
                 key = ", ".join(f'"{renamed.get(c, c)}"' for c in table.key)
-                self._db.execute(
+                db.execute(
                     f"{verb} INTO {name} SELECT {select} FROM refstream_log "
                     f"WHERE event_type = ? "
                     f'QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY "offset") = 1',
                     [event_type])
         finally:
-            self._db.unregister("refstream_log")
+            db.unregister("refstream_log")
 
     def flush(self) -> None:
         """Write every buffered row; one transaction, so a reader never sees half a batch."""
+        self._wait_for_facts()
         if not self._pending_rows:
             return
         self._db.execute("BEGIN TRANSACTION")
@@ -183,6 +215,8 @@ class ProjectionStore:
     def close(self) -> None:
         self.flush()
         self.add_deferred_keys()
+        if self._facts_pool is not None:
+            self._facts_pool.shutdown()
         self._db.execute("CHECKPOINT")
         self._db.close()
 

@@ -13,6 +13,7 @@ import random
 import zlib
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pytest
 
@@ -86,14 +87,15 @@ def tables(db: Path) -> dict[str, list[tuple[object, ...]]]:
 Tables = dict[str, list[tuple[object, ...]]]
 
 
-def replay_both(tmp_path: Path, as_of: AsOf | None = None) -> tuple[Tables, Tables]:
+def replay_both(tmp_path: Path, as_of: AsOf | None = None,
+                overlap: bool | None = None) -> tuple[Tables, Tables]:
     root = tmp_path / "archive"
     slow, fast = tmp_path / "events.duckdb", tmp_path / "columns.duckdb"
     store = ProjectionStore(slow)
     slow_counts = replay_events(events_of(archive_records(root, as_of)), RULES, store)
     store.close()
     store = ProjectionStore(fast)
-    fast_counts = replay_archive(root, RULES, store, as_of)
+    fast_counts = replay_archive(root, RULES, store, as_of, overlap=overlap)
     store.close()
     assert fast_counts.events == slow_counts.events
     assert fast_counts.events_by_type == slow_counts.events_by_type
@@ -101,13 +103,15 @@ def replay_both(tmp_path: Path, as_of: AsOf | None = None) -> tuple[Tables, Tabl
     return tables(slow), tables(fast)
 
 
-def test_columnar_replay_builds_the_same_tables_as_event_by_event(tmp_path: Path) -> None:
+@pytest.mark.parametrize("overlap", [False, True], ids=["facts-inline", "facts-on-a-thread"])
+def test_columnar_replay_builds_the_same_tables_as_event_by_event(tmp_path: Path,
+                                                                  overlap: bool) -> None:
     write_archive(tmp_path / "archive", synthetic_log(seed=3), duplicates=200, junk=5)
     # Columnar replay folds a partition shop by shop: it must hold interleaved shops.
     reader = ArchiveReader(tmp_path / "archive")
     assert max(len(set(reader.read_partition_table(p).column("shop_id").drop_null()
                        .to_pylist())) for p in reader.partitions()) > 1
-    slow, fast = replay_both(tmp_path)
+    slow, fast = replay_both(tmp_path, overlap=overlap)
     assert sum(len(rows) for rows in slow.values()) > 1000
     assert len(slow["rewards"]) > 10 and len(slow["clicks"]) > 1000
     for name, rows in slow.items():
@@ -257,3 +261,15 @@ def test_replay_forgets_each_shop_after_its_last_partition(tmp_path: Path) -> No
         fold_table(pipeline, store, log, FoldCounts(), finished=lambda s: s not in keep)  # noqa: B023
         store.close()
         assert set(pipeline.state.shops) == keep
+
+
+def test_a_failed_insert_on_the_facts_thread_surfaces_at_the_next_use(tmp_path: Path) -> None:
+    write_archive(tmp_path / "archive", synthetic_log(seed=8)[:500])
+    reader = ArchiveReader(tmp_path / "archive")
+    log = reader.read_partition_table(reader.partitions()[0]).drop_columns(["visitor_id"])
+    store = ProjectionStore(tmp_path / "failed.duckdb")
+    store.insert_facts(log, background=True)
+    with pytest.raises(duckdb.BinderException, match="visitor_id"):
+        store.flush()
+    store.flush()  # reported once; the store stays usable
+    store.close()
