@@ -30,6 +30,9 @@ from refstream.schemas.events import LOG_EVENT_TYPES, LogEvent
 COMMITS = "_commits"
 
 PASSED_OVER = "passed_over"
+# The folder of records that are not log events (no shop to file them under).
+_PASSED_OVER_SHOP = "_passed_over"
+_SHOP_FOLDER = "shop_id="
 
 # Every field of every log event type, as typed nullable columns, so replay rebuilds the
 # events from columns without decoding Avro; `payload` keeps the exact log bytes for audit.
@@ -68,6 +71,18 @@ class ArchivedRecord:
     payload: bytes
 
 
+def shop_folder(shop_id: str) -> str:
+    """The folder (under the archive root) of a shop's segments."""
+    return f"{_SHOP_FOLDER}{shop_id}"
+
+
+def segment_shop(name: str) -> str | None:
+    """The shop of a committed segment (its path under the root, as commit markers list it);
+    None for a segment of records passed over."""
+    shop_id = Path(name).parts[0].removeprefix(_SHOP_FOLDER)
+    return None if shop_id == _PASSED_OVER_SHOP else shop_id
+
+
 def _day(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
 
@@ -94,7 +109,7 @@ class ArchiveWriter:
             committed.update(marker["files"])
             self._next[marker["partition"]] = max(self._next.get(marker["partition"], 0),
                                                   marker["last_offset"] + 1)
-        for stray in self.root.glob("shop_id=*/date=*/*.parquet"):
+        for stray in self.root.glob(f"{_SHOP_FOLDER}*/date=*/*.parquet"):
             if str(stray.relative_to(self.root)) not in committed:
                 stray.unlink()  # written by a flush that crashed before its commit marker
 
@@ -142,12 +157,12 @@ class ArchiveWriter:
         for record in records:
             event = record[2]
             if event is None:  # no shop or time to file it under: keep it with its partition
-                groups[("_passed_over", _day(record[1]))].append(record)
+                groups[(_PASSED_OVER_SHOP, _day(record[1]))].append(record)
             else:
                 groups[(event.shop_id, _day(event.occurred_at))].append(record)
         files: list[str] = []
         for (shop_id, day), group in sorted(groups.items()):
-            folder = self.root / f"shop_id={shop_id}" / f"date={day}"
+            folder = self.root / shop_folder(shop_id) / f"date={day}"
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"p{partition:04d}-{first:012d}-{last:012d}.parquet"
             staging = path.with_name(f".{path.name}.tmp")
@@ -228,13 +243,12 @@ class ArchiveReader:
 
     def last_partitions(self) -> dict[str, int]:
         """The last partition (in `partitions()` order) that holds rows of each shop, read
-        from the committed segment paths (shop_id=<shop>/date=<day>/...)."""
+        from the committed segment paths."""
         last: dict[str, int] = {}
         for marker in self.markers:
             for name in marker["files"]:
-                folder = Path(name).parts[0]
-                if folder.startswith("shop_id="):
-                    shop_id = folder.removeprefix("shop_id=")
+                shop_id = segment_shop(name)
+                if shop_id is not None:
                     last[shop_id] = max(last.get(shop_id, -1), int(marker["partition"]))
         return last
 
@@ -246,16 +260,14 @@ class ArchiveReader:
 
     def read_partition_table(self, partition: int, with_payload: bool = False) -> pa.Table:
         """All committed rows of a partition, in offset order."""
-        table, order = self.read_partition_unordered(partition, with_payload)
-        return table.take(order)
+        table = self.read_partition_rows(partition, with_payload)
+        return table.take(pc.sort_indices(table.column("offset")))
 
-    def read_partition_unordered(self, partition: int, with_payload: bool = False,
-                                 without: frozenset[str] = frozenset()
-                                 ) -> tuple[pa.Table, pa.Array]:
-        """All committed rows of a partition as stored, and the row indices that put them in
-        offset order: a caller that goes through the rows a slice at a time takes each slice
-        in order, and never holds a second sorted copy of the whole partition. Columns in
-        `without` are not read (replay skips what neither the core nor a table uses)."""
+    def read_partition_rows(self, partition: int, with_payload: bool = False,
+                            without: frozenset[str] = frozenset()) -> pa.Table:
+        """All committed rows of a partition in no particular order (sort by "offset" for
+        the log's). Columns in `without` are not read (replay skips what neither the core
+        nor a table uses)."""
         columns = [name for name in (ARCHIVE_SCHEMA.names if with_payload else _DATA_COLUMNS)
                    if name not in without]
         files = [str(self.root / name)
@@ -263,10 +275,9 @@ class ArchiveReader:
         # One dataset scan reads the many small per-shop-and-day files in parallel.
         table = ds.dataset(files, format="parquet", schema=ARCHIVE_SCHEMA).to_table(
             columns=columns)
-        # One chunk per column first: taking rows across ~100s of small files' chunks is
-        # several times slower than the copy.
-        table = table.combine_chunks()
-        return table, pc.sort_indices(table.column("offset"))
+        # One chunk per column: taking rows across ~100s of small files' chunks is several
+        # times slower than the copy.
+        return table.combine_chunks()
 
     def iter_records(self, partition: int | None = None, with_payload: bool = False
                      ) -> Iterator[ArchivedRecord]:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -106,11 +105,12 @@ def organic_clicks(rules: Rules, log: pa.Table) -> pa.ChunkedArray:
     return pc.and_not(pc.and_not(click, coded), campaign)
 
 
-def cut_order(log: pa.Table, order: pa.Array, as_of: AsOf) -> pa.Array:
-    """The row indices of one partition (`order`: offset order) before the first row past
-    `as_of`; all of `order` when nothing is past it."""
+def cut_rows(log: pa.Table, as_of: AsOf) -> pa.Table:
+    """The rows of one partition (in any order) that come before its first row, in offset
+    order, past `as_of`."""
     if not log.num_rows:
-        return order
+        return log
+    order = pc.sort_indices(log.column("offset"))
     past = []
     if as_of.time_ms is not None:
         past.append(pc.greater(log.column("log_timestamp").take(order), as_of.time_ms))
@@ -118,9 +118,9 @@ def cut_order(log: pa.Table, order: pa.Array, as_of: AsOf) -> pa.Array:
     if limit is not None:
         past.append(pc.greater_equal(log.column("offset").take(order), limit))
     if not past:
-        return order
+        return log
     first_past = pc.indices_nonzero(past[0] if len(past) == 1 else pc.or_(*past))
-    return order.slice(0, first_past[0].as_py()) if len(first_past) else order
+    return log.take(order.slice(0, first_past[0].as_py())) if len(first_past) else log
 
 
 # Rows built into events at a time: objects built together sit together in memory, and
@@ -143,16 +143,16 @@ def shop_order(log: pa.Table) -> pa.Array:
 
 def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
                counts: FoldCounts, *, progress: ProgressCallback | None = None,
-               finished: Callable[[str], bool] | None = None, overlap: bool = False) -> None:
+               last_here: Collection[str] = (), overlap: bool = False) -> None:
     """One partition's archived rows (in any order) through the core into the store.
 
     Facts go in set-wise from the columns (order-free: the first record per key by offset
     wins); then the rows go through the core shop by shop, each shop's in offset order (see
     `shop_order`); only rows the core reads are built as events; organic clicks just move
-    their shop's time, exactly as `Pipeline.apply` treats them. A shop for which
-    `finished(shop_id)` is true (no later partition holds it) is forgotten by the pipeline
-    as soon as its rows are done. `overlap`: the fact rows go in on a thread of their own
-    while the core folds (worth it only with a second CPU).
+    their shop's time, exactly as `Pipeline.apply` treats them. The shops in `last_here`
+    (no later partition holds them) are forgotten by the pipeline as soon as their rows are
+    done. `overlap`: the fact rows go in on a thread of their own while the core folds
+    (worth it only with a second CPU).
     """
     with counts.step("fact rows into DuckDB"):
         store.insert_facts(log, background=overlap)
@@ -166,6 +166,13 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
         derived[item.event_type] += 1
         add(item)
 
+    def forget_done(before: str | None) -> None:
+        """Forget the shops of `last_here` sorting before `before` (None: all of them)."""
+        with counts.step("forgetting finished shops"):
+            for shop_id in [s for s in pipeline.state.shops
+                            if s in last_here and (before is None or s < before)]:
+                pipeline.forget(shop_id)
+
     order = shop_order(log)
     for start in range(0, log.num_rows, FOLD_CHUNK):
         with counts.step("building events"):
@@ -177,23 +184,11 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
         with counts.step("core"):
             pipeline.fold(events, shops, times, emit)
             del events
-        with counts.step("forgetting finished shops"):
-            if finished is not None:
-                # Shops sort ascending (no shop last): all before the chunk's last are done.
-                last = chunk.column("shop_id")[-1].as_py() if chunk.num_rows else None
-                for shop_id in [s for s in pipeline.state.shops if last is None or s < last]:
-                    if finished(shop_id):
-                        pipeline.forget(shop_id)
+        # Shops sort ascending (no shop last): every shop before the chunk's last is done.
+        forget_done(chunk.column("shop_id")[-1].as_py())
         if progress is not None:
             progress(chunk.num_rows)
-    with counts.step("forgetting finished shops"):
-        if finished is not None:
-            for shop_id in [s for s in pipeline.state.shops if finished(s)]:
-                pipeline.forget(shop_id)
-
-
-def _last_here(last_partition: dict[str, int], partition: int, shop_id: str) -> bool:
-    return last_partition.get(shop_id) == partition
+    forget_done(None)
 
 
 def spare_cpu() -> bool:
@@ -222,13 +217,12 @@ def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
     with collector_paused():
         for partition in reader.partitions():
             with counts.step("reading the archive"):
-                log, order = reader.read_partition_unordered(partition, without=UNREAD_FIELDS)
+                log = reader.read_partition_rows(partition, without=UNREAD_FIELDS)
                 if as_of is not None:
-                    kept = cut_order(log, order, as_of)
-                    if len(kept) < len(order):  # the facts, too, stop at the cut
-                        log = log.take(kept)
-            fold_table(pipeline, store, log, counts, progress=progress,
-                       finished=partial(_last_here, last_partition, partition), overlap=overlap)
+                    log = cut_rows(log, as_of)  # the facts, too, stop at the cut
+            last_here = {s for s, last in last_partition.items() if last == partition}
+            fold_table(pipeline, store, log, counts, progress=progress, last_here=last_here,
+                       overlap=overlap)
         with counts.step("derived rows and keys into DuckDB"):
             store.flush()
             store.add_deferred_keys()

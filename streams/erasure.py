@@ -27,7 +27,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from refstream.replay.archive import ARCHIVE_SCHEMA, ArchiveReader, commit_markers
+from refstream.replay.archive import (
+    ARCHIVE_SCHEMA,
+    ArchiveReader,
+    commit_markers,
+    segment_shop,
+)
 from refstream.schemas.codec import Codec
 from refstream.schemas.errors import RefstreamError
 from refstream.schemas.events import LOG_EVENT_TYPES, LogEvent
@@ -53,7 +58,6 @@ STRING_COLUMNS = tuple(f.name for f in ARCHIVE_SCHEMA
 _WHOLE_VALUE_COLUMNS = frozenset(PERSON_COLUMNS + IDENTIFIER_COLUMNS + CODE_COLUMNS)
 ERASED_PREFIX = "erased:"
 _EVENT_FIELDS = {name: tuple(f.name for f in fields(cls)) for name, cls in LOG_EVENT_TYPES.items()}
-_PASSED_OVER_FOLDER = "shop_id=_passed_over/"
 # Characters that may surround a value inside a URL (path segment, query key or value).
 _URL_DELIMITERS = "/?&=#;"
 
@@ -111,12 +115,12 @@ def _committed_files(root: Path, shop_id: str) -> tuple[list[Path], list[Path]]:
     """(the shop's committed files, the committed passed-over files)."""
     shop_files: list[Path] = []
     passed_over: list[Path] = []
-    prefix = f"shop_id={shop_id}/"
     for marker in commit_markers(root):
         for name in marker["files"]:
-            if name.startswith(prefix):
+            owner = segment_shop(name)
+            if owner == shop_id:
                 shop_files.append(root / name)
-            elif name.startswith(_PASSED_OVER_FOLDER):
+            elif owner is None:
                 passed_over.append(root / name)
     return shop_files, passed_over
 

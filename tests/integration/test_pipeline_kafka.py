@@ -51,6 +51,14 @@ def wait_for_outputs(bootstrap: str, names: TopicNames, log_count: int,
     return log_records, got
 
 
+def generated_log(bootstrap: str, tmp_path: Path, config: SyntheticConfig,
+                  **options: Any) -> tuple[Settings, TopicNames, list[ShopEvent]]:
+    """Settings no other test shares (`options` on top), their topics, the generated events."""
+    settings = isolated_settings(bootstrap, tmp_path, **options)
+    ensure_topics(settings)
+    return settings, TopicNames.from_settings(settings), list(iter_shop_events(config))
+
+
 def run_worker_through(bootstrap: str, settings: Settings, events: list[ShopEvent]) -> None:
     """Publish `events` (the first of the log), run a worker until their outputs are all out,
     and stop it with SIGTERM."""
@@ -63,11 +71,9 @@ def run_worker_through(bootstrap: str, settings: Settings, events: list[ShopEven
 
 
 def test_generated_shops_in_exact_core_outputs_out(kafka_bootstrap: str, tmp_path: Path) -> None:
-    settings = isolated_settings(kafka_bootstrap, tmp_path, tick_interval_s=0)
-    names = TopicNames.from_settings(settings)
-    ensure_topics(settings)
-    events = list(iter_shop_events(SyntheticConfig(seed=11, shops=3, customers_per_shop=150,
-                                                   days=20)))
+    settings, names, events = generated_log(
+        kafka_bootstrap, tmp_path, SyntheticConfig(seed=11, shops=3, customers_per_shop=150,
+                                                   days=20), tick_interval_s=0)
     publish_shop_events(settings, events)
     worker = WorkerProcess(settings).start()
     try:
@@ -132,11 +138,9 @@ def test_quiet_shop_timers_fire_through_ticks(kafka_bootstrap: str, tmp_path: Pa
 
 def test_sigterm_drains_and_a_restart_emits_nothing_twice(kafka_bootstrap: str,
                                                           tmp_path: Path) -> None:
-    settings = isolated_settings(kafka_bootstrap, tmp_path, tick_interval_s=0)
-    names = TopicNames.from_settings(settings)
-    ensure_topics(settings)
-    events = list(iter_shop_events(SyntheticConfig(seed=5, shops=2, customers_per_shop=100,
-                                                   days=20)))
+    settings, names, events = generated_log(
+        kafka_bootstrap, tmp_path, SyntheticConfig(seed=5, shops=2, customers_per_shop=100,
+                                                   days=20), tick_interval_s=0)
     half = len(events) // 2
     run_worker_through(kafka_bootstrap, settings, events[:half])
     # The final checkpoint covers the whole log so far.
@@ -167,11 +171,9 @@ def test_a_worker_behind_the_committed_offsets_catches_up_from_the_log(
     new machine) and a long backlog waits: the first record it sees is far ahead of its state.
     It must rebuild from the log and go on; before, a seek raced faust's read-offset filter
     (records already fetched moved it past the seek) and the partition stalled for good."""
-    settings = isolated_settings(kafka_bootstrap, tmp_path, partitions=1, tick_interval_s=0)
-    names = TopicNames.from_settings(settings)
-    ensure_topics(settings)
-    events = list(iter_shop_events(SyntheticConfig(seed=8, shops=3, customers_per_shop=3000,
-                                                   days=20)))
+    settings, names, events = generated_log(
+        kafka_bootstrap, tmp_path, SyntheticConfig(seed=8, shops=3, customers_per_shop=3000,
+                                                   days=20), partitions=1, tick_interval_s=0)
     first = len(events) // 10
     run_worker_through(kafka_bootstrap, settings, events[:first])
     (settings.data_dir / "checkpoints.sqlite").unlink()

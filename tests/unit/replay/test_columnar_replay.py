@@ -202,7 +202,7 @@ def test_the_core_reads_none_of_the_fields_replay_leaves_out() -> None:
 def test_replay_reads_neither_unread_fields_nor_payloads(tmp_path: Path) -> None:
     write_archive(tmp_path / "archive", synthetic_log(seed=8)[:500])
     reader = ArchiveReader(tmp_path / "archive")
-    log, _ = reader.read_partition_unordered(reader.partitions()[0], without=UNREAD_FIELDS)
+    log = reader.read_partition_rows(reader.partitions()[0], without=UNREAD_FIELDS)
     assert not set(log.column_names) & (UNREAD_FIELDS | {"payload"})
     clicks = [e for e in table_events(log) if isinstance(e, Click)]
     assert clicks and all(c.landing_url == c.user_agent == "" for c in clicks)
@@ -258,7 +258,7 @@ def test_replay_forgets_each_shop_after_its_last_partition(tmp_path: Path) -> No
     assert len(shops) == 3
     for keep in (set(), {"shop-002"}):
         pipeline, store = Pipeline(RULES), ProjectionStore(tmp_path / f"f{len(keep)}.duckdb")
-        fold_table(pipeline, store, log, FoldCounts(), finished=lambda s: s not in keep)  # noqa: B023
+        fold_table(pipeline, store, log, FoldCounts(), last_here=shops - keep)
         store.close()
         assert set(pipeline.state.shops) == keep
 
