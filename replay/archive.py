@@ -241,16 +241,20 @@ class ArchiveReader:
     def partitions(self) -> list[int]:
         return sorted({int(m["partition"]) for m in self.markers})
 
-    def last_partitions(self) -> dict[str, int]:
-        """The last partition (in `partitions()` order) that holds rows of each shop, read
-        from the committed segment paths."""
-        last: dict[str, int] = {}
+    def shop_partitions(self) -> dict[str, set[int]]:
+        """The partitions that hold rows of each shop, read from the committed segment
+        paths (one, unless the shop's log moved to another partition at some point)."""
+        held: dict[str, set[int]] = defaultdict(set)
         for marker in self.markers:
             for name in marker["files"]:
                 shop_id = segment_shop(name)
                 if shop_id is not None:
-                    last[shop_id] = max(last.get(shop_id, -1), int(marker["partition"]))
-        return last
+                    held[shop_id].add(int(marker["partition"]))
+        return dict(held)
+
+    def last_partitions(self) -> dict[str, int]:
+        """The last partition (in `partitions()` order) that holds rows of each shop."""
+        return {shop_id: max(held) for shop_id, held in self.shop_partitions().items()}
 
     def next_offsets(self) -> dict[int, int]:
         ends: dict[int, int] = {}

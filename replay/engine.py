@@ -208,7 +208,7 @@ def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
     if overlap is None:
         overlap = spare_cpu()
     reader = ArchiveReader(root)
-    last_partition = reader.last_partitions()
+    held = reader.shop_partitions()
     pipeline = Pipeline(rules)
     counts = FoldCounts()
     store.write_campaigns(rules)
@@ -217,14 +217,32 @@ def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
     with collector_paused():
         for partition in reader.partitions():
             with counts.step("reading the archive"):
-                log = reader.read_partition_rows(partition, without=UNREAD_FIELDS)
-                if as_of is not None:
-                    log = cut_rows(log, as_of)  # the facts, too, stop at the cut
-            last_here = {s for s, last in last_partition.items() if last == partition}
-            fold_table(pipeline, store, log, counts, progress=progress, last_here=last_here,
+                log = read_for_replay(reader, partition, as_of)
+            shops_here = {s for s, partitions in held.items() if partition in partitions}
+            with counts.step("finding repeated records"):
+                # The pipeline needs to remember only the event ids that come again; a shop
+                # also held by another partition may repeat one there: remember all.
+                pipeline.repeats = (None if any(len(held[s]) > 1 for s in shops_here)
+                                    else store.repeated_event_ids(log))
+            fold_table(pipeline, store, log, counts, progress=progress,
+                       last_here={s for s in shops_here if max(held[s]) == partition},
                        overlap=overlap)
         with counts.step("derived rows and keys into DuckDB"):
             store.flush()
-            store.add_deferred_keys()
+            repeated = store.add_deferred_keys()
+        if repeated:
+            # Rare (a producer retry re-appended records): those fact tables again, the
+            # first record of each key winning as in the live projector.
+            with counts.step("facts with repeated keys, again"):
+                for partition in reader.partitions():
+                    store.insert_facts(read_for_replay(reader, partition, as_of),
+                                       tables=repeated)
+                store.flush()
     counts.seconds = time.perf_counter() - started
     return counts
+
+
+def read_for_replay(reader: ArchiveReader, partition: int, as_of: AsOf | None) -> pa.Table:
+    """A partition's rows as replay folds them: no unread fields, cut at `as_of`."""
+    log = reader.read_partition_rows(partition, without=UNREAD_FIELDS)
+    return log if as_of is None else cut_rows(log, as_of)  # the facts, too, stop at the cut

@@ -57,6 +57,36 @@ def test_an_event_applied_twice_changes_nothing_the_second_time() -> None:
         assert first is not None
 
 
+def test_told_which_ids_repeat_a_pipeline_remembers_those_alone() -> None:
+    # Replay tells the pipeline the event ids that come more than once (Pipeline.repeats):
+    # their second coming is ignored as always, and no other id is remembered.
+    log = _referred_order_log()
+    click = log.events[1]
+    for repeats in ({click.event_id}, {e.event_id for e in log.events}):
+        pipeline = Pipeline(DEFAULT_RULES)
+        pipeline.repeats = frozenset(repeats)
+        outputs = [pipeline.apply(event) for event in log.events]
+        assert pipeline.apply(click) == []
+        live = Pipeline(DEFAULT_RULES)
+        assert outputs == [live.apply(event) for event in log.events]
+        assert set(pipeline.state.shops[SHOP].seen_events) == repeats
+        assert len(pipeline.state.shops[SHOP].visitors["v-bob"]) == 1
+    # What remembering is for: an id not listed comes again and is applied again.
+    pipeline = Pipeline(DEFAULT_RULES)
+    pipeline.repeats = frozenset()
+    for event in [*log.events, click]:
+        pipeline.apply(event)
+    assert not pipeline.state.shops[SHOP].seen_events
+    assert len(pipeline.state.shops[SHOP].visitors["v-bob"]) == 2
+
+
+def test_a_pipeline_told_which_ids_repeat_cannot_be_snapshotted() -> None:
+    pipeline = Pipeline(DEFAULT_RULES)
+    pipeline.repeats = frozenset()
+    with pytest.raises(SnapshotError, match="cannot continue a live log"):
+        pipeline.snapshot()
+
+
 def test_a_second_order_with_the_same_order_id_is_the_same_order() -> None:
     log = _referred_order_log()
     original = log.events[-1]
