@@ -161,17 +161,37 @@ class Pipeline:
         applied; a row without one is an organic click of `organic_shops[row]` at
         `times[row]` (it only moves time, see `advance`), or, with no shop either, a record
         passed over. Every derived event goes to `emit`, in order. Compiled with the core,
-        so this loop runs as C, not as interpreted bytecode around each call."""
+        so this loop runs as C, not as interpreted bytecode around each call.
+
+        A run of organic clicks of one shop moves its time once, to the run's latest: the
+        same timers fire, stamped with their deadlines, in the same order, before the same
+        next row; only touches no decision can use are forgotten once instead of in steps
+        (decisions choose touches by time themselves, see `attribution.decide`)."""
+        run_shop: str | None = None
+        run_until = 0
         for row in range(len(events)):
             event = events[row]
-            if event is not None:
-                out = self.apply(event)
-            else:
+            if event is None:
                 shop_id = organic_shops[row]
                 if shop_id is None:
                     continue
-                out = self.advance(shop_id, times[row])
-            for item in out:
+                at = times[row]
+                if shop_id == run_shop:
+                    run_until = max(run_until, at)
+                    continue
+                if run_shop is not None:
+                    for item in self.advance(run_shop, run_until):
+                        emit(item)
+                run_shop, run_until = shop_id, at
+                continue
+            if run_shop is not None:
+                for item in self.advance(run_shop, run_until):
+                    emit(item)
+                run_shop = None
+            for item in self.apply(event):
+                emit(item)
+        if run_shop is not None:
+            for item in self.advance(run_shop, run_until):
                 emit(item)
 
     def forget(self, shop_id: str) -> None:
