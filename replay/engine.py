@@ -237,7 +237,6 @@ def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
                 for partition in reader.partitions():
                     store.insert_facts(read_for_replay(reader, partition, as_of),
                                        tables=repeated)
-                store.flush()
     counts.seconds = time.perf_counter() - started
     return counts
 
