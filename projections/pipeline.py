@@ -172,25 +172,19 @@ class Pipeline:
         run_until = 0
         for row in range(len(events)):
             event = events[row]
-            if event is None:
-                shop_id = organic_shops[row]
-                if shop_id is None:
-                    continue
-                at = times[row]
-                if shop_id == run_shop:
-                    run_until = max(run_until, at)
-                    continue
-                if run_shop is not None:
-                    for item in self.advance(run_shop, run_until):
-                        emit(item)
-                run_shop, run_until = shop_id, at
+            shop_id = organic_shops[row] if event is None else None
+            if event is None and shop_id is None:
+                continue  # passed over
+            if shop_id is not None and shop_id == run_shop:
+                run_until = max(run_until, times[row])
                 continue
-            if run_shop is not None:
+            if run_shop is not None:  # the run ends here
                 for item in self.advance(run_shop, run_until):
                     emit(item)
-                run_shop = None
-            for item in self.apply(event):
-                emit(item)
+            run_shop, run_until = shop_id, times[row]
+            if event is not None:
+                for item in self.apply(event):
+                    emit(item)
         if run_shop is not None:
             for item in self.advance(run_shop, run_until):
                 emit(item)

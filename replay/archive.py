@@ -41,7 +41,8 @@ for _cls in LOG_EVENT_TYPES.values():
     for _f in fields(_cls):
         _FIELD_TYPES.setdefault(_f.name, pa.int64() if _f.type in ("int", int) else pa.string())
 _FIELD_TYPES["occurred_at"] = pa.int64()
-_EVENT_FIELDS = {name: tuple(f.name for f in fields(cls)) for name, cls in LOG_EVENT_TYPES.items()}
+# Each log event type's fields, in constructor order.
+EVENT_FIELDS = {name: tuple(f.name for f in fields(cls)) for name, cls in LOG_EVENT_TYPES.items()}
 
 ARCHIVE_SCHEMA = pa.schema([
     ("partition", pa.int32()),
@@ -184,7 +185,7 @@ def _to_table(partition: int, group: list[_Buffered]) -> pa.Table:
         columns["log_timestamp"].append(log_timestamp)
         columns["event_type"].append(event.event_type if event is not None else PASSED_OVER)
         columns["payload"].append(payload)
-        present = _EVENT_FIELDS[event.event_type] if event is not None else ()
+        present = EVENT_FIELDS[event.event_type] if event is not None else ()
         for name in _FIELD_TYPES:
             columns[name].append(getattr(event, name) if name in present else None)
     return pa.Table.from_pydict(columns, schema=ARCHIVE_SCHEMA)
@@ -252,10 +253,6 @@ class ArchiveReader:
                     held[shop_id].add(int(marker["partition"]))
         return dict(held)
 
-    def last_partitions(self) -> dict[str, int]:
-        """The last partition (in `partitions()` order) that holds rows of each shop."""
-        return {shop_id: max(held) for shop_id, held in self.shop_partitions().items()}
-
     def next_offsets(self) -> dict[int, int]:
         ends: dict[int, int] = {}
         for m in self.markers:
@@ -315,7 +312,7 @@ def table_events(table: pa.Table, skip: pa.ChunkedArray | pa.Array | None = None
         rows = pc.indices_nonzero(mask).to_pylist()
         if not rows:
             continue
-        names = _EVENT_FIELDS[event_type]
+        names = EVENT_FIELDS[event_type]
         subset = table.select([name for name in names if name in present]).filter(mask)
         columns: list[Iterable[Any]] = [
             subset.column(name).to_pylist() if name in present else repeat("")
@@ -326,15 +323,14 @@ def table_events(table: pa.Table, skip: pa.ChunkedArray | pa.Array | None = None
     return events
 
 
-def _builder(cls: type[LogEvent]) -> Callable[..., LogEvent]:
-    """A faster constructor of `cls` from one value per field, in field order.
+def _builder(cls: type[LogEvent], names: tuple[str, ...]) -> Callable[..., LogEvent]:
+    """A faster constructor of `cls` from one value per field (`names`, in field order).
 
     A frozen dataclass sets each field through `object.__setattr__`; replay builds up to a
     million events, and that was most of building them. This builds an instance of a twin
     class with the same slots by plain assignment, then makes it a `cls` (same layout, so
     CPython allows the `__class__` change): the very same object `cls(...)` makes, in about
     half the time. Checked here once; where the change is refused, `cls` itself."""
-    names = tuple(f.name for f in fields(cls))
     namespace: dict[str, Any] = {"cls": cls}
     assignments = "".join(f"    self.{name} = {name}\n" for name in names)
     exec(f"def __init__(self, {', '.join(names)}):\n{assignments}"  # field names only
@@ -351,7 +347,7 @@ def _builder(cls: type[LogEvent]) -> Callable[..., LogEvent]:
 
 
 _BUILDERS: dict[str, Callable[..., LogEvent]] = {
-    name: _builder(cls) for name, cls in LOG_EVENT_TYPES.items()}
+    name: _builder(cls, EVENT_FIELDS[name]) for name, cls in LOG_EVENT_TYPES.items()}
 
 
 def _records(table: pa.Table, with_payload: bool) -> Iterator[ArchivedRecord]:

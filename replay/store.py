@@ -194,13 +194,13 @@ class ProjectionStore:
                 event_type, renamed = FACT_COLUMNS[name]
                 table = self._tables[name]
                 select = ", ".join(f'"{renamed.get(c, c)}"' for c in table.column_names)
-                key = ", ".join(f'"{renamed.get(c, c)}"' for c in table.key)
                 rows = f"SELECT {select} FROM refstream_log WHERE event_type = ?"
                 if name in deferred:
                     # No key yet: the rows as they are (a fifth of the cost was looking for
                     # repeats row by row); add_deferred_keys checks for repeats once.
                     db.execute(f"INSERT INTO {name} {rows}", [event_type])
                 else:
+                    key = ", ".join(f'"{renamed.get(c, c)}"' for c in table.key)
                     db.execute(
                         f"INSERT OR IGNORE INTO {name} {rows} "
                         f'QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY "offset") = 1',

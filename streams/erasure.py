@@ -18,7 +18,7 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from refstream.replay.archive import (
     ARCHIVE_SCHEMA,
+    EVENT_FIELDS,
     ArchiveReader,
     commit_markers,
     segment_shop,
@@ -57,7 +58,6 @@ STRING_COLUMNS = tuple(f.name for f in ARCHIVE_SCHEMA
 # Columns whose every value is one whole identifier (as opposed to free text).
 _WHOLE_VALUE_COLUMNS = frozenset(PERSON_COLUMNS + IDENTIFIER_COLUMNS + CODE_COLUMNS)
 ERASED_PREFIX = "erased:"
-_EVENT_FIELDS = {name: tuple(f.name for f in fields(cls)) for name, cls in LOG_EVENT_TYPES.items()}
 # Characters that may surround a value inside a URL (path segment, query key or value).
 _URL_DELIMITERS = "/?&=#;"
 
@@ -223,7 +223,7 @@ class _Rewriter:
 def _event_of(row: dict[str, Any]) -> LogEvent:
     event_type = row["event_type"]
     cls = LOG_EVENT_TYPES[event_type]
-    return cls(**{name: row[name] for name in _EVENT_FIELDS[event_type]})
+    return cls(**{name: row[name] for name in EVENT_FIELDS[event_type]})
 
 
 def _staging(path: Path) -> Path:
@@ -278,7 +278,7 @@ def _leaks(path: Path, forbidden: set[str], codec: Codec) -> list[str]:
             continue
         event = codec.decode_log_event(payload)
         if event is None or any(leaks(name, getattr(event, name))
-                                for name in _EVENT_FIELDS[event.event_type]):
+                                for name in EVENT_FIELDS[event.event_type]):
             found.append("payload")
             break
     return found

@@ -149,4 +149,4 @@ def test_a_class_whose_instances_cannot_change_class_is_built_by_itself() -> Non
         event_id: str
 
     Unslotted.__slots__ = ("event_id",)  # type: ignore[attr-defined]
-    assert archive._builder(Unslotted) is Unslotted  # type: ignore[arg-type]
+    assert archive._builder(Unslotted, ("event_id",)) is Unslotted  # type: ignore[arg-type]

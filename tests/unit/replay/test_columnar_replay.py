@@ -245,7 +245,7 @@ def test_a_shop_in_two_partitions_keeps_its_state_across_them(tmp_path: Path) ->
         offsets[partition] += 1
     writer.flush()
     reader = ArchiveReader(tmp_path / "archive")
-    assert reader.last_partitions() == {"shop-001": 2, "shop-002": 2, "shop-003": 2}
+    assert reader.shop_partitions() == {"shop-001": {0, 2}, "shop-002": {2}, "shop-003": {2}}
     slow, fast = replay_both(tmp_path)
     assert len(slow["referrals"]) > 10
     assert fast == slow
