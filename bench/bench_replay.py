@@ -36,6 +36,7 @@ from refstream.streams.synthetic import events_for_target, iter_shop_events
 
 PARTITIONS = 6
 HUNDRED_MILLION = 100_000_000
+MEANT_FOR = 1_000_000  # the issue asks for a replay of at least a million events
 
 
 def build_archive(root: Path, target: int) -> int:
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     read_eps = read["events"] / read["seconds"]
     replay_eps = replay["events"] / replay["seconds"]
     core = "compiled with mypyc" if native.active() else "Python (no native build)"
-    print(f"\narchive: {total:,} log events; replay derived {replay['derived']:,} events; "
+    size = "" if total >= MEANT_FOR else f" (FEWER than the {MEANT_FOR:,} it is meant for)"
+    print(f"\narchive: {total:,} log events{size}; replay derived {replay['derived']:,} events; "
           f"core {core}; each stage in a fresh process {replay['pinned']}; best of "
           f"{max(1, args.repeat)} rounds (wall seconds)")
     print(f"{'step':40} {'seconds':>8} {'events/s':>12}")

@@ -6,7 +6,6 @@ so every projection set is built by the same code from the same log.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -21,7 +20,7 @@ import pyarrow.compute as pc
 from refstream.projections.pipeline import UNREAD_FIELDS, Pipeline
 from refstream.replay.archive import PASSED_OVER, ArchiveReader, table_events
 from refstream.replay.sources import AsOf
-from refstream.replay.store import ProjectionStore
+from refstream.replay.store import ProjectionStore, usable_cpus
 from refstream.rewards.rules import Rules
 from refstream.schemas.collector import collector_paused
 from refstream.schemas.events import Click, DerivedEvent, LogEvent
@@ -193,8 +192,7 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
 
 def spare_cpu() -> bool:
     """This process may run on more than one CPU."""
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    return (len(cpus) if cpus is not None else os.cpu_count() or 1) > 1
+    return usable_cpus() > 1
 
 
 def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
