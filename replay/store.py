@@ -59,10 +59,10 @@ class ProjectionStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = duckdb.connect(str(self.path))
-        # DuckDB sizes its thread pool by the machine's cores (and a cgroup CPU limit), not
-        # by the CPUs this process may use: pinned to one (the replay benchmark), two
-        # threads took turns on it and its inserts and key builds ran 20-35% slower (3
-        # alternating rounds, 1M rows). Never more than its own choice, though.
+        # DuckDB sizes its thread pool without looking at the CPUs this process may use:
+        # pinned to one (the replay benchmark), two threads took turns on it and its
+        # inserts and key builds ran 20-35% slower (3 alternating rounds, 1M rows). Never
+        # more than its own choice, which may see limits that the affinity does not.
         row = self._db.execute("SELECT current_setting('threads')").fetchone()
         chosen = int(row[0]) if row is not None else usable_cpus()
         self._db.execute(f"SET threads = {min(chosen, usable_cpus())}")
