@@ -190,21 +190,16 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
     forget_done(None)
 
 
-def spare_cpu() -> bool:
-    """This process may run on more than one CPU."""
-    return usable_cpus() > 1
-
-
 def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
                    as_of: AsOf | None = None,
                    progress: ProgressCallback | None = None, *,
                    overlap: bool | None = None) -> FoldCounts:
     """A fresh pipeline over the archive (partition by partition, each cut at `as_of` in
     offset order, then shop by shop): the same projections as `replay_events` over the same
-    records, faster. `overlap` (default: when a second CPU is there, see `spare_cpu`): DuckDB
+    records, faster. `overlap` (default: when this process may use a second CPU): DuckDB
     inserts a partition's fact rows on a thread of its own while the core folds them."""
     if overlap is None:
-        overlap = spare_cpu()
+        overlap = usable_cpus() > 1
     reader = ArchiveReader(root)
     held = reader.shop_partitions()
     pipeline = Pipeline(rules)

@@ -63,9 +63,8 @@ class ProjectionStore:
         # pinned to one (the replay benchmark), two threads took turns on it and its
         # inserts and key builds ran 20-35% slower (3 alternating rounds, 1M rows). Never
         # more than its own choice, which may see limits that the affinity does not.
-        row = self._db.execute("SELECT current_setting('threads')").fetchone()
-        chosen = int(row[0]) if row is not None else usable_cpus()
-        self._db.execute(f"SET threads = {min(chosen, usable_cpus())}")
+        (chosen,) = self._db.execute("SELECT current_setting('threads')").fetchall()[0]
+        self._db.execute(f"SET threads = {min(int(chosen), usable_cpus())}")
         self._batch_rows = batch_rows
         self._tables = {t.name: t for t in ALL_TABLES}
         self._schemas = {t.name: _arrow_schema(t) for t in ALL_TABLES}
