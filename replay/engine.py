@@ -23,7 +23,7 @@ from refstream.replay.sources import AsOf
 from refstream.replay.store import ProjectionStore, usable_cpus
 from refstream.rewards.rules import Rules
 from refstream.schemas.collector import collector_paused
-from refstream.schemas.events import Click, DerivedEvent, LogEvent
+from refstream.schemas.events import Click, DerivedEvent, LogEvent, OrderPlaced, Signup
 
 ProgressCallback = Callable[[int], None]
 PROGRESS_EVERY = 10_000
@@ -104,6 +104,26 @@ def organic_clicks(rules: Rules, log: pa.Table) -> pa.ChunkedArray:
     return pc.and_not(pc.and_not(click, coded), campaign)
 
 
+def deciding_visitors(log: pa.Table) -> pa.Array:
+    """The visitor ids on the signups and orders among archived rows: the only visitors
+    whose touches a decision can read (see `Pipeline.deciding_visitors`)."""
+    types = log.column("event_type")
+    mask = pc.or_(pc.equal(types, Signup.event_type), pc.equal(types, OrderPlaced.event_type))
+    unique: pa.Array = pc.unique(log.column("visitor_id").filter(mask)).drop_null()
+    return unique
+
+
+def untouched_clicks(log: pa.Table, deciding: pa.Array) -> pa.ChunkedArray:
+    """Clicks with no referral code by visitors outside `deciding`: told those are the
+    deciding visitors, the core keeps no touch of them, and a click without a code is no
+    code use either, so such a click (through a campaign or not) only moves time."""
+    coded = pc.fill_null(pc.not_equal(log.column("referral_code"), ""), False)
+    click = pc.equal(log.column("event_type"), Click.event_type)
+    outside = pc.invert(pc.fill_null(pc.is_in(log.column("visitor_id"), value_set=deciding),
+                                     False))
+    return pc.and_(pc.and_not(click, coded), outside)
+
+
 def cut_rows(log: pa.Table, as_of: AsOf) -> pa.Table:
     """The rows of one partition (in any order) that come before its first row, in offset
     order, past `as_of`."""
@@ -148,10 +168,11 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
     Facts go in set-wise from the columns (order-free: the first record per key by offset
     wins); then the rows go through the core shop by shop, each shop's in offset order (see
     `shop_order`); only rows the core reads are built as events; organic clicks just move
-    their shop's time, exactly as `Pipeline.apply` treats them. The shops in `last_here`
-    (no later partition holds them) are forgotten by the pipeline as soon as their rows are
-    done. `overlap`: the fact rows go in on a thread of their own while the core folds
-    (worth it only with a second CPU).
+    their shop's time, exactly as `Pipeline.apply` treats them, and so do clicks without a
+    code by visitors outside `pipeline.deciding_visitors` when it is set. The shops in
+    `last_here` (no later partition holds them) are forgotten by the pipeline as soon as
+    their rows are done. `overlap`: the fact rows go in on a thread of their own while the
+    core folds (worth it only with a second CPU).
     """
     with counts.step("fact rows into DuckDB"):
         store.insert_facts(log, background=overlap)
@@ -173,12 +194,20 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
                 pipeline.forget(shop_id)
 
     order = shop_order(log)
+    with counts.step("building events"):
+        # Once for the partition: a lookup table of the deciding visitors costs as much to
+        # build for a chunk as for the whole partition.
+        time_only_rows = organic_clicks(pipeline.rules, log)
+        if pipeline.deciding_visitors is not None:
+            deciding = pa.array(list(pipeline.deciding_visitors), pa.string())
+            time_only_rows = pc.or_(time_only_rows, untouched_clicks(log, deciding))
     for start in range(0, log.num_rows, FOLD_CHUNK):
         with counts.step("building events"):
-            chunk = log.take(order.slice(start, FOLD_CHUNK))
-            organic = organic_clicks(pipeline.rules, chunk)
-            events = table_events(chunk, skip=organic)
-            shops = pc.if_else(organic, chunk.column("shop_id"), None).to_pylist()
+            rows = order.slice(start, FOLD_CHUNK)
+            chunk = log.take(rows)
+            time_only = time_only_rows.take(rows)
+            events = table_events(chunk, skip=time_only)
+            shops = pc.if_else(time_only, chunk.column("shop_id"), None).to_pylist()
             times = chunk.column("occurred_at").to_pylist()
         with counts.step("core"):
             pipeline.fold(events, shops, times, emit)
@@ -212,11 +241,14 @@ def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
             with counts.step("reading the archive"):
                 log = read_for_replay(reader, partition, as_of)
             shops_here = {s for s, partitions in held.items() if partition in partitions}
-            with counts.step("finding repeated records"):
-                # The pipeline needs to remember only the event ids that come again; a shop
-                # also held by another partition may repeat one there: remember all.
-                pipeline.repeats = (None if any(len(held[s]) > 1 for s in shops_here)
-                                    else store.repeated_event_ids(log))
+            with counts.step("looking ahead in the partition"):
+                # The pipeline needs to remember only the ids that come again, and to keep
+                # touches only of visitors who sign up or order. A shop also held by another
+                # partition may repeat an id, or sign a visitor up, there: all of them, then.
+                moved = any(len(held[s]) > 1 for s in shops_here)
+                pipeline.repeats = None if moved else store.repeated_ids(log)
+                pipeline.deciding_visitors = (None if moved else
+                                              frozenset(deciding_visitors(log).to_pylist()))
             fold_table(pipeline, store, log, counts, progress=progress,
                        last_here={s for s in shops_here if max(held[s]) == partition},
                        overlap=overlap)

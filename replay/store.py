@@ -28,6 +28,7 @@ from refstream.projections.tables import (
     row_for,
 )
 from refstream.rewards.rules import Rules
+from refstream.schemas.events import OrderPlaced, OrderReturned
 
 _ARROW_TYPES = {
     "VARCHAR": pa.string(),
@@ -149,14 +150,25 @@ class ProjectionStore:
                 repeated.append(table.name)
         return repeated
 
-    def repeated_event_ids(self, log: pa.Table) -> frozenset[str]:
-        """The event ids that come more than once among archived log records (columns as in
-        replay/archive.py): usually none. Set-wise in DuckDB (~0.1 s for 1M rows)."""
+    def repeated_ids(self, log: pa.Table) -> frozenset[str]:
+        """The identifiers that come more than once among archived log records (columns as
+        in replay/archive.py): event ids, and the natural keys the core claims (order ids
+        among orders, return ids among returns). Usually none. Set-wise in DuckDB (~0.1 s
+        for 1M rows)."""
         db = self.connection
-        db.register("refstream_ids", log.select(["event_id"]))
+        db.register("refstream_ids", log.select(["event_type", "event_id", "order_id",
+                                                 "return_id"]))
         try:
-            rows = db.execute("SELECT event_id FROM refstream_ids WHERE event_id IS NOT NULL "
-                              "GROUP BY event_id HAVING count(*) > 1").fetchall()
+            rows = db.execute(
+                "SELECT event_id FROM refstream_ids WHERE event_id IS NOT NULL "
+                "GROUP BY event_id HAVING count(*) > 1 "
+                "UNION ALL SELECT order_id FROM refstream_ids "
+                "WHERE event_type = ? AND order_id IS NOT NULL "
+                "GROUP BY order_id HAVING count(*) > 1 "
+                "UNION ALL SELECT return_id FROM refstream_ids "
+                "WHERE event_type = ? AND return_id IS NOT NULL "
+                "GROUP BY return_id HAVING count(*) > 1",
+                [OrderPlaced.event_type, OrderReturned.event_type]).fetchall()
         finally:
             db.unregister("refstream_ids")
         return frozenset(row[0] for row in rows)

@@ -80,11 +80,51 @@ def test_told_which_ids_repeat_a_pipeline_remembers_those_alone() -> None:
     assert len(pipeline.state.shops[SHOP].visitors["v-bob"]) == 2
 
 
-def test_a_pipeline_told_which_ids_repeat_cannot_be_snapshotted() -> None:
+def test_told_which_order_ids_repeat_a_pipeline_claims_those_alone() -> None:
+    # Natural keys too: an order id (or return id) that replay does not list as repeating
+    # is not remembered; a listed one still stops a retried order with a new event id.
+    log = _referred_order_log()
+    order = log.events[-1]
+    assert isinstance(order, OrderPlaced)
+    retried = OrderPlaced("order-retry", SHOP, order.occurred_at + DAY, order.order_id,
+                          order.customer_id, order.amount_minor, order.currency, order.ip_hash)
+    live = Pipeline(DEFAULT_RULES)
+    expected = [live.apply(event) for event in [*log.events, retried]]
+    assert expected[-1] == []
+    pipeline = Pipeline(DEFAULT_RULES)
+    pipeline.repeats = frozenset({order.order_id})
+    assert [pipeline.apply(event) for event in [*log.events, retried]] == expected
+    assert set(pipeline.state.shops[SHOP].seen_orders) == {order.order_id}
     pipeline = Pipeline(DEFAULT_RULES)
     pipeline.repeats = frozenset()
-    with pytest.raises(SnapshotError, match="cannot continue a live log"):
-        pipeline.snapshot()
+    for event in log.events:
+        pipeline.apply(event)
+    assert not pipeline.state.shops[SHOP].seen_orders
+
+
+def test_told_the_deciding_visitors_a_pipeline_keeps_no_other_touch() -> None:
+    # Replay tells the pipeline the visitors on the log's signups and orders: nobody else's
+    # touch can be read by a decision, so none is kept; their code uses still count.
+    log = _referred_order_log()
+    log.click("v-stranger", at=when(hours=1, minutes=30), code="R-alice")
+    log.events.sort(key=lambda e: e.occurred_at)
+    live = Pipeline(DEFAULT_RULES)
+    expected = [live.apply(event) for event in log.events]
+    assert set(live.state.shops[SHOP].visitors) == {"v-bob", "v-stranger"}
+    pipeline = Pipeline(DEFAULT_RULES)
+    pipeline.deciding_visitors = frozenset({"v-bob"})
+    assert [pipeline.apply(event) for event in log.events] == expected
+    shop = pipeline.state.shops[SHOP]
+    assert set(shop.visitors) == {"v-bob"}
+    assert shop.fraud.code_windows.windows["R-alice"].distinct() == 2  # bob and the stranger
+
+
+def test_a_pipeline_told_what_its_log_holds_cannot_be_snapshotted() -> None:
+    for knob in ("repeats", "deciding_visitors"):
+        pipeline = Pipeline(DEFAULT_RULES)
+        setattr(pipeline, knob, frozenset())
+        with pytest.raises(SnapshotError, match="cannot continue a live log"):
+            pipeline.snapshot()
 
 
 def test_a_second_order_with_the_same_order_id_is_the_same_order() -> None:

@@ -39,7 +39,7 @@ from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas import native
 from refstream.schemas.codec import Codec
-from refstream.schemas.events import Click, LogEvent
+from refstream.schemas.events import Click, LogEvent, OrderPlaced, OrderReturned, Share, Signup
 from refstream.schemas.privacy import Pseudonymiser
 from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
 
@@ -277,27 +277,65 @@ def test_a_failed_insert_on_the_facts_thread_surfaces_at_the_next_use(tmp_path: 
     store.close()
 
 
-def test_replay_remembers_the_event_ids_a_partition_repeats(
+def test_replay_tells_the_pipeline_what_each_partition_holds_ahead(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_archive(tmp_path / "archive", synthetic_log(seed=3), duplicates=50)
     reader = ArchiveReader(tmp_path / "archive")
-    told: dict[int, frozenset[str] | None] = {}
+    told: dict[int, tuple[frozenset[str] | None, frozenset[str] | None]] = {}
 
     def spy(pipeline: Pipeline, store: ProjectionStore, log: pa.Table, *args: object,
             **kwargs: object) -> None:
-        told[log.column("partition")[0].as_py()] = pipeline.repeats
+        told[log.column("partition")[0].as_py()] = (pipeline.repeats,
+                                                    pipeline.deciding_visitors)
         fold_table(pipeline, store, log, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(engine, "fold_table", spy)
     store = ProjectionStore(tmp_path / "replay.duckdb")
     replay_archive(tmp_path / "archive", RULES, store)
     store.close()
+    repeated_events = 0
     for partition in reader.partitions():
-        ids = Counter(reader.read_partition_table(partition).column("event_id").drop_null()
-                      .to_pylist())
-        assert told[partition] == {i for i, n in ids.items() if n > 1}
+        events = [r.event for r in reader.iter_records(partition) if r.event is not None]
+        ids = Counter(e.event_id for e in events)
+        orders = Counter(e.order_id for e in events if isinstance(e, OrderPlaced))
+        returns = Counter(e.return_id for e in events if isinstance(e, OrderReturned))
+        repeats, deciding = told[partition]
+        # The ids that come again: event ids, and the natural keys the core claims.
+        assert repeats == {key for seen in (ids, orders, returns)
+                           for key, n in seen.items() if n > 1}
+        repeated_events += sum(1 for n in ids.values() if n > 1)
+        # The visitors a decision may read touches of: those on signups and orders.
+        assert deciding == {e.visitor_id for e in events
+                            if isinstance(e, Signup | OrderPlaced) and e.visitor_id is not None}
+        clicks = {e.visitor_id for e in events if isinstance(e, Click) and e.referral_code}
+        assert clicks - deciding and clicks & deciding  # both kinds occur in this log
     # 50 retries re-appended a record (one may have picked a record twice)
-    assert 45 <= sum(len(repeats or ()) for repeats in told.values()) <= 50
+    assert 45 <= repeated_events <= 50
+
+
+def test_strangers_who_never_sign_up_still_count_as_a_codes_visitors(tmp_path: Path) -> None:
+    # Replay keeps no touch of a visitor who never signs up or orders, but their clicks
+    # through a code are still uses of it: broadcasting counts distinct visitors, and a
+    # code posted on coupon sites is mostly clicked by strangers who never sign up.
+    start, minute = 1_790_000_000_000, 60_000
+    events: list[LogEvent] = [Share("s1", "shop-a", start, "cust-owner", "POSTED", "social")]
+    broadcast = RULES.fraud.broadcasting
+    for i in range(broadcast.min_distinct_visitors + 2):
+        events.append(Click(f"c{i}", "shop-a", start + (i + 1) * minute, f"stranger-{i}",
+                            "", "ip:s", "", referral_code="POSTED",
+                            utm_source=f"coupon-site-{i % broadcast.min_distinct_sources}"))
+    events += [Click("c-friend", "shop-a", start + 30 * minute, "v-friend", "", "ip:f", "",
+                     referral_code="POSTED", utm_source="whatsapp"),
+               Signup("su-friend", "shop-a", start + 31 * minute, "cust-friend", "em:f", "ip:f",
+                      visitor_id="v-friend"),
+               # Later: stream time passes the grace period, the friend's referral is decided.
+               Click("c-later", "shop-a", start + 14 * 24 * 60 * minute, "v-later", "", "ip:l",
+                     "")]
+    write_archive(tmp_path / "archive", sorted(events, key=lambda e: e.occurred_at))
+    slow, fast = replay_both(tmp_path)
+    assert fast == slow
+    assert [row[2] for row in slow["fraud_flags"]] == ["broadcasting"]
+    assert [(row[2], row[4]) for row in slow["referrals"]] == [("cust-friend", "POSTED")]
 
 
 def test_records_repeated_in_two_partitions_of_a_moved_shop(tmp_path: Path) -> None:
