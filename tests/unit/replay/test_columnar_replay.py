@@ -338,6 +338,54 @@ def test_strangers_who_never_sign_up_still_count_as_a_codes_visitors(tmp_path: P
     assert [(row[2], row[4]) for row in slow["referrals"]] == [("cust-friend", "POSTED")]
 
 
+def test_orders_replay_lets_only_move_time_change_nothing(tmp_path: Path) -> None:
+    # Replay lets orders only move time when no output can depend on them
+    # (engine.quiet_orders); each customer here breaks exactly one of its conditions, so
+    # letting their orders only move time would change the tables.
+    day, hour = 24 * 3_600_000, 3_600_000
+    t = 1_790_000_000_000
+    shop = "shop-q"
+
+    def order(i: int, customer: str, at: int, *, visitor: str | None = None,
+              code: str | None = None, payment: str | None = None) -> OrderPlaced:
+        return OrderPlaced(f"o{i}", shop, at, f"order-{i}", customer, 5_000, "EUR", "ip:o",
+                           visitor, code, None, payment)
+
+    events: list[LogEvent] = [
+        # A customer from before the log (no signup) who orders, then shares a code: a
+        # referrer, whose payment card a referee's order later shows (self-referral).
+        order(1, "old-referrer", t, payment="card:shared"),
+        Share("s1", shop, t + hour, "old-referrer", "R-OLD", "email"),
+        Click("c1", shop, t + 2 * hour, "v-referee", "", "ip:r", "", referral_code="R-OLD"),
+        Signup("su1", shop, t + 3 * hour, "referee", "em:r", "ip:r", visitor_id="v-referee"),
+        # A signed-up customer whose first order carries no visitor id: it qualifies.
+        order(2, "referee", t + 2 * day, payment="card:shared"),
+        # A customer from before the log who types the code at a later checkout.
+        order(3, "typist", t + hour),
+        order(4, "typist", t + 3 * day, code="R-OLD"),
+        # A customer from before the log on a browser a new customer signs up on later:
+        # the click in between is an existing customer's, so it is no touch.
+        order(5, "household", t + 4 * day, visitor="v-shared"),
+        Click("c2", shop, t + 5 * day, "v-shared", "", "ip:h", "", referral_code="R-OLD"),
+        Signup("su2", shop, t + 5 * day + hour, "housemate", "em:h", "ip:h",
+               visitor_id="v-shared"),
+        # And one who is quiet indeed.
+        order(6, "quiet", t + 6 * day, visitor="v-quiet"),
+        Click("c3", shop, t + 40 * day, "v-late", "", "ip:l", ""),
+    ]
+    write_archive(tmp_path / "archive", events)
+    reader = ArchiveReader(tmp_path / "archive")
+    (partition,) = reader.partitions()
+    assert engine.quiet_orders(reader.read_partition_table(partition)).to_pylist() == [
+        e.order_id == "order-6" if isinstance(e, OrderPlaced) else False for e in events]
+    slow, fast = replay_both(tmp_path)
+    assert fast == slow
+    referrals = {row[2]: row[7] for row in slow["referrals"]}  # referee -> status
+    assert referrals == {"referee": "rejected", "typist": "rejected"}  # self-referral; old
+    assert {row[2] for row in slow["fraud_flags"]} == {"self_referral"}
+    assert "housemate" not in referrals  # the existing customer's click was no touch
+
+
 def test_records_repeated_in_two_partitions_of_a_moved_shop(tmp_path: Path) -> None:
     # A shop whose log moved partitions, and a producer retry that re-appended records on
     # both sides of the move: the facts keep the first record of each key (their keys are
