@@ -54,6 +54,22 @@ ARCHIVE_SCHEMA = pa.schema([
 ])
 _DATA_COLUMNS = [n for n in ARCHIVE_SCHEMA.names if n != "payload"]
 
+# Columns written without a Parquet dictionary: identifiers, hashes, times and payloads,
+# nearly every value distinct. A per-file dictionary of distinct values only adds a copy and
+# a lookup per value on reading (segments are small: one shop's day of one flush); without
+# it the benchmark's 1M-row archive read in 1.19-1.22 s instead of 1.58-1.86 s and was 8%
+# smaller (136 -> 125 MB). Codes, campaigns, channels, types keep their dictionaries.
+PLAIN_COLUMNS = frozenset({
+    "offset", "log_timestamp", "occurred_at", "event_id", "visitor_id", "ip_hash", "device_id",
+    "customer_id", "email_hash", "order_id", "payment_hash", "shipping_hash", "return_id",
+    "referral_id", "payload"})
+_DICTIONARY_COLUMNS = [n for n in ARCHIVE_SCHEMA.names if n not in PLAIN_COLUMNS]
+
+
+def write_segment(table: pa.Table, path: Path) -> None:
+    """One Parquet segment, written as every segment of the archive is (see PLAIN_COLUMNS)."""
+    pq.write_table(table, path, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS)
+
 
 # (offset, log timestamp, event or None, payload bytes)
 _Buffered = tuple[int, int, LogEvent | None, bytes]
@@ -167,7 +183,7 @@ class ArchiveWriter:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"p{partition:04d}-{first:012d}-{last:012d}.parquet"
             staging = path.with_name(f".{path.name}.tmp")
-            pq.write_table(_to_table(partition, group), staging, compression="zstd")
+            write_segment(_to_table(partition, group), staging)
             os.replace(staging, path)
             files.append(str(path.relative_to(self.root)))
         marker = {"partition": partition, "first_offset": first, "last_offset": last,

@@ -33,6 +33,7 @@ from refstream.replay.archive import (
     ArchiveReader,
     commit_markers,
     segment_shop,
+    write_segment,
 )
 from refstream.schemas.codec import Codec
 from refstream.schemas.errors import RefstreamError
@@ -243,8 +244,7 @@ def _rewrite_file(path: Path, rewriter: _Rewriter, codec: Codec) -> int:
             row["payload"] = codec.encode(_event_of(row))
             changed += 1
     if changed:
-        pq.write_table(pa.Table.from_pylist(rows, schema=ARCHIVE_SCHEMA), _staging(path),
-                       compression="zstd")
+        write_segment(pa.Table.from_pylist(rows, schema=ARCHIVE_SCHEMA), _staging(path))
     return changed
 
 

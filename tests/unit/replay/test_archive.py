@@ -76,6 +76,18 @@ def test_reading_back_yields_each_partition_in_exact_order(tmp_path: Path) -> No
         "shop_id=shop-a", "shop_id=shop-b", "shop_id=shop-c"}
 
 
+def test_identifier_columns_are_written_without_a_dictionary(tmp_path: Path) -> None:
+    write(tmp_path, {0: events(40, "shop-a")}, batch=100)
+    assert set(archive.ARCHIVE_SCHEMA.names) >= archive.PLAIN_COLUMNS
+    for path in tmp_path.glob("shop_id=*/date=*/*.parquet"):
+        group = pq.ParquetFile(path).metadata.row_group(0)
+        encoded = {group.column(i).path_in_schema: group.column(i).encodings
+                   for i in range(group.num_columns)}
+        for name, encodings in encoded.items():
+            dictionary = any("DICTIONARY" in e for e in encodings)
+            assert dictionary == (name not in archive.PLAIN_COLUMNS), name
+
+
 def test_resume_continues_where_the_last_commit_ended(tmp_path: Path) -> None:
     log = {1: events(20, "shop-a")}
     writer = ArchiveWriter(tmp_path)
