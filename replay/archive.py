@@ -309,10 +309,8 @@ class ArchiveReader:
                 yield record.event
 
 
-def table_events(table: pa.Table, skip: pa.ChunkedArray | pa.Array | None = None
-                 ) -> list[LogEvent | None]:
-    """The log events of archived rows, in row order; None for a passed-over record or a
-    row where `skip` is true (replay skips organic clicks it never needs as objects).
+def table_events(table: pa.Table) -> list[LogEvent | None]:
+    """The log events of archived rows, in row order; None for a passed-over record.
 
     An event field whose column the table lacks is "" (replay does not read the fields no
     part of the core reads: projections.pipeline.UNREAD_FIELDS)."""
@@ -323,8 +321,6 @@ def table_events(table: pa.Table, skip: pa.ChunkedArray | pa.Array | None = None
     # offset order by their row indices: several times faster than row by row.
     for event_type in LOG_EVENT_TYPES:
         mask = pc.equal(types, event_type)
-        if skip is not None:
-            mask = pc.and_not(mask, skip)
         rows = pc.indices_nonzero(mask).to_pylist()
         if not rows:
             continue

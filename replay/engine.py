@@ -241,21 +241,27 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
             deciding = pa.array(list(pipeline.deciding_visitors), pa.string())
             time_only_rows = pc.or_(pc.or_(time_only_rows, untouched_clicks(log, deciding)),
                                     quiet_orders(log))
+    shop_ids, times_column = log.column("shop_id"), log.column("occurred_at")
     for start in range(0, log.num_rows, FOLD_CHUNK):
         with counts.step("building events"):
             rows = order.slice(start, FOLD_CHUNK)
-            chunk = log.take(rows)
             time_only = time_only_rows.take(rows)
-            events = table_events(chunk, skip=time_only)
-            shops = pc.if_else(time_only, chunk.column("shop_id"), None).to_pylist()
-            times = chunk.column("occurred_at").to_pylist()
+            chunk_shops = shop_ids.take(rows)
+            # Only the rows the core reads are taken whole (a third, in the benchmark).
+            read = pc.indices_nonzero(pc.invert(time_only))
+            events: list[LogEvent | None] = [None] * len(rows)
+            for position, event in zip(read.to_pylist(), table_events(log.take(rows.take(read))),
+                                       strict=True):
+                events[position] = event
+            shops = pc.if_else(time_only, chunk_shops, None).to_pylist()
+            times = times_column.take(rows).to_pylist()
         with counts.step("core"):
             pipeline.fold(events, shops, times, emit)
             del events
         # Shops sort ascending (no shop last): every shop before the chunk's last is done.
-        forget_done(chunk.column("shop_id")[-1].as_py())
+        forget_done(chunk_shops[-1].as_py())
         if progress is not None:
-            progress(chunk.num_rows)
+            progress(len(rows))
     forget_done(None)
 
 
