@@ -207,8 +207,9 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
     Facts go in set-wise from the columns (order-free: the first record per key by offset
     wins); then the rows go through the core shop by shop, each shop's in offset order (see
     `shop_order`); only rows the core reads are built as events; organic clicks just move
-    their shop's time, exactly as `Pipeline.apply` treats them, and so do clicks without a
-    code by visitors outside `pipeline.deciding_visitors` when it is set. The shops in
+    their shop's time, exactly as `Pipeline.apply` treats them. When the pipeline was told
+    the deciding visitors (the caller's word that `log` is its shops' whole log), so do
+    clicks without a code by anyone else (`untouched_clicks`) and `quiet_orders`. The shops in
     `last_here` (no later partition holds them) are forgotten by the pipeline as soon as
     their rows are done. `overlap`: the fact rows go in on a thread of their own while the
     core folds (worth it only with a second CPU).
