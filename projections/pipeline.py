@@ -168,9 +168,10 @@ class Pipeline:
     def fold(self, events: list[LogEvent | None], organic_shops: list[str | None],
              times: list[int], emit: Callable[[DerivedEvent], object]) -> None:
         """Rows of the log in order, as replay hands them over: a row with an event is
-        applied; a row without one is an organic click (or a click without a code by a
-        visitor outside `deciding_visitors`) of `organic_shops[row]` at `times[row]` (it
-        only moves time, see `advance`), or, with no shop either, a record passed over.
+        applied; a row without one only moves the time of `organic_shops[row]` to
+        `times[row]` (see `advance`): an organic click, or a row replay knows no output can
+        depend on (replay/engine.py: a click without a code by a visitor outside
+        `deciding_visitors`, a quiet order); with no shop either, a record passed over.
         Every derived event goes to `emit`, in order. Compiled with the core, so this loop
         runs as C, not as interpreted bytecode around each call.
 
