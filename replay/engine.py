@@ -120,15 +120,25 @@ def deciding_visitors(log: pa.Table) -> pa.Array:
     return unique
 
 
-def untouched_clicks(log: pa.Table, deciding: pa.Array) -> pa.ChunkedArray:
-    """Clicks with no referral code by visitors outside `deciding`: told those are the
-    deciding visitors, the core keeps no touch of them, and a click without a code is no
-    code use either, so such a click (through a campaign or not) only moves time."""
+def untouched_clicks(log: pa.Table, deciding: pa.Array,
+                     organic: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Clicks through a campaign (not `organic`, no referral code) by visitors outside
+    `deciding`: told those are the deciding visitors, the core keeps no touch of them, and
+    a click without a code is no code use either, so such a click only moves time."""
     coded = pc.fill_null(pc.not_equal(log.column("referral_code"), ""), False)
     click = pc.equal(log.column("event_type"), Click.event_type)
-    outside = pc.invert(pc.fill_null(pc.is_in(log.column("visitor_id"), value_set=deciding),
-                                     False))
-    return pc.and_(pc.and_not(click, coded), outside)
+    campaign = pc.and_not(pc.and_not(click, coded), organic)
+    return pc.and_not(campaign, _among(log, "visitor_id", deciding, campaign, missing=False))
+
+
+def _among(log: pa.Table, column: str, known: pa.Array, rows: pa.ChunkedArray, *,
+           missing: bool) -> pa.Array:
+    """True where `rows` is and `column` holds one of `known` (a null: `missing`). Looked
+    up for those rows alone: the lookup is most of the cost, and they are a few of many."""
+    mask = rows.combine_chunks() if isinstance(rows, pa.ChunkedArray) else rows
+    values = log.column(column).take(pc.indices_nonzero(mask))
+    found = pc.fill_null(pc.is_in(values, value_set=known.drop_null()), missing)
+    return pc.replace_with_mask(mask, mask, found.combine_chunks())
 
 
 def quiet_orders(log: pa.Table) -> pa.ChunkedArray:
@@ -156,11 +166,9 @@ def quiet_orders(log: pa.Table) -> pa.ChunkedArray:
         pc.unique(log.column("referrer_id").filter(pc.equal(types, Share.event_type)))])
     signup_visitors = pc.unique(log.column("visitor_id").filter(signups))
 
-    def among(column: str, known: pa.Array, missing: bool) -> pa.ChunkedArray:
-        return pc.fill_null(pc.is_in(log.column(column), value_set=known.drop_null()), missing)
-
-    return pc.and_not(pc.and_not(orders, among("customer_id", active, True)),
-                      among("visitor_id", signup_visitors, False))
+    inactive = pc.and_not(orders, _among(log, "customer_id", active, orders, missing=True))
+    return pc.and_not(inactive,
+                      _among(log, "visitor_id", signup_visitors, inactive, missing=False))
 
 
 def cut_rows(log: pa.Table, as_of: AsOf) -> pa.Table:
@@ -240,8 +248,9 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
         time_only_rows = organic_clicks(pipeline.rules, log)
         if pipeline.deciding_visitors is not None:  # told: this is the shops' whole log
             deciding = pa.array(list(pipeline.deciding_visitors), pa.string())
-            time_only_rows = pc.or_(pc.or_(time_only_rows, untouched_clicks(log, deciding)),
-                                    quiet_orders(log))
+            time_only_rows = pc.or_(
+                pc.or_(time_only_rows, untouched_clicks(log, deciding, time_only_rows)),
+                quiet_orders(log))
     shop_ids, times_column = log.column("shop_id"), log.column("occurred_at")
     for start in range(0, log.num_rows, FOLD_CHUNK):
         with counts.step("building events"):
