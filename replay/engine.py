@@ -171,6 +171,23 @@ def quiet_orders(log: pa.Table) -> pa.ChunkedArray:
                       _among(log, "visitor_id", signup_visitors, inactive, missing=False))
 
 
+def look_ahead(pipeline: Pipeline, store: ProjectionStore, log: pa.Table, *,
+               whole_log: bool) -> pa.ChunkedArray:
+    """The rows of one partition that only move their shop's time, having told the pipeline
+    what the rest of `log` holds if it is its shops' whole log: the ids that repeat (the
+    pipeline remembers only those) and the deciding visitors (it keeps touches of those
+    alone). The organic clicks always; with the whole log, also the clicks without a code
+    by anyone else (`untouched_clicks`) and the `quiet_orders`."""
+    organic = organic_clicks(pipeline.rules, log)
+    if not whole_log:
+        pipeline.repeats = pipeline.deciding_visitors = None
+        return organic
+    deciding = deciding_visitors(log)
+    pipeline.repeats = store.repeated_ids(log)
+    pipeline.deciding_visitors = frozenset(deciding.to_pylist())
+    return pc.or_(pc.or_(organic, untouched_clicks(log, deciding, organic)), quiet_orders(log))
+
+
 def cut_rows(log: pa.Table, as_of: AsOf) -> pa.Table:
     """The rows of one partition (in any order) that come before its first row, in offset
     order, past `as_of`."""
@@ -210,18 +227,18 @@ def shop_order(log: pa.Table) -> pa.Array:
 
 
 def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
-               counts: FoldCounts, *, progress: ProgressCallback | None = None,
+               counts: FoldCounts, *, time_only: pa.ChunkedArray | None = None,
+               progress: ProgressCallback | None = None,
                last_here: Collection[str] = (), overlap: bool = False) -> None:
     """One partition's archived rows (in any order) through the core into the store.
 
     Facts go in set-wise from the columns (order-free: the first record per key by offset
     wins); then the rows go through the core shop by shop, each shop's in offset order (see
-    `shop_order`); only rows the core reads are built as events; organic clicks just move
-    their shop's time, exactly as `Pipeline.apply` treats them. When the pipeline was told
-    the deciding visitors (the caller's word that `log` is its shops' whole log), so do
-    clicks without a code by anyone else (`untouched_clicks`) and `quiet_orders`. The shops in
-    `last_here` (no later partition holds them) are forgotten by the pipeline as soon as
-    their rows are done. `overlap`: the fact rows go in on a thread of their own while the
+    `shop_order`); only rows the core reads are built as events. The rows of `time_only`
+    just move their shop's time (default: the organic clicks, which `Pipeline.apply` treats
+    so; `look_ahead` adds the rows no output can depend on). The shops in `last_here` (no
+    later partition holds them) are forgotten by the pipeline as soon as their rows are
+    done. `overlap`: the fact rows go in on a thread of their own while the
     core folds (worth it only with a second CPU).
     """
     with counts.step("fact rows into DuckDB"):
@@ -244,15 +261,7 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
                 pipeline.forget(shop_id)
 
     order = shop_order(log)
-    with counts.step("building events"):
-        # Once for the partition: a lookup table of the deciding visitors costs as much to
-        # build for a chunk as for the whole partition.
-        time_only_rows = organic_clicks(pipeline.rules, log)
-        if pipeline.deciding_visitors is not None:  # told: this is the shops' whole log
-            deciding = pa.array(list(pipeline.deciding_visitors), pa.string())
-            time_only_rows = pc.or_(
-                pc.or_(time_only_rows, untouched_clicks(log, deciding, time_only_rows)),
-                quiet_orders(log))
+    time_only_rows = organic_clicks(pipeline.rules, log) if time_only is None else time_only
     shop_ids, times_column = log.column("shop_id"), log.column("occurred_at")
     for start in range(0, log.num_rows, FOLD_CHUNK):
         with counts.step("building events"):
@@ -300,14 +309,11 @@ def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
                 log = read_for_replay(reader, partition, as_of)
             shops_here = {s for s, partitions in held.items() if partition in partitions}
             with counts.step("looking ahead in the partition"):
-                # The pipeline needs to remember only the ids that come again, and to keep
-                # touches only of visitors who sign up or order. A shop also held by another
-                # partition may repeat an id, or sign a visitor up, there: all of them, then.
-                moved = any(len(held[s]) > 1 for s in shops_here)
-                pipeline.repeats = None if moved else store.repeated_ids(log)
-                pipeline.deciding_visitors = (None if moved else
-                                              frozenset(deciding_visitors(log).to_pylist()))
-            fold_table(pipeline, store, log, counts, progress=progress,
+                # A shop also held by another partition may repeat an id, or sign a visitor
+                # up, there: this partition is not its whole log.
+                time_only = look_ahead(pipeline, store, log, whole_log=not any(
+                    len(held[s]) > 1 for s in shops_here))
+            fold_table(pipeline, store, log, counts, time_only=time_only, progress=progress,
                        last_here={s for s in shops_here if max(held[s]) == partition},
                        overlap=overlap)
         with counts.step("derived rows and keys into DuckDB"):
