@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from itertools import repeat
@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from refstream.schemas.codec import Codec
 from refstream.schemas.errors import RefstreamError
-from refstream.schemas.events import LOG_EVENT_TYPES, LogEvent
+from refstream.schemas.events import LOG_EVENT_CONSTRUCTORS, LOG_EVENT_TYPES, LogEvent
 
 COMMITS = "_commits"
 
@@ -329,37 +329,10 @@ def table_events(table: pa.Table) -> list[LogEvent | None]:
         columns: list[Iterable[Any]] = [
             subset.column(name).to_pylist() if name in present else repeat("")
             for name in names]
-        built: Iterator[LogEvent] = map(_BUILDERS[event_type], *columns)
+        built: Iterator[LogEvent] = map(LOG_EVENT_CONSTRUCTORS[event_type], *columns)
         for row, event in zip(rows, built, strict=True):
             events[row] = event
     return events
-
-
-def _builder(cls: type[LogEvent], names: tuple[str, ...]) -> Callable[..., LogEvent]:
-    """A faster constructor of `cls` from one value per field (`names`, in field order).
-
-    A frozen dataclass sets each field through `object.__setattr__`; replay builds up to a
-    million events, and that was most of building them. This builds an instance of a twin
-    class with the same slots by plain assignment, then makes it a `cls` (same layout, so
-    CPython allows the `__class__` change): the very same object `cls(...)` makes, in about
-    half the time. Checked here once; where the change is refused, `cls` itself."""
-    namespace: dict[str, Any] = {"cls": cls}
-    assignments = "".join(f"    self.{name} = {name}\n" for name in names)
-    exec(f"def __init__(self, {', '.join(names)}):\n{assignments}"  # field names only
-         "    self.__class__ = cls\n", namespace)
-    slots = cls.__slots__
-    twin = type(f"_{cls.__name__}Builder", (), {"__slots__": slots,
-                                                 "__init__": namespace["__init__"]})
-    sample = tuple(range(len(names)))
-    try:
-        built = twin(*sample)
-    except TypeError:
-        return cls
-    return twin if type(built) is cls and built == cls(*sample) else cls
-
-
-_BUILDERS: dict[str, Callable[..., LogEvent]] = {
-    name: _builder(cls, EVENT_FIELDS[name]) for name, cls in LOG_EVENT_TYPES.items()}
 
 
 def _records(table: pa.Table, with_payload: bool) -> Iterator[ArchivedRecord]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,7 +17,6 @@ from refstream.replay.archive import (
 )
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import (
-    LOG_EVENT_TYPES,
     Click,
     LogEvent,
     OrderPlaced,
@@ -140,25 +138,3 @@ def test_records_that_are_not_log_events_keep_their_offset(tmp_path: Path) -> No
     reader = ArchiveReader(tmp_path)
     assert [r.offset for r in reader.iter_records(0)] == [0, 1, 2, 3, 4]
     assert list(reader.iter_events(0)) == good
-
-
-@pytest.mark.parametrize("cls", list(LOG_EVENT_TYPES.values()), ids=list(LOG_EVENT_TYPES))
-def test_the_fast_builders_make_the_very_events_the_classes_make(cls: type[LogEvent]) -> None:
-    build = archive._BUILDERS[cls.event_type]
-    assert build is not cls  # the fast path is in use on this interpreter
-    values = [f"{f.name}-1" if f.type in ("str", "str | None") else 7
-              for f in dataclasses.fields(cls)]
-    built, made = build(*values), cls(*values)
-    assert type(built) is cls
-    assert built == made and hash(built) == hash(made) and repr(built) == repr(made)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        built.event_id = "changed"  # type: ignore[misc]
-
-
-def test_a_class_whose_instances_cannot_change_class_is_built_by_itself() -> None:
-    @dataclasses.dataclass(frozen=True)  # no slots: the twin's layout differs
-    class Unslotted:
-        event_id: str
-
-    Unslotted.__slots__ = ("event_id",)  # type: ignore[attr-defined]
-    assert archive._builder(Unslotted, ("event_id",)) is Unslotted  # type: ignore[arg-type]
