@@ -12,6 +12,7 @@ late signup) fires, stamped T. Events that do not move stream time are stamped w
 
 from __future__ import annotations
 
+import heapq
 import pickle
 from collections.abc import Callable
 from itertools import pairwise
@@ -41,6 +42,7 @@ from refstream.schemas.errors import RefstreamError
 from refstream.schemas.events import (
     Click,
     DerivedEvent,
+    LateArrival,
     LogEvent,
     OrderPlaced,
     OrderReturned,
@@ -50,7 +52,8 @@ from refstream.schemas.events import (
     Tick,
 )
 
-SNAPSHOT_FORMAT: Final = 2  # 2: core objects pickle by calling their class (schemas/records.py)
+SNAPSHOT_FORMAT: Final = 3  # 2: core objects pickle by calling their class (schemas/records.py)
+# 3: shops hold a watermark and the events waiting for it
 # Sources of a code use, for the broadcasting signal (clicks use their utm_source).
 TYPED_SOURCE: Final = "typed"
 NO_SOURCE: Final = "(none)"
@@ -98,7 +101,10 @@ class Pipeline:
     # ------------------------------------------------------------------------- public
 
     def apply(self, event: LogEvent) -> list[DerivedEvent]:
-        """Fold one log event; the derived events, in a deterministic order ([] if a repeat)."""
+        """Take one log event; the derived events it lets the core decide, in a deterministic
+        order. An event waits until the shop's watermark reaches its time, then is applied
+        in event-time order; one that comes after the watermark passed it is applied at once
+        and reported by a LateArrival first (nothing if it is a repeat)."""
         if type(event) not in _FOLDED:
             raise TypeError(f"the pipeline does not apply {type(event).__name__} events; "
                             "it folds the canonical log's events only")
@@ -106,35 +112,58 @@ class Pipeline:
         shop = shops.get(event.shop_id)
         if shop is None:
             shop = shops[event.shop_id] = ShopState.empty(event.shop_id, self.signals)
+        at = event.occurred_at
         if isinstance(event, Tick) or (isinstance(event, Click)
                                        and is_organic(self.rules, event)):
             # A Tick, or a visit through no referral link or campaign: time moves, and that
             # is all. Nothing to remember for idempotence either: a repeat carries the same
             # time, which stream time has reached already.
-            return self._advance_only(shop, event.occurred_at)
+            return self._advance_only(shop, at)
         key = event.event_id
-        repeats = self.repeats
-        remember = repeats is None or key in repeats
-        if remember and key in shop.seen_events:
+        remember = self.repeats is None or key in self.repeats
+        if (remember and key in shop.seen_events) or _claimed(shop, event):
+            # A repeat: of an event id, or of a natural key an applied event holds. Nothing
+            # moves, not even time.
             return []
+        if remember:
+            shop.seen_events[key] = None
+        watermark = shop.watermark
+        if watermark is not None and at < watermark:
+            return self._late(shop, event, watermark)
+        heapq.heappush(shop.waiting, (at, shop.arrivals, event))
+        shop.arrivals += 1
+        return self._advance_only(shop, at)
+
+    def _late(self, shop: ShopState, event: LogEvent, watermark: int) -> list[DerivedEvent]:
+        """An event the watermark passed already: applied now, after the report of it."""
+        applied = self._apply_now(shop, event)
+        if applied is None:
+            return []  # a repeat of an event applied already: nothing arrived late
+        report = LateArrival(event.event_id, shop.shop_id, watermark, self.rules.version,
+                             event.event_type, event.occurred_at, watermark - event.occurred_at)
+        return [report, *applied]
+
+    def _apply_now(self, shop: ShopState, event: LogEvent) -> list[DerivedEvent] | None:
+        """Fold one event at the shop's watermark (or its own time, if later); None if it is
+        a repeat (event ids are claimed as they arrive, natural keys as events are applied:
+        of two orders with one order id, the first in event time is the order)."""
+        repeats = self.repeats
         # Natural keys: a second order with the same order id is the same order, whatever
         # its event id; likewise a return, and a customer's signup.
         if isinstance(event, OrderPlaced):
             if not _claim_order(shop, event, repeats):
-                return []
+                return None
         elif isinstance(event, OrderReturned):
             if not _claim_return(shop, event, repeats):
-                return []
+                return None
         elif isinstance(event, Signup) and not _claim_signup(shop, event):
-            return []
-        if remember:
-            shop.seen_events[key] = None
+            return None
         at = event.occurred_at
-        previous = shop.stream_time
+        previous = shop.watermark
         step = Step(shop, self.rules, self.signals, at if previous is None else previous, [])
         timers = shop.timers
         if previous is None or at > previous:
-            shop.stream_time = at
+            shop.watermark = at
             if timers and timers[0][0] <= at:
                 self._fire(step, at)
             step.now = at
@@ -240,11 +269,28 @@ class Pipeline:
     # --------------------------------------------------------------------------- time
 
     def _advance_only(self, shop: ShopState, at: int) -> list[DerivedEvent]:
+        """Stream time moves to `at` (if later), the watermark with it: the waiting events it
+        passes are applied in event-time order, then the timers due by it fire."""
         previous = shop.stream_time
-        if previous is not None and at <= previous:
-            return []
-        shop.stream_time = at
+        if previous is None or at > previous:
+            shop.stream_time = previous = at
+        elif shop.watermark is not None:
+            return []  # neither stream time nor the watermark moves
+        watermark = previous - self.rules.event_time.allowed_lateness_ms
         out: list[DerivedEvent] = []
+        waiting = shop.waiting
+        while waiting and waiting[0][0] <= watermark:
+            applied = self._apply_now(shop, heapq.heappop(waiting)[2])
+            if applied:
+                out += applied
+        self._advance_watermark(shop, watermark, out)
+        return out
+
+    def _advance_watermark(self, shop: ShopState, at: int, out: list[DerivedEvent]) -> None:
+        previous = shop.watermark
+        if previous is not None and at <= previous:
+            return
+        shop.watermark = at
         timers = shop.timers
         if timers and timers[0][0] <= at:
             step = Step(shop, self.rules, self.signals, at if previous is None else previous,
@@ -253,7 +299,6 @@ class Pipeline:
         expiries = shop.touch_expiries
         if expiries and expiries[0][0] <= at:
             attribution.expire_touches(shop, self.rules, at)
-        return out
 
     def _fire(self, step: Step, upto: int) -> None:
         """Fire timers due by `upto`; each is stamped with its deadline, never going back."""
@@ -474,6 +519,17 @@ def _in_time_order(orders: list[OrderFacts]) -> list[OrderFacts]:
 def _remember(customer: Customer, kind: str, value: str | None, event_id: str) -> None:
     """Keep the first event that showed an identifier (the evidence of a later match)."""
     customer.identity = identity.remember(customer.identity, kind, value, event_id)
+
+
+def _claimed(shop: ShopState, event: LogEvent) -> bool:
+    """The event's natural key belongs to an event applied already (read only)."""
+    if isinstance(event, OrderPlaced):
+        return event.order_id in shop.seen_orders
+    if isinstance(event, OrderReturned):
+        return event.return_id in shop.seen_returns
+    if isinstance(event, Signup):
+        return not _claim_signup(shop, event)
+    return False
 
 
 def _claim_signup(shop: ShopState, event: Signup) -> bool:

@@ -14,6 +14,7 @@ from typing import Final, NamedTuple
 from refstream.fraud.identity import Identity
 from refstream.fraud.signals import FraudSignals, FraudState
 from refstream.rewards.ledger import LedgerState
+from refstream.schemas.events import LogEvent
 from refstream.schemas.records import by_fields
 
 # Attribution statuses (Attribution.status).
@@ -231,6 +232,15 @@ class ShopState:
     fraud: FraudState
     ledger: LedgerState
     stream_time: int | None = None
+    # Event time (README "Event time"): the watermark, stream time minus the rules' allowed
+    # lateness, is the time the core has decided up to: every event at or before it has
+    # been applied, every timer due by it has fired. None until the first event.
+    watermark: int | None = None
+    # Events not yet applied (their time is after the watermark), a heap by (time, arrival
+    # number): they are applied in event-time order, ties in log order, as the watermark
+    # passes them.
+    waiting: list[tuple[int, int, LogEvent]] = field(default_factory=list)
+    arrivals: int = 0
     # Idempotence: the applied event ids and natural keys themselves (exact, and mostly
     # strings the state holds anyway; no hashing per event). Dicts, not sets: a dict of
     # strings is never tracked by the cyclic GC, a set is walked by every full collection,

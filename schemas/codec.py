@@ -50,6 +50,7 @@ _DATACLASS_RECORDS: dict[str, type[Any]] = {
     "refstream.derived.RewardDue": ev.RewardDue,
     "refstream.derived.RewardReversal": ev.RewardReversal,
     "refstream.derived.DeadLetter": ev.DeadLetter,
+    "refstream.derived.LateArrival": ev.LateArrival,
 }
 
 

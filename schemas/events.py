@@ -244,6 +244,22 @@ class RewardReversal:
 
 
 @dataclass(frozen=True, slots=True)
+class LateArrival:
+    """A log event appended after its shop's watermark had passed its time (later than the
+    rules' allowed lateness). It is applied all the same; decisions taken before it arrived
+    did not see it, and the derived events that follow this one are what it changed."""
+
+    event_type: ClassVar[str] = "late_arrival"
+    event_id: str  # the late event's
+    shop_id: str
+    occurred_at: int  # the watermark when it was applied
+    rules_version: str
+    late_event_type: str
+    event_occurred_at: int
+    lateness_ms: int  # how far the watermark had passed its time
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A record ingest could not accept, with its original bytes and where it came from."""
 
@@ -257,7 +273,7 @@ class DeadLetter:
     failed_at: int = 0
 
 
-DerivedEvent = Attribution | FraudFlag | RewardStatus | RewardDue | RewardReversal
+DerivedEvent = Attribution | FraudFlag | RewardStatus | RewardDue | RewardReversal | LateArrival
 
 
 def _quick_init(cls: type[Any]) -> None:
@@ -289,7 +305,7 @@ def _quick_init(cls: type[Any]) -> None:
 
 
 for _cls in (*LOG_EVENT_TYPES.values(), Attribution, FraudFlag, RewardStatus, RewardDue,
-             RewardReversal, DeadLetter):
+             RewardReversal, LateArrival, DeadLetter):
     _quick_init(_cls)
 
 

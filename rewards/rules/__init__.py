@@ -74,6 +74,21 @@ class AttributionRules(_Strict):
         return self.window_ms + self.grace_period_ms
 
 
+# ------------------------------------------------------------------------------- event time
+
+
+class EventTimeRules(_Strict):
+    """How far behind a shop's stream time an event may arrive and still be decided as if it
+    had come in time order: the watermark is stream time minus `allowed_lateness_minutes`,
+    and every decision waits for it. 0: decided as events arrive (stream time)."""
+
+    allowed_lateness_minutes: NonNegative = 0
+
+    @cached_property
+    def allowed_lateness_ms(self) -> int:
+        return self.allowed_lateness_minutes * MINUTE_MS
+
+
 # ---------------------------------------------------------------------------------- rewards
 
 
@@ -328,6 +343,8 @@ class Rules(_Strict):
     rewards: RewardRules
     campaigns: list[Campaign] = []
     fraud: FraudRules
+    # Optional so rules files written before it keep loading (with the default lateness).
+    event_time: EventTimeRules = EventTimeRules()
 
     @model_validator(mode="after")
     def _coherent(self) -> Rules:
