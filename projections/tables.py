@@ -14,6 +14,7 @@ from refstream.schemas.events import (
     Attribution,
     Click,
     FraudFlag,
+    LateArrival,
     OrderPlaced,
     OrderReturned,
     RewardDue,
@@ -131,9 +132,17 @@ CAMPAIGNS = Table("campaigns", (
     ("starts_at", TS), ("ends_at", TS), ("rules_version", "VARCHAR"),
 ), ("campaign_id",))
 
+# Log events appended after their shop's watermark had passed them (README "Event time"):
+# applied all the same, but decisions taken before they arrived did not see them.
+LATE_EVENTS = Table("late_events", (
+    ("shop_id", "VARCHAR"), ("event_id", "VARCHAR"), ("event_type", "VARCHAR"),
+    ("event_occurred_at", TS), ("applied_at_watermark", TS), ("lateness_ms", "BIGINT"),
+    ("rules_version", "VARCHAR"),
+), ("shop_id", "event_id"))
+
 ALL_TABLES: tuple[Table, ...] = (
     REFERRALS, REWARDS, REWARD_LEDGER, FRAUD_FLAGS, SHARES, CLICKS, CUSTOMERS, ORDERS,
-    RETURNS, CAMPAIGNS, PAYOUTS,
+    RETURNS, CAMPAIGNS, PAYOUTS, LATE_EVENTS,
 )
 
 # Analysts read these instead of joining by hand; they are part of the read model.
@@ -179,6 +188,11 @@ def _fraud_flag(e: FraudFlag) -> Row:
             e.occurred_at, e.rules_version)
 
 
+def _late_arrival(e: LateArrival) -> Row:
+    return (e.shop_id, e.event_id, e.late_event_type, e.event_occurred_at, e.occurred_at,
+            e.lateness_ms, e.rules_version)
+
+
 def _share(e: Share) -> Row:
     return (e.event_id, e.shop_id, e.occurred_at, e.referrer_id, e.referral_code,
             e.channel, e.campaign_id)
@@ -212,6 +226,7 @@ ROW_MAPPERS: dict[type[Any], tuple[Table, Callable[[Any], Row]]] = {
     RewardDue: (REWARD_LEDGER, _reward_due),
     RewardReversal: (REWARD_LEDGER, _reward_reversal),
     FraudFlag: (FRAUD_FLAGS, _fraud_flag),
+    LateArrival: (LATE_EVENTS, _late_arrival),
     Share: (SHARES, _share),
     Click: (CLICKS, _click),
     Signup: (CUSTOMERS, _signup),

@@ -185,7 +185,14 @@ def look_ahead(pipeline: Pipeline, store: ProjectionStore, log: pa.Table, *,
     deciding = deciding_visitors(log)
     pipeline.repeats = store.repeated_ids(log)
     pipeline.deciding_visitors = frozenset(deciding.to_pylist())
-    return pc.or_(pc.or_(organic, untouched_clicks(log, deciding, organic)), quiet_orders(log))
+    unread = pc.or_(untouched_clicks(log, deciding, organic), quiet_orders(log))
+    if pipeline.repeats:
+        # The core claims an event's ids as it applies it: of records that repeat an id, the
+        # first decides whether a later one is a repeat or (reported) late, so all are read.
+        repeats = pa.array(sorted(pipeline.repeats), pa.string())
+        for column in ("event_id", "order_id"):
+            unread = pc.and_not(unread, _among(log, column, repeats, unread, missing=False))
+    return pc.or_(organic, unread)
 
 
 def cut_rows(log: pa.Table, as_of: AsOf) -> pa.Table:
@@ -266,8 +273,10 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
     for start in range(0, log.num_rows, FOLD_CHUNK):
         with counts.step("building events"):
             rows = order.slice(start, FOLD_CHUNK)
-            time_only = time_only_rows.take(rows)
             chunk_shops = shop_ids.take(rows)
+            times = times_column.take(rows).to_pylist()
+            time_only = pc.and_not(time_only_rows.take(rows),
+                                   late_rows(pipeline, chunk_shops.to_pylist(), times))
             # Only the rows the core reads are taken whole (a third, in the benchmark).
             read = pc.indices_nonzero(pc.invert(time_only))
             events: list[LogEvent | None] = [None] * len(rows)
@@ -275,7 +284,6 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
                                        strict=True):
                 events[position] = event
             shops = pc.if_else(time_only, chunk_shops, None).to_pylist()
-            times = times_column.take(rows).to_pylist()
         with counts.step("core"):
             pipeline.fold(events, shops, times, emit)
             del events
@@ -284,6 +292,27 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
         if progress is not None:
             progress(len(rows))
     forget_done(None)
+
+
+def late_rows(pipeline: Pipeline, shops: list[str | None], times: list[int]) -> pa.Array:
+    """Rows (shop by shop, each in log order) that may come after their shop's watermark
+    passed them: the core reports those (a LateArrival), so replay builds them as events
+    even if they would only move time otherwise. A row counts as late against the largest
+    time before it, which is at least the core's stream time (the core does not move time
+    for repeats): some rows are built that need not be, none is missed."""
+    lateness = pipeline.rules.event_time.allowed_lateness_ms
+    late = [False] * len(times)
+    current: str | None = None
+    latest: int | None = None
+    for row, shop_id in enumerate(shops):
+        if shop_id != current:
+            current, latest = shop_id, pipeline.stream_time(shop_id) if shop_id else None
+        at = times[row]
+        if latest is None or at > latest:
+            latest = at
+        elif at < latest - lateness:
+            late[row] = True
+    return pa.array(late, pa.bool_())
 
 
 def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,

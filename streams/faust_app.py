@@ -21,7 +21,7 @@ from faust.types.auth import AuthProtocol
 from refstream.replay.archive import ArchiveWriter, archive_log_records
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
-from refstream.schemas.events import FraudFlag, LogEvent, RewardDue, Tick
+from refstream.schemas.events import FraudFlag, LateArrival, LogEvent, RewardDue, Tick
 from refstream.streams.checkpoint import CheckpointStore
 from refstream.streams.ingest import Accepted, Duplicate, Ingestor, Rejected, SourceRef
 from refstream.streams.log_range import read_log_range
@@ -405,3 +405,5 @@ def _count_output(metrics: WorkerMetrics, event: Any) -> None:
         metrics.rewards_due_amount.labels(event.currency).inc(event.amount_minor)
     elif isinstance(event, FraudFlag):
         metrics.fraud_flags.labels(event.signal).inc()
+    elif isinstance(event, LateArrival):
+        metrics.late_events.labels(event.late_event_type).inc()

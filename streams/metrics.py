@@ -45,6 +45,10 @@ class WorkerMetrics:
                                           ["currency"], registry=r)
         self.fraud_flags = Counter("refstream_fraud_flags_total", "fraud flags", ["signal"],
                                    registry=r)
+        self.late_events = Counter(
+            "refstream_late_events_total",
+            "log events applied after their shop's watermark had passed them", ["event_type"],
+            registry=r)
         self.checkpoint_seconds = Histogram(
             "refstream_checkpoint_seconds", "flush outputs + commit snapshot and offset",
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5), registry=r)

@@ -26,6 +26,7 @@ from refstream.schemas.codec import Codec
 from refstream.schemas.events import (
     Attribution,
     FraudFlag,
+    LateArrival,
     LogEvent,
     RewardDue,
     RewardReversal,
@@ -109,6 +110,10 @@ def route(names: TopicNames, codec: Codec, event: Any) -> Output:
             return Output(names.reward_due, event.reward_id.encode(), codec.encode(event), event)
         case RewardStatus():
             return Output(names.rewards, event.reward_id.encode(), codec.encode(event), event)
+        case LateArrival():
+            # With the decisions it arrived too late for (the projector reads this topic).
+            key = f"{event.shop_id}:{event.event_id}".encode()
+            return Output(names.attributions, key, codec.encode(event), event)
     raise TypeError(f"no output topic for {type(event).__name__}")
 
 
