@@ -1,0 +1,161 @@
+"""Event time as invariants over generated shop logs (tests/property/logs.py):
+
+- any arrival order that keeps every event within the allowed lateness of its time-sorted
+  position (and equal times in log order) gives the same derived events as the sorted log:
+  referrals, flags, rewards, amounts, all of them;
+- every event that arrives after its shop's watermark passed it, and only such an event, is
+  reported once by a LateArrival (a repeat of an applied event is no late arrival).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from refstream.projections.pipeline import Pipeline, is_organic
+from refstream.rewards.rules import Rules
+from refstream.schemas.events import (
+    Click,
+    DerivedEvent,
+    LateArrival,
+    LogEvent,
+    OrderPlaced,
+    OrderReturned,
+    Signup,
+    Tick,
+)
+from tests.property.logs import RULE_VARIANTS, IndexChooser, build_log
+from tests.unit.core.builders import DAY, HOUR, MINUTE, rules_with
+
+# build_log's producers lag up to two hours: three hours of lateness covers them.
+LATENESS = 3 * HOUR
+
+
+def _with_lateness(rules: Rules, lateness_ms: int) -> Rules:
+    document = rules.model_dump(mode="json")
+    document["event_time"] = {"allowed_lateness_minutes": lateness_ms // MINUTE}
+    document["version"] = f"{rules.version}-late-{lateness_ms // MINUTE}"
+    return rules_with(document)
+
+
+VARIANTS = tuple(_with_lateness(rules, LATENESS) for rules in RULE_VARIANTS)
+
+
+def _run(rules: Rules, events: list[LogEvent]) -> list[DerivedEvent]:
+    """Every derived event, once the watermark has passed everything (a final tick per
+    shop, long after the log's last event)."""
+    pipeline = Pipeline(rules)
+    outputs = [o for event in events for o in pipeline.apply(event)]
+    end = max(e.occurred_at for e in events) + 200 * DAY + rules.event_time.allowed_lateness_ms
+    for shop in sorted({e.shop_id for e in events}):
+        outputs += pipeline.apply(Tick(f"end-{shop}", shop, end))
+    return outputs
+
+
+def _time_sorted(events: list[LogEvent]) -> list[LogEvent]:
+    return sorted(events, key=lambda e: e.occurred_at)  # stable: log order among equal times
+
+
+def _arrival(events: list[LogEvent], delays: list[int]) -> list[LogEvent]:
+    """The events appended in order of time + delay (each delay within the lateness), equal
+    times kept in their log order: when an event arrives, no event more than its delay
+    later has arrived, so its shop's watermark has not passed it."""
+    order = sorted(range(len(events)), key=lambda i: (events[i].occurred_at + delays[i], i))
+    by_time: dict[int, list[LogEvent]] = {}
+    for event in events:
+        by_time.setdefault(event.occurred_at, []).append(event)
+    taken: Counter[int] = Counter()
+    arrived = []
+    for i in order:
+        at = events[i].occurred_at
+        arrived.append(by_time[at][taken[at]])
+        taken[at] += 1
+    return arrived
+
+
+MAX_LOG = 60
+DRAWS_PER_EVENT = 16  # as tests/property/test_core_properties.py: one byte per choice
+SETTINGS = settings(max_examples=200, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@st.composite
+def shop_logs(draw: st.DrawFn) -> list[LogEvent]:
+    length = draw(st.integers(1, MAX_LOG))
+    choices = draw(st.binary(min_size=length * DRAWS_PER_EVENT,
+                             max_size=length * DRAWS_PER_EVENT))
+    return build_log(IndexChooser(choices), length)
+
+
+@SETTINGS
+@given(shop_logs(), st.sampled_from(VARIANTS), st.data())
+def test_arrival_within_the_lateness_derives_what_the_sorted_log_derives(
+        log: list[LogEvent], rules: Rules, data: st.DataObject) -> None:
+    in_time = _time_sorted(log)
+    lateness = rules.event_time.allowed_lateness_ms
+    delays = data.draw(st.lists(st.sampled_from((0, 0, MINUTE, HOUR, lateness)),
+                                min_size=len(in_time), max_size=len(in_time)), label="delays")
+    appended = _arrival(in_time, delays)
+    expected = _run(rules, in_time)
+    outputs = _run(rules, appended)
+    assert not [o for o in outputs if isinstance(o, LateArrival)]
+    assert outputs == expected
+
+
+def _late_by_definition(rules: Rules, events: list[LogEvent]) -> list[str]:
+    """The events a LateArrival must report, worked out from the log alone: not a repeat of
+    an event id seen before, and earlier than the shop's largest time so far minus the
+    lateness. (Only logs without natural-key repeats: which of two orders with one order id
+    is the order depends on the core.)"""
+    lateness = rules.event_time.allowed_lateness_ms
+    latest: dict[str, int] = {}
+    seen: set[str] = set()
+    late = []
+    for event in events:
+        shop = event.shop_id
+        counted = not isinstance(event, Tick) and not _organic(rules, event)
+        if counted and event.event_id in seen:
+            continue
+        if counted:
+            seen.add(event.event_id)
+        if counted and shop in latest and event.occurred_at < latest[shop] - lateness:
+            late.append(event.event_id)
+        latest[shop] = max(latest.get(shop, event.occurred_at), event.occurred_at)
+    return late
+
+
+def _organic(rules: Rules, event: LogEvent) -> bool:
+    return isinstance(event, Click) and is_organic(rules, event)
+
+
+@SETTINGS
+@given(shop_logs(), st.sampled_from((0, 30 * MINUTE, LATENESS)))
+def test_exactly_the_events_the_watermark_passed_are_reported_late(
+        log: list[LogEvent], lateness: int) -> None:
+    rules = _with_lateness(RULE_VARIANTS[0], lateness)
+    events = _without_natural_key_repeats(log)
+    outputs = _run(rules, events)
+    reported = [o.event_id for o in outputs if isinstance(o, LateArrival)]
+    assert reported == _late_by_definition(rules, events)
+    assert all(o.lateness_ms > 0 for o in outputs if isinstance(o, LateArrival))
+
+
+def _without_natural_key_repeats(events: list[LogEvent]) -> list[LogEvent]:
+    """The log without a second order of one order id, return of one return id or signup
+    of one customer under another event id (repeats of one event stay)."""
+    first: dict[tuple[str, str, str], str] = {}
+    kept = []
+    for event in events:
+        key = None
+        if isinstance(event, OrderPlaced):
+            key = ("order", event.shop_id, event.order_id)
+        elif isinstance(event, OrderReturned):
+            key = ("return", event.shop_id, event.return_id)
+        elif isinstance(event, Signup):
+            key = ("signup", event.shop_id, event.customer_id)
+        if key is not None and first.setdefault(key, event.event_id) != event.event_id:
+            continue
+        kept.append(event)
+    return kept
