@@ -3,11 +3,17 @@
 It owns what every event shares: idempotence, stream time and timers, dispatch on event type
 and the order outputs come out in. The live pipeline and replay both call exactly this.
 
-Timer rule: when an event moves a shop's stream time to T, every timer with deadline <= T
-fires first, in (deadline, order the timers were set in) order, each stamped with its
+Event time: a shop's watermark is its stream time (largest event time seen) minus the rules'
+allowed lateness. An event waits until the watermark reaches it; waiting events are applied in
+(time, arrival) order. One that arrives after the watermark passed it is applied at once,
+after a LateArrival that reports it.
+
+Timer rule: when an applied event moves a shop's watermark to T, every timer with deadline
+<= T fires first, in (deadline, order the timers were set in) order, each stamped with its
 deadline; touches that no pending decision can use any more are then forgotten; then the
 event is applied, stamped T; last, any timer the event itself set with a deadline <= T (a
-late signup) fires, stamped T. Events that do not move stream time are stamped with it.
+late signup) fires, stamped T. Events that do not move the watermark are stamped with it;
+when stream time moves, the watermark follows after the events it passes are applied.
 """
 
 from __future__ import annotations
