@@ -81,11 +81,12 @@ class SnapshotError(RefstreamError):
 class Pipeline:
     """attribution -> fraud -> rewards for every shop of a log partition; one per partition."""
 
-    __slots__ = ("deciding_visitors", "repeats", "rules", "signals", "state")
+    __slots__ = ("deciding_visitors", "lateness", "repeats", "rules", "signals", "state")
 
     def __init__(self, rules: Rules, state: PipelineState | None = None) -> None:
         self.rules = rules
         self.signals = fraud.FraudSignals.from_rules(rules)
+        self.lateness = rules.event_time.allowed_lateness_ms  # read on every event
         self.state = state if state is not None else PipelineState()
         # The event ids that may come more than once in what this pipeline is given; None
         # (the live log): any may. Replay, which sees the whole log before folding it, sets
@@ -136,6 +137,12 @@ class Pipeline:
         watermark = shop.watermark
         if watermark is not None and at < watermark:
             return self._late(shop, event, watermark)
+        if watermark is not None and not self.lateness:
+            # No lateness allowed: the watermark is stream time and moves to this event
+            # (nothing ever waits), so it is applied at once, without the heap.
+            shop.stream_time = at
+            out = self._apply_now(shop, event)
+            return [] if out is None else out
         heapq.heappush(shop.waiting, (at, shop.arrivals, event))
         shop.arrivals += 1
         return self._advance_only(shop, at)
@@ -282,7 +289,7 @@ class Pipeline:
             shop.stream_time = previous = at
         elif shop.watermark is not None:
             return []  # neither stream time nor the watermark moves
-        watermark = previous - self.rules.event_time.allowed_lateness_ms
+        watermark = previous - self.lateness
         out: list[DerivedEvent] = []
         waiting = shop.waiting
         while waiting and waiting[0][0] <= watermark:
