@@ -90,7 +90,8 @@ def _as_jsonable(value: Any) -> Any:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from refstream.schemas.jsonl import parse_line, read_lines
+    from refstream.schemas.jsonl import parse_line
+    from refstream.streams.embedded import numbered_lines
     from refstream.streams.producer import publish_shop_events
     from refstream.streams.topics import ensure_topics
 
@@ -99,9 +100,11 @@ def cmd_produce(args: argparse.Namespace) -> int:
     path = Path(args.file)
 
     def events() -> Iterator[Any]:
-        with path.open(encoding="utf-8") as stream:
-            for number, line in read_lines(stream):
+        with path.open("rb") as stream:
+            for number, line in numbered_lines(stream):
                 try:
+                    if isinstance(line, bytes):
+                        raise ValueError("not UTF-8 text; re-export the file as UTF-8")
                     yield parse_line(line)
                 except ValueError as exc:
                     if args.skip_invalid:
