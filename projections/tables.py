@@ -157,9 +157,15 @@ def _attribution(e: Attribution) -> Row:
             e.qualifying_order_id, e.occurred_at, e.revision, e.rules_version)
 
 
+# A reward in these statuses will never fall due: the read model shows no due date for it
+# (the event keeps the date it would have had, for the audit trail).
+NEVER_DUE_STATUSES = frozenset({"voided", "rejected"})
+
+
 def _reward_status(e: RewardStatus) -> Row:
+    due_at = None if e.status in NEVER_DUE_STATUSES else e.due_at
     return (e.reward_id, e.shop_id, e.referral_id, e.beneficiary_id, e.side, e.kind,
-            e.amount_minor, e.currency, e.status, e.due_at, e.reason, e.order_id,
+            e.amount_minor, e.currency, e.status, due_at, e.reason, e.order_id,
             e.occurred_at, e.revision, e.rules_version)
 
 

@@ -42,7 +42,7 @@ from refstream.streams.reporting import (
     scorecard,
 )
 
-# The six KPIs DOMAIN.md rates; the headline cards show them first.
+# The six KPIs the scorecard rates; the headline cards show them first.
 HEADLINE_KPIS = ("share-rate", "referral-conversion", "referral-rate", "clv-premium",
                  "revenue-share", "k-factor")
 # How many rows of long tables the report shows; the CLI reports have them all.
@@ -215,22 +215,34 @@ def _empty(chart_id: str, label: str, message: str) -> str:
 
 
 def funnel_svg(funnel: ReportResult) -> str:
-    """Horizontal bars, one per step, for all shops; labels carry the step-to-step rate."""
+    """Horizontal bars from referral clicks to paid, for all shops; labels carry the
+    step-to-step rate. Shares head the chart as a line of text, not a bar: one share brings
+    several clicks, and a click bar several times the share bar would not read as a funnel."""
     label = "Referral funnel, all shops"
     steps = [r for r in funnel.records() if r["shop_id"] == ALL_SHOPS]
     top = max((r["count"] for r in steps), default=0)
     if not steps or top == 0:
         return _empty("chart-funnel", label, "no funnel activity recorded yet")
-    label_width, bar_height, gap = 110, 28, 10
-    height = MARGIN_TOP + len(steps) * (bar_height + gap) + 10
-    # Room right of the longest bar for "194,149 · 536.18% of previous".
+    shares, bars = (steps[0], steps[1:]) if steps[0]["step"] == "share" else (None, steps)
+    top = max((r["count"] for r in bars), default=0) or 1
+    label_width, bar_height, gap, head = 110, 28, 10, 26 if shares is not None else 0
+    height = MARGIN_TOP + head + len(bars) * (bar_height + gap) + 10
+    # Room right of the longest bar for "194,149 · 36.18% of previous".
     usable = CHART_WIDTH - label_width - 250
     parts = [_svg_open("chart-funnel", label, height=height)]
-    for i, step in enumerate(steps):
-        y = MARGIN_TOP + i * (bar_height + gap)
+    if shares is not None:
+        per_share = ("" if not shares["count"] else
+                     f" ({bars[0]['count'] / shares['count']:.1f} clicks per share)")
+        parts.append(
+            f'<text class="funnel-shares" data-step="share" x="{label_width}" '
+            f'y="{MARGIN_TOP + 12}" font-size="13" fill="{INK}"><tspan font-weight="700">'
+            f'{shares["count"]:,}</tspan> shares brought <tspan font-weight="700">'
+            f'{bars[0]["count"]:,}</tspan> referral clicks{_e(per_share)}</text>')
+    for i, step in enumerate(bars):
+        y = MARGIN_TOP + head + i * (bar_height + gap)
         width = max(usable * step["count"] / top, 2.0)
-        colour = SERIES[0] if i < len(steps) - 1 else SERIES[2]
-        rate = ("" if step["from_previous"] is None
+        colour = SERIES[0] if i < len(bars) - 1 else SERIES[2]
+        rate = ("" if step["from_previous"] is None or i == 0
                 else f' · {format_percent(step["from_previous"])} of previous')
         parts.append(
             f'<g class="funnel-step" data-step="{_e(step["step"])}">'
@@ -365,7 +377,7 @@ def liability_svg(liability: ReportResult) -> str:
     height = MARGIN_TOP + sum(len(v) * (bar_height + gap) + 26 for v in by_currency.values())
     usable = LIABILITY_WIDTH - label_width - 190
     status_colour = {"pending": SERIES[6], "held": SERIES[1], "due": SERIES[0],
-                     "reversed": SERIES[3]}
+                     "paid": SERIES[2], "reversed": SERIES[3]}
     parts = [_svg_open("chart-liability", label, width=LIABILITY_WIDTH, height=height)]
     y = MARGIN_TOP
     for currency, entries in sorted(by_currency.items()):
@@ -456,7 +468,7 @@ def _scorecard_table(results: Sequence[KpiResult]) -> str:
             f"<td>{_e(r.benchmark)}</td></tr>")
     return ('<table id="table-scorecard"><thead><tr><th>KPI</th><th>shop</th><th>currency</th>'
             '<th class="num">value</th><th>status</th><th class="num">numerator</th>'
-            '<th class="num">denominator</th><th>benchmark (DOMAIN.md)</th></tr></thead>'
+            '<th class="num">denominator</th><th>benchmark (docs/benchmarks.md)</th></tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
@@ -565,11 +577,13 @@ def render_html_report(conn: duckdb.DuckDBPyConnection,
                           f"Denominator: {_e(k.denominator)}.</dd>" for k in SCORECARD)
     sections = [
         _section("scorecard", "Scorecard, all shops",
-                 "Rated against DOMAIN.md's medians, top quartile and alert thresholds; "
+                 "Rated against the medians, top quartile and alert thresholds of "
+                 "docs/benchmarks.md; "
                  "money KPIs per currency.",
                  _cards(results, HEADLINE_KPIS, "") + _cards(results, supporting, "small")),
-        _section("funnel", "Funnel", "share → click → signup → first order → qualified → "
-                 "due → paid; each label gives the rate from the step before.",
+        _section("funnel", "Funnel", "shares bring referral clicks; click → signup → first "
+                 "order → qualified → due → paid, each label with the rate from the step "
+                 "before.",
                  funnel_svg(funnel) + funnel_note),
         _section("cohorts", "Cohorts by week of first click",
                  "Cumulative share of referred visitors who ordered, by weeks since their "
@@ -580,10 +594,13 @@ def render_html_report(conn: duckdb.DuckDBPyConnection,
                  "messages by the day finance was told (UTC).", daily_svg(daily)),
         '<div class="two">' +
         _section("liability", "Reward liability",
-                 "Current reward amounts by status, per currency.",
+                 "Current reward amounts by status, per currency. Due is owed and not yet "
+                 "paid (the liability); paid is what the payer's ledger recorded as paid; "
+                 "pending and held are contingent.",
                  liability_svg(liability) + _report_table(
                      liability, "table-liability",
-                     ("shop_id", "status", "currency", "rewards", "amount_minor"))) +
+                     ("shop_id", "status", "standing", "currency", "rewards",
+                      "amount_minor"))) +
         _section("referrers", "Top referrers",
                  "By successful (qualified) referrals; net amount finance was told "
                  "(due minus reversals), per currency.",

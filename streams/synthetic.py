@@ -1,4 +1,4 @@
-"""The seeded synthetic shop behind `refstream generate`: DOMAIN.md funnels plus labelled fraud.
+"""The seeded synthetic shop behind `refstream generate`: realistic funnels plus labelled fraud.
 Owns the shop-event generator (JSON Lines form, global event-time order), ground truth and sizing.
 """
 
@@ -44,7 +44,7 @@ Delay = tuple[DelayBand, ...]
 
 @dataclass(frozen=True)
 class FunnelRates:
-    """Every behavioural rate of the synthetic shop in one place (figures from DOMAIN.md).
+    """Every behavioural rate of the synthetic shop in one place (figures from docs/benchmarks.md).
 
     Probabilities are per visitor/customer/order; `*_month` figures are per 30 days and
     scale with `SyntheticConfig.days`.

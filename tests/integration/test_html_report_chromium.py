@@ -71,7 +71,7 @@ def test_rendered_dom_has_every_chart_with_drawn_shapes(report_file: Path,
     dom = run_chromium(tmp_path / "profile", "--dump-dom", report_file.as_uri()).stdout
     funnel = svg_element(dom, "chart-funnel")
     widths = [float(w) for w in re.findall(r'<rect class="bar"[^>]*\bwidth="([\d.]+)"', funnel)]
-    assert len(widths) == 7 and all(w > 0 for w in widths)
+    assert len(widths) == 6 and all(w > 0 for w in widths)  # clicks to paid; shares as text
     assert max(widths) > 10 * min(widths)  # 37 clicks against 0 paid
     cohorts = svg_element(dom, "chart-cohorts")
     paths = re.findall(r'<path class="line"[^>]*\bd="([^"]+)"', cohorts)

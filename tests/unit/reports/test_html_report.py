@@ -23,14 +23,21 @@ def svg(document: str, chart_id: str) -> str:
 def test_charts_carry_ids_and_their_data(conn: duckdb.DuckDBPyConnection) -> None:
     document = render_html_report(conn, FIXED)
     funnel = svg(document, "chart-funnel")
-    # Seven steps, one bar each, labelled with the all-shops counts.
-    assert funnel.count('class="funnel-step"') == 7
-    assert funnel.count('<rect class="bar"') == 7
+    # Shares head the chart as text (8 shares brought 37 clicks); six bars from clicks to
+    # paid, labelled with the all-shops counts, none wider than the one above it.
+    assert funnel.count('class="funnel-step"') == 6
+    assert funnel.count('<rect class="bar"') == 6
+    assert 'data-step="share"' in funnel and "9</tspan> shares brought" in funnel
+    assert "referral clicks (4.1 clicks per share)" in funnel
     assert ">37</tspan>" in funnel and "24.32% of previous" in funnel
+    widths = [float(w) for w in re.findall(r'<rect class="bar"[^>]*\bwidth="([\d.]+)"', funnel)]
+    assert widths == sorted(widths, reverse=True)
+    rates = [float(r) for r in re.findall(r"([\d.]+)% of previous", funnel)]
+    assert rates and max(rates) <= 100
     cohorts = svg(document, "chart-cohorts")
     assert 'data-cohort="2026-W10"' in cohorts and 'data-cohort="2026-W11"' in cohorts
     assert re.search(r'<path class="line" d="M[\d.]+,[\d.]+ L', cohorts)
-    assert "5 of 23" in cohorts  # the W10 cohort's week-0 point tooltip
+    assert "5 of 22" in cohorts  # the W10 cohort's week-0 point tooltip
     daily = svg(document, "chart-daily")
     assert daily.count('<rect class="bar"') == 25  # 3 to 27 March
     assert 'class="line series-rewards_due"' in daily
