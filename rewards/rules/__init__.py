@@ -140,6 +140,10 @@ class RewardRules(_Strict):
     referee: RewardSpec | None = None
     tiers: list[Tier] = []
     caps: list[Cap] = []
+    # Whether a reward held for fraud review takes a cap slot while it waits. By default it
+    # does not: a genuine referral later in the period keeps its reward, and the held one is
+    # checked against the caps when a reviewer releases it.
+    held_rewards_use_caps: bool = False
 
     @model_validator(mode="after")
     def _tiers_ascend(self) -> RewardRules:
