@@ -42,7 +42,6 @@ LIABILITY_STANDING: dict[str, str] = {
     "pending": "contingent", "held": "contingent", "due": "owed", "paid": "settled",
     "reversed": "settled",
 }
-FRAUD_QUEUE_ACTIONS: tuple[str, ...] = ("hold", "block")
 
 # The scope label of a row that aggregates every shop (or every shop's rows in a currency).
 ALL_SHOPS = "(all shops)"
@@ -830,23 +829,47 @@ ORDER BY r.successful DESC, r.rewards_due DESC, r.active DESC, r.shop_id, r.refe
      Column("net_due_minor", "money", "currency")),
 )
 
+# The flags a waiting referral waits on: the flag names it, its hold reason names the flag,
+# or the flag's evidence holds its signup or its qualifying order (a burst, a ring).
+_WAITING_FLAGS = """waiting AS (
+    SELECT r.* FROM referrals r
+    WHERE r.status = 'held'
+       OR EXISTS (SELECT 1 FROM rewards w
+                  WHERE w.referral_id = r.referral_id AND w.status = 'held')
+),
+waiting_flags AS (
+    SELECT DISTINCT r.referral_id, f.flag_id, f.signal, f.flagged_at, f.evidence_event_ids
+    FROM waiting r
+    LEFT JOIN orders o ON o.shop_id = r.shop_id AND o.order_id = r.qualifying_order_id
+    JOIN fraud_flags f ON f.shop_id = r.shop_id AND (
+         f.referral_id = r.referral_id
+         OR contains(r.reason, f.flag_id)
+         OR list_contains(f.evidence_event_ids, r.signup_event_id)
+         OR list_contains(f.evidence_event_ids, o.event_id))
+)"""
+
 FRAUD_QUEUE = ReportSpec(
     "fraud-queue", "Fraud review queue",
-    "flags with action hold or block whose referral is still held, oldest first, with the "
-    "signal, the threshold it crossed and the events behind it",
-    f"""SELECT f.shop_id, f.referral_id, r.referee_id, r.referrer_id,
-       strftime(timezone('UTC', f.flagged_at), '%Y-%m-%dT%H:%M:%SZ') AS flagged_at,
-       f.signal, f.action, f.entity_type, f.entity_key, f.observed, f.threshold,
-       f.window_ms, f.evidence_event_ids, f.flag_id
-FROM fraud_flags f
-JOIN referrals r ON r.referral_id = f.referral_id
-WHERE f.action IN {_sql_list(FRAUD_QUEUE_ACTIONS)} AND r.status = 'held'
-ORDER BY f.flagged_at, f.shop_id, f.referral_id, f.flag_id""",
+    "every referral waiting for a reviewer (held, or with a held reward), once, oldest "
+    "flag first: referee, referrer, the signals it waits on and the events behind them; "
+    "`refstream review list` gives the evidence in words and `review approve|reject` decides",
+    f"""WITH {_WAITING_FLAGS}
+SELECT r.shop_id, r.referral_id, r.referee_id, r.referrer_id, r.status,
+       strftime(timezone('UTC', min(f.flagged_at)), '%Y-%m-%dT%H:%M:%SZ') AS waiting_since,
+       count(DISTINCT f.flag_id) AS flags,
+       list_sort(list_distinct(list(f.signal) FILTER (WHERE f.signal IS NOT NULL)))
+           AS signals,
+       list_sort(list_distinct(flatten(list(f.evidence_event_ids)
+                                       FILTER (WHERE f.evidence_event_ids IS NOT NULL))))
+           AS evidence_event_ids
+FROM waiting r
+LEFT JOIN waiting_flags f ON f.referral_id = r.referral_id
+GROUP BY r.shop_id, r.referral_id, r.referee_id, r.referrer_id, r.status
+ORDER BY min(f.flagged_at) NULLS LAST, r.shop_id, r.referral_id""",
     (Column("shop_id", "text"), Column("referral_id", "text"), Column("referee_id", "text"),
-     Column("referrer_id", "text"), Column("flagged_at", "text"), Column("signal", "text"),
-     Column("action", "text"), Column("entity_type", "text"), Column("entity_key", "text"),
-     Column("observed", "count"), Column("threshold", "count"), Column("window_ms", "count"),
-     Column("evidence_event_ids", "list"), Column("flag_id", "text")),
+     Column("referrer_id", "text"), Column("status", "text"),
+     Column("waiting_since", "text"), Column("flags", "count"), Column("signals", "list"),
+     Column("evidence_event_ids", "list")),
 )
 
 def _liability_sql(with_payouts: bool) -> str:

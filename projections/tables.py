@@ -112,7 +112,9 @@ ORDERS = Table("orders", (
     ("shop_id", "VARCHAR"), ("order_id", "VARCHAR"), ("customer_id", "VARCHAR"),
     ("occurred_at", TS), ("amount_minor", "BIGINT"), ("currency", "VARCHAR"),
     ("discount_code", "VARCHAR"), ("visitor_id", "VARCHAR"),
-), ("shop_id", "order_id"), frozenset({"order_id", "visitor_id"}))
+    # The order's event id: fraud evidence cites events, a reviewer reads order ids.
+    ("event_id", "VARCHAR"),
+), ("shop_id", "order_id"), frozenset({"order_id", "visitor_id", "event_id"}))
 
 RETURNS = Table("returns", (
     ("shop_id", "VARCHAR"), ("return_id", "VARCHAR"), ("order_id", "VARCHAR"),
@@ -202,7 +204,7 @@ def _signup(e: Signup) -> Row:
 
 def _order(e: OrderPlaced) -> Row:
     return (e.shop_id, e.order_id, e.customer_id, e.occurred_at, e.amount_minor,
-            e.currency, e.discount_code, e.visitor_id)
+            e.currency, e.discount_code, e.visitor_id, e.event_id)
 
 
 def _return(e: OrderReturned) -> Row:

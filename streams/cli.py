@@ -230,6 +230,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("2/4 ingest validation + attribution -> fraud -> rewards -> DuckDB", file=sys.stderr)
     with progress_bar(_count_lines(events_path), "ev", "pipeline") as advance:
         summary = runner.run_file(events_path, advance)
+    runner.save_state()  # so `refstream review approve|reject` can continue this log
     log.close()
     store.close()
     ledger.close()
@@ -729,6 +730,9 @@ def build_parser() -> argparse.ArgumentParser:
     from refstream.streams.reporting import register_report_commands
 
     register_report_commands(sub)
+    from refstream.streams.review import register_review_commands
+
+    register_review_commands(sub)
     register_dlq_commands(sub)
     register_erasure_commands(sub)
     register_security_commands(sub)

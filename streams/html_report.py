@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,6 +108,8 @@ th { text-align: left; color: #52606d; font-weight: 600; border-bottom: 2px soli
 td { border-bottom: 1px solid #f0f2f5; padding: 5px 8px; vertical-align: top;
      white-space: nowrap; }
 td.wrap { white-space: normal; overflow-wrap: anywhere; min-width: 150px; }
+ul.evidence { margin: 0; padding-left: 16px; }
+code.id { font-size: 11px; color: #7b8794; }
 .scroll { overflow-x: auto; }
 td.num, th.num { text-align: right; }
 tr.total td { font-weight: 600; background: #f9fafb; }
@@ -537,6 +539,34 @@ def _referrers_table(referrers: ReportResult) -> str:
             f'<th class="num">net due</th></tr></thead><tbody>{body}</tbody></table>')
 
 
+def _review_queue_table(conn: duckdb.DuckDBPyConnection, points: Collection[str],
+                        limit: int = TABLE_ROW_LIMIT) -> tuple[int, str]:
+    """The referrals waiting for a reviewer, with people, orders and signals named in words
+    (the same queue as `refstream review list`); returns (entries, html)."""
+    from refstream.streams.review import review_queue
+
+    queue = review_queue(conn)
+    body = []
+    for item in queue[:limit]:
+        held = "<br>".join(_e(f"{side}: {format_money(amount, currency, points)}")
+                           for side, amount, currency in item.held_rewards) or "-"
+        evidence = "".join(f"<li>{_e(line)}</li>" for line in item.evidence)
+        body.append(
+            f"<tr><td>{_e(item.shop_id)}</td><td>{_e(item.referee_id)}</td>"
+            f"<td>{_e(item.referrer_id or '-')}</td>"
+            f"<td>{_e(', '.join(sorted({f.signal for f in item.flags})) or '-')}</td>"
+            f'<td class="num">{held}</td><td class="wrap"><ul class="evidence">{evidence}</ul>'
+            f'<code class="id">{_e(item.referral_id)}</code></td></tr>')
+    if not queue:
+        body.append('<tr><td colspan="6">nothing waits for a reviewer</td></tr>')
+    more = (f'<p class="lead">showing {limit} of {len(queue):,}; <code>refstream review '
+            "list</code> lists them all</p>" if len(queue) > limit else "")
+    return len(queue), (
+        '<div class="scroll"><table id="table-fraud-queue"><thead><tr><th>shop</th>'
+        '<th>referee</th><th>referrer</th><th>signals</th><th class="num">held rewards</th>'
+        f"<th>evidence</th></tr></thead><tbody>{''.join(body)}</tbody></table></div>{more}")
+
+
 def _section(section_id: str, title: str, lead: str, body: str) -> str:
     return (f'<section id="{section_id}"><h2>{_e(title)}</h2><p class="lead">{_e(lead)}</p>'
             f"{body}</section>")
@@ -565,7 +595,7 @@ def render_html_report(conn: duckdb.DuckDBPyConnection,
     daily = run_report(conn, "daily")
     liability = run_report(conn, "liability")
     referrers = run_report(conn, "referrers")
-    fraud_queue = run_report(conn, "fraud-queue")
+    waiting, queue_table = _review_queue_table(conn, liability.points_units)
     campaigns = run_report(conn, "campaigns")
     period, shops = _period(conn)
     when = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
@@ -605,12 +635,9 @@ def render_html_report(conn: duckdb.DuckDBPyConnection,
                  "By successful (qualified) referrals; net amount finance was told "
                  "(due minus reversals), per currency.",
                  _referrers_table(referrers)) + "</div>",
-        _section("fraud-queue", f"Fraud review queue ({len(fraud_queue.rows):,} flags)",
-                 "Held referrals with hold/block flags, oldest first, with their evidence.",
-                 _report_table(fraud_queue, "table-fraud-queue",
-                               ("shop_id", "referral_id", "flagged_at", "signal", "action",
-                                "observed", "threshold", "evidence_event_ids"),
-                               wrap=("referral_id",))),
+        _section("fraud-queue", f"Fraud review queue ({waiting:,} referrals)",
+                 "Every referral waiting for a reviewer, oldest flag first, with the evidence "
+                 "in words; decide with refstream review approve|reject.", queue_table),
         _section("campaigns", "Campaigns",
                  "Net revenue of referred customers: first orders only and including later "
                  "orders.",

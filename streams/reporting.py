@@ -505,7 +505,7 @@ _REPORT_HELP: dict[str, str] = {
     "cohorts": "referred visitors by ISO week of first click, conversion by weeks since",
     "campaigns": "referred customers and revenue per campaign (first orders and all)",
     "referrers": "top referrers by successful referrals and reward amounts due",
-    "fraud-queue": "held referrals with hold/block fraud flags and their evidence",
+    "fraud-queue": "every referral waiting for a reviewer, once, with its signals and evidence",
     "liability": "reward amounts by status (pending, held, due = owed and not yet paid, paid, "
                  "reversed) and currency",
     "daily": "referrals decided and reward messages sent per day",

@@ -50,7 +50,14 @@ def test_scorecard_status_colours_and_tables(conn: duckdb.DuckDBPyConnection) ->
     assert 'data-kpi="clv-premium" data-status="alert"' in document
     assert 'class="pill status-top-quartile"' in document
     assert 'id="table-referrers"' in document and ">c01<" in document
-    assert 'id="table-fraud-queue"' in document and "e-click-v6, e-signup-n06" in document
+    assert 'id="table-fraud-queue"' in document
+    queue = document[document.index('id="table-fraud-queue"'):]
+    queue = queue[:queue.index("</table>")]
+    # People and orders by name, not raw event ids: n06's click, signup and order.
+    assert "click by visitor v6" in queue and "signup of n06" in queue
+    assert "order o-n06-1 by n06 (40.00 EUR)" in queue
+    assert "e-click-v6" not in queue and "e-signup-n06" not in queue
+    assert ">n06<" in queue and ">c01<" in queue
     assert "no payouts recorded" in document
     assert "generated 2026-04-01 00:00 UTC" in document
 

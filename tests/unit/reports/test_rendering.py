@@ -60,7 +60,8 @@ def test_csv_parses_back_to_the_rows(conn: duckdb.DuckDBPyConnection) -> None:
     assert first == {"shop_id": ALL_SHOPS, "status": "pending", "standing": "contingent",
                      "currency": "EUR", "rewards": "1", "amount_minor": "1000"}
     queue = list(csv.DictReader(io.StringIO(render_csv(run_report(conn, "fraud-queue")))))
-    assert queue[0]["evidence_event_ids"].split(";") == ["e-click-v6", "e-signup-n06"]
+    assert queue[0]["evidence_event_ids"].split(";") == ["e-click-v6", "e-o-n06-1",
+                                                         "e-signup-n06"]
 
 
 def test_scorecard_csv_keeps_raw_values(conn: duckdb.DuckDBPyConnection) -> None:

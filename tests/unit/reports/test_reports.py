@@ -130,16 +130,16 @@ def test_top_referrers(conn: duckdb.DuckDBPyConnection) -> None:
     ]
 
 
-def test_fraud_queue_lists_only_held_referrals_with_evidence(
+def test_fraud_queue_lists_each_waiting_referral_once_with_evidence(
         conn: duckdb.DuckDBPyConnection) -> None:
+    # n06 is held with two hold flags (flag-1, flag-2): one entry, not one per flag. n05
+    # (blocked) is rejected and n04's flag is only "flag": neither waits for a reviewer.
     queue = rows(conn, "fraud-queue")
-    # flag-3 (block) is on rejected n05 and flag-4's action is only
-    # "flag": neither waits for a reviewer.
-    assert [(r["flag_id"], r["referral_id"], r["action"]) for r in queue] == [
-        ("flag-1", "ref-n06", "hold"), ("flag-2", "ref-n06", "hold")]
-    assert queue[0]["evidence_event_ids"] == ["e-click-v6", "e-signup-n06"]
-    assert queue[0]["flagged_at"] == "2026-03-04T13:00:00Z"
-    assert (queue[0]["observed"], queue[0]["threshold"]) == (3, 2)
+    assert [(r["referral_id"], r["referee_id"], r["referrer_id"], r["flags"]) for r in queue] == [
+        ("ref-n06", "n06", "c01", 2)]
+    assert queue[0]["signals"] == ["ip_velocity", "shared_device"]
+    assert queue[0]["evidence_event_ids"] == ["e-click-v6", "e-o-n06-1", "e-signup-n06"]
+    assert queue[0]["waiting_since"] == "2026-03-04T13:00:00Z"
 
 
 def test_liability_by_status_and_currency(conn: duckdb.DuckDBPyConnection) -> None:
