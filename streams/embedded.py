@@ -7,7 +7,6 @@ A run leaves its core state beside its tables, so `run --append` continues the s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import time
@@ -27,8 +26,7 @@ from refstream.schemas.codec import Codec
 from refstream.schemas.errors import InvalidEvent, RefstreamError
 from refstream.schemas.events import DeadLetter, LogEvent
 from refstream.schemas.jsonl import parse_line
-from refstream.schemas.shop import ShopEvent
-from refstream.streams.ingest import Accepted, Ingestor, SourceRef
+from refstream.streams.ingest import Accepted, Ingestor, SourceRef, content_digest
 from refstream.streams.settings import Settings
 from refstream.streams.vault import pseudonymiser_from_settings
 
@@ -150,7 +148,7 @@ class EmbeddedRunner:
                 self._reject(summary, REJECTED, (source_name, number), line, exc)
                 continue
             key = f"{shop_event.shop_id}\x00{shop_event.event_id}"
-            digest = _content_digest(shop_event)
+            digest = content_digest(shop_event)
             first = self._seen.setdefault(key, digest)
             if first != digest:
                 self._reject(summary, CONFLICT, (source_name, number), line, ValueError(
@@ -217,10 +215,6 @@ def _not_utf8(raw: bytes) -> str:
                 f"({exc.reason}); re-export the file as UTF-8")
     return "not UTF-8 text"
 
-
-def _content_digest(event: ShopEvent) -> bytes:
-    """What makes two copies of an event id the same event: their validated content."""
-    return hashlib.blake2b(event.model_dump_json().encode(), digest_size=12).digest()
 
 
 class EmbeddedLog:
