@@ -108,6 +108,10 @@ th { text-align: left; color: #52606d; font-weight: 600; border-bottom: 2px soli
 td { border-bottom: 1px solid #f0f2f5; padding: 5px 8px; vertical-align: top;
      white-space: nowrap; }
 td.wrap { white-space: normal; overflow-wrap: anywhere; min-width: 150px; }
+#table-scorecard td, #table-scorecard th { padding: 5px 5px; font-size: 12px; }
+#table-scorecard td.num { white-space: normal; }
+#table-scorecard td.wrap { min-width: 90px; }
+#table-scorecard td.bench { color: #52606d; font-size: 12px; }
 ul.evidence { margin: 0; padding-left: 16px; }
 code.id { font-size: 11px; color: #7b8794; }
 .scroll { overflow-x: auto; }
@@ -462,12 +466,13 @@ def _scorecard_table(results: Sequence[KpiResult]) -> str:
         total = ' class="total"' if r.shop_id == ALL_SHOPS else ""
         rows.append(
             f'<tr{total} data-kpi="{_e(r.kpi)}" data-status="{_e(r.status)}">'
-            f"<td>{_e(r.title)}</td><td>{_e(r.shop_id)}</td><td>{_e(r.currency or '')}</td>"
+            f'<td class="wrap">{_e(r.title)}</td><td>{_e(r.shop_id)}</td>'
+            f"<td>{_e(r.currency or '')}</td>"
             f'<td class="num">{_e(format_measure(r.value, r.unit))}</td>'
             f"<td>{_pill(r.status)}</td>"
             f'<td class="num">{_e(_operand(r.numerator, r))}</td>'
             f'<td class="num">{_e(_operand(r.denominator, r))}</td>'
-            f"<td>{_e(r.benchmark)}</td></tr>")
+            f'<td class="wrap bench">{_e(r.benchmark)}</td></tr>')
     return ('<table id="table-scorecard"><thead><tr><th>KPI</th><th>shop</th><th>currency</th>'
             '<th class="num">value</th><th>status</th><th class="num">numerator</th>'
             '<th class="num">denominator</th><th>benchmark (docs/benchmarks.md)</th></tr></thead>'
