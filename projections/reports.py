@@ -1,4 +1,4 @@
-"""The analyst reports as text: KPI definitions with their DOMAIN.md benchmarks, and report SQL.
+"""The analyst reports as text: KPI definitions with their benchmarks, and report SQL.
 
 Pure (no DuckDB here): `streams/reporting.py` runs these statements on a read-only connection,
 so every number a report prints traces back to one statement below (`refstream report explain`).
@@ -34,8 +34,14 @@ from typing import Literal
 # --------------------------------------------------------------------------------------
 
 ACTIVE_REFERRAL_STATUSES: tuple[str, ...] = ("attributed", "qualified", "held")
-LIABILITY_STATUSES: tuple[str, ...] = ("pending", "held", "due", "reversed")
-FRAUD_QUEUE_ACTIONS: tuple[str, ...] = ("hold", "block")
+# `paid` is a due reward the payer's ledger recorded as paid (the payouts table); `due` is
+# then what is owed and not yet paid: the liability.
+LIABILITY_STATUSES: tuple[str, ...] = ("pending", "held", "due", "paid", "reversed")
+# What each liability status means for the money: owed now, perhaps owed later, or settled.
+LIABILITY_STANDING: dict[str, str] = {
+    "pending": "contingent", "held": "contingent", "due": "owed", "paid": "settled",
+    "reversed": "settled",
+}
 
 # The scope label of a row that aggregates every shop (or every shop's rows in a currency).
 ALL_SHOPS = "(all shops)"
@@ -62,7 +68,7 @@ STATUS_INFO = "info"
 STATUS_NO_DATA = "no data"
 
 # --------------------------------------------------------------------------------------
-# Benchmarks, as DOMAIN.md's scorecard states them (medians / top quartile / alert)
+# Benchmarks, as the scorecard in docs/benchmarks.md states them (medians / top quartile / alert)
 # --------------------------------------------------------------------------------------
 
 SHARE_RATE_MEDIAN = 0.05                      # ~5%
@@ -87,7 +93,7 @@ REVENUE_SHARE_ALERT_BELOW = 0.05              # < 5%
 
 K_FACTOR_MEDIAN = (0.04, 0.45)                # 0.04-0.45
 K_FACTOR_TOP_QUARTILE_ABOVE = 0.5             # > 0.5
-# DOMAIN.md says "near zero" without a figure; we read it as fewer than one new referred
+# The scorecard says "near zero" without a figure; we read it as fewer than one new referred
 # customer per hundred customers.
 K_FACTOR_ALERT_BELOW = 0.01
 
@@ -96,7 +102,7 @@ PARTICIPATION_HEALTHY = (0.05, 0.15)          # 5-15% healthy
 
 @dataclass(frozen=True)
 class Benchmark:
-    """Where a KPI value sits against DOMAIN.md's median, top quartile and alert figures.
+    """Where a KPI value sits against the scorecard's median, top quartile and alert figures.
 
     Checked in this order: alert, below median (under the median band), top quartile,
     otherwise median (inside the median band or between it and the top quartile).
@@ -124,7 +130,7 @@ class Benchmark:
 
 @dataclass(frozen=True)
 class HealthyBand:
-    """A KPI DOMAIN.md gives only a healthy range for (participation rate)."""
+    """A KPI the scorecard gives only a healthy range for (participation rate)."""
 
     summary: str
     low: float
@@ -144,7 +150,7 @@ class HealthyBand:
 class Informational:
     """A figure reported without a benchmark (reach, leads, first-order revenue share)."""
 
-    summary: str = "no benchmark in DOMAIN.md"
+    summary: str = "no benchmark in docs/benchmarks.md"
 
     def status(self, value: float | None) -> str:
         return STATUS_NO_DATA if value is None else STATUS_INFO
@@ -217,11 +223,35 @@ _REFERRED_CUSTOMERS = f"""referred_customers AS (
 
 _REFERRAL_CLICK = "(referral_code IS NOT NULL OR campaign_id IS NOT NULL)"
 
-_REFERRED_VISITORS = f"""referred_visitors AS (
+_REFERRED_VISITORS = f"""referral_clickers AS (
     -- visitors with at least one referral click (referral code or campaign link)
     SELECT shop_id, visitor_id, min(occurred_at) AS first_click_at
     FROM clicks WHERE {_REFERRAL_CLICK}
     GROUP BY shop_id, visitor_id
+),
+visitor_customers AS (
+    -- the customers a visitor id is known to belong to (by an order or a signup)
+    SELECT shop_id, visitor_id, customer_id FROM orders WHERE visitor_id IS NOT NULL
+    UNION
+    SELECT shop_id, visitor_id, customer_id FROM customers WHERE visitor_id IS NOT NULL
+),
+existing_customers AS (
+    -- a clicker who was already a customer is tracked as a click, never as a referred
+    -- visitor who could convert: a customer with no signup in the log (from before it, as
+    -- the core reads them), or who signed up or ordered before the first referral click
+    SELECT DISTINCT v.shop_id, v.visitor_id
+    FROM referral_clickers v
+    JOIN visitor_customers vc ON vc.shop_id = v.shop_id AND vc.visitor_id = v.visitor_id
+    WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.shop_id = vc.shop_id
+                        AND c.customer_id = vc.customer_id AND c.signed_up_at >= v.first_click_at)
+       OR EXISTS (SELECT 1 FROM orders o WHERE o.shop_id = vc.shop_id
+                    AND o.customer_id = vc.customer_id AND o.occurred_at < v.first_click_at)
+),
+referred_visitors AS (
+    -- referred visitors: referral clickers who were not customers yet
+    SELECT v.* FROM referral_clickers v
+    WHERE NOT EXISTS (SELECT 1 FROM existing_customers e
+                      WHERE e.shop_id = v.shop_id AND e.visitor_id = v.visitor_id)
 ),
 visitor_orders AS (
     -- an order belongs to a visitor when it carries the visitor id, or when its customer
@@ -468,9 +498,11 @@ SHARE_RATE = Kpi(
     "percent", "count", SHARE_RATE_SQL, SHARE_RATE_BENCHMARK)
 REFERRAL_CONVERSION = Kpi(
     "referral-conversion", "Referral conversion",
-    "referred visitors who order / referred visitors",
+    "referred visitors who order / referred visitors (new customers only)",
     "referred visitors with an order at or after their first referral click",
-    "referred visitors (distinct visitors with a referral-code or campaign click)",
+    "referred visitors (distinct visitors with a referral-code or campaign click who were "
+    "not customers yet: they sign up in the log at or after that click, with no order before "
+    "it)",
     "percent", "count", REFERRAL_CONVERSION_SQL, REFERRAL_CONVERSION_BENCHMARK)
 REFERRAL_RATE = Kpi(
     "referral-rate", "Referral rate",
@@ -519,7 +551,7 @@ LEADS = Kpi(
     "active referrals", "(none: a count)",
     "count", "count", LEADS_SQL, Informational())
 
-# The scorecard in the order it is printed: DOMAIN.md's six, then the supporting figures.
+# The scorecard in the order it is printed: the six headline KPIs, then the supporting figures.
 SCORECARD: tuple[Kpi, ...] = (
     SHARE_RATE, REFERRAL_CONVERSION, REFERRAL_RATE, CLV_PREMIUM, REVENUE_SHARE, K_FACTOR,
     PARTICIPATION_RATE, REACH, LEADS, REVENUE_SHARE_FIRST_ORDER,
@@ -552,7 +584,7 @@ class ReportSpec:
     description: str
     sql: str
     columns: tuple[Column, ...]
-    # A variant used when the payouts table exists (only the funnel has one).
+    # A variant used when the payouts table holds payments (funnel and liability).
     sql_with_payouts: str | None = None
 
     def sql_for(self, payouts_present: bool) -> str:
@@ -797,45 +829,86 @@ ORDER BY r.successful DESC, r.rewards_due DESC, r.active DESC, r.shop_id, r.refe
      Column("net_due_minor", "money", "currency")),
 )
 
+# The flags a waiting referral waits on: the flag names it, its hold reason names the flag,
+# or the flag's evidence holds its signup or its qualifying order (a burst, a ring).
+_WAITING_FLAGS = """waiting AS (
+    SELECT r.* FROM referrals r
+    WHERE r.status = 'held'
+       OR EXISTS (SELECT 1 FROM rewards w
+                  WHERE w.referral_id = r.referral_id AND w.status = 'held')
+),
+waiting_flags AS (
+    SELECT DISTINCT r.referral_id, f.flag_id, f.signal, f.flagged_at, f.evidence_event_ids
+    FROM waiting r
+    LEFT JOIN orders o ON o.shop_id = r.shop_id AND o.order_id = r.qualifying_order_id
+    JOIN fraud_flags f ON f.shop_id = r.shop_id AND (
+         f.referral_id = r.referral_id
+         OR contains(r.reason, f.flag_id)
+         OR list_contains(f.evidence_event_ids, r.signup_event_id)
+         OR list_contains(f.evidence_event_ids, o.event_id))
+)"""
+
 FRAUD_QUEUE = ReportSpec(
     "fraud-queue", "Fraud review queue",
-    "flags with action hold or block whose referral is still held, oldest first, with the "
-    "signal, the threshold it crossed and the events behind it",
-    f"""SELECT f.shop_id, f.referral_id, r.referee_id, r.referrer_id,
-       strftime(timezone('UTC', f.flagged_at), '%Y-%m-%dT%H:%M:%SZ') AS flagged_at,
-       f.signal, f.action, f.entity_type, f.entity_key, f.observed, f.threshold,
-       f.window_ms, f.evidence_event_ids, f.flag_id
-FROM fraud_flags f
-JOIN referrals r ON r.referral_id = f.referral_id
-WHERE f.action IN {_sql_list(FRAUD_QUEUE_ACTIONS)} AND r.status = 'held'
-ORDER BY f.flagged_at, f.shop_id, f.referral_id, f.flag_id""",
+    "every referral waiting for a reviewer (held, or with a held reward), once, oldest "
+    "flag first: referee, referrer, the signals it waits on and the events behind them; "
+    "`refstream review list` gives the evidence in words and `review approve|reject` decides",
+    f"""WITH {_WAITING_FLAGS}
+SELECT r.shop_id, r.referral_id, r.referee_id, r.referrer_id, r.status,
+       strftime(timezone('UTC', min(f.flagged_at)), '%Y-%m-%dT%H:%M:%SZ') AS waiting_since,
+       count(DISTINCT f.flag_id) AS flags,
+       list_sort(list_distinct(list(f.signal) FILTER (WHERE f.signal IS NOT NULL)))
+           AS signals,
+       list_sort(list_distinct(flatten(list(f.evidence_event_ids)
+                                       FILTER (WHERE f.evidence_event_ids IS NOT NULL))))
+           AS evidence_event_ids
+FROM waiting r
+LEFT JOIN waiting_flags f ON f.referral_id = r.referral_id
+GROUP BY r.shop_id, r.referral_id, r.referee_id, r.referrer_id, r.status
+ORDER BY min(f.flagged_at) NULLS LAST, r.shop_id, r.referral_id""",
     (Column("shop_id", "text"), Column("referral_id", "text"), Column("referee_id", "text"),
-     Column("referrer_id", "text"), Column("flagged_at", "text"), Column("signal", "text"),
-     Column("action", "text"), Column("entity_type", "text"), Column("entity_key", "text"),
-     Column("observed", "count"), Column("threshold", "count"), Column("window_ms", "count"),
-     Column("evidence_event_ids", "list"), Column("flag_id", "text")),
+     Column("referrer_id", "text"), Column("status", "text"),
+     Column("waiting_since", "text"), Column("flags", "count"), Column("signals", "list"),
+     Column("evidence_event_ids", "list")),
 )
+
+def _liability_sql(with_payouts: bool) -> str:
+    statuses = ", ".join(f"({i}, '{s}', '{LIABILITY_STANDING[s]}')"
+                         for i, s in enumerate(LIABILITY_STATUSES, 1))
+    # A due reward the payer has paid is settled; without payouts every due reward is owed.
+    status = ("CASE WHEN w.status = 'due' AND p.reward_id IS NOT NULL THEN 'paid' "
+              "ELSE w.status END" if with_payouts else "w.status")
+    paid_join = (f"LEFT JOIN (SELECT DISTINCT reward_id FROM {PAYOUTS_TABLE}) p "
+                 "ON p.reward_id = w.reward_id" if with_payouts else "")
+    return f"""WITH statuses(status_no, status, standing) AS (VALUES {statuses}),
+reward_standing AS (
+    SELECT w.shop_id, w.currency, w.amount_minor, {status} AS status
+    FROM rewards w {paid_join}
+),
+liability AS (
+    SELECT {_scope("w.shop_id")} AS shop_id, s.status_no, w.status, s.standing, w.currency,
+           count(*) AS rewards, sum(w.amount_minor) AS amount_minor
+    FROM reward_standing w JOIN statuses s ON s.status = w.status
+    GROUP BY GROUPING SETS ((w.shop_id, s.status_no, w.status, s.standing, w.currency),
+                            (s.status_no, w.status, s.standing, w.currency))
+)
+SELECT shop_id, status, standing, currency, rewards, amount_minor
+FROM liability
+ORDER BY shop_id = {_ALL} DESC, shop_id, status_no, currency"""
+
 
 LIABILITY = ReportSpec(
     "liability", "Reward liability",
-    "rewards by current status and currency: pending (waiting for the hold period), held "
-    "(fraud review), due (told to finance), reversed (clawed back after due); sums of "
-    "amount_minor, per shop and in total",
-    f"""WITH statuses(status_no, status) AS (
-    VALUES {", ".join(f"({i}, '{s}')" for i, s in enumerate(LIABILITY_STATUSES, 1))}
-),
-liability AS (
-    SELECT {_scope("w.shop_id")} AS shop_id, s.status_no, w.status, w.currency,
-           count(*) AS rewards, sum(w.amount_minor) AS amount_minor
-    FROM rewards w JOIN statuses s ON s.status = w.status
-    GROUP BY GROUPING SETS ((w.shop_id, s.status_no, w.status, w.currency),
-                            (s.status_no, w.status, w.currency))
-)
-SELECT shop_id, status, currency, rewards, amount_minor
-FROM liability
-ORDER BY shop_id = {_ALL} DESC, shop_id, status_no, currency""",
-    (Column("shop_id", "text"), Column("status", "text"), Column("currency", "text"),
-     Column("rewards", "count"), Column("amount_minor", "money", "currency")),
+    "rewards by current status and currency, per shop and in total: pending (waiting for "
+    "the hold period) and held (fraud review) are contingent; due is owed to the "
+    "beneficiary and not yet paid (the liability); paid means the payer's ledger recorded "
+    "the payment (payouts table); reversed was clawed back. Sums of amount_minor per "
+    "currency, never across currencies",
+    _liability_sql(with_payouts=False),
+    (Column("shop_id", "text"), Column("status", "text"), Column("standing", "text"),
+     Column("currency", "text"), Column("rewards", "count"),
+     Column("amount_minor", "money", "currency")),
+    sql_with_payouts=_liability_sql(with_payouts=True),
 )
 
 DAILY = ReportSpec(

@@ -113,7 +113,9 @@ ORDERS = Table("orders", (
     ("shop_id", "VARCHAR"), ("order_id", "VARCHAR"), ("customer_id", "VARCHAR"),
     ("occurred_at", TS), ("amount_minor", "BIGINT"), ("currency", "VARCHAR"),
     ("discount_code", "VARCHAR"), ("visitor_id", "VARCHAR"),
-), ("shop_id", "order_id"), frozenset({"order_id", "visitor_id"}))
+    # The order's event id: fraud evidence cites events, a reviewer reads order ids.
+    ("event_id", "VARCHAR"),
+), ("shop_id", "order_id"), frozenset({"order_id", "visitor_id", "event_id"}))
 
 RETURNS = Table("returns", (
     ("shop_id", "VARCHAR"), ("return_id", "VARCHAR"), ("order_id", "VARCHAR"),
@@ -166,9 +168,15 @@ def _attribution(e: Attribution) -> Row:
             e.qualifying_order_id, e.occurred_at, e.revision, e.rules_version)
 
 
+# A reward in these statuses will never fall due: the read model shows no due date for it
+# (the event keeps the date it would have had, for the audit trail).
+NEVER_DUE_STATUSES = frozenset({"voided", "rejected"})
+
+
 def _reward_status(e: RewardStatus) -> Row:
+    due_at = None if e.status in NEVER_DUE_STATUSES else e.due_at
     return (e.reward_id, e.shop_id, e.referral_id, e.beneficiary_id, e.side, e.kind,
-            e.amount_minor, e.currency, e.status, e.due_at, e.reason, e.order_id,
+            e.amount_minor, e.currency, e.status, due_at, e.reason, e.order_id,
             e.occurred_at, e.revision, e.rules_version)
 
 
@@ -210,7 +218,7 @@ def _signup(e: Signup) -> Row:
 
 def _order(e: OrderPlaced) -> Row:
     return (e.shop_id, e.order_id, e.customer_id, e.occurred_at, e.amount_minor,
-            e.currency, e.discount_code, e.visitor_id)
+            e.currency, e.discount_code, e.visitor_id, e.event_id)
 
 
 def _return(e: OrderReturned) -> Row:

@@ -151,15 +151,18 @@ def diff_projections(before: str | Path, after: str | Path) -> ProjectionDiff:
         conn.close()
 
 
-def corrections(before: str | Path, after: str | Path, occurred_at: int
+def corrections(before: str | Path, after: str | Path, occurred_at: int | None = None
                 ) -> list[RewardDue | RewardReversal]:
     """Messages for finance that turn what was due under `before` into what is due under
     `after`: reversals for due money that is no longer owed (or owed differently), new
-    reward-due messages for money newly due. Ids are deterministic, so publishing the same
-    corrections twice pays nothing twice."""
+    reward-due messages for money newly due. Ids and bytes are deterministic: the messages
+    are stamped with the projections' own event time (`correction_time`), never the clock,
+    so publishing the same corrections again gives finance byte-identical duplicates."""
     conn = _connect(Path(before), Path(after))
     try:
         after_version = _version(conn, "after_db") or "unknown"
+        if occurred_at is None:
+            occurred_at = _correction_time(conn)
         rows = _rows(conn, """
             SELECT coalesce(a.reward_id, b.reward_id) AS reward_id,
                    b.status AS b_status, b.amount_minor AS b_amount, b.currency AS b_currency,
@@ -196,3 +199,13 @@ def corrections(before: str | Path, after: str | Path, occurred_at: int
                 row["a_currency"], int(due_at.timestamp() * 1000) if due_at else occurred_at,
                 f"rules change to {after_version}: {row['reason']}", row["order_id"]))
     return messages
+
+
+def _correction_time(conn: duckdb.DuckDBPyConnection) -> int:
+    """The latest event time either projection set has decided a reward at (epoch ms): the
+    moment the corrections settle, fixed by the data, so a rerun stamps the same time."""
+    row = conn.execute("""
+        SELECT max(t) FROM (SELECT max(updated_at) AS t FROM before_db.rewards
+                            UNION ALL SELECT max(updated_at) FROM after_db.rewards)""").fetchone()
+    latest = row[0] if row is not None else None
+    return int(latest.timestamp() * 1000) if latest is not None else 0

@@ -21,8 +21,10 @@ DUE: Final = "due"
 VOIDED: Final = "voided"
 REVERSED: Final = "reversed"
 REJECTED: Final = "rejected"
-# Rewards that count against a referrer's caps: granted and not (yet) taken back.
+# Rewards that count against a referrer's caps: granted and not (yet) taken back; held
+# ones only when the rules say so (`held_rewards_use_caps`), else from their release on.
 _LIVE = frozenset({PENDING, HELD, DUE})
+_LIVE_RELEASED = frozenset({PENDING, DUE})
 
 REFERRER: Final = "referrer"
 REFEREE: Final = "referee"
@@ -188,9 +190,10 @@ def _within_caps(state: LedgerState, rules: Rules, referrer_id: str, *, at: int,
         expired += 1
     del recent[:expired]
     note: str | None = None
+    counted = _LIVE if rules.rewards.held_rewards_use_caps else _LIVE_RELEASED
     for cap in rules.rewards.caps:
         live = [state.rewards[rid] for granted_at, rid in recent
-                if granted_at > at - cap.period_ms and state.rewards[rid].status in _LIVE]
+                if granted_at > at - cap.period_ms and state.rewards[rid].status in counted]
         if cap.max_count is not None and len(live) >= cap.max_count:
             return 0, f"cap reached: {cap.max_count} rewards per {cap.period_days} days"
         # Amount caps are in the rules' currency; points are limited by count caps only.
@@ -225,12 +228,35 @@ def release(state: LedgerState, rules: Rules, now: int, referral_id: str, *, rea
     for reward in _of_referral(state, referral_id):
         if reward.status != HELD:
             continue
+        if not _fits_caps_on_release(state, rules, reward):
+            out.append(_move(state, rules, now, reward, status=REJECTED,
+                             reason=f"{reason}; {reward.reason}"))
+            continue
         if hold_period_over:
             out.append(_move(state, rules, now, reward, status=DUE, reason=reason))
             out.append(_due(state, rules, now, reward))
         else:
             out.append(_move(state, rules, now, reward, status=PENDING, reason=reason))
     return out
+
+
+def _fits_caps_on_release(state: LedgerState, rules: Rules, reward: Reward) -> bool:
+    """A held referrer reward that took no cap slot while held takes one now, in the period
+    it was granted in; the caps may cut it or leave no room (the reason then says which)."""
+    if reward.side != REFERRER or not rules.rewards.caps or rules.rewards.held_rewards_use_caps:
+        return True
+    granted = [t for t, rid in _referrer(state, reward.beneficiary_id).recent_grants
+               if rid == reward.reward_id]
+    if not granted:
+        return True  # granted longer ago than the longest cap period: no cap applies
+    allowed, note = _within_caps(state, rules, reward.beneficiary_id, at=granted[0],
+                                 amount=reward.amount_minor, currency=reward.currency)
+    if note:
+        reward.reason = note
+    if allowed == 0:
+        return False
+    reward.amount_minor = allowed
+    return True
 
 
 def settle(state: LedgerState, rules: Rules, now: int, referral_id: str) -> list[LedgerOutput]:

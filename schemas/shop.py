@@ -9,11 +9,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-MinorUnits = Annotated[int, Field(ge=0, le=10**13)]
+# Money is a JSON integer of minor units, nothing that merely converts to one: lax pydantic
+# would take `true` as 1 cent and "4599" or 45.0 as amounts, hiding a producer's bug.
+MinorUnits = Annotated[StrictInt, Field(ge=0, le=10**13)]
 
 
 def _require_utc(value: datetime) -> datetime:

@@ -1,7 +1,11 @@
 """The `refstream` command line: one entry point, a subcommand per job, `--help` on each.
 
-Exit codes scripts can trust: 0 success, 1 the job ran and found a problem (e.g. dead
-letters with --strict), 2 bad usage or input that could not be read.
+Exit codes scripts can trust: 0 success, 1 the job ran and found a problem (e.g. a payer
+conflict), 2 bad usage or input that could not be read, 3 `run` went through its whole input
+but dead-lettered some records (they are in the DLQ file it names).
+
+Rules, for every command that folds events: `--rules FILE`, else `REFSTREAM_RULES_PATH`, else
+the packaged default; the command prints which version it used and where it came from.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from refstream.schemas.errors import RefstreamError
 from refstream.streams.settings import Settings
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+EXIT_DEAD_LETTERS = 3
 
 
 @contextmanager
@@ -85,7 +90,8 @@ def _as_jsonable(value: Any) -> Any:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from refstream.schemas.jsonl import parse_line, read_lines
+    from refstream.schemas.jsonl import parse_line
+    from refstream.streams.embedded import numbered_lines
     from refstream.streams.producer import publish_shop_events
     from refstream.streams.topics import ensure_topics
 
@@ -94,9 +100,11 @@ def cmd_produce(args: argparse.Namespace) -> int:
     path = Path(args.file)
 
     def events() -> Iterator[Any]:
-        with path.open(encoding="utf-8") as stream:
-            for number, line in read_lines(stream):
+        with path.open("rb") as stream:
+            for number, line in numbered_lines(stream):
                 try:
+                    if isinstance(line, bytes):
+                        raise ValueError("not UTF-8 text; re-export the file as UTF-8")
                     yield parse_line(line)
                 except ValueError as exc:
                     if args.skip_invalid:
@@ -115,23 +123,30 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from refstream.replay.store import ProjectionStore
-    from refstream.rewards.rules import load_rules
-    from refstream.streams.embedded import EmbeddedRunner
+    from refstream.streams.embedded import DEAD_LETTER_KINDS, EmbeddedRunner
 
     events_path = Path(args.events)
     if not events_path.is_file():
         raise RefstreamError(f"no events file at {events_path}; create one with "
                              "`refstream generate --out FILE.jsonl`")
-    rules = load_rules(Path(args.rules) if args.rules else _default_rules_path())
+    rules = _rules(args.rules)
     db_path = Path(args.db)
     if db_path.exists() and not args.append:
         db_path.unlink()
+    continuing = args.append and db_path.exists()
     store = ProjectionStore(db_path)
     runner = EmbeddedRunner(Settings(), rules, store)
-    total_lines = _count_lines(events_path)
-    with progress_bar(total_lines, "ev", "run") as advance:
-        summary = runner.run_file(events_path, advance)
-    _write_dead_letters(db_path, summary.dead_letters)
+    try:
+        if continuing:
+            runner.restore_state()
+        total_lines = _count_lines(events_path)
+        with progress_bar(total_lines, "ev", "run") as advance:
+            summary = runner.run_file(events_path, advance)
+        runner.save_state()
+    except BaseException:
+        store.close()
+        raise
+    dlq_path = _write_dead_letters(db_path, summary.dead_letters, append=continuing)
     counts = {
         name: store.connection.execute(f"SELECT count(*) FROM {name}").fetchone()[0]  # type: ignore[index]
         for name in ("referrals", "rewards", "fraud_flags")
@@ -140,13 +155,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"read {summary.lines} lines: {summary.accepted} events applied, "
           f"{summary.duplicates} duplicates ignored, {len(summary.dead_letters)} dead letters "
           f"({summary.events_per_second:,.0f} events/s)")
-    print(f"rules {rules.version}; wrote {db_path}: " +
+    print(f"rules {rules.version}; {'continued' if continuing else 'wrote'} {db_path}: " +
           ", ".join(f"{n} {c}" for n, c in counts.items()))
+    print("dead letters: " + ", ".join(f"{kind} {summary.dead_letter_kinds[kind]}"
+                                       for kind in DEAD_LETTER_KINDS))
     if summary.dead_letters:
-        print(f"dead letters: {db_path.with_suffix('.dlq.jsonl')}")
-        for letter in summary.dead_letters[:5]:
-            print(f"  {letter.error[:200]}")
-    return EXIT_PROBLEM if (args.strict and summary.dead_letters) else EXIT_OK
+        print(f"dead letters written to {dlq_path} (exit {EXIT_DEAD_LETTERS})")
+        return EXIT_DEAD_LETTERS
+    return EXIT_OK
+
+
+def dead_letter_path(db_path: Path) -> Path:
+    """Where `run` writes the lines it rejected: beside the database, `.dlq.jsonl` in
+    place of its suffix (out/run.duckdb -> out/run.dlq.jsonl)."""
+    return db_path.with_suffix(".dlq.jsonl")
 
 
 def _count_lines(path: Path) -> int:
@@ -154,19 +176,20 @@ def _count_lines(path: Path) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: stream.read(1 << 20), b""))
 
 
-def _write_dead_letters(db_path: Path, letters: list[Any]) -> None:
-    target = db_path.with_suffix(".dlq.jsonl")
+def _write_dead_letters(db_path: Path, letters: list[Any], append: bool = False) -> Path:
+    target = dead_letter_path(db_path)
     if not letters:
-        target.unlink(missing_ok=True)
-        return
-    with target.open("w", encoding="utf-8") as out:
+        if not append:
+            target.unlink(missing_ok=True)
+        return target
+    with target.open("a" if append else "w", encoding="utf-8") as out:
         for letter in letters:
             out.write(json.dumps({
                 "source": letter.source_topic, "line": letter.source_offset,
                 "shop_id": letter.shop_id, "error": letter.error,
                 "original": letter.original.decode("utf-8", "replace"),
             }) + "\n")
-
+    return target
 
 
 # ---------------------------------------------------------------------------- demo
@@ -207,6 +230,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("2/4 ingest validation + attribution -> fraud -> rewards -> DuckDB", file=sys.stderr)
     with progress_bar(_count_lines(events_path), "ev", "pipeline") as advance:
         summary = runner.run_file(events_path, advance)
+    runner.save_state()  # so `refstream review approve|reject` can continue this log
     log.close()
     store.close()
     ledger.close()
@@ -293,16 +317,36 @@ def cmd_projector(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from refstream.streams.worker import run_worker
 
+    if not args.no_pipeline:
+        resolved, why = resolve_rules_path(args.rules)
+        args.rules = str(resolved)
+        from refstream.rewards.rules import load_rules
+
+        print(f"rules {load_rules(resolved).version} from {resolved} ({why})", file=sys.stderr)
     return run_worker(_settings(args), args)
 
 
 # ---------------------------------------------------------------------------- archive & replay
 
 
+def resolve_rules_path(path: str | None) -> tuple[Path, str]:
+    """The rules file every command uses, and why: `--rules`, else REFSTREAM_RULES_PATH,
+    else the packaged default."""
+    if path:
+        return Path(path), "--rules"
+    configured = Settings().rules_path
+    if configured is not None:
+        return Path(configured), "REFSTREAM_RULES_PATH"
+    return _default_rules_path(), "packaged default"
+
+
 def _rules(path: str | None) -> Any:
     from refstream.rewards.rules import load_rules
 
-    return load_rules(Path(path) if path else _default_rules_path())
+    resolved, why = resolve_rules_path(path)
+    rules = load_rules(resolved)
+    print(f"rules {rules.version} from {resolved} ({why})", file=sys.stderr)
+    return rules
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
@@ -380,8 +424,6 @@ def _parse_time(text: str | None) -> int | None:
 def cmd_diff(args: argparse.Namespace) -> int:
     code = _print_diff(Path(args.before), Path(args.after), args.format)
     if args.apply:
-        import time as _time
-
         from refstream.replay.diff import corrections
         from refstream.schemas.codec import Codec
         from refstream.streams.producer import kafka_producer
@@ -389,15 +431,15 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
         settings = _settings(args)
         ensure_topics(settings)
-        messages = corrections(args.before, args.after, int(_time.time() * 1000))
+        messages = corrections(args.before, args.after)
         producer = kafka_producer(settings)
         codec, topic = Codec(), TopicNames.from_settings(settings).reward_due
         for message in messages:
             producer.send(topic, key=message.reward_id.encode(), value=codec.encode(message))
         producer.flush()
         producer.close()
-        print(f"published {len(messages)} corrections to {topic} (deterministic ids: "
-              "publishing them again pays nothing twice)")
+        print(f"published {len(messages)} corrections to {topic} (deterministic ids and "
+              "bytes: publishing them again gives finance duplicates, never conflicts)")
     return code
 
 
@@ -406,10 +448,17 @@ def _print_diff(before: Path, after: Path, fmt: str) -> int:
     from refstream.streams.tables_output import render_rows
 
     diff = diff_projections(before, after)
+    if diff.before_version != diff.after_version:
+        # Plain words on the side that a person reads (stdout for a table, stderr otherwise).
+        print(f"note: the two sides ran under different rules versions: {diff.before} with "
+              f"{diff.before_version}, {diff.after} with {diff.after_version}; differences "
+              "below may come from the rules, not only from the log",
+              file=sys.stdout if fmt == "table" else sys.stderr)
     if fmt == "json":
         print(json.dumps(_as_jsonable({
             "before": diff.before, "after": diff.after, "before_version": diff.before_version,
             "after_version": diff.after_version,
+            "same_rules_version": diff.before_version == diff.after_version,
             "entities": {k: {"added": v.added, "removed": v.removed, "changed": v.changed}
                          for k, v in diff.entities.items()},
             "money": [dict(_as_jsonable(m), delta_minor=m.delta_minor) for m in diff.money],
@@ -513,7 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     gen = sub.add_parser("generate", help="write a seeded synthetic shop event stream (JSONL)",
-                         description="Generate realistic shop events (funnel per DOMAIN.md, "
+                         description="Generate realistic shop events (funnel and scorecard bands "
+                                     "per docs/benchmarks.md, "
                                      "injected fraud) as JSON Lines, with ground truth beside "
                                      "them in <out>.truth.json. Same seed, same bytes.")
     gen.add_argument("--out", required=True, help="the JSON Lines file to write")
@@ -536,7 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--shops", type=int, default=3)
     demo.add_argument("--customers", type=int, default=3000, help="customers per shop")
     demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--rules", help="rules YAML (default: packaged default)")
+    demo.add_argument("--rules", help="rules YAML (default: "
+                        "REFSTREAM_RULES_PATH, else the packaged default)")
     demo.set_defaults(func=cmd_demo)
 
     sql = sub.add_parser("sql", help="run SQL against a projection database (read-only)",
@@ -557,15 +608,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run ingest validation and the core over a JSONL file "
                                      "(embedded, no Kafka) into DuckDB",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
                          description="Embedded pipeline: the file's line order is the log "
                                      "order. Writes referrals, rewards, fraud_flags and the "
-                                     "other projection tables to --db; invalid lines go to "
-                                     "<db>.dlq.jsonl with file:line and the error.")
+                                     "other projection tables to --db, and the core's state "
+                                     "beside them so --append can continue the log.\n\n"
+                                     "Dead letters: a line that is not UTF-8, not valid JSON or "
+                                     "not a valid event (money must be a JSON integer of minor "
+                                     "units), or that repeats an event id with other content "
+                                     "(a conflicting duplicate), is written with its file:line "
+                                     "and the error to the DLQ file beside --db, its suffix "
+                                     "replaced by .dlq.jsonl (out/run.duckdb -> "
+                                     "out/run.dlq.jsonl); the run goes on.",
+                         epilog=f"exit codes: {EXIT_OK} every line applied or a byte-identical "
+                                f"repeat; {EXIT_DEAD_LETTERS} the run finished but dead-lettered "
+                                f"records (counts printed per kind); {EXIT_USAGE} the input or "
+                                "the rules could not be used (nothing was written).")
     run.add_argument("--events", required=True, help="JSON Lines file of shop events")
-    run.add_argument("--rules", help="rules YAML (default: the packaged default rules)")
+    run.add_argument("--rules", help="rules YAML (default: REFSTREAM_RULES_PATH, else the "
+                                     "packaged default rules)")
     run.add_argument("--db", required=True, help="DuckDB file to (re)create")
-    run.add_argument("--append", action="store_true", help="keep an existing --db")
-    run.add_argument("--strict", action="store_true", help="exit 1 if any line was rejected")
+    run.add_argument("--append", action="store_true",
+                     help="continue the log in an existing --db: the same tables as one run "
+                          "over all the files in order (same rules version only)")
+    run.add_argument("--strict", action="store_true",
+                     help=f"kept for older scripts: dead letters always exit {EXIT_DEAD_LETTERS}")
     run.set_defaults(func=cmd_run)
 
     topics = sub.add_parser("topics", help="list or create the Kafka topics",
@@ -579,7 +646,8 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Joins the consumer group; stop it with SIGTERM or "
                                         "Ctrl-C (it drains and commits first).")
     worker.add_argument("--bootstrap")
-    worker.add_argument("--rules", help="rules YAML (default: packaged default)")
+    worker.add_argument("--rules", help="rules YAML (default: "
+                        "REFSTREAM_RULES_PATH, else the packaged default)")
     worker.add_argument("--no-ingest", action="store_true", help="run only the pipeline")
     worker.add_argument("--no-pipeline", action="store_true", help="run only ingest")
     worker.add_argument("--archive", help="also archive the canonical log to this directory")
@@ -594,7 +662,8 @@ def build_parser() -> argparse.ArgumentParser:
     projector.add_argument("--db", required=True, help="the projector's own DuckDB file")
     projector.add_argument("--snapshot", help="published read-only copy for analysts")
     projector.add_argument("--publish-every", type=float, default=2.0)
-    projector.add_argument("--rules", help="rules YAML (for the campaigns table)")
+    projector.add_argument("--rules", help="rules YAML (for the campaigns table; default: "
+                                           "REFSTREAM_RULES_PATH, else the packaged default)")
     projector.add_argument("--bootstrap")
     projector.add_argument("--loglevel", default="warning")
     projector.set_defaults(func=cmd_projector)
@@ -612,7 +681,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "with the same tables as the live projections.")
     replay.add_argument("--archive", help="archive directory (default: read the topic)")
     replay.add_argument("--bootstrap")
-    replay.add_argument("--rules", help="rules YAML (default: packaged default)")
+    replay.add_argument("--rules", help="rules YAML (default: "
+                        "REFSTREAM_RULES_PATH, else the packaged default)")
     replay.add_argument("--db", required=True, help="DuckDB file to (re)create")
     replay.add_argument("--as-of-time", help="only records appended up to this UTC time "
                                              "(ISO-8601): what did we believe then")
@@ -636,7 +706,8 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Replays the same archive under each attribution model "
                                         "and prints referrals, referrers and money per model.")
     models.add_argument("--archive", required=True)
-    models.add_argument("--rules")
+    models.add_argument("--rules", help="rules YAML (default: REFSTREAM_RULES_PATH, else the "
+                                        "packaged default)")
     models.add_argument("--format", choices=["table", "csv", "json"], default="table")
     models.set_defaults(func=cmd_compare_models)
 
@@ -659,6 +730,9 @@ def build_parser() -> argparse.ArgumentParser:
     from refstream.streams.reporting import register_report_commands
 
     register_report_commands(sub)
+    from refstream.streams.review import register_review_commands
+
+    register_review_commands(sub)
     register_dlq_commands(sub)
     register_erasure_commands(sub)
     register_security_commands(sub)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +42,7 @@ from refstream.streams.reporting import (
     scorecard,
 )
 
-# The six KPIs DOMAIN.md rates; the headline cards show them first.
+# The six KPIs the scorecard rates; the headline cards show them first.
 HEADLINE_KPIS = ("share-rate", "referral-conversion", "referral-rate", "clv-premium",
                  "revenue-share", "k-factor")
 # How many rows of long tables the report shows; the CLI reports have them all.
@@ -108,6 +108,12 @@ th { text-align: left; color: #52606d; font-weight: 600; border-bottom: 2px soli
 td { border-bottom: 1px solid #f0f2f5; padding: 5px 8px; vertical-align: top;
      white-space: nowrap; }
 td.wrap { white-space: normal; overflow-wrap: anywhere; min-width: 150px; }
+#table-scorecard td, #table-scorecard th { padding: 5px 5px; font-size: 12px; }
+#table-scorecard td.num { white-space: normal; }
+#table-scorecard td.wrap { min-width: 90px; }
+#table-scorecard td.bench { color: #52606d; font-size: 12px; }
+ul.evidence { margin: 0; padding-left: 16px; }
+code.id { font-size: 11px; color: #7b8794; }
 .scroll { overflow-x: auto; }
 td.num, th.num { text-align: right; }
 tr.total td { font-weight: 600; background: #f9fafb; }
@@ -215,22 +221,34 @@ def _empty(chart_id: str, label: str, message: str) -> str:
 
 
 def funnel_svg(funnel: ReportResult) -> str:
-    """Horizontal bars, one per step, for all shops; labels carry the step-to-step rate."""
+    """Horizontal bars from referral clicks to paid, for all shops; labels carry the
+    step-to-step rate. Shares head the chart as a line of text, not a bar: one share brings
+    several clicks, and a click bar several times the share bar would not read as a funnel."""
     label = "Referral funnel, all shops"
     steps = [r for r in funnel.records() if r["shop_id"] == ALL_SHOPS]
     top = max((r["count"] for r in steps), default=0)
     if not steps or top == 0:
         return _empty("chart-funnel", label, "no funnel activity recorded yet")
-    label_width, bar_height, gap = 110, 28, 10
-    height = MARGIN_TOP + len(steps) * (bar_height + gap) + 10
-    # Room right of the longest bar for "194,149 · 536.18% of previous".
+    shares, bars = (steps[0], steps[1:]) if steps[0]["step"] == "share" else (None, steps)
+    top = max((r["count"] for r in bars), default=0) or 1
+    label_width, bar_height, gap, head = 110, 28, 10, 26 if shares is not None else 0
+    height = MARGIN_TOP + head + len(bars) * (bar_height + gap) + 10
+    # Room right of the longest bar for "194,149 · 36.18% of previous".
     usable = CHART_WIDTH - label_width - 250
     parts = [_svg_open("chart-funnel", label, height=height)]
-    for i, step in enumerate(steps):
-        y = MARGIN_TOP + i * (bar_height + gap)
+    if shares is not None:
+        per_share = ("" if not shares["count"] else
+                     f" ({bars[0]['count'] / shares['count']:.1f} clicks per share)")
+        parts.append(
+            f'<text class="funnel-shares" data-step="share" x="{label_width}" '
+            f'y="{MARGIN_TOP + 12}" font-size="13" fill="{INK}"><tspan font-weight="700">'
+            f'{shares["count"]:,}</tspan> shares brought <tspan font-weight="700">'
+            f'{bars[0]["count"]:,}</tspan> referral clicks{_e(per_share)}</text>')
+    for i, step in enumerate(bars):
+        y = MARGIN_TOP + head + i * (bar_height + gap)
         width = max(usable * step["count"] / top, 2.0)
-        colour = SERIES[0] if i < len(steps) - 1 else SERIES[2]
-        rate = ("" if step["from_previous"] is None
+        colour = SERIES[0] if i < len(bars) - 1 else SERIES[2]
+        rate = ("" if step["from_previous"] is None or i == 0
                 else f' · {format_percent(step["from_previous"])} of previous')
         parts.append(
             f'<g class="funnel-step" data-step="{_e(step["step"])}">'
@@ -365,7 +383,7 @@ def liability_svg(liability: ReportResult) -> str:
     height = MARGIN_TOP + sum(len(v) * (bar_height + gap) + 26 for v in by_currency.values())
     usable = LIABILITY_WIDTH - label_width - 190
     status_colour = {"pending": SERIES[6], "held": SERIES[1], "due": SERIES[0],
-                     "reversed": SERIES[3]}
+                     "paid": SERIES[2], "reversed": SERIES[3]}
     parts = [_svg_open("chart-liability", label, width=LIABILITY_WIDTH, height=height)]
     y = MARGIN_TOP
     for currency, entries in sorted(by_currency.items()):
@@ -448,15 +466,16 @@ def _scorecard_table(results: Sequence[KpiResult]) -> str:
         total = ' class="total"' if r.shop_id == ALL_SHOPS else ""
         rows.append(
             f'<tr{total} data-kpi="{_e(r.kpi)}" data-status="{_e(r.status)}">'
-            f"<td>{_e(r.title)}</td><td>{_e(r.shop_id)}</td><td>{_e(r.currency or '')}</td>"
+            f'<td class="wrap">{_e(r.title)}</td><td>{_e(r.shop_id)}</td>'
+            f"<td>{_e(r.currency or '')}</td>"
             f'<td class="num">{_e(format_measure(r.value, r.unit))}</td>'
             f"<td>{_pill(r.status)}</td>"
             f'<td class="num">{_e(_operand(r.numerator, r))}</td>'
             f'<td class="num">{_e(_operand(r.denominator, r))}</td>'
-            f"<td>{_e(r.benchmark)}</td></tr>")
+            f'<td class="wrap bench">{_e(r.benchmark)}</td></tr>')
     return ('<table id="table-scorecard"><thead><tr><th>KPI</th><th>shop</th><th>currency</th>'
             '<th class="num">value</th><th>status</th><th class="num">numerator</th>'
-            '<th class="num">denominator</th><th>benchmark (DOMAIN.md)</th></tr></thead>'
+            '<th class="num">denominator</th><th>benchmark (docs/benchmarks.md)</th></tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
@@ -525,6 +544,34 @@ def _referrers_table(referrers: ReportResult) -> str:
             f'<th class="num">net due</th></tr></thead><tbody>{body}</tbody></table>')
 
 
+def _review_queue_table(conn: duckdb.DuckDBPyConnection, points: Collection[str],
+                        limit: int = TABLE_ROW_LIMIT) -> tuple[int, str]:
+    """The referrals waiting for a reviewer, with people, orders and signals named in words
+    (the same queue as `refstream review list`); returns (entries, html)."""
+    from refstream.streams.review import review_queue
+
+    queue = review_queue(conn)
+    body = []
+    for item in queue[:limit]:
+        held = "<br>".join(_e(f"{side}: {format_money(amount, currency, points)}")
+                           for side, amount, currency in item.held_rewards) or "-"
+        evidence = "".join(f"<li>{_e(line)}</li>" for line in item.evidence)
+        body.append(
+            f"<tr><td>{_e(item.shop_id)}</td><td>{_e(item.referee_id)}</td>"
+            f"<td>{_e(item.referrer_id or '-')}</td>"
+            f"<td>{_e(', '.join(sorted({f.signal for f in item.flags})) or '-')}</td>"
+            f'<td class="num">{held}</td><td class="wrap"><ul class="evidence">{evidence}</ul>'
+            f'<code class="id">{_e(item.referral_id)}</code></td></tr>')
+    if not queue:
+        body.append('<tr><td colspan="6">nothing waits for a reviewer</td></tr>')
+    more = (f'<p class="lead">showing {limit} of {len(queue):,}; <code>refstream review '
+            "list</code> lists them all</p>" if len(queue) > limit else "")
+    return len(queue), (
+        '<div class="scroll"><table id="table-fraud-queue"><thead><tr><th>shop</th>'
+        '<th>referee</th><th>referrer</th><th>signals</th><th class="num">held rewards</th>'
+        f"<th>evidence</th></tr></thead><tbody>{''.join(body)}</tbody></table></div>{more}")
+
+
 def _section(section_id: str, title: str, lead: str, body: str) -> str:
     return (f'<section id="{section_id}"><h2>{_e(title)}</h2><p class="lead">{_e(lead)}</p>'
             f"{body}</section>")
@@ -553,7 +600,7 @@ def render_html_report(conn: duckdb.DuckDBPyConnection,
     daily = run_report(conn, "daily")
     liability = run_report(conn, "liability")
     referrers = run_report(conn, "referrers")
-    fraud_queue = run_report(conn, "fraud-queue")
+    waiting, queue_table = _review_queue_table(conn, liability.points_units)
     campaigns = run_report(conn, "campaigns")
     period, shops = _period(conn)
     when = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
@@ -565,11 +612,13 @@ def render_html_report(conn: duckdb.DuckDBPyConnection,
                           f"Denominator: {_e(k.denominator)}.</dd>" for k in SCORECARD)
     sections = [
         _section("scorecard", "Scorecard, all shops",
-                 "Rated against DOMAIN.md's medians, top quartile and alert thresholds; "
+                 "Rated against the medians, top quartile and alert thresholds of "
+                 "docs/benchmarks.md; "
                  "money KPIs per currency.",
                  _cards(results, HEADLINE_KPIS, "") + _cards(results, supporting, "small")),
-        _section("funnel", "Funnel", "share → click → signup → first order → qualified → "
-                 "due → paid; each label gives the rate from the step before.",
+        _section("funnel", "Funnel", "shares bring referral clicks; click → signup → first "
+                 "order → qualified → due → paid, each label with the rate from the step "
+                 "before.",
                  funnel_svg(funnel) + funnel_note),
         _section("cohorts", "Cohorts by week of first click",
                  "Cumulative share of referred visitors who ordered, by weeks since their "
@@ -580,20 +629,20 @@ def render_html_report(conn: duckdb.DuckDBPyConnection,
                  "messages by the day finance was told (UTC).", daily_svg(daily)),
         '<div class="two">' +
         _section("liability", "Reward liability",
-                 "Current reward amounts by status, per currency.",
+                 "Current reward amounts by status, per currency. Due is owed and not yet "
+                 "paid (the liability); paid is what the payer's ledger recorded as paid; "
+                 "pending and held are contingent.",
                  liability_svg(liability) + _report_table(
                      liability, "table-liability",
-                     ("shop_id", "status", "currency", "rewards", "amount_minor"))) +
+                     ("shop_id", "status", "standing", "currency", "rewards",
+                      "amount_minor"))) +
         _section("referrers", "Top referrers",
                  "By successful (qualified) referrals; net amount finance was told "
                  "(due minus reversals), per currency.",
                  _referrers_table(referrers)) + "</div>",
-        _section("fraud-queue", f"Fraud review queue ({len(fraud_queue.rows):,} flags)",
-                 "Held referrals with hold/block flags, oldest first, with their evidence.",
-                 _report_table(fraud_queue, "table-fraud-queue",
-                               ("shop_id", "referral_id", "flagged_at", "signal", "action",
-                                "observed", "threshold", "evidence_event_ids"),
-                               wrap=("referral_id",))),
+        _section("fraud-queue", f"Fraud review queue ({waiting:,} referrals)",
+                 "Every referral waiting for a reviewer, oldest flag first, with the evidence "
+                 "in words; decide with refstream review approve|reject.", queue_table),
         _section("campaigns", "Campaigns",
                  "Net revenue of referred customers: first orders only and including later "
                  "orders.",

@@ -48,6 +48,11 @@ class Rejected:
 Outcome = Accepted | Duplicate | Rejected
 
 
+def content_digest(event: ShopEvent) -> bytes:
+    """What makes two copies of an event id the same event: their validated content."""
+    return hashlib.blake2b(event.model_dump_json().encode(), digest_size=12).digest()
+
+
 class RecentIds:
     """Event ids seen lately (bounded). The core dedupes exactly; this keeps retries off the log."""
 
@@ -55,15 +60,21 @@ class RecentIds:
 
     def __init__(self, capacity: int = 1_000_000) -> None:
         self._capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        # id -> digest of the first copy's content (b"" where the caller gave none)
+        self._ids: OrderedDict[str, bytes] = OrderedDict()
 
-    def seen_before(self, key: str) -> bool:
+    def seen_before(self, key: str, digest: bytes = b"") -> bool:
         if key in self._ids:
             return True
-        self._ids[key] = None
+        self._ids[key] = digest
         if len(self._ids) > self._capacity:
             self._ids.popitem(last=False)
         return False
+
+    def conflicts(self, key: str, digest: bytes) -> bool:
+        """Whether an earlier copy of this id had other content (a conflicting duplicate)."""
+        first = self._ids.get(key)
+        return bool(first) and first != digest
 
 
 class Ingestor:
@@ -91,7 +102,15 @@ class Ingestor:
             event = self._validated(raw, expected_type)
         except (DecodeError, InvalidEvent) as exc:
             return Rejected(self.dead_letter(raw, source, str(exc), now_ms))
-        return self.accept_event(event)
+        key, digest = f"{event.shop_id}\x00{event.event_id}", content_digest(event)
+        if self._recent.conflicts(key, digest):
+            return Rejected(self.dead_letter(
+                raw, source, f"conflicting duplicate: event id {event.event_id!r} of shop "
+                f"{event.shop_id!r} came before with other content; the first copy stands. "
+                "Send a correction under a new event id", now_ms, event.shop_id))
+        if self._recent.seen_before(key, digest):
+            return Duplicate(event.event_id)
+        return Accepted(self._pseudonymiser.to_log_event(event))
 
     def accept_event(self, event: ShopEvent) -> Accepted | Duplicate:
         """The outcome for an already validated shop event (the JSON Lines path)."""

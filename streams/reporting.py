@@ -168,14 +168,15 @@ def _scorecard_report(conn: duckdb.DuckDBPyConnection) -> ReportResult:
         for r in scorecard(conn)
     ]
     notes = [
-        "status: alert / below median / median / top quartile against DOMAIN.md's "
-        "scorecard; participation is rated against its healthy band",
+        "status: alert / below median / median / top quartile against the scorecard bands "
+        "of docs/benchmarks.md; participation is rated against its healthy band",
         "money KPIs are computed per currency; amounts in different currencies are never "
         "added together",
         "`refstream report explain KPI` prints the SQL and the counts behind a KPI",
     ]
     return ReportResult(SCORECARD_REPORT, "Referral programme scorecard",
-                        "six KPIs of DOMAIN.md plus participation, reach, leads and "
+                        "the six scorecard KPIs of docs/benchmarks.md plus participation, "
+                        "reach, leads and "
                         "first-order revenue share, per shop and for all shops",
                         _SCORECARD_COLUMNS, rows, notes)
 
@@ -238,7 +239,7 @@ def explain(conn: duckdb.DuckDBPyConnection, kpi_name: str) -> str:
         f"  definition:  {kpi.definition}",
         f"  numerator:   {kpi.numerator}",
         f"  denominator: {kpi.denominator}",
-        f"  benchmark:   {kpi.rating.summary} (DOMAIN.md)",
+        f"  benchmark:   {kpi.rating.summary} (docs/benchmarks.md)",
         "",
         "SQL:",
         kpi.sql,
@@ -436,10 +437,47 @@ def _emit(text: str, out: str | None) -> None:
         sys.stdout.write(text)
 
 
+def use_payer_ledger(conn: duckdb.DuckDBPyConnection, ledger_path: str | Path) -> int:
+    """Read what the payer paid from its own ledger (`finance-tail --ledger`) instead of the
+    database's payouts table, for this connection only (a temporary view shadows the table;
+    the database stays read-only). Returns how many payments the ledger holds."""
+    import sqlite3
+
+    import pyarrow as pa
+
+    path = Path(ledger_path)
+    if not path.is_file():
+        raise ReportError(f"no payer ledger at {path}; pass the file `refstream finance-tail "
+                          "--ledger` writes")
+    ledger = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = ledger.execute(
+            "SELECT reward_id, beneficiary_id, amount_minor, currency, "
+            "CAST(handled_at * 1000 AS INTEGER) FROM handled WHERE kind = 'payment'").fetchall()
+    except sqlite3.Error as exc:
+        raise ReportError(f"{path} is not a refstream payer ledger ({exc})") from exc
+    finally:
+        ledger.close()
+    columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 5
+    payments = pa.table({
+        "reward_id": pa.array(columns[0], pa.string()),
+        "shop_id": pa.nulls(len(rows), pa.string()),
+        "beneficiary_id": pa.array(columns[1], pa.string()),
+        "amount_minor": pa.array(columns[2], pa.int64()),
+        "currency": pa.array(columns[3], pa.string()),
+        "paid_at": pa.array(columns[4], pa.timestamp("ms", tz="UTC")),
+    })
+    conn.register("refstream_payer_ledger", payments)
+    conn.execute(f"CREATE TEMP VIEW {PAYOUTS_TABLE} AS SELECT * FROM refstream_payer_ledger")
+    return len(rows)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Entry point of `refstream report ...`; exit 0 on success."""
     conn = open_read_only(args.db)
     try:
+        if getattr(args, "payer_ledger", None):
+            use_payer_ledger(conn, args.payer_ledger)
         if args.report == "explain":
             _emit(explain(conn, args.kpi) + "\n", args.out)
         elif args.report == "html":
@@ -462,13 +500,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 _REPORT_HELP: dict[str, str] = {
-    SCORECARD_REPORT: "the six KPIs of DOMAIN.md with status vs median/top quartile/alert",
+    SCORECARD_REPORT: "the six KPIs of docs/benchmarks.md with status vs median/top quartile/alert",
     "funnel": "share -> click -> signup -> first order -> qualified -> due -> paid",
     "cohorts": "referred visitors by ISO week of first click, conversion by weeks since",
     "campaigns": "referred customers and revenue per campaign (first orders and all)",
     "referrers": "top referrers by successful referrals and reward amounts due",
-    "fraud-queue": "held referrals with hold/block fraud flags and their evidence",
-    "liability": "reward amounts by status (pending, held, due, reversed) and currency",
+    "fraud-queue": "every referral waiting for a reviewer, once, with its signals and evidence",
+    "liability": "reward amounts by status (pending, held, due = owed and not yet paid, paid, "
+                 "reversed) and currency",
     "daily": "referrals decided and reward messages sent per day",
 }
 
@@ -477,6 +516,10 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", required=True,
                         help="DuckDB projection file (opened read-only; use a published "
                              "snapshot, not the file a writer holds)")
+    parser.add_argument("--payer-ledger", metavar="SQLITE",
+                        help="the payer's ledger (`finance-tail --ledger`): what it paid is "
+                             "reported as paid (default: the database's payouts table, which "
+                             "`refstream demo` fills)")
 
 
 def register_report_commands(subparsers: Any) -> argparse.ArgumentParser:
@@ -492,8 +535,9 @@ def register_report_commands(subparsers: Any) -> argparse.ArgumentParser:
     for name in REPORT_NAMES:
         spec = REPORTS.get(name)
         description = spec.description if spec else (
-            "Every KPI per shop and for all shops, rated against DOMAIN.md's medians, top "
-            "quartile and alert thresholds. Money KPIs are per currency.")
+            "Every KPI per shop and for all shops, rated against the medians, top "
+            "quartile and alert thresholds of docs/benchmarks.md. Money KPIs are per "
+            "currency.")
         parser = sub.add_parser(name, help=_REPORT_HELP[name], description=description)
         _add_db(parser)
         parser.add_argument("--format", choices=FORMATS, default="table",

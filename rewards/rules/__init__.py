@@ -155,6 +155,10 @@ class RewardRules(_Strict):
     referee: RewardSpec | None = None
     tiers: list[Tier] = []
     caps: list[Cap] = []
+    # Whether a reward held for fraud review takes a cap slot while it waits. By default it
+    # does not: a genuine referral later in the period keeps its reward, and the held one is
+    # checked against the caps when a reviewer releases it.
+    held_rewards_use_caps: bool = False
 
     @model_validator(mode="after")
     def _tiers_ascend(self) -> RewardRules:
@@ -191,11 +195,23 @@ class Campaign(_Strict):
     utm_campaign: Slug
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
-    referee_discount_percent: Percent = 0  # informational: the shop applies it at checkout
     eligible_referrers: Literal["all", "named"] = "all"
     named_referrers: list[Annotated[str, Field(min_length=1)]] = []
     referrer_reward: RewardSpec | None = None
     referee_reward: RewardSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_referee_discount(cls, data: object) -> object:
+        # Removed from the format: refstream never sees a checkout price, only the order
+        # amount the shop reports after its own discounts, so a percentage here could neither
+        # be applied nor checked; the referee's benefit refstream decides is referee_reward.
+        if isinstance(data, dict) and "referee_discount_percent" in data:
+            raise ValueError(
+                "referee_discount_percent is no longer part of the rules format: the shop "
+                "applies a checkout discount itself and reports the order amount after it; "
+                "remove the key, and use referee_reward for a benefit refstream decides")
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Campaign:

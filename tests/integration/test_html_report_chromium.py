@@ -71,7 +71,7 @@ def test_rendered_dom_has_every_chart_with_drawn_shapes(report_file: Path,
     dom = run_chromium(tmp_path / "profile", "--dump-dom", report_file.as_uri()).stdout
     funnel = svg_element(dom, "chart-funnel")
     widths = [float(w) for w in re.findall(r'<rect class="bar"[^>]*\bwidth="([\d.]+)"', funnel)]
-    assert len(widths) == 7 and all(w > 0 for w in widths)
+    assert len(widths) == 6 and all(w > 0 for w in widths)  # clicks to paid; shares as text
     assert max(widths) > 10 * min(widths)  # 37 clicks against 0 paid
     cohorts = svg_element(dom, "chart-cohorts")
     paths = re.findall(r'<path class="line"[^>]*\bd="([^"]+)"', cohorts)
@@ -103,3 +103,36 @@ def test_screenshot_is_a_real_picture(report_file: Path, tmp_path: Path) -> None
     run_chromium(tmp_path / "profile", size, f"--screenshot={blank}", blank_page.as_uri())
     assert png_size(shot) == WINDOW
     assert shot.stat().st_size > MIN_SIZE_RATIO_TO_BLANK * blank.stat().st_size
+
+
+# Reports a wide element per card into the DOM, so --dump-dom can read the layout Chromium
+# computed: every table must fit inside its card (the section), not run past its border.
+MEASURE_SCRIPT = """<script>
+window.addEventListener('load', () => {
+  const wide = [];
+  for (const section of document.querySelectorAll('section')) {
+    const box = section.getBoundingClientRect();
+    for (const table of section.querySelectorAll('table')) {
+      const right = table.getBoundingClientRect().right;
+      if (right > box.right - 1) wide.push(`${table.id}:${Math.round(right - box.right)}px`);
+    }
+  }
+  document.body.setAttribute('data-overflow', wide.join(' ') || 'none');
+});
+</script>"""
+
+
+@pytest.mark.parametrize("width", [1200, 900])
+def test_every_table_fits_its_card(report_file: Path, tmp_path: Path, width: int) -> None:
+    measured = tmp_path / "measured.html"
+    measured.write_text(report_file.read_text(encoding="utf-8").replace(
+        "</body>", MEASURE_SCRIPT + "</body>"), encoding="utf-8")
+    dom = run_chromium(tmp_path / "profile", f"--window-size={width},2400",
+                       "--virtual-time-budget=2000", "--dump-dom", measured.as_uri()).stdout
+    found = re.search(r'<body[^>]*data-overflow="([^"]*)"', dom)
+    assert found, "the layout was not measured"
+    assert found.group(1) == "none", f"tables wider than their card: {found.group(1)}"
+    shot = tmp_path / "report.png"
+    run_chromium(tmp_path / "profile", f"--window-size={width},2400", f"--screenshot={shot}",
+                 report_file.as_uri())
+    assert png_size(shot) == (width, 2400)

@@ -50,7 +50,7 @@ PARTITIONS = 3
 
 def synthetic_log(seed: int) -> list[LogEvent]:
     pseudonymiser = Pseudonymiser(b"columnar-replay-test-secret-0000")
-    config = SyntheticConfig(shops=3, customers_per_shop=250, days=20, seed=seed)
+    config = SyntheticConfig(shops=3, customers_per_shop=300, days=20, seed=seed)
     return [pseudonymiser.to_log_event(e) for e in iter_shop_events(config)]
 
 

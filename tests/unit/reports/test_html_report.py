@@ -23,14 +23,21 @@ def svg(document: str, chart_id: str) -> str:
 def test_charts_carry_ids_and_their_data(conn: duckdb.DuckDBPyConnection) -> None:
     document = render_html_report(conn, FIXED)
     funnel = svg(document, "chart-funnel")
-    # Seven steps, one bar each, labelled with the all-shops counts.
-    assert funnel.count('class="funnel-step"') == 7
-    assert funnel.count('<rect class="bar"') == 7
+    # Shares head the chart as text (8 shares brought 37 clicks); six bars from clicks to
+    # paid, labelled with the all-shops counts, none wider than the one above it.
+    assert funnel.count('class="funnel-step"') == 6
+    assert funnel.count('<rect class="bar"') == 6
+    assert 'data-step="share"' in funnel and "9</tspan> shares brought" in funnel
+    assert "referral clicks (4.1 clicks per share)" in funnel
     assert ">37</tspan>" in funnel and "24.32% of previous" in funnel
+    widths = [float(w) for w in re.findall(r'<rect class="bar"[^>]*\bwidth="([\d.]+)"', funnel)]
+    assert widths == sorted(widths, reverse=True)
+    rates = [float(r) for r in re.findall(r"([\d.]+)% of previous", funnel)]
+    assert rates and max(rates) <= 100
     cohorts = svg(document, "chart-cohorts")
     assert 'data-cohort="2026-W10"' in cohorts and 'data-cohort="2026-W11"' in cohorts
     assert re.search(r'<path class="line" d="M[\d.]+,[\d.]+ L', cohorts)
-    assert "5 of 23" in cohorts  # the W10 cohort's week-0 point tooltip
+    assert "5 of 22" in cohorts  # the W10 cohort's week-0 point tooltip
     daily = svg(document, "chart-daily")
     assert daily.count('<rect class="bar"') == 25  # 3 to 27 March
     assert 'class="line series-rewards_due"' in daily
@@ -43,7 +50,14 @@ def test_scorecard_status_colours_and_tables(conn: duckdb.DuckDBPyConnection) ->
     assert 'data-kpi="clv-premium" data-status="alert"' in document
     assert 'class="pill status-top-quartile"' in document
     assert 'id="table-referrers"' in document and ">c01<" in document
-    assert 'id="table-fraud-queue"' in document and "e-click-v6, e-signup-n06" in document
+    assert 'id="table-fraud-queue"' in document
+    queue = document[document.index('id="table-fraud-queue"'):]
+    queue = queue[:queue.index("</table>")]
+    # People and orders by name, not raw event ids: n06's click, signup and order.
+    assert "click by visitor v6" in queue and "signup of n06" in queue
+    assert "order o-n06-1 by n06 (40.00 EUR)" in queue
+    assert "e-click-v6" not in queue and "e-signup-n06" not in queue
+    assert ">n06<" in queue and ">c01<" in queue
     assert "no payouts recorded" in document
     assert "generated 2026-04-01 00:00 UTC" in document
 

@@ -57,10 +57,11 @@ def test_csv_parses_back_to_the_rows(conn: duckdb.DuckDBPyConnection) -> None:
     parsed = list(csv.DictReader(io.StringIO(render_csv(report))))
     assert len(parsed) == len(report.rows)
     first = parsed[0]
-    assert first == {"shop_id": ALL_SHOPS, "status": "pending", "currency": "EUR",
-                     "rewards": "1", "amount_minor": "1000"}
+    assert first == {"shop_id": ALL_SHOPS, "status": "pending", "standing": "contingent",
+                     "currency": "EUR", "rewards": "1", "amount_minor": "1000"}
     queue = list(csv.DictReader(io.StringIO(render_csv(run_report(conn, "fraud-queue")))))
-    assert queue[0]["evidence_event_ids"].split(";") == ["e-click-v6", "e-signup-n06"]
+    assert queue[0]["evidence_event_ids"].split(";") == ["e-click-v6", "e-o-n06-1",
+                                                         "e-signup-n06"]
 
 
 def test_scorecard_csv_keeps_raw_values(conn: duckdb.DuckDBPyConnection) -> None:
@@ -91,8 +92,8 @@ def test_table_aligns_columns_and_formats_money(conn: duckdb.DuckDBPyConnection)
     body = lines[header + 2: header + 7]
     # Right-aligned amounts end in the same column.
     assert len({len(line) for line in body}) == 1
-    assert body[3].split() == [ALL_SHOPS.split()[0], ALL_SHOPS.split()[1], "due", "EUR", "2",
-                               "15.00", "EUR"]
+    assert body[3].split() == [ALL_SHOPS.split()[0], ALL_SHOPS.split()[1], "due", "owed",
+                               "EUR", "2", "15.00", "EUR"]
     # Points are whole: 1,250 points, not 12.50.
     assert body[1].split()[-2:] == ["1,250", "PTS"]
 

@@ -100,3 +100,17 @@ def test_oversized_record_is_kept_truncated_with_length_and_hash() -> None:
     assert f"record of {len(huge)} bytes exceeds the 1048576-byte event limit" in letter.error
     assert "sha256" in letter.error
     assert letter.original == huge[:DLQ_ORIGINAL_LIMIT]
+
+
+def test_a_repeated_event_id_with_other_content_is_a_conflict_in_the_dlq() -> None:
+    ingestor = make_ingestor()
+    assert isinstance(ingestor.accept(order_bytes(), REF, "order"), Accepted)
+    conflict = ingestor.accept(order_bytes(amount_minor=5000), REF, "order")
+    assert isinstance(conflict, Rejected)
+    letter = conflict.dead_letter
+    assert "conflicting duplicate" in letter.error and "'e-1'" in letter.error
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == (
+        "shop.order", 3, 17)
+    assert letter.shop_id == "shop-1" and letter.original == order_bytes(amount_minor=5000)
+    # The first copy stands: an exact repeat of it is still a plain duplicate.
+    assert ingestor.accept(order_bytes(), REF, "order") == Duplicate("e-1")

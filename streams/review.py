@@ -1,0 +1,353 @@
+"""`refstream review list|approve|reject`: the fraud review queue and the decisions on it.
+
+The queue holds every referral that waits for a person (status held) and every referral
+with a held reward, once each, with all its flags and their evidence in words. A decision
+is a `review` event appended to the canonical log (the JSON Lines file of an embedded run,
+or the shop.review topic that ingest appends to refstream.log), so replay decides the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from refstream.schemas.errors import RefstreamError
+from refstream.schemas.shop import ShopReview
+from refstream.streams.tables_output import render_rows
+
+MINUTES_PER_HOUR, HOURS_PER_DAY = 60, 24
+
+
+class ReviewError(RefstreamError):
+    """A review command that cannot go ahead; the message says why and what to do."""
+
+
+@dataclass
+class Flag:
+    signal: str
+    action: str
+    entity_type: str
+    entity_key: str
+    observed: int
+    threshold: int
+    window_ms: int
+    flagged_at: datetime
+    evidence_event_ids: list[str]
+
+
+@dataclass
+class QueueItem:
+    """One referral waiting for a reviewer, with everything a person needs to decide."""
+
+    shop_id: str
+    referral_id: str
+    referee_id: str
+    referrer_id: str | None
+    status: str
+    held_rewards: list[tuple[str, int, str]] = field(default_factory=list)  # side, amount, cur
+    flags: list[Flag] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+
+    @property
+    def waiting_since(self) -> datetime | None:
+        return min((f.flagged_at for f in self.flags), default=None)
+
+
+_HELD_SQL = """
+SELECT r.shop_id, r.referral_id, r.referee_id, r.referrer_id, r.status
+FROM referrals r
+WHERE r.status = 'held'
+   OR EXISTS (SELECT 1 FROM rewards w WHERE w.referral_id = r.referral_id AND w.status = 'held')
+ORDER BY r.shop_id, r.referral_id"""
+
+
+def review_queue(conn: duckdb.DuckDBPyConnection) -> list[QueueItem]:
+    """Every held referral and every referral with a held reward, oldest flag first."""
+    items = {row[1]: QueueItem(*row) for row in conn.execute(_HELD_SQL).fetchall()}
+    if not items:
+        return []
+    ids = list(items)
+    for referral_id, side, amount, currency in conn.execute(
+            "SELECT referral_id, side, amount_minor, currency FROM rewards "
+            "WHERE status = 'held' AND referral_id = ANY(?) ORDER BY reward_id", [ids]).fetchall():
+        items[referral_id].held_rewards.append((side, int(amount), currency))
+    # A flag names one referral, but its evidence may hold others' signups and orders too
+    # (a burst from one IP, a device shared by a ring), and a referral's hold reason names
+    # the flag that held it: each of them waits on that flag.
+    for row in conn.execute("""
+            SELECT DISTINCT r.referral_id, f.signal, f.action, f.entity_type, f.entity_key,
+                   f.observed, f.threshold, f.window_ms, f.flagged_at, f.evidence_event_ids,
+                   f.flag_id
+            FROM referrals r
+            LEFT JOIN orders o ON o.shop_id = r.shop_id AND o.order_id = r.qualifying_order_id
+            JOIN fraud_flags f ON f.shop_id = r.shop_id AND (
+                 f.referral_id = r.referral_id
+                 OR contains(r.reason, f.flag_id)
+                 OR list_contains(f.evidence_event_ids, r.signup_event_id)
+                 OR list_contains(f.evidence_event_ids, o.event_id))
+            WHERE r.referral_id = ANY(?)
+            ORDER BY f.flagged_at, f.flag_id""", [ids]).fetchall():
+        (referral_id, signal, action, entity_type, entity_key, observed, threshold,
+         window_ms, flagged_at, evidence, _) = row
+        items[referral_id].flags.append(Flag(signal, action, entity_type, entity_key,
+                                             int(observed), int(threshold), int(window_ms),
+                                             flagged_at, list(evidence or [])))
+    describe = _EventNames(conn, [e for item in items.values() for f in item.flags
+                                  for e in f.evidence_event_ids])
+    for item in items.values():
+        item.evidence = [_flag_in_words(item, flag, describe) for flag in item.flags]
+        if not item.flags:
+            item.evidence = ["held without a fraud flag on record (e.g. held by an earlier "
+                             "rules version)"]
+    far_future = datetime.max.replace(tzinfo=UTC)
+    return sorted(items.values(), key=lambda i: (i.waiting_since or far_future, i.shop_id,
+                                                 i.referral_id))
+
+
+class _EventNames:
+    """Event ids as a person reads them: whose click, whose signup."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, event_ids: list[str]) -> None:
+        self._names: dict[str, str] = {}
+        if not event_ids:
+            return
+        for event_id, visitor, at in conn.execute(
+                "SELECT event_id, visitor_id, occurred_at FROM clicks WHERE event_id = ANY(?)",
+                [event_ids]).fetchall():
+            self._names[event_id] = f"click by visitor {visitor} at {_when(at)}"
+        for event_id, referrer, at in conn.execute(
+                "SELECT event_id, referrer_id, occurred_at FROM shares WHERE event_id = ANY(?)",
+                [event_ids]).fetchall():
+            self._names[event_id] = f"share by {referrer} at {_when(at)}"
+        for event_id, order_id, customer, amount, currency in conn.execute(
+                "SELECT event_id, order_id, customer_id, amount_minor, currency FROM orders "
+                "WHERE event_id = ANY(?)", [event_ids]).fetchall():
+            self._names[event_id] = (f"order {order_id} by {customer} "
+                                     f"({amount / 100:,.2f} {currency})")
+        for event_id, referee in conn.execute(
+                "SELECT signup_event_id, referee_id FROM referrals "
+                "WHERE signup_event_id = ANY(?)", [event_ids]).fetchall():
+            self._names[event_id] = f"signup of {referee}"
+
+    def __call__(self, event_id: str) -> str:
+        return self._names.get(event_id, f"event {event_id}")
+
+
+def _when(at: datetime | None) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if at is not None else "?"
+
+
+def _window(ms: int) -> str:
+    minutes = ms // 60_000
+    if minutes % (MINUTES_PER_HOUR * HOURS_PER_DAY) == 0:
+        return f"{minutes // (MINUTES_PER_HOUR * HOURS_PER_DAY)} days"
+    if minutes % MINUTES_PER_HOUR == 0:
+        return f"{minutes // MINUTES_PER_HOUR} h"
+    return f"{minutes} min"
+
+
+def _flag_in_words(item: QueueItem, flag: Flag, describe: _EventNames) -> str:
+    events = "; ".join(describe(e) for e in flag.evidence_event_ids) or "none recorded"
+    window = f" within {_window(flag.window_ms)}" if flag.window_ms else ""
+    return (f"{flag.signal} ({flag.action}): observed {flag.observed} against a threshold of "
+            f"{flag.threshold} on {flag.entity_type} {flag.entity_key}{window}, flagged "
+            f"{_when(flag.flagged_at)}; events: {events}")
+
+
+def queue_rows(items: list[QueueItem]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    header = ["shop_id", "referral_id", "referee", "referrer", "status", "held_rewards",
+              "waiting_since", "signals", "evidence"]
+    rows = [(
+        i.shop_id, i.referral_id, i.referee_id, i.referrer_id or "-", i.status,
+        ", ".join(f"{side} {amount} {currency}" for side, amount, currency in i.held_rewards)
+        or "-",
+        _when(i.waiting_since) if i.waiting_since else "-",
+        ", ".join(sorted({f.signal for f in i.flags})) or "-",
+        " | ".join(i.evidence),
+    ) for i in items]
+    return header, rows
+
+
+# ------------------------------------------------------------------------------ commands
+
+
+def _open(db: str) -> duckdb.DuckDBPyConnection:
+    from refstream.streams.reporting import open_read_only
+
+    return open_read_only(db)
+
+
+def cmd_review_list(args: argparse.Namespace) -> int:
+    conn = _open(args.db)
+    try:
+        items = review_queue(conn)
+    finally:
+        conn.close()
+    header, rows = queue_rows(items)
+    if args.format == "table":
+        print(f"{len(items)} referrals wait for a reviewer")
+        for item, row in zip(items, rows, strict=True):
+            print(f"\n{item.referral_id} ({item.shop_id}): referee {item.referee_id}, referrer "
+                  f"{item.referrer_id or '-'}, referral {item.status}, held rewards: {row[5]}")
+            for line in item.evidence:
+                print(f"  - {line}")
+        return 0
+    print(render_rows(header, rows, args.format), end="" if args.format == "csv" else "\n")
+    return 0
+
+
+def _parse_at(text: str | None) -> datetime:
+    if not text:
+        return datetime.now(UTC)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ReviewError(f"--at {text!r} has no timezone; write it in UTC, e.g. "
+                          "2026-11-02T09:00:00Z")
+    return moment.astimezone(UTC)
+
+
+def decision_event(args: argparse.Namespace, shop_id: str) -> ShopReview:
+    """The review event for a decision; its id is fixed by what was decided, so recording
+    the same decision twice is a harmless duplicate."""
+    decision = "approve" if args.action == "approve" else "reject"
+    return ShopReview(event_id=f"review:{args.referral_id}:{decision}:{args.reviewer}",
+                      shop_id=shop_id, occurred_at=_parse_at(args.at),
+                      referral_id=args.referral_id, decision=decision,  # type: ignore[arg-type]
+                      reviewer_id=args.reviewer, note=args.note)
+
+
+def _held_referral_shop(db: str, referral_id: str) -> str:
+    conn = _open(db)
+    try:
+        items = {i.referral_id: i for i in review_queue(conn)}
+        row = conn.execute("SELECT shop_id, status FROM referrals WHERE referral_id = ?",
+                           [referral_id]).fetchone()
+    finally:
+        conn.close()
+    if row is None:
+        raise ReviewError(f"no referral {referral_id!r} in {db}; `refstream review list "
+                          f"--db {db}` shows the ones waiting")
+    if referral_id not in items:
+        raise ReviewError(f"referral {referral_id} is {row[1]}, not waiting for review; "
+                          "a decision on it would change nothing")
+    return str(row[0])
+
+
+def cmd_review_decide(args: argparse.Namespace) -> int:
+    if args.bootstrap:
+        return _decide_on_kafka(args)
+    if not (args.events and args.db):
+        raise ReviewError("say where the log is: --events FILE.jsonl --db FILE.duckdb for an "
+                          "embedded run, or --bootstrap HOST:PORT for Kafka")
+    shop_id = _held_referral_shop(args.db, args.referral_id)
+    event = decision_event(args, shop_id)
+    return _decide_embedded(args, event)
+
+
+def _decide_embedded(args: argparse.Namespace, event: ShopReview) -> int:
+    from refstream.replay.store import ProjectionStore
+    from refstream.schemas.jsonl import to_json_object
+    from refstream.streams.cli import _rules
+    from refstream.streams.embedded import EmbeddedRunner
+    from refstream.streams.settings import Settings
+
+    events_path, db_path = Path(args.events), Path(args.db)
+    if not events_path.is_file():
+        raise ReviewError(f"no events file at {events_path}: the decision is appended to the "
+                          "log the database was built from")
+    line = json.dumps(to_json_object(event), separators=(",", ":"))
+    rules = _rules(args.rules)
+    store = ProjectionStore(db_path)
+    try:
+        runner = EmbeddedRunner(Settings(), rules, store)
+        runner.restore_state()
+        number = _append_line(events_path, line)
+        summary = runner.run_lines(str(events_path), [(number, line)])
+        runner.save_state()
+        status = store.connection.execute(
+            "SELECT status FROM referrals WHERE referral_id = ?", [event.referral_id]).fetchone()
+    finally:
+        store.close()
+    if summary.dead_letters:
+        raise ReviewError(summary.dead_letters[0].error)
+    print(f"{event.decision}d referral {event.referral_id} as {event.reviewer_id}: appended "
+          f"to {events_path}:{number} and applied to {db_path}; the referral is now "
+          f"{status[0] if status else '?'}")
+    return 0
+
+
+def _append_line(path: Path, line: str) -> int:
+    """Append one line to a JSON Lines file; returns its line number."""
+    with path.open("rb") as stream:
+        data = stream.read()
+    with path.open("ab") as stream:
+        if data and not data.endswith(b"\n"):
+            stream.write(b"\n")
+        stream.write(line.encode("utf-8") + b"\n")
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0) + 1
+
+
+def _decide_on_kafka(args: argparse.Namespace) -> int:
+    from refstream.streams.producer import publish_shop_events
+    from refstream.streams.settings import Settings
+    from refstream.streams.topics import TopicNames, ensure_topics
+
+    if args.db:
+        shop_id = _held_referral_shop(args.db, args.referral_id)
+    elif args.shop:
+        shop_id = args.shop
+    else:
+        raise ReviewError("on Kafka, name the shop (--shop) or the analysts' snapshot to "
+                          "check the referral against (--db)")
+    settings = Settings(kafka_bootstrap=args.bootstrap)
+    ensure_topics(settings)
+    event = decision_event(args, shop_id)
+    publish_shop_events(settings, [event])
+    topic = TopicNames.from_settings(settings).shop("review")
+    print(f"{event.decision}d referral {event.referral_id} as {event.reviewer_id}: published "
+          f"to {topic}; ingest appends it to the canonical log and the pipeline applies it")
+    return 0
+
+
+def register_review_commands(subparsers: Any) -> None:
+    review = subparsers.add_parser(
+        "review", help="the fraud review queue: list held referrals, approve or reject them",
+        description="Lists every referral that waits for a reviewer (held, or with a held "
+                    "reward) with its flags and their evidence in words, and records a "
+                    "decision as a review event appended to the canonical log, so replay "
+                    "decides the same.")
+    sub = review.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = sub.add_parser("list", help="every referral waiting for a reviewer",
+                             description="One entry per referral: referee, referrer, held "
+                                         "rewards, and per flag the signal, observed value "
+                                         "against its threshold, and the events behind it.")
+    listing.add_argument("--db", required=True, help="projection database (read-only)")
+    listing.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    listing.set_defaults(func=cmd_review_list)
+    for action, verb in (("approve", "release its held rewards"),
+                         ("reject", "reject it and its held rewards")):
+        parser = sub.add_parser(action, help=f"decide a held referral: {verb}",
+                                description=f"Record that a person decided to {verb}. "
+                                            "Embedded: appends a review line to --events "
+                                            "and applies it to --db (the database of a "
+                                            "`refstream run` or `demo` over that file). "
+                                            "Kafka: publishes the review to shop.review.")
+        parser.add_argument("referral_id")
+        parser.add_argument("--reviewer", required=True, help="who decided (kept in the log)")
+        parser.add_argument("--note", help="why, in a few words")
+        parser.add_argument("--at", help="when the decision was made, ISO-8601 UTC "
+                                         "(default: now)")
+        parser.add_argument("--events", help="embedded: the JSON Lines log of the run")
+        parser.add_argument("--db", help="embedded: the run's database; Kafka: a snapshot "
+                                         "to check the referral against")
+        parser.add_argument("--rules", help="rules YAML (default: REFSTREAM_RULES_PATH, else "
+                                            "the packaged default)")
+        parser.add_argument("--bootstrap", help="Kafka bootstrap servers: publish instead")
+        parser.add_argument("--shop", help="Kafka: the referral's shop (when no --db)")
+        parser.set_defaults(func=cmd_review_decide)
