@@ -25,6 +25,7 @@ from refstream.rewards.rules import Rules
 from refstream.schemas.collector import collector_paused
 from refstream.schemas.events import (
     Click,
+    CodeIssued,
     DerivedEvent,
     LogEvent,
     OrderPlaced,
@@ -163,7 +164,8 @@ def quiet_orders(log: pa.Table) -> pa.ChunkedArray:
     typed = pc.and_(orders, pc.fill_null(pc.not_equal(log.column("discount_code"), ""), False))
     active = pa.concat_arrays([
         pc.unique(log.column("customer_id").filter(pc.or_(signups, typed))),
-        pc.unique(log.column("referrer_id").filter(pc.equal(types, Share.event_type)))])
+        pc.unique(log.column("referrer_id").filter(
+            pc.is_in(types, value_set=pa.array([Share.event_type, CodeIssued.event_type]))))])
     signup_visitors = pc.unique(log.column("visitor_id").filter(signups))
 
     inactive = pc.and_not(orders, _among(log, "customer_id", active, orders, missing=True))

@@ -662,6 +662,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_dlq_commands(sub)
     register_erasure_commands(sub)
     register_security_commands(sub)
+    from refstream.web.cli import register_web_commands
+
+    register_web_commands(sub)
     return parser
 
 
