@@ -192,6 +192,16 @@ class Outbox:
             "SELECT shop_id, idempotency_key, attempt, outcome, http_status, error "
             "FROM attempts ORDER BY started_at, attempt").fetchall()
 
+    def next_attempt_at(self, shop_id: str, key: str) -> float:
+        row = self._db.execute("SELECT next_attempt_at FROM deliveries WHERE shop_id = ? "
+                               "AND idempotency_key = ?", (shop_id, key)).fetchone()
+        return float(row[0])
+
+    def attempt_times(self, shop_id: str, key: str) -> list[float]:
+        return [float(r[0]) for r in self._db.execute(
+            "SELECT started_at FROM attempts WHERE shop_id = ? AND idempotency_key = ? "
+            "ORDER BY attempt", (shop_id, key)).fetchall()]
+
     def pending_count(self) -> int:
         row = self._db.execute("SELECT count(*) FROM deliveries WHERE state = ?",
                                (PENDING,)).fetchone()
