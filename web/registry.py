@@ -119,6 +119,16 @@ class Registry:
                 self._by_code[code] = issued
                 return issued, True
 
+    def adopt(self, code: str, shop_id: str, referrer_id: str, campaign_id: str | None, *,
+              at_ms: int, event_id: str) -> bool:
+        """Record a code the log already gives an owner (a share before the edge existed),
+        so its status page counts its clicks; nothing is published. False if known."""
+        with self._lock:
+            cursor = self._db.execute("INSERT OR IGNORE INTO codes VALUES (?, ?, ?, ?, ?, ?)",
+                                      (code, shop_id, referrer_id, campaign_id or "", at_ms,
+                                       event_id))
+        return cursor.rowcount > 0
+
     # ---------------------------------------------------------------- status secrets
 
     def new_status_secret(self, shop_id: str, referrer_id: str, now_ms: int) -> str:

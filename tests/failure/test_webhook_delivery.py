@@ -106,7 +106,7 @@ def test_failing_then_recovering_receiver_and_a_killed_worker(tmp_path: Path,
         assert record["valid"] and record["fresh"], record
     assert set(bodies) == set(expected)
     assert all(len(b) == 1 for b in bodies.values()), "a key was sent with different bodies"
-    ok = [r["key"] for r in seen if r["status"] == 200 and not r["stalled"]]
+    ok = [str(r["key"]) for r in seen if r["status"] == 200 and not r["stalled"]]
     assert sorted(ok) == sorted(expected), "every event delivered once after recovery"
     for key, [body] in ((k, list(v)) for k, v in bodies.items()):
         document = json.loads(body)
