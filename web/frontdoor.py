@@ -4,6 +4,7 @@ and where it leads. The handlers in `app.py` only parse requests and render thes
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import time
@@ -11,10 +12,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from refstream.rewards.rules import Campaign, Rules
 from refstream.schemas.errors import RefstreamError
-from refstream.schemas.shop import ShopClick, ShopCodeIssued
+from refstream.schemas.shop import ShopCodeIssued
 from refstream.streams.settings import Settings
 from refstream.web.codes import normalise_code, share_link, utm_tags, with_query
 from refstream.web.publishing import EventPublisher
@@ -25,6 +27,8 @@ Clock = Callable[[], int]  # epoch milliseconds, UTC
 
 VISITOR_COOKIE = "rs_visitor"
 VISITOR_COOKIE_MAX_AGE_S = 365 * 24 * 3600
+_VISITOR_ID = re.compile(r"v-[A-Za-z0-9_-]{8,64}")
+MAX_AGENT_CHARS = 4096  # the click schema's limit
 UTM_MEDIUM_QR = "qr"
 
 # Link unfurlers, crawlers and prefetchers fetch a link without a person behind it: their
@@ -50,8 +54,11 @@ def is_automated(method: str, user_agent: str, headers: Mapping[str, str]) -> bo
         return True
     if _CRAWLER_AGENTS.search(user_agent):
         return True
-    return any("prefetch" in headers.get(name, "").lower() or
-               "preview" in headers.get(name, "").lower() for name in _PREFETCH_HEADERS)
+    for name in _PREFETCH_HEADERS:
+        value = headers.get(name)
+        if value and ("prefetch" in value.lower() or "preview" in value.lower()):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,7 @@ class Followed:
     problem: str | None
     visitor_id: str
     new_visitor: bool
-    recorded: ShopClick | None  # the click event published, if counted
+    recorded: dict[str, Any] | None  # the click event published (JSON form), if counted
 
 
 class FrontDoor:
@@ -79,6 +86,16 @@ class FrontDoor:
         self.clock = clock
         self.limiter = RateLimiter(settings.web_clicks_per_minute / 60.0,
                                    settings.web_click_burst)
+        self._destinations: dict[str, tuple[str, dict[str, str]]] = {}
+        self._second: tuple[int, str] = (-1, "")
+
+    def _iso(self, ms: int) -> str:
+        """ISO-8601 UTC with milliseconds; the second's text is reused (clicks come many a
+        second)."""
+        second = ms // 1000
+        if self._second[0] != second:
+            self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        return f"{self._second[1]}.{ms % 1000:03d}Z"
 
     # ------------------------------------------------------------------------ issuing
 
@@ -124,18 +141,11 @@ class FrontDoor:
 
     # ------------------------------------------------------------------------ clicks
 
-    async def follow(self, code_text: str, *, visitor_id: str | None, ip: str,
-                     user_agent: str, automated: bool) -> Followed:
-        """Record a followed link (unless automated) and say where it leads."""
-        now = self.clock()
-        new_visitor = visitor_id is None
-        visitor = visitor_id or f"v-{secrets.token_urlsafe(16)}"
-        code = normalise_code(code_text)
-        issued = self.registry.code(code) if code else None
-        if issued is None:
-            return Followed(None, None, None, "This referral link is not known. Check that "
-                            "it was copied whole, or ask your friend to send it again.",
-                            visitor, new_visitor, None)
+    def destination(self, issued: IssuedCode) -> tuple[str, dict[str, str]]:
+        """(the landing URL a code's link redirects to, its UTM tags); fixed per code."""
+        cached = self._destinations.get(issued.code)
+        if cached is not None:
+            return cached
         campaign = self.rules.campaign_by_id.get(issued.campaign_id or "")
         tags = utm_tags(campaign.utm_campaign if campaign else None)
         landing = self.settings.web_landing_urls.get(issued.shop_id,
@@ -143,19 +153,42 @@ class FrontDoor:
         params = {**tags, "referral_code": issued.code}
         if campaign is not None and campaign.referee_discount_percent:
             params["referee_discount_percent"] = str(campaign.referee_discount_percent)
-        target = with_query(landing, params)
+        cached = self._destinations[issued.code] = (with_query(landing, params), tags)
+        return cached
+
+    async def follow(self, code_text: str, *, visitor_id: str | None, ip: str,
+                     user_agent: str, automated: bool) -> Followed:
+        """Record a followed link (unless automated) and say where it leads."""
+        now = self.clock()
+        if visitor_id is not None and not _VISITOR_ID.fullmatch(visitor_id):
+            visitor_id = None  # not a cookie we set: a fresh visitor id, never a bad event
+        new_visitor = visitor_id is None
+        visitor = visitor_id or f"v-{secrets.token_urlsafe(16)}"
+        issued = self.registry.cached(code_text)  # the link as issued: no normalising
+        if issued is None:
+            code = normalise_code(code_text)
+            issued = self.registry.code(code) if code else None
+        if issued is None:
+            return Followed(None, None, None, "This referral link is not known. Check that "
+                            "it was copied whole, or ask your friend to send it again.",
+                            visitor, new_visitor, None)
+        campaign = self.rules.campaign_by_id.get(issued.campaign_id or "")
+        target, tags = self.destination(issued)
         running = campaign is None or campaign.running_at(now)
         problem = None if running else _not_running(campaign)
         recorded = None
         if not automated:
             # Outside its campaign the click is still recorded: the core counts it invalid.
-            recorded = ShopClick(
-                event_id=f"click-{uuid.uuid4()}", shop_id=issued.shop_id,
-                occurred_at=_utc(now), visitor_id=visitor, landing_url=target, ip=ip,
-                user_agent=user_agent[:4096], referral_code=issued.code,
-                campaign_id=issued.campaign_id, utm_source=tags["utm_source"],
-                utm_medium=tags["utm_medium"], utm_campaign=tags.get("utm_campaign"))
-            await self.publisher.publish(recorded)
+            # Every value is ours or checked above (visitor id, agent cut to the schema's
+            # limit); the shop_click schema's fields, as the JSON Lines form writes them.
+            recorded = {
+                "event_type": "click", "event_id": f"click-{os.urandom(16).hex()}",
+                "shop_id": issued.shop_id, "occurred_at": self._iso(now),
+                "visitor_id": visitor, "landing_url": target, "ip": ip or "unknown",
+                "user_agent": user_agent[:MAX_AGENT_CHARS], "referral_code": issued.code,
+                **({"campaign_id": issued.campaign_id} if issued.campaign_id else {}),
+                **tags}
+            await self.publisher.publish_record(recorded)
         return Followed(issued, campaign, target if running else None, problem, visitor,
                         new_visitor, recorded)
 

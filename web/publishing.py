@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from refstream.schemas.codec import Codec
-from refstream.schemas.jsonl import to_json_object
-from refstream.schemas.shop import ShopEvent
+from refstream.schemas.shop import SHOP_MODELS, ShopEvent
 from refstream.streams.settings import Settings
 from refstream.streams.topics import TopicNames
 
@@ -24,7 +23,19 @@ class EventPublisher(Protocol):
 
     async def publish(self, event: ShopEvent) -> None: ...
 
+    async def publish_record(self, record: dict[str, Any]) -> None:
+        """A shop event as its JSON object (`event_type`, ISO `occurred_at`, no None values):
+        the hot path's form, validated where it leaves for a broker."""
+
     async def stop(self) -> None: ...
+
+
+def json_line(event: ShopEvent) -> bytes:
+    """The event as `schemas.jsonl.to_json_object` writes it, one line: shop events are flat
+    (strings, integers, `occurred_at`), so their fields are read directly, not dumped."""
+    record = {k: v for k, v in vars(event).items() if v is not None}
+    record["occurred_at"] = event.occurred_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return (json.dumps(record, separators=(",", ":")) + "\n").encode()
 
 
 class EventLogPublisher:
@@ -41,8 +52,12 @@ class EventLogPublisher:
     async def publish(self, event: ShopEvent) -> None:
         if self._fd is None:
             raise RuntimeError("the event log publisher was not started")
-        line = json.dumps(to_json_object(event), separators=(",", ":")) + "\n"
-        os.write(self._fd, line.encode())
+        os.write(self._fd, json_line(event))
+
+    async def publish_record(self, record: dict[str, Any]) -> None:
+        if self._fd is None:
+            raise RuntimeError("the event log publisher was not started")
+        os.write(self._fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
 
     async def stop(self) -> None:
         if self._fd is not None:
@@ -72,6 +87,9 @@ class KafkaPublisher:
         await self._producer.send_and_wait(self._names.shop(event.event_type),
                                            self._codec.encode(event),
                                            key=event.shop_id.encode())
+
+    async def publish_record(self, record: dict[str, Any]) -> None:
+        await self.publish(SHOP_MODELS[record["event_type"]].model_validate(record))
 
     async def stop(self) -> None:
         if self._producer is not None:

@@ -64,6 +64,10 @@ class Registry:
 
     # ------------------------------------------------------------------------ codes
 
+    def cached(self, code: str) -> IssuedCode | None:
+        """A code this process has seen, spelled exactly as issued (no database read)."""
+        return self._by_code.get(code)
+
     def code(self, code: str) -> IssuedCode | None:
         cached = self._by_code.get(code)
         if cached is not None:
