@@ -53,6 +53,8 @@ def test_demo_status_link_opens_under_serve_and_links_cli(tmp_path: Path) -> Non
         [row] = [r for r in report["rows"] if r["referrer_id"] == referrer.group(1)][:1]
         assert (row["successful"], row["rejected"], row["held"]) == (
             api["qualified"], api["rejected"], api["held"])
+        if api["rewards_due"]:  # the demo's reference payer paid them
+            assert "paid" in {w["status"] for w in api["rewards"]}
         share = httpx.get(share_url.group(1))
         assert share.status_code == 200
         [issued] = [e for e in map(parse_line, events.read_text().splitlines())

@@ -3,6 +3,7 @@ backoff with jitter, dead letter after the budget, byte-identical re-enqueues.""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 from collections.abc import Iterator
@@ -96,11 +97,18 @@ def test_signature_verifies_as_documented(receiver: tuple[str, Receiver],
     assert headers["Refstream-Signature"] == sign(SECRET, int(clock()), body)
 
 
-def test_enqueueing_again_keeps_the_first_body() -> None:
+def test_enqueueing_again_keeps_the_first_body(tmp_path: Path) -> None:
     key, kind, body = webhook_body(REVERSAL)
     assert (key, kind) == ("rv-1", "reward_reversal")
     assert b'"reward_id":"rw-1"' in body
-    assert webhook_body(REVERSAL) == (key, kind, body)
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    assert outbox.enqueue(DUE, 1.0) and outbox.enqueue(REVERSAL, 1.0)
+    # The same reward id re-read (a worker re-emitted it, or with another field value):
+    # nothing new is enqueued, the stored body stays.
+    assert not outbox.enqueue(DUE, 2.0)
+    assert not outbox.enqueue(dataclasses.replace(DUE, reason="changed"), 3.0)
+    stored = {row[1]: row[3] for row in outbox.due(10.0)}
+    assert stored == {"rw-1": webhook_body(DUE)[2], "rv-1": body}
 
 
 def test_retries_back_off_with_jitter_then_deliver(receiver: tuple[str, Receiver],
