@@ -144,8 +144,8 @@ def _among(log: pa.Table, column: str, known: pa.Array, rows: pa.ChunkedArray, *
 
 def quiet_orders(log: pa.Table) -> pa.ChunkedArray:
     """Orders the core's outputs cannot depend on, given that `log` is the whole log of its
-    shops: orders of a customer who never signs up, never shares a code and never types one
-    at checkout in it, placed by a visitor on none of its signups.
+    shops: orders of a customer who never signs up, never shares a code (nor is issued one)
+    and never types one at checkout in it, placed by a visitor on none of its signups.
 
     Such a customer is only ever one from before the log (`Pipeline._existed_before_log`)
     with no referral: no decision is taken for them (decisions follow signups), nobody is

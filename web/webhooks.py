@@ -15,6 +15,7 @@ import hmac
 import json
 import random
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from refstream.schemas.errors import RefstreamError
+from refstream.schemas.errors import DecodeError, RefstreamError
 from refstream.schemas.events import RewardDue, RewardReversal
 from refstream.streams.settings import Settings
 
@@ -317,13 +318,26 @@ def run_from_kafka(consumer: Any, outbox: Outbox, deliverer: Deliverer, codec: A
     last_activity = time.monotonic()
     while idle_exit_s is None or time.monotonic() - last_activity < idle_exit_s:
         batch = consumer.poll(timeout_ms=poll_ms)
-        events = [codec.decode(record.value) for records in batch.values()
-                  for record in records if record.value]
+        events = [event for records in batch.values() for record in records
+                  if (event := _decoded(codec, record)) is not None]
         if batch:
             enqueue_all(outbox, events, deliverer.clock())
             consumer.commit()
         if deliverer.deliver_due() or batch or outbox.pending_count():
             last_activity = time.monotonic()
+
+
+def _decoded(codec: Any, record: Any) -> Any:
+    """The event of a reward-due record; a record no schema decodes is reported and passed
+    over (it names its topic, partition and offset), never a reason to stop delivering."""
+    if not record.value:
+        return None
+    try:
+        return codec.decode(record.value)
+    except DecodeError as exc:
+        print(f"refstream webhooks: passed over {record.topic}/{record.partition}@"
+              f"{record.offset}: {exc}", file=sys.stderr)
+        return None
 
 
 def run_from_snapshot(snapshot: Path, outbox: Outbox, deliverer: Deliverer, *,
