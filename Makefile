@@ -2,7 +2,7 @@
 # the README's two commands.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PACKAGES := schemas projections rewards fraud streams replay deploy
+PACKAGES := schemas projections rewards fraud streams replay deploy web
 
 .PHONY: install demo test fast lint typecheck tools bench clean native
 
@@ -37,14 +37,17 @@ lint: install
 typecheck: install build/ns/refstream
 	$(VENV)/bin/mypy -p refstream
 
-# Debian's chromium renders the HTML report in its test; promtool checks the Prometheus
-# config. Installed when missing (as root, as on CI); without them those checks skip.
+# Debian's chromium renders the HTML report and the edge's pages in their tests; promtool
+# checks the Prometheus config; zbarimg (zbar-tools) decodes the QR codes in screenshots.
+# Installed when missing (as root, as on CI); without them those checks skip.
 tools:
-	@if ! command -v chromium >/dev/null || ! command -v promtool >/dev/null; then \
+	@if ! command -v chromium >/dev/null || ! command -v promtool >/dev/null \
+	    || ! command -v zbarimg >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      chromium prometheus >/dev/null || echo "warning: chromium/promtool not installed"; \
-	  else echo "warning: chromium/promtool missing; their tests will skip"; fi; fi
+	      chromium prometheus zbar-tools >/dev/null \
+	      || echo "warning: chromium/promtool/zbarimg not installed"; \
+	  else echo "warning: chromium/promtool/zbarimg missing; their tests will skip"; fi; fi
 
 # The whole suite: unit, property, integration against a real Kafka broker that the test
 # session starts itself (deploy/kafka_launcher.py), failure tests.

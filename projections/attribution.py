@@ -27,10 +27,14 @@ from refstream.projections.state import (
 )
 from refstream.projections.step import Step
 from refstream.rewards.rules import Campaign, Rules
-from refstream.schemas.events import Attribution, Click, Share
-from refstream.schemas.ids import referral_id
+from refstream.schemas.events import Attribution, Click, CodeIssued, FraudFlag, Share
+from refstream.schemas.ids import flag_id, referral_id
 
 _TYPED = frozenset({SIGNUP_CODE, CHECKOUT_CODE})
+# The flag a share of a code owned by someone else raises: recorded for review, the code
+# keeps paying its owner.
+FOREIGN_CODE_SIGNAL = "foreign_code_share"
+FOREIGN_CODE_ACTION = "flag"
 
 
 class Resolved(NamedTuple):
@@ -46,10 +50,27 @@ class Resolved(NamedTuple):
 # ----------------------------------------------------------------------------- recording
 
 
-def register_code(shop: ShopState, event: Share) -> None:
-    """The first share of a code fixes its owner; a later share by someone else cannot take it."""
-    if event.referral_code not in shop.codes:
-        shop.codes[event.referral_code] = (event.referrer_id, event.campaign_id)
+def register_code(step: Step, event: Share | CodeIssued) -> None:
+    """The first issue or share of a code fixes its owner; a later share or issue naming
+    someone else cannot take it: the code keeps paying its owner and the attempt is flagged."""
+    codes = step.shop.codes
+    owner = codes.get(event.referral_code)
+    if owner is None:
+        codes[event.referral_code] = (event.referrer_id, event.campaign_id)
+    elif owner[0] != event.referrer_id:
+        step.out.append(foreign_code_flag(step, event, owner[0]))
+
+
+def foreign_code_flag(step: Step, event: Share | CodeIssued, owner_id: str) -> FraudFlag:
+    """Evidence that `event.referrer_id` used a code `owner_id` owns."""
+    shop_id = step.shop.shop_id
+    entity_key = f"{event.referral_code}:{event.referrer_id}"
+    return FraudFlag(
+        flag_id=flag_id(shop_id, FOREIGN_CODE_SIGNAL, entity_key, event.event_id),
+        shop_id=shop_id, occurred_at=step.now, rules_version=step.rules.version,
+        signal=FOREIGN_CODE_SIGNAL, entity_type="code", entity_key=entity_key, threshold=1,
+        observed=1, window_ms=0, action=FOREIGN_CODE_ACTION,
+        evidence_event_ids=(event.event_id,), referral_id=None)
 
 
 def click_campaign(rules: Rules, event: Click) -> Campaign | None:

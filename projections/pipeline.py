@@ -47,6 +47,7 @@ from refstream.rewards.rules import Rules
 from refstream.schemas.errors import RefstreamError
 from refstream.schemas.events import (
     Click,
+    CodeIssued,
     DerivedEvent,
     LateArrival,
     LogEvent,
@@ -71,7 +72,7 @@ UNREAD_FIELDS: Final = frozenset({"landing_url", "user_agent"})
 
 # The log events the pipeline folds (derived events never come back in).
 _FOLDED: Final = frozenset({Share, Click, Signup, OrderPlaced, OrderReturned, ReviewDecided,
-                            Tick})
+                            Tick, CodeIssued})
 
 
 class SnapshotError(RefstreamError):
@@ -189,8 +190,8 @@ class Pipeline:
             self._on_order(step, event)
         elif isinstance(event, Signup):
             self._on_signup(step, event)
-        elif isinstance(event, Share):
-            attribution.register_code(shop, event)
+        elif isinstance(event, Share | CodeIssued):
+            attribution.register_code(step, event)
         elif isinstance(event, OrderReturned):
             referrals.order_returned(step, event)
         elif isinstance(event, ReviewDecided):

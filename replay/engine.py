@@ -25,6 +25,7 @@ from refstream.rewards.rules import Rules
 from refstream.schemas.collector import collector_paused
 from refstream.schemas.events import (
     Click,
+    CodeIssued,
     DerivedEvent,
     LogEvent,
     OrderPlaced,
@@ -143,8 +144,8 @@ def _among(log: pa.Table, column: str, known: pa.Array, rows: pa.ChunkedArray, *
 
 def quiet_orders(log: pa.Table) -> pa.ChunkedArray:
     """Orders the core's outputs cannot depend on, given that `log` is the whole log of its
-    shops: orders of a customer who never signs up, never shares a code and never types one
-    at checkout in it, placed by a visitor on none of its signups.
+    shops: orders of a customer who never signs up, never shares a code (nor is issued one)
+    and never types one at checkout in it, placed by a visitor on none of its signups.
 
     Such a customer is only ever one from before the log (`Pipeline._existed_before_log`)
     with no referral: no decision is taken for them (decisions follow signups), nobody is
@@ -163,7 +164,8 @@ def quiet_orders(log: pa.Table) -> pa.ChunkedArray:
     typed = pc.and_(orders, pc.fill_null(pc.not_equal(log.column("discount_code"), ""), False))
     active = pa.concat_arrays([
         pc.unique(log.column("customer_id").filter(pc.or_(signups, typed))),
-        pc.unique(log.column("referrer_id").filter(pc.equal(types, Share.event_type)))])
+        pc.unique(log.column("referrer_id").filter(
+            pc.is_in(types, value_set=pa.array([Share.event_type, CodeIssued.event_type]))))])
     signup_visitors = pc.unique(log.column("visitor_id").filter(signups))
 
     inactive = pc.and_not(orders, _among(log, "customer_id", active, orders, missing=True))

@@ -35,6 +35,7 @@ _SHOP_RECORDS: dict[str, type[shop.ShopEvent]] = {
     "refstream.shop.Order": shop.ShopOrder,
     "refstream.shop.Return": shop.ShopReturn,
     "refstream.shop.Review": shop.ShopReview,
+    "refstream.shop.CodeIssued": shop.ShopCodeIssued,
 }
 _DATACLASS_RECORDS: dict[str, type[Any]] = {
     "refstream.log.Share": ev.Share,
@@ -44,6 +45,7 @@ _DATACLASS_RECORDS: dict[str, type[Any]] = {
     "refstream.log.OrderReturned": ev.OrderReturned,
     "refstream.log.ReviewDecided": ev.ReviewDecided,
     "refstream.log.Tick": ev.Tick,
+    "refstream.log.CodeIssued": ev.CodeIssued,
     "refstream.derived.Attribution": ev.Attribution,
     "refstream.derived.FraudFlag": ev.FraudFlag,
     "refstream.derived.RewardStatus": ev.RewardStatus,

@@ -116,6 +116,23 @@ class ReviewDecided:
 
 
 @dataclass(frozen=True, slots=True)
+class CodeIssued:
+    """A referral code was issued to one referrer (for one campaign): from now on it pays them.
+
+    The first issue or share of a code fixes its owner; a later share by someone else is
+    attributed to the owner and flagged, never re-owned.
+    """
+
+    event_type: ClassVar[str] = "code_issued"
+    event_id: str
+    shop_id: str
+    occurred_at: int
+    referrer_id: str
+    referral_code: str
+    campaign_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Stream time of a quiet shop moved on; ingest appends it so timers fire in replay too."""
 
@@ -125,11 +142,13 @@ class Tick:
     occurred_at: int
 
 
-LogEvent = Share | Click | Signup | OrderPlaced | OrderReturned | ReviewDecided | Tick
+LogEvent = (Share | Click | Signup | OrderPlaced | OrderReturned | ReviewDecided | Tick
+            | CodeIssued)
 
 LOG_EVENT_TYPES: dict[str, type[LogEvent]] = {
     cls.event_type: cls
-    for cls in (Share, Click, Signup, OrderPlaced, OrderReturned, ReviewDecided, Tick)
+    for cls in (Share, Click, Signup, OrderPlaced, OrderReturned, ReviewDecided, Tick,
+                CodeIssued)
 }
 
 # --------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from refstream.schemas.events import (
     Click,
+    CodeIssued,
     LogEvent,
     OrderPlaced,
     OrderReturned,
@@ -21,6 +22,7 @@ from refstream.schemas.events import (
 )
 from refstream.schemas.shop import (
     ShopClick,
+    ShopCodeIssued,
     ShopEvent,
     ShopOrder,
     ShopReturn,
@@ -123,6 +125,10 @@ class Pseudonymiser:
                                      self.person(event.shop_id, event.customer_id),
                                      event.amount_minor,
                                      event.currency)
+            case ShopCodeIssued():
+                return CodeIssued(event.event_id, event.shop_id, ms,
+                                  self.person(event.shop_id, event.referrer_id),
+                                  event.referral_code, event.campaign_id)
             case ShopReview():
                 return ReviewDecided(event.event_id, event.shop_id, ms, event.referral_id,
                                      event.decision, event.reviewer_id, event.note)

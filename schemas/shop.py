@@ -113,7 +113,17 @@ class ShopReview(ShopEvent):
     note: str | None = None
 
 
-AnyShopEvent = ShopShare | ShopClick | ShopSignup | ShopOrder | ShopReturn | ShopReview
+class ShopCodeIssued(ShopEvent):
+    """A referral code issued to a referrer (by `refstream serve` or the shop itself)."""
+
+    event_type: Literal["code_issued"] = "code_issued"
+    referrer_id: NonEmpty
+    referral_code: NonEmpty
+    campaign_id: str | None = None
+
+
+AnyShopEvent = (ShopShare | ShopClick | ShopSignup | ShopOrder | ShopReturn | ShopReview
+                | ShopCodeIssued)
 
 SHOP_MODELS: dict[str, type[ShopEvent]] = {
     "share": ShopShare,
@@ -122,4 +132,5 @@ SHOP_MODELS: dict[str, type[ShopEvent]] = {
     "order": ShopOrder,
     "return": ShopReturn,
     "review": ShopReview,
+    "code_issued": ShopCodeIssued,
 }

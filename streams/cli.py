@@ -260,7 +260,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
   explain     : refstream report explain referral-rate --db {out / "refstream.duckdb"}
   plain SQL   : refstream sql --db {out / "refstream.duckdb"} "SELECT status, count(*) \
 FROM referrals GROUP BY ALL ORDER BY 2 DESC\"""")
+    _print_front_door(out, settings)
     return EXIT_OK
+
+
+def _print_front_door(out: Path, settings: Settings) -> None:
+    """The busiest referrer's status link and share page, to open under `refstream serve`."""
+    from refstream.web.demo import demo_links
+
+    links = demo_links(out / "refstream.duckdb", out / "registry.sqlite",
+                       settings.web_public_url)
+    if links is None:
+        return
+    print(f"""  front door  : refstream serve --registry {out / "registry.sqlite"} \
+--snapshot {out / "refstream.duckdb"}
+                then open {links.status_url}
+                (status page of {links.referrer_id} at {links.shop_id}) and the share page
+                {links.share_url}""")
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -736,6 +752,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_dlq_commands(sub)
     register_erasure_commands(sub)
     register_security_commands(sub)
+    from refstream.web.cli import register_web_commands
+
+    register_web_commands(sub)
     return parser
 
 

@@ -142,7 +142,7 @@ def _collect(files: list[Path], person_ids: set[str]) -> _PersonalValues:
         values.person_records += rows.num_rows
         for column in IDENTIFIER_COLUMNS:
             values.add(column, rows[column].to_pylist())
-        shares = rows.filter(pc.equal(rows["event_type"], "share"))
+        shares = rows.filter(pc.is_in(rows["event_type"], pa.array(["share", "code_issued"])))
         values.add("referral_code", shares["referral_code"].to_pylist())
     visitors = pa.array(sorted(values.by_column.get("visitor_id", ())), pa.string())
     if len(visitors):

@@ -57,6 +57,36 @@ class Settings(BaseSettings):
     ingest_batch_s: float = 0.25
     rules_path: Path | None = None
 
+    # `refstream serve`, the HTTP edge (docs/serve.md). Shop events it makes (code issued,
+    # click) go to the shop topics ("kafka") or are appended to `web_event_log` ("log").
+    web_host: str = "127.0.0.1"
+    web_port: int = 8080
+    web_public_url: str = Field(default="http://127.0.0.1:8080",
+                                description="the service's address as visitors reach it")
+    web_publish_to: Literal["log", "kafka"] = "log"
+    web_event_log: Path = Path("out/serve/events.jsonl")
+    web_registry: Path = Path("out/serve/registry.sqlite")
+    # The analysts' published snapshot the status pages read (never the writer's file).
+    web_snapshot: Path = Path("out/serve/analysts.duckdb")
+    # shop id -> API key for the issuing API; a shop without a key cannot issue codes.
+    web_api_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    # shop id -> landing URL a followed link redirects to; others get the default.
+    web_landing_urls: dict[str, str] = Field(default_factory=dict)
+    web_default_landing_url: str = "https://shop.example/"
+    # Followed links counted per client IP: a bucket of `burst` refilled at this rate.
+    web_clicks_per_minute: float = 60.0
+    web_click_burst: int = 20
+
+    # Reward webhooks (refstream webhooks): one endpoint per shop, signed with its secret.
+    webhook_endpoints: dict[str, str] = Field(default_factory=dict)
+    webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    webhook_outbox: Path = Path("out/serve/webhooks.sqlite")
+    webhook_backoff_base_s: float = 30.0
+    webhook_backoff_cap_s: float = 3600.0
+    # Retries stop (dead letter) once the next attempt would start after this budget.
+    webhook_retry_budget_s: float = 26 * 3600.0
+    webhook_timeout_s: float = 10.0
+
     def pii_secret_bytes(self) -> bytes:
         return self.pii_secret.get_secret_value().encode()
 
