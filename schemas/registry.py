@@ -99,11 +99,12 @@ def parse_frame(data: bytes) -> Frame:
                 f"(first bytes {first_bytes(data)})")
         guid = str(uuid.UUID(bytes=bytes(data[1:CONFLUENT_GUID_HEADER_LEN])))
         return Frame(Framing.CONFLUENT_GUID, CONFLUENT_GUID_HEADER_LEN, schema_guid=guid)
+    arrived = (f"starts with {data[:2].hex()} (first bytes {first_bytes(data)})" if data
+               else "the record is empty")
     raise DecodeError(
-        f"not Avro single-object encoding: starts with {data[:2].hex()} (first bytes "
-        f"{first_bytes(data)}); expected c3 01 + 8-byte fingerprint (Avro single-object "
-        "encoding), or 00 + 4-byte schema id / 01 + 16-byte GUID (Confluent Schema Registry "
-        "framing)")
+        f"not Avro single-object encoding: {arrived}; expected c3 01 + 8-byte fingerprint "
+        "(Avro single-object encoding), or 00 + 4-byte schema id / 01 + 16-byte GUID "
+        "(Confluent Schema Registry framing)")
 
 
 def confluent_id_header(schema_id: int) -> bytes:
