@@ -156,6 +156,13 @@ def registry_config(settings: Settings) -> RegistryConfig | None:
                           password=password.get_secret_value() if password else None)
 
 
+def reader_codec(settings: Settings) -> Codec:
+    """The codec of a process that only reads refstream's topics (projector, finance): with
+    a registry configured, it also reads outputs a worker wrote in registry framing."""
+    config = registry_config(settings)
+    return Codec() if config is None else Codec(resolver=HttpSchemaRegistry(config))
+
+
 def worker_codec(settings: Settings) -> Codec:
     """The codec a worker uses: single-object encoding only without a registry; with
     REFSTREAM_SCHEMA_REGISTRY_URL it also reads registry-framed shop records, and with

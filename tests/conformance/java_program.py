@@ -45,11 +45,21 @@ def build() -> Path:
 
 def run(*args: str, timeout: float = 300) -> list[dict[str, Any]]:
     """Runs `Conformance args...`; its JSON Lines output, or JavaProgramError with stderr."""
-    target = build()
-    classpath = f"{target / 'classes'}:{target / 'dependency'}/*"
-    done = subprocess.run(["java", "-cp", classpath, "io.refstream.conformance.Conformance",
+    done = subprocess.run(["java", "-cp", classpath(), "io.refstream.conformance.Conformance",
                            *args], capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:
         raise JavaProgramError(f"Conformance {args[0]} exited {done.returncode}:\n"
                                f"{done.stderr[-6000:]}")
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def classpath() -> str:
+    target = build()
+    return f"{target / 'classes'}:{target / 'dependency'}/*"
+
+
+def example(main_class: str, *args: str) -> subprocess.Popen[str]:
+    """Starts one of the documented examples (`PublishShopEvent`, `ReadRewardDue`) as its own
+    JVM, its standard output a pipe; the caller waits for or stops it."""
+    return subprocess.Popen(["java", "-cp", classpath(), f"io.refstream.conformance.{main_class}",
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -64,10 +64,16 @@ def test_java_producer_and_consumer_interoperate(kafka_bootstrap: str, tmp_path:
     (published,) = java_program.run("publish", kafka_bootstrap, str(java_program.AVRO_DIR),
                                     str(request_file))
     assert published == {"published": len(request)}
+    # The producer example of docs/producers.md, run as written.
+    example = java_program.example("PublishShopEvent", kafka_bootstrap,
+                                   str(java_program.AVRO_DIR / "shop_order.v1.avsc"),
+                                   names.shop("order"))
+    assert example.wait(timeout=120) == 0, example.communicate()[1]
+    sent_ids = [line["record"]["event_id"] for line in request] + ["e-81"]
 
     worker = WorkerProcess(settings).start()
     try:
-        log_records = read_topic(kafka_bootstrap, names.log, expect=len(request), settle=2.0)
+        log_records = read_topic(kafka_bootstrap, names.log, expect=len(sent_ids), settle=2.0)
         want = expected_outputs(log_records, RULES, names)
         outputs = {topic: read_topic(kafka_bootstrap, topic, expect=len(messages), settle=1.0)
                    for topic, messages in want.items()}
@@ -78,7 +84,7 @@ def test_java_producer_and_consumer_interoperate(kafka_bootstrap: str, tmp_path:
     # (a) every record Java encoded is in the canonical log, none dead-lettered.
     assert dlq == [], [CODEC.decode(r.value).error for r in dlq]
     logged = sorted(CODEC.decode(r.value).event_id for r in log_records)
-    assert logged == sorted(line["record"]["event_id"] for line in request)
+    assert logged == sorted(sent_ids)
 
     # (b) Java decodes every output record; each equals refstream's own reading of it.
     assert set(want) == {names.attributions, names.fraud_flags, names.reward_due,
@@ -97,3 +103,19 @@ def test_java_producer_and_consumer_interoperate(kafka_bootstrap: str, tmp_path:
             kinds.setdefault(topic, set()).add(name)
     assert kinds[names.reward_due] == {"refstream.derived.RewardDue",
                                        "refstream.derived.RewardReversal"}
+
+    # The finance example of docs/producers.md, run as written, prints every reward-due record.
+    want_lines = []
+    for record in outputs[names.reward_due]:
+        event = CODEC.decode(record.value)
+        want_lines.append(f"{type(event).__name__} {event.reward_id} {event.amount_minor} "
+                          f"{event.currency}")
+    reader = java_program.example("ReadRewardDue", kafka_bootstrap, str(java_program.AVRO_DIR),
+                                  names.reward_due)
+    try:
+        assert reader.stdout is not None
+        printed = [reader.stdout.readline().strip() for _ in want_lines]
+    finally:
+        reader.kill()
+        reader.wait()
+    assert sorted(printed) == sorted(want_lines)

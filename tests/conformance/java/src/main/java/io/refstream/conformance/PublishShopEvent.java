@@ -45,7 +45,9 @@ public final class PublishShopEvent {
     }
 
     public static void main(String[] args) throws Exception {
-        // args: bootstrap servers, path to refstream's schemas/avro/shop_order.v1.avsc
+        // args: bootstrap servers, path to refstream's schemas/avro/shop_order.v1.avsc,
+        // optionally the topic (shop.order unless REFSTREAM_SHOP_TOPIC_PREFIX is changed)
+        String topic = args.length > 2 ? args[2] : "shop.order";
         Schema orderSchema = new Schema.Parser().parse(new File(args[1]));
         GenericRecord order = new GenericRecordBuilder(orderSchema)
                 .set("event_id", "e-81")
@@ -59,7 +61,7 @@ public final class PublishShopEvent {
                 .set("ip", "203.0.113.9")
                 .build();                     // optional fields default to null
         try (KafkaProducer<String, byte[]> producer = producer(args[0])) {
-            publish(producer, "shop.order", order);
+            publish(producer, topic, order);
         }
     }
 }

@@ -56,11 +56,13 @@ public final class ReadRewardDue {
     }
 
     public static void main(String[] args) throws Exception {
-        // args: bootstrap servers, path to refstream's schemas/avro folder
+        // args: bootstrap servers, path to refstream's schemas/avro folder, optionally the
+        // topic (refstream.reward-due unless REFSTREAM_TOPIC_PREFIX is changed)
+        String topic = args.length > 2 ? args[2] : "refstream.reward-due";
         BinaryMessageDecoder<Object> decoder =
                 decoder(new File(args[1]), "derived_rewarddue", "derived_rewardreversal");
         try (KafkaConsumer<String, byte[]> consumer = consumer(args[0], "finance")) {
-            consumer.subscribe(List.of("refstream.reward-due"));
+            consumer.subscribe(List.of(topic));
             while (true) {
                 for (ConsumerRecord<String, byte[]> message : consumer.poll(Duration.ofSeconds(1))) {
                     GenericRecord event = (GenericRecord) decoder.decode(message.value());
