@@ -57,3 +57,33 @@ def test_every_output_record_has_a_subject() -> None:
         "refstream.derived.Attribution", "refstream.derived.FraudFlag",
         "refstream.derived.RewardDue", "refstream.derived.RewardReversal",
         "refstream.derived.RewardStatus"})
+
+
+def test_dead_letters_name_what_arrived_and_what_was_expected() -> None:
+    from refstream.streams.ingest import Rejected
+    from tests.conformance.samples import shop_events
+
+    codec = Codec()
+    ingestor = Ingestor(codec, Pseudonymiser(b"k" * 32))
+    order = next(e for e in shop_events() if e.event_type == "order")
+    good = codec.encode(order)
+    source = SourceRef("shop.order", 1, 9)
+    cases = {
+        confluent_id_header(12) + good[HEADER_LEN:]: [
+            "Confluent Schema Registry framing (schema id) (magic 00), schema id 12",
+            "set REFSTREAM_SCHEMA_REGISTRY_URL", "first bytes 00 00 00 00 0c"],
+        good[:2] + bytes(8) + good[HEADER_LEN:]: [
+            "unknown writer schema fingerprint 0000000000000000",
+            "nearest known schema (reads the body exactly): refstream.shop.Order v1"],
+        b'{"event_type": "order"}': [
+            "not Avro single-object encoding: starts with 7b22 (first bytes 7b 22 65 76",
+            "expected c3 01 + 8-byte fingerprint"],
+    }
+    for value, expected in cases.items():
+        outcome = ingestor.accept(value, source, "order")
+        assert isinstance(outcome, Rejected)
+        letter = outcome.dead_letter
+        assert (letter.source_topic, letter.source_offset, letter.original) == (
+            "shop.order", 9, value)
+        for part in expected:
+            assert part in letter.error, letter.error
