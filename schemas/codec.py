@@ -166,6 +166,7 @@ class Codec:
         self._resolver = resolver
         self._by_schema_id: dict[int, SchemaVersion] = {}
         self._by_schema_guid: dict[str, SchemaVersion] = {}
+        self._registry_texts: dict[int | str, str] = {}
         self._headers = {
             name: single_object_header(v.fingerprint) for name, v in self._newest.items()
         }
@@ -257,10 +258,16 @@ class Codec:
                 f"{frame.describe()}, but no schema registry is configured: set "
                 "REFSTREAM_SCHEMA_REGISTRY_URL, or publish Avro single-object encoding "
                 f"(first bytes {first_bytes(data)})")
-        if frame.framing is Framing.CONFLUENT_ID:
-            text = self._resolver.schema_by_id(frame.schema_id)
-        else:
-            text = self._resolver.schema_by_guid(frame.schema_guid)
+        # Ids and GUIDs never change their schema: one registry call each, even for a
+        # schema refstream then rejects (a stream of such records must not hammer it).
+        key = frame.schema_id if frame.framing is Framing.CONFLUENT_ID else frame.schema_guid
+        text = self._registry_texts.get(key)
+        if text is None:
+            if frame.framing is Framing.CONFLUENT_ID:
+                text = self._resolver.schema_by_id(frame.schema_id)
+            else:
+                text = self._resolver.schema_by_guid(frame.schema_guid)
+            self._registry_texts[key] = text
         try:
             declared = json.loads(text)
             if not isinstance(declared, dict) or declared.get("type") != "record":

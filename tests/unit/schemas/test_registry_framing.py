@@ -102,9 +102,12 @@ def test_an_incompatible_registry_version_names_both_schemas() -> None:
 def test_a_foreign_record_names_the_nearest_known_schema() -> None:
     schema = order_schema()
     schema["namespace"] = "com.acme.shop"
-    codec = Codec(resolver=SchemasById({10: json.dumps(schema)}))
-    with pytest.raises(DecodeError) as caught:
-        codec.decode(confluent_id_header(10) + body(schema, codec.to_record(ORDER)))
+    resolver = SchemasById({10: json.dumps(schema)})
+    codec = Codec(resolver=resolver)
+    for _ in range(3):
+        with pytest.raises(DecodeError) as caught:
+            codec.decode(confluent_id_header(10) + body(schema, codec.to_record(ORDER)))
+    assert resolver.calls == 1  # a rejected schema is not fetched again per record
     message = str(caught.value)
     assert "schema id 10 is record com.acme.shop.Order, which refstream does not know" in message
     assert "nearest known schema (reads the body exactly): refstream.shop.Order v1" in message
