@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -116,7 +117,7 @@ class HttpSchemaRegistry:
     def register(self, subject: str, schema: Mapping[str, Any]) -> int:
         """The id of `schema` under `subject`, registering it as a new version if needed; the
         registry checks compatibility with the subject's earlier versions."""
-        status, payload = self._call("POST", f"/subjects/{subject}/versions",
+        status, payload = self._call("POST", f"/subjects/{quote(subject, safe='')}/versions",
                                      {"schema": json.dumps(schema), "schemaType": "AVRO"})
         if status in (200, 201) and isinstance(payload.get("id"), int):
             return int(payload["id"])
