@@ -2,6 +2,8 @@
 
 Every message names its writer schema by fingerprint, so any version ever shipped in
 `avro/` decodes without a registry server, read through the newest version of its record.
+Records in Confluent Schema Registry framing decode too when a `SchemaResolver` is given
+(`schemas/registry.py` parses every framing).
 """
 
 from __future__ import annotations
@@ -9,23 +11,41 @@ from __future__ import annotations
 import io
 import json
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
 import fastavro
-from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+from fastavro.read import SchemaResolutionError
+from fastavro.schema import (
+    SchemaParseException,
+    fingerprint,
+    parse_schema,
+    to_parsing_canonical_form,
+)
 from pydantic import ValidationError
 
 from refstream.schemas import events as ev
 from refstream.schemas import shop
 from refstream.schemas.errors import DecodeError
 from refstream.schemas.events import LOG_EVENT_TYPES, LogEvent
+from refstream.schemas.registry import (
+    SINGLE_OBJECT_HEADER_LEN,
+    SINGLE_OBJECT_MAGIC,
+    Frame,
+    Framing,
+    SchemaResolver,
+    confluent_id_header,
+    first_bytes,
+    legacy_single_object_header,
+    parse_frame,
+    single_object_header,
+)
 
-MAGIC = b"\xc3\x01"
-HEADER_LEN = 10
-_FINGERPRINT = struct.Struct("<Q")
+MAGIC = SINGLE_OBJECT_MAGIC
+HEADER_LEN = SINGLE_OBJECT_HEADER_LEN
 
 # Which Python type each Avro record full name stands for.
 _SHOP_RECORDS: dict[str, type[shop.ShopEvent]] = {
@@ -57,6 +77,9 @@ _DATACLASS_RECORDS: dict[str, type[Any]] = {
 
 
 _LOG_EVENT_CLASSES = tuple(LOG_EVENT_TYPES.values())
+# What fastavro raises on body bytes that do not fit the writer schema.
+_BODY_ERRORS = (EOFError, ValueError, IndexError, UnicodeDecodeError, struct.error,
+                OverflowError, MemoryError)
 
 
 def _without_logical_types(node: Any) -> Any:
@@ -78,7 +101,25 @@ class SchemaVersion:
     file_name: str
     declared: dict[str, Any]
     parsed: Any
+    # CRC-64-AVRO of the parsing canonical form as the number Java's
+    # SchemaNormalization.parsingFingerprint64 returns (unsigned); the header carries it
+    # little-endian.
     fingerprint: int
+
+
+def crc64_avro(declared: dict[str, Any]) -> tuple[Any, int]:
+    """(fastavro's parsed schema, CRC-64-AVRO fingerprint) of a declared Avro schema."""
+    parsed = parse_schema(_without_logical_types(declared))
+    # fastavro gives the fingerprint's bytes in the order the specification writes them
+    # (little-endian), as hex; reading that hex as a big-endian number reversed every header.
+    digest = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+    return parsed, int.from_bytes(digest, "little")
+
+
+def record_full_name(declared: dict[str, Any]) -> str:
+    name = str(declared["name"])
+    namespace = declared.get("namespace")
+    return name if "." in name or not namespace else f"{namespace}.{name}"
 
 
 def load_schema_versions() -> list[SchemaVersion]:
@@ -90,11 +131,9 @@ def load_schema_versions() -> list[SchemaVersion]:
             continue
         declared = json.loads(entry.read_text())
         version = int(entry.name.rsplit(".v", 1)[1].removesuffix(".avsc"))
-        parsed = parse_schema(_without_logical_types(declared))
-        canonical = to_parsing_canonical_form(parsed)
-        fp = int(fingerprint(canonical, "CRC-64-AVRO"), 16)
-        full_name = f"{declared['namespace']}.{declared['name']}"
-        found.append(SchemaVersion(full_name, version, entry.name, declared, parsed, fp))
+        parsed, fp = crc64_avro(declared)
+        found.append(SchemaVersion(record_full_name(declared), version, entry.name, declared,
+                                   parsed, fp))
     found.sort(key=lambda s: (s.full_name, s.version))
     return found
 
@@ -104,11 +143,19 @@ def _ms_to_datetime(ms: int) -> datetime:
 
 
 class Codec:
-    """Encodes refstream values to single-object Avro and back; build one and share it."""
+    """Encodes refstream values to single-object Avro and back; build one and share it.
 
-    def __init__(self) -> None:
+    `resolver` lets it read records in Confluent Schema Registry framing (the registry's
+    schema text is fetched once per id and cached here). `registry_ids` maps record full
+    names to the ids a registry gave refstream's own schemas: those records are written in
+    registry framing (magic 00 + id) instead of single-object encoding.
+    """
+
+    def __init__(self, resolver: SchemaResolver | None = None,
+                 registry_ids: Mapping[str, int] | None = None) -> None:
         versions = load_schema_versions()
         self._by_fingerprint: dict[int, SchemaVersion] = {v.fingerprint: v for v in versions}
+        self._check_legacy_headers_are_unambiguous(versions)
         self._newest: dict[str, SchemaVersion] = {}
         for v in versions:
             self._newest[v.full_name] = v  # sorted: the last one is the newest
@@ -119,9 +166,29 @@ class Codec:
             self._field_names[dc] = tuple(f.name for f in fields(dc))
         for name, model in _SHOP_RECORDS.items():
             self._name_of_type[model] = name
+        self._resolver = resolver
+        self._by_schema_id: dict[int, SchemaVersion] = {}
+        self._by_schema_guid: dict[str, SchemaVersion] = {}
+        self._registry_texts: dict[int | str, str] = {}
         self._headers = {
-            name: MAGIC + _FINGERPRINT.pack(v.fingerprint) for name, v in self._newest.items()
+            name: single_object_header(v.fingerprint) for name, v in self._newest.items()
         }
+        for name, schema_id in (registry_ids or {}).items():
+            if name not in self._newest:
+                raise ValueError(f"registry_ids names {name!r}, a record refstream lacks")
+            self._headers[name] = confluent_id_header(schema_id)
+            self._by_schema_id[schema_id] = self._newest[name]
+
+    def _check_legacy_headers_are_unambiguous(self, versions: list[SchemaVersion]) -> None:
+        # A legacy header is recognised as the 8 bytes read big-endian; that is only safe
+        # while no shipped fingerprint is the byte-reversal of another one.
+        for v in versions:
+            reversed_fp = int.from_bytes(v.fingerprint.to_bytes(8, "little"), "big")
+            other = self._by_fingerprint.get(reversed_fp)
+            if other is not None and other is not v:
+                raise ValueError(
+                    f"{v.file_name} and {other.file_name} have byte-reversed fingerprints; "
+                    "legacy headers could not be told apart from spec headers")
 
     @property
     def versions(self) -> list[SchemaVersion]:
@@ -160,34 +227,108 @@ class Codec:
 
     def writer_of(self, data: bytes) -> SchemaVersion:
         """The schema version a message names, or a DecodeError saying why not."""
-        if len(data) < HEADER_LEN:
-            raise DecodeError(f"truncated message: {len(data)} bytes, shorter than the header")
-        if data[:2] != MAGIC:
+        return self._writer(parse_frame(data), data)
+
+    def _writer(self, frame: Frame, data: bytes) -> SchemaVersion:
+        if frame.framing is Framing.SINGLE_OBJECT:
+            version = self._by_fingerprint.get(frame.spec_fingerprint)
+            if version is None:  # refstream's own byte-reversed header, from before the fix
+                version = self._by_fingerprint.get(frame.legacy_fingerprint)
+            if version is None:
+                raise DecodeError(
+                    f"unknown writer schema fingerprint {frame.spec_fingerprint:016x}: "
+                    f"{frame.describe()} is not one of the "
+                    f"{len(self._by_fingerprint)} schemas refstream ships; "
+                    f"{self._nearest(data[frame.body_offset:])}; the producer must encode "
+                    "with a schema from refstream's schemas/avro/ (first bytes "
+                    f"{first_bytes(data)})")
+            return version
+        if frame.framing is Framing.CONFLUENT_ID:
+            cached = self._by_schema_id.get(frame.schema_id)
+            if cached is None:
+                cached = self._registry_writer(frame, data)
+                self._by_schema_id[frame.schema_id] = cached
+            return cached
+        cached = self._by_schema_guid.get(frame.schema_guid)
+        if cached is None:
+            cached = self._registry_writer(frame, data)
+            self._by_schema_guid[frame.schema_guid] = cached
+        return cached
+
+    def _registry_writer(self, frame: Frame, data: bytes) -> SchemaVersion:
+        if self._resolver is None:
             raise DecodeError(
-                f"not Avro single-object encoding: starts with {data[:2].hex()}, expected c301"
-            )
-        (fp,) = _FINGERPRINT.unpack_from(data, 2)
-        version = self._by_fingerprint.get(fp)
-        if version is None:
+                f"{frame.describe()}, but no schema registry is configured: set "
+                "REFSTREAM_SCHEMA_REGISTRY_URL, or publish Avro single-object encoding "
+                f"(first bytes {first_bytes(data)})")
+        # Ids and GUIDs never change their schema: one registry call each, even for a
+        # schema refstream then rejects (a stream of such records must not hammer it).
+        key = frame.schema_id if frame.framing is Framing.CONFLUENT_ID else frame.schema_guid
+        text = self._registry_texts.get(key)
+        if text is None:
+            if frame.framing is Framing.CONFLUENT_ID:
+                text = self._resolver.schema_by_id(frame.schema_id)
+            else:
+                text = self._resolver.schema_by_guid(frame.schema_guid)
+            self._registry_texts[key] = text
+        try:
+            declared = json.loads(text)
+            if not isinstance(declared, dict) or declared.get("type") != "record":
+                raise ValueError("not an Avro record schema")
+            parsed, fp = crc64_avro(declared)
+        except (ValueError, KeyError, TypeError, SchemaParseException) as exc:
             raise DecodeError(
-                f"unknown writer schema fingerprint {fp:016x}; "
-                "the producer uses a schema this refstream does not ship"
-            )
-        return version
+                f"{frame.describe()}: the registry's schema is not an Avro record schema "
+                f"refstream can read ({exc})") from exc
+        shipped = self._by_fingerprint.get(fp)
+        if shipped is not None:
+            return shipped
+        full_name = record_full_name(declared)
+        if full_name not in self._newest:
+            raise DecodeError(
+                f"{frame.describe()} is record {full_name}, which refstream does not know; "
+                f"{self._nearest(data[frame.body_offset:])}; register and publish a schema "
+                "from refstream's schemas/avro/ (same record name)")
+        # A version refstream does not ship but names one of its records: Avro's schema
+        # resolution reads it through the newest version (or says why it cannot).
+        return SchemaVersion(full_name, 0, f"registry {frame.describe()}", declared, parsed, fp)
+
+    def _nearest(self, body: bytes) -> str:
+        """Which shipped schemas read these body bytes exactly: the nearest known schema."""
+        fits = []
+        for version in sorted(self._by_fingerprint.values(),
+                              key=lambda v: (v.full_name, -v.version)):
+            buffer = io.BytesIO(body)
+            try:
+                fastavro.schemaless_reader(buffer, version.parsed, None)
+            except _BODY_ERRORS:
+                continue  # probing: this schema does not fit
+            if buffer.tell() == len(body):
+                fits.append(f"{version.full_name} v{version.version} ({version.file_name}, "
+                            f"fingerprint {version.fingerprint:016x})")
+        if not fits:
+            return "no schema refstream ships reads its body"
+        return "nearest known schema (reads the body exactly): " + ", ".join(fits[:3])
 
     def decode_record(self, data: bytes) -> tuple[str, dict[str, Any]]:
         """(record full name, record dict) read through the newest version of the record."""
-        writer = self.writer_of(data)
+        frame = parse_frame(data)
+        writer = self._writer(frame, data)
         reader = self._newest[writer.full_name]
         body = io.BytesIO(data)
-        body.seek(HEADER_LEN)
+        body.seek(frame.body_offset)
         try:
             if reader is writer:
                 record = fastavro.schemaless_reader(body, writer.parsed, None)
             else:
                 record = fastavro.schemaless_reader(body, writer.parsed, reader.parsed)
-        except (EOFError, ValueError, IndexError, UnicodeDecodeError, struct.error) as exc:
-            raise DecodeError(f"corrupt {writer.full_name} body: {exc!r}") from exc
+        except SchemaResolutionError as exc:
+            raise DecodeError(
+                f"{frame.describe()}: writer schema {writer.file_name} cannot be read as "
+                f"{reader.file_name}: {exc}") from exc
+        except _BODY_ERRORS as exc:
+            raise DecodeError(
+                f"corrupt {writer.full_name} body ({frame.describe()}): {exc!r}") from exc
         if body.tell() != len(data):
             raise DecodeError(
                 f"{len(data) - body.tell()} trailing bytes after a {writer.full_name} record"
@@ -195,6 +336,17 @@ class Codec:
         if not isinstance(record, dict):
             raise DecodeError(f"{writer.full_name} did not decode to a record")
         return writer.full_name, record
+
+    def canonical_forms(self, data: bytes) -> tuple[bytes, ...]:
+        """The record as spec single-object bytes, then as refstream's legacy header: the
+        same message in any framing has the same first form (finance compares payloads)."""
+        frame = parse_frame(data)
+        writer = self._writer(frame, data)
+        if self._by_fingerprint.get(writer.fingerprint) is not writer:
+            return (bytes(data),)
+        body = bytes(data[frame.body_offset:])
+        return (single_object_header(writer.fingerprint) + body,
+                legacy_single_object_header(writer.fingerprint) + body)
 
     def decode(self, data: bytes) -> Any:
         """A dataclass event or a validated shop model; DecodeError for anything invalid."""

@@ -538,8 +538,8 @@ def cmd_compare_models(args: argparse.Namespace) -> int:
 def cmd_finance_tail(args: argparse.Namespace) -> int:
     from kafka import KafkaConsumer
 
-    from refstream.schemas.codec import Codec
     from refstream.streams.finance import FinanceLedger, PaymentOutcome, tail
+    from refstream.streams.schema_registry import reader_codec
     from refstream.streams.topics import TopicNames
 
     settings = _settings(args)
@@ -557,7 +557,7 @@ def cmd_finance_tail(args: argparse.Namespace) -> int:
             print(f"{outcome.action.upper():11} {outcome.message_id}", flush=True)
 
     try:
-        conflicts = tail(consumer, ledger, Codec(), report, args.idle_exit)
+        conflicts = tail(consumer, ledger, reader_codec(settings), report, args.idle_exit)
     finally:
         consumer.close()
         totals = ledger.totals()

@@ -32,6 +32,7 @@ from refstream.streams.pipeline_runtime import (
     OffsetGate,
     PipelineRuntime,
 )
+from refstream.streams.schema_registry import worker_codec
 from refstream.streams.settings import DEVELOPMENT_PII_SECRET, Settings
 from refstream.streams.topics import TopicNames
 from refstream.streams.vault import pseudonymiser_from_settings
@@ -170,7 +171,7 @@ def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bo
         broker_heartbeat_interval=settings.session_timeout_s / 5,
         broker_commit_interval=1.0,
     )
-    context = WorkerContext(settings, TopicNames.from_settings(settings), Codec(),
+    context = WorkerContext(settings, TopicNames.from_settings(settings), worker_codec(settings),
                             metrics or WorkerMetrics(), health or Health())
 
     # Not ready while a rebalance moves partitions; ready again once they are assigned.

@@ -48,11 +48,14 @@ class FinanceLedger:
             message_id, kind, sign = event.reversal_id, "clawback", -1
         else:
             return PaymentOutcome("ignored", type(event).__name__)
-        digest = hashlib.sha256(value).hexdigest()
+        # The same message in another framing (registry vs single-object, or the header
+        # refstream wrote byte-reversed before its fix) is the same payload, not a conflict.
+        digests = [hashlib.sha256(form).hexdigest() for form in codec.canonical_forms(value)]
+        digest = digests[0]
         seen = self._db.execute("SELECT payload_sha256 FROM handled WHERE message_id = ?",
                                 (message_id,)).fetchone()
         if seen is not None:
-            return PaymentOutcome("duplicate" if seen[0] == digest else "conflict", message_id)
+            return PaymentOutcome("duplicate" if seen[0] in digests else "conflict", message_id)
         self._db.execute(
             "INSERT INTO handled VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (message_id, kind, event.reward_id, event.beneficiary_id,

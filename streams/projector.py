@@ -19,6 +19,7 @@ from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
 from refstream.streams.faust_app import broker_credentials, raw_topic
+from refstream.streams.schema_registry import reader_codec
 from refstream.streams.settings import Settings
 from refstream.streams.topics import TopicNames
 
@@ -78,7 +79,7 @@ def build_projector_app(settings: Settings, rules: Rules, db_path: Path,
     names = TopicNames.from_settings(settings)
     store = ProjectionStore(db_path)
     store.write_campaigns(rules)
-    projector = Projector(store, Codec(), names, snapshot_path, publish_every_s)
+    projector = Projector(store, reader_codec(settings), names, snapshot_path, publish_every_s)
     source = raw_topic(app, names.log, names.attributions, names.fraud_flags, names.rewards,
                        names.reward_due)
 

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     # Ingest appends each batch it consumed within this window in event-time order.
     ingest_batch_s: float = 0.25
     rules_path: Path | None = None
+    # A Confluent-compatible schema registry (docs/producers.md): ingest then also reads
+    # records in registry framing; with registry_framed_outputs the worker registers its
+    # output schemas and writes its output topics in that framing.
+    schema_registry_url: str = ""
+    schema_registry_username: str | None = None
+    schema_registry_password: SecretStr | None = None
+    registry_framed_outputs: bool = False
 
     # `refstream serve`, the HTTP edge (docs/serve.md). Shop events it makes (code issued,
     # click) go to the shop topics ("kafka") or are appended to `web_event_log` ("log").

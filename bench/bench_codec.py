@@ -1,0 +1,107 @@
+"""Benchmark of ingest's decode step for each wire framing, in one run on the same events.
+
+Each framing's records go through `Ingestor.accept` (frame + writer schema lookup + Avro
+body + validation + pseudonymisation), as the ingest agent runs it. Framings: Avro
+single-object encoding (the baseline), the legacy byte-reversed single-object header, and
+Confluent Schema Registry framing (4-byte id). The registry is asked once per schema id and
+the answer is cached, so its round trip is not in the figure (here the resolver answers
+from memory; with a real registry it is one HTTP call per id per worker). Rounds alternate
+framings, so drift of the machine's speed hits each alike; the best round counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import json
+import time
+from collections.abc import Callable
+
+import fastavro
+
+from refstream.schemas.codec import HEADER_LEN, Codec
+from refstream.schemas.privacy import Pseudonymiser
+from refstream.schemas.registry import confluent_id_header, legacy_single_object_header
+from refstream.schemas.shop import ShopEvent
+from refstream.streams.ingest import Accepted, Ingestor, RecentIds, SourceRef
+from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
+
+PII_SECRET = b"bench-secret-bench-secret-bench!"
+
+
+class MemoryRegistry:
+    """Schema ids assigned in memory to refstream's newest shop schemas."""
+
+    def __init__(self, codec: Codec) -> None:
+        names = sorted({v.full_name for v in codec.versions})
+        self.ids = {name: 100 + i for i, name in enumerate(names)}
+        self.texts = {i: json.dumps(codec.newest(n).declared) for n, i in self.ids.items()}
+
+    def schema_by_id(self, schema_id: int) -> str:
+        return self.texts[schema_id]
+
+    def schema_by_guid(self, guid: str) -> str:
+        raise KeyError(guid)
+
+
+def framed(codec: Codec, registry: MemoryRegistry, events: list[ShopEvent]
+           ) -> dict[str, list[tuple[bytes, str]]]:
+    records: dict[str, list[tuple[bytes, str]]] = {"single-object": [], "legacy header": [],
+                                                   "registry id": []}
+    for event in events:
+        name = codec.record_name(type(event))
+        newest = codec.newest(name)
+        spec = codec.encode(event)
+        body = spec[HEADER_LEN:]
+        kind = event.event_type
+        records["single-object"].append((spec, kind))
+        records["legacy header"].append(
+            (legacy_single_object_header(newest.fingerprint) + body, kind))
+        out = io.BytesIO()
+        out.write(confluent_id_header(registry.ids[name]))
+        fastavro.schemaless_writer(out, newest.parsed, codec.to_record(event))
+        records["registry id"].append((out.getvalue(), kind))
+    return records
+
+
+def timed_ingest(codec: Codec, records: list[tuple[bytes, str]]) -> float:
+    ingestor = Ingestor(codec, Pseudonymiser(PII_SECRET), recent_ids=RecentIds(len(records) + 1))
+    source = SourceRef("shop.bench", 0, 0)
+    accept: Callable[..., object] = ingestor.accept
+    gc.collect()
+    started = time.perf_counter()
+    for value, kind in records:
+        outcome = accept(value, source, kind)
+        if not isinstance(outcome, Accepted):
+            raise SystemExit(f"bench record rejected: {outcome}")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--days", type=int, default=30, help="synthetic days (events ∝ days)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per framing")
+    args = parser.parse_args()
+    events = list(iter_shop_events(SyntheticConfig(seed=5, shops=3, customers_per_shop=2000,
+                                                   days=args.days)))
+    plain = Codec()
+    registry = MemoryRegistry(plain)
+    codec = Codec(resolver=registry)
+    records = framed(plain, registry, events)
+    best: dict[str, float] = {}
+    for _ in range(args.rounds):
+        for framing, values in records.items():
+            elapsed = timed_ingest(codec, values)
+            best[framing] = min(best.get(framing, elapsed), elapsed)
+    baseline = len(events) / best["single-object"]
+    print(f"ingest decode, {len(events):,} synthetic shop events, best of {args.rounds} "
+          "alternating rounds")
+    for framing, elapsed in best.items():
+        rate = len(events) / elapsed
+        print(f"  {framing:14} {rate:>10,.0f} events/s   ratio to single-object "
+              f"{rate / baseline:.2f}")
+
+
+if __name__ == "__main__":
+    main()
