@@ -246,7 +246,8 @@ def _register_ingest(app: faust.App, context: WorkerContext) -> None:
         tp = (message.topic, message.partition)
         match outcome:
             case Accepted(log_event):
-                merge.push(tp, message.offset, log_event.occurred_at, (event, log_event), now)
+                merge.push(tp, message.offset, (event, log_event), now,
+                           shop=log_event.shop_id, occurred_at=log_event.occurred_at)
                 return
             case Duplicate():
                 metrics.duplicates.inc()
@@ -255,20 +256,19 @@ def _register_ingest(app: faust.App, context: WorkerContext) -> None:
                 log.warning("dead letter from %s[%d]@%d: %s", ref.topic, ref.partition,
                             ref.offset, dead_letter.error[:300])
                 await send(app, names.dlq, message.key, codec.encode(dead_letter))
-        merge.push(tp, message.offset, None, (event, None), now)
+        merge.push(tp, message.offset, (event, None), now)
 
     async def _release(stream: Any, now: float) -> None:
         wall = time.time()
-        for released in merge.release(now):
-            event, log_event = released.item
-            if log_event is not None:
-                shop_id = log_event.shop_id
-                merge_metrics.appended(log_event.occurred_at,
-                                       quiet.last_event_ms.get(shop_id), released.waited_out,
-                                       settings.allowed_lateness_s)
-                quiet.saw(shop_id, log_event.occurred_at, wall, released.tp[1])
-                await send(app, names.log, shop_id.encode(), codec.encode(log_event))
-                metrics.events_out.labels(names.log).inc()
+        batch = merge.release(now)
+        for released in batch.appends:
+            _, log_event = released.item
+            merge_metrics.appended(released.occurred_at, quiet.last_event_ms.get(released.shop),
+                                   released.waited_out, settings.allowed_lateness_s)
+            quiet.saw(released.shop, released.occurred_at, wall, released.tp[1])
+            await send(app, names.log, released.shop.encode(), codec.encode(log_event))
+            metrics.events_out.labels(names.log).inc()
+        for event, _ in batch.acks:
             await stream.ack(event)
         merge_metrics.buffered.set(merge.buffered)
 

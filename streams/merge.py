@@ -1,16 +1,18 @@
 """Ingest's merge of a shop's topics into one event-time order (Kafka Streams' task idling).
 
-Per co-partition (partition p of every shop topic), ingest releases the record with the
-earliest event time among the heads of its topic-partitions; while one of them is empty, a
-record waits a bounded wall time before it leaves without it (`max.task.idle.ms`), so a
-stall delays the log instead of reordering it. No Kafka, no clock: callers pass `now`.
+Per shop, within its co-partition (partition p of every shop topic), ingest appends the
+record with the earliest event time among the heads of the shop's records on each topic;
+while the shop has nothing buffered on one of them, a record waits a bounded wall time
+before it leaves without it (`max.task.idle.ms`), so a stall delays the log instead of
+reordering it. Offsets are acknowledged in each topic-partition's order, only once every
+record up to them has left. No Kafka, no clock: callers pass `now`.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
@@ -24,39 +26,47 @@ def by_partition(topic: str, partition: int) -> Hashable:
 
 @dataclass(frozen=True, slots=True)
 class Released(Generic[Item]):
-    """A record leaving the merge, in the order to act on it.
-
-    `occurred_at` is None for a record with nothing to append (a dead letter, a duplicate):
-    it only has to leave in its topic-partition's offset order, so its offset is committed
-    no earlier than those before it. `waited_out`: it left after waiting out its bound while
-    a topic-partition of its co-partition was empty.
-    """
+    """A record to append now. `waited_out`: it left after waiting out the bound while its
+    shop had nothing buffered on some topic of its co-partition."""
 
     tp: TopicPartition
     offset: int
-    occurred_at: int | None
+    shop: str
+    occurred_at: int
     item: Item
     waited_out: bool
 
 
 @dataclass(slots=True)
+class Batch(Generic[Item]):
+    """What a `release` lets go: records to append (in order), then records whose offsets
+    may be acknowledged (each topic-partition's in offset order; acknowledge them only after
+    the appends were handed to the producer)."""
+
+    appends: list[Released[Item]] = field(default_factory=list)
+    acks: list[Item] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class _Entry(Generic[Item]):
+    tp: TopicPartition
     offset: int
-    occurred_at: int | None
+    occurred_at: int
     item: Item
     arrival: int
     arrived_at: float
+    left: bool = False
 
 
 class EventTimeMerge(Generic[Item]):
-    """Buffers records per topic-partition and releases them per co-partition by event time.
+    """Buffers shop records and releases each shop's by event time.
 
-    A record leaves when it has the earliest event time among the heads of its
-    co-partition's topic-partitions and none of them is empty, or when some are empty and
-    it has waited `idle_s` since it arrived. So the output is in event-time order whenever
-    every record arrives less than `idle_s` after every record with a later event time; within
-    one topic-partition the offset order is always kept (it is the producer's order). Ties in
-    event time go to the record that arrived first.
+    A record leaves when it has the earliest event time among its shop's heads on the
+    topic-partitions of its co-partition and none of them is empty, or when some are empty
+    and it has waited `idle_s` since it arrived. So a shop's appends are in event-time order
+    whenever each of its records arrives less than `idle_s` after every record of the shop
+    with a later event time; a topic-partition's own order is always kept for a shop (it is
+    the producer's). Ties in event time go to the record that arrived first.
     """
 
     def __init__(self, idle_s: float,
@@ -65,15 +75,20 @@ class EventTimeMerge(Generic[Item]):
             raise ValueError(f"the merge's wait bound must be >= 0 seconds, got {idle_s}")
         self.idle_s = idle_s
         self._group_of = group_of
-        self._lanes: dict[TopicPartition, deque[_Entry[Item]]] = {}
+        # Every buffered record of a topic-partition, in offset order (for acknowledging).
+        self._by_tp: dict[TopicPartition, deque[_Entry[Item] | _Done[Item]]] = {}
         self._groups: dict[Hashable, list[TopicPartition]] = {}
+        # A shop's records on one topic-partition, in offset order (for merging).
+        self._lanes: dict[tuple[TopicPartition, str], deque[_Entry[Item]]] = {}
+        # Per co-partition, the shops with buffered records there, and how many.
+        self._shops: dict[Hashable, dict[str, int]] = {}
         self._pushed = 0
 
     def assign(self, tps: Iterable[TopicPartition]) -> None:
         """Topic-partitions this worker now reads: their co-partitions wait for them."""
         for tp in tps:
-            if tp not in self._lanes:
-                self._lanes[tp] = deque()
+            if tp not in self._by_tp:
+                self._by_tp[tp] = deque()
                 self._groups.setdefault(self._group_of(*tp), []).append(tp)
 
     def revoke(self, tps: Iterable[TopicPartition]) -> int:
@@ -81,72 +96,105 @@ class EventTimeMerge(Generic[Item]):
         them (never acknowledged, so their next owner reads them again)."""
         dropped = 0
         for tp in tps:
-            lane = self._lanes.pop(tp, None)
-            if lane is None:
+            entries = self._by_tp.pop(tp, None)
+            if entries is None:
                 continue
-            dropped += len(lane)
+            dropped += len(entries)
             group = self._group_of(*tp)
-            members = self._groups[group]
-            members.remove(tp)
-            if not members:
+            self._groups[group].remove(tp)
+            if not self._groups[group]:
                 del self._groups[group]
+            for key in [key for key in self._lanes if key[0] == tp]:
+                self._forget_lane(group, key[1], len(self._lanes.pop(key)))
         return dropped
 
     @property
     def buffered(self) -> int:
-        return sum(len(lane) for lane in self._lanes.values())
+        return sum(len(entries) for entries in self._by_tp.values())
 
-    def push(self, tp: TopicPartition, offset: int, occurred_at: int | None, item: Item,
-             now: float) -> None:
-        """Buffer one record (in its topic-partition's offset order) that arrived at `now`."""
-        if tp not in self._lanes:
+    def push(self, tp: TopicPartition, offset: int, item: Item, now: float, *,
+             shop: str | None = None, occurred_at: int | None = None) -> None:
+        """Buffer the record at `offset` of `tp`, arrived at `now`: a shop's event at
+        `occurred_at`, or (both None) a record with nothing to append, which only waits for
+        the records before it to be acknowledged."""
+        if tp not in self._by_tp:
             self.assign([tp])
+        if shop is None or occurred_at is None:
+            self._by_tp[tp].append(_Done(item))
+            return
         self._pushed += 1
-        self._lanes[tp].append(_Entry(offset, occurred_at, item, self._pushed, now))
+        entry = _Entry(tp, offset, occurred_at, item, self._pushed, now)
+        self._by_tp[tp].append(entry)
+        self._lanes.setdefault((tp, shop), deque()).append(entry)
+        shops = self._shops.setdefault(self._group_of(*tp), {})
+        shops[shop] = shops.get(shop, 0) + 1
 
-    def release(self, now: float) -> list[Released[Item]]:
-        """Every record that may leave at `now`, in order (per co-partition, by event time)."""
-        out: list[Released[Item]] = []
-        for members in self._groups.values():
-            self._release_group(members, now, out)
-        return out
+    def release(self, now: float) -> Batch[Item]:
+        """Every record that may be appended at `now` (per shop, by event time), and then
+        every record whose offset may now be acknowledged."""
+        batch: Batch[Item] = Batch()
+        for group, shops in list(self._shops.items()):
+            members = self._groups.get(group, [])
+            for shop in list(shops):
+                self._release_shop(group, members, shop, now, batch.appends)
+        for entries in self._by_tp.values():
+            while entries and entries[0].left:
+                batch.acks.append(entries.popleft().item)
+        return batch
 
     def next_deadline(self) -> float | None:
-        """When a co-partition waiting for an empty topic-partition stops waiting."""
+        """When a shop waiting for an empty topic-partition stops waiting."""
         deadlines = []
-        for members in self._groups.values():
-            lanes = [self._lanes[tp] for tp in members]
-            heads = [lane[0] for lane in lanes if lane]
-            if heads and len(heads) < len(lanes):
-                first = min(heads, key=lambda e: (e.occurred_at or 0, e.arrival))
-                deadlines.append(first.arrived_at + self.idle_s)
+        for group, shops in self._shops.items():
+            members = self._groups.get(group, [])
+            for shop in shops:
+                lanes = [self._lanes.get((tp, shop)) for tp in members]
+                heads = [lane[0] for lane in lanes if lane]
+                if heads and len(heads) < len(lanes):
+                    first = min(heads, key=lambda e: (e.occurred_at, e.arrival))
+                    deadlines.append(first.arrived_at + self.idle_s)
         return min(deadlines, default=None)
 
-    def _release_group(self, members: list[TopicPartition], now: float,
-                       out: list[Released[Item]]) -> None:
-        lanes = [(tp, self._lanes[tp]) for tp in members]
+    def _release_shop(self, group: Hashable, members: list[TopicPartition], shop: str,
+                      now: float, out: list[Released[Item]]) -> None:
+        lanes = [self._lanes.get((tp, shop)) for tp in members]
         while True:
-            # Records with nothing to append leave as soon as they reach their lane's head.
-            for tp, lane in lanes:
-                while lane and lane[0].occurred_at is None:
-                    entry = lane.popleft()
-                    out.append(Released(tp, entry.offset, None, entry.item, False))
-            head_tp: TopicPartition | None = None
             head_lane: deque[_Entry[Item]] | None = None
             head_key = (0, 0)
             some_empty = False
-            for tp, lane in lanes:
+            for lane in lanes:
                 if not lane:
                     some_empty = True
                     continue
                 first = lane[0]
-                key = (first.occurred_at or 0, first.arrival)
+                key = (first.occurred_at, first.arrival)
                 if head_lane is None or key < head_key:
-                    head_tp, head_lane, head_key = tp, lane, key
-            if head_tp is None or head_lane is None:
+                    head_lane, head_key = lane, key
+            if head_lane is None:
                 return
             if some_empty and now - head_lane[0].arrived_at < self.idle_s:
                 return  # an empty topic-partition may still deliver something earlier
             entry = head_lane.popleft()
-            out.append(Released(head_tp, entry.offset, entry.occurred_at, entry.item,
+            entry.left = True
+            out.append(Released(entry.tp, entry.offset, shop, entry.occurred_at, entry.item,
                                 some_empty))
+            if not head_lane:
+                del self._lanes[entry.tp, shop]
+                lanes = [self._lanes.get((tp, shop)) for tp in members]
+            self._forget_lane(group, shop, 1)
+
+    def _forget_lane(self, group: Hashable, shop: str, count: int) -> None:
+        shops = self._shops[group]
+        shops[shop] -= count
+        if shops[shop] <= 0:
+            del shops[shop]
+            if not shops:
+                del self._shops[group]
+
+
+@dataclass(slots=True)
+class _Done(Generic[Item]):
+    """A record with nothing to append: it has left as soon as it arrived."""
+
+    item: Item
+    left: bool = True
