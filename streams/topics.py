@@ -46,6 +46,12 @@ class TopicNames:
         """A topic of one shop's own (with REFSTREAM_SHOP_PRINCIPALS): only it may write it."""
         return f"{self.shop_prefix}.{shop_id}.{event_type}"
 
+    def topic_for(self, shop_id: str, event_type: str, own_topic_shops: Iterable[str]) -> str:
+        """Where a shop publishes an event: its own topic if it has them, else the shared one."""
+        if shop_id in own_topic_shops:
+            return self.own_shop(shop_id, event_type)
+        return self.shop(event_type)
+
     def own_shop_topics(self, shop_ids: Iterable[str]) -> tuple[str, ...]:
         return tuple(self.own_shop(shop, t) for shop in sorted(set(shop_ids))
                      for t in SHOP_EVENT_TYPES)
