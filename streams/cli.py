@@ -127,7 +127,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if db_path.exists() and not args.append:
         db_path.unlink()
     store = ProjectionStore(db_path)
-    runner = EmbeddedRunner(Settings(), rules, store)
+    runner = EmbeddedRunner(Settings(), rules, store,
+                            wall_clock_ms=_fixed_clock(args.wall_clock) if args.wall_clock
+                            else None)
     total_lines = _count_lines(events_path)
     with progress_bar(total_lines, "ev", "run") as advance:
         summary = runner.run_file(events_path, advance)
@@ -147,6 +149,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         for letter in summary.dead_letters[:5]:
             print(f"  {letter.error[:200]}")
     return EXIT_PROBLEM if (args.strict and summary.dead_letters) else EXIT_OK
+
+
+def _fixed_clock(iso: str) -> Callable[[], int]:
+    """A clock stopped at `iso` (the end of a recorded or simulated history)."""
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise RefstreamError(f"--wall-clock {iso!r} is not an ISO-8601 time such as "
+                             "2026-11-30T00:00:00Z") from exc
+    if moment.tzinfo is None:
+        raise RefstreamError(f"--wall-clock {iso!r} needs a zone, e.g. {iso}Z")
+    ms = int(moment.timestamp() * 1000)
+    return lambda: ms
 
 
 def _count_lines(path: Path) -> int:
@@ -203,7 +220,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     log = EmbeddedLog(ArchiveWriter(out / "archive"), codec, settings.partitions)
     ledger = FinanceLedger(out / "finance-ledger.sqlite")
     payer = EmbeddedPayer(ledger, codec, lambda row: store.add_row("payouts", row))
-    runner = EmbeddedRunner(settings, rules, store, log.append, payer.offer)
+    # The demo's month ends now: event times are checked against the end of its history.
+    runner = EmbeddedRunner(settings, rules, store, log.append, payer.offer,
+                            wall_clock_ms=_fixed_clock(generated.last_occurred_at))
     print("2/4 ingest validation + attribution -> fraud -> rewards -> DuckDB", file=sys.stderr)
     with progress_bar(_count_lines(events_path), "ev", "pipeline") as advance:
         summary = runner.run_file(events_path, advance)
@@ -566,6 +585,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--db", required=True, help="DuckDB file to (re)create")
     run.add_argument("--append", action="store_true", help="keep an existing --db")
     run.add_argument("--strict", action="store_true", help="exit 1 if any line was rejected")
+    run.add_argument("--wall-clock", metavar="ISO-TIME",
+                     help="check event times against this time instead of now (a line dated "
+                          "more than REFSTREAM_FUTURE_TOLERANCE_S after it, or "
+                          "REFSTREAM_EVENT_HORIZON_DAYS before it, is rejected); give the end "
+                          "of a recorded or simulated history, e.g. 2026-12-31T00:00:00Z")
     run.set_defaults(func=cmd_run)
 
     topics = sub.add_parser("topics", help="list or create the Kafka topics",
