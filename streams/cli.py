@@ -280,7 +280,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if args.action == "list":
-        for spec in topic_specs(TopicNames.from_settings(settings), settings.partitions):
+        for spec in topic_specs(TopicNames.from_settings(settings), settings.partitions,
+                                settings.shop_principals.values()):
             print(f"{spec.name:28} partitions={spec.partitions} {spec.config}  # {spec.purpose}")
         return EXIT_OK
     created = ensure_topics(settings)

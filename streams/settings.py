@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     # How fast the group notices a dead worker (kill -9) and moves its partitions.
     session_timeout_s: float = 10.0
     tick_interval_s: float = 5.0
-    # Ingest appends each batch it consumed within this window in event-time order.
+    # Ingest takes the records it consumed within this window at once (then merges them).
     ingest_batch_s: float = 0.25
     # Event time at the edge (README, "Event time at ingest"). Ingest merges a shop's topics
     # by event time and waits at most this long (wall time) for an empty shop topic-partition
