@@ -239,11 +239,13 @@ def _register_ingest(app: faust.App, context: WorkerContext) -> None:
 
     async def _ingest_one(event: Any, now: float) -> None:
         message = event.message
+        tp = (message.topic, message.partition)
+        if not merge.owns(tp):
+            return  # fetched before its partition moved away: the next owner reads it again
         ref = SourceRef(message.topic, message.partition, message.offset)
         outcome = ingestor.accept(message.value, ref, names.event_type_of(message.topic),
                                   now_ms=int(time.time() * 1000))
         metrics.events_in.labels(message.topic).inc()
-        tp = (message.topic, message.partition)
         match outcome:
             case Accepted(log_event):
                 merge.push(tp, message.offset, (event, log_event), now,
@@ -285,7 +287,9 @@ def _register_ingest(app: faust.App, context: WorkerContext) -> None:
 
     async def _merge_revoked(revoked: set[TP]) -> None:
         async with merge_lock:
-            merge.revoke((tp.topic, tp.partition) for tp in revoked)
+            for _, log_event in merge.revoke((tp.topic, tp.partition) for tp in revoked):
+                if log_event is not None:
+                    ingestor.forget(log_event)
 
     on_partitions(app.on_partitions_assigned, _merge_assigned)
     on_partitions(app.on_partitions_revoked, _merge_revoked)

@@ -146,6 +146,9 @@ class RecentIds:
         self._capacity = capacity
         self._ids: OrderedDict[str, None] = OrderedDict()
 
+    def forget(self, key: str) -> None:
+        self._ids.pop(key, None)
+
     def seen_before(self, key: str) -> bool:
         if key in self._ids:
             return True
@@ -193,6 +196,11 @@ class Ingestor:
         if self._recent.seen_before(f"{event.shop_id}\x00{event.event_id}"):
             return Duplicate(event.event_id)
         return Accepted(self._pseudonymiser.to_log_event(event))
+
+    def forget(self, event: LogEvent) -> None:
+        """An accepted event that was not appended after all (its partition moved away
+        first): when it is read again, it is no duplicate."""
+        self._recent.forget(f"{event.shop_id}\x00{event.event_id}")
 
     def check_business_rules(self, event: ShopEvent, expected_type: str | None) -> None:
         if expected_type is not None and event.event_type != expected_type:

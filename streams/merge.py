@@ -91,15 +91,18 @@ class EventTimeMerge(Generic[Item]):
                 self._by_tp[tp] = deque()
                 self._groups.setdefault(self._group_of(*tp), []).append(tp)
 
-    def revoke(self, tps: Iterable[TopicPartition]) -> int:
-        """Forget topic-partitions moved away; returns how many buffered records went with
+    def owns(self, tp: TopicPartition) -> bool:
+        return tp in self._by_tp
+
+    def revoke(self, tps: Iterable[TopicPartition]) -> list[Item]:
+        """Forget topic-partitions moved away; returns the buffered records that went with
         them (never acknowledged, so their next owner reads them again)."""
-        dropped = 0
+        dropped: list[Item] = []
         for tp in tps:
             entries = self._by_tp.pop(tp, None)
             if entries is None:
                 continue
-            dropped += len(entries)
+            dropped.extend(entry.item for entry in entries)
             group = self._group_of(*tp)
             self._groups[group].remove(tp)
             if not self._groups[group]:

@@ -160,3 +160,15 @@ def test_a_shop_on_its_own_topic_or_a_shop_without_topics_is_accepted(topic: str
     outcome = ingestor.accept(CODEC.encode(click(NOW, shop_id=shop_id)),
                               SourceRef(topic, 0, 3), "click", now_ms=NOW_MS)
     assert isinstance(outcome, Accepted), outcome
+
+
+def test_an_accepted_event_that_was_never_appended_is_no_duplicate_when_read_again() -> None:
+    """A partition moving away takes ingest's buffered records with it; read again by the
+    same worker later, they must be appended then, not dropped as duplicates."""
+    ingestor = Ingestor(CODEC, Pseudonymiser(b"k" * 32))
+    raw = CODEC.encode(click(NOW, "moved"))
+    first = ingestor.accept(raw, SourceRef("shop.click", 0, 5), "click", now_ms=NOW_MS)
+    assert isinstance(first, Accepted)
+    ingestor.forget(first.event)
+    again = ingestor.accept(raw, SourceRef("shop.click", 0, 5), "click", now_ms=NOW_MS)
+    assert isinstance(again, Accepted)

@@ -171,8 +171,8 @@ def test_a_revoked_topic_partition_takes_its_buffered_records_with_it() -> None:
     merge: EventTimeMerge[str] = EventTimeMerge(IDLE)
     merge.assign([("shop.click", 0), ("shop.order", 0)])
     merge.push(("shop.click", 0), 0, "click", 0.0, shop="s", occurred_at=100)
-    assert merge.revoke([("shop.click", 0), ("shop.click", 7)]) == 1
-    assert merge.buffered == 0
+    assert merge.revoke([("shop.click", 0), ("shop.click", 7)]) == ["click"]
+    assert merge.buffered == 0 and not merge.owns(("shop.click", 0))
     merge.push(("shop.order", 0), 0, "order", 0.0, shop="s", occurred_at=200)
     batch = merge.release(0.0)
     assert ([r.item for r in batch.appends], batch.acks) == (["order"], ["order"])
