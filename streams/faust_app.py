@@ -265,7 +265,7 @@ def _register_ingest(app: faust.App, context: WorkerContext) -> None:
         batch = merge.release(now)
         for released in batch.appends:
             _, log_event = released.item
-            merge_metrics.appended(released.occurred_at, quiet.last_event_ms.get(released.shop),
+            merge_metrics.appended(released.tp[1], released.shop, released.occurred_at,
                                    released.waited_out, settings.allowed_lateness_s)
             quiet.saw(released.shop, released.occurred_at, wall, released.tp[1])
             await send(app, names.log, released.shop.encode(), codec.encode(log_event))
@@ -290,6 +290,7 @@ def _register_ingest(app: faust.App, context: WorkerContext) -> None:
             for _, log_event in merge.revoke((tp.topic, tp.partition) for tp in revoked):
                 if log_event is not None:
                     ingestor.forget(log_event)
+            merge_metrics.forget({tp.partition for tp in revoked if tp.topic in source.topics})
 
     on_partitions(app.on_partitions_assigned, _merge_assigned)
     on_partitions(app.on_partitions_revoked, _merge_revoked)

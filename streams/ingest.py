@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -254,14 +254,16 @@ class Ingestor:
                           shop_id, now_ms)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MergeMetrics:
     """What the event-time merge costs and what it could not prevent (README, "Event time
-    at ingest")."""
+    at ingest"), per worker."""
 
     late_appends: Counter
     waited_out: Counter
     buffered: Gauge
+    # The latest event time this worker appended per (partition, shop), while it owns it.
+    latest: dict[tuple[int, str], int] = field(default_factory=dict)
 
     @classmethod
     def register(cls, registry: CollectorRegistry) -> MergeMetrics:
@@ -276,9 +278,19 @@ class MergeMetrics:
                   "shop records read but not yet appended nor committed", registry=registry),
         )
 
-    def appended(self, occurred_at: int, shop_latest: int | None, waited_out: bool,
+    def appended(self, partition: int, shop_id: str, occurred_at: int, waited_out: bool,
                  allowed_lateness_s: float) -> None:
-        if shop_latest is not None and shop_latest - occurred_at > allowed_lateness_s * 1000:
+        key = (partition, shop_id)
+        latest = self.latest.get(key)
+        if latest is not None and latest - occurred_at > allowed_lateness_s * 1000:
             self.late_appends.inc()
+        if latest is None or occurred_at > latest:
+            self.latest[key] = occurred_at
         if waited_out:
             self.waited_out.inc()
+
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions moved away: what their next owner appends is measured there (records
+        appended here but not yet committed are appended again, and are no late events)."""
+        for key in [key for key in self.latest if key[0] in partitions]:
+            del self.latest[key]
