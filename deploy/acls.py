@@ -11,7 +11,7 @@ import getpass
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -119,8 +119,13 @@ def least_privilege_roles(
     app_id: str,
     finance_group: str = FINANCE_GROUP,
     shop_producers: Sequence[str] = (security.SHOP_PRODUCER_PRINCIPAL,),
+    shop_principals: Mapping[str, str] | None = None,
 ) -> tuple[Role, ...]:
     """The roles of a deployment with these topic names and faust app id.
+
+    `shop_principals` (principal -> shop id) gives each such shop topics of its own that
+    only its principal may write (literal names: a prefix `shop.acme` would also match
+    shop `acme.eu`'s topics); ingest binds what it reads there to that shop.
 
     Topics are created by the admin (a super user, `refstream topics create`), so no
     role has CREATE: a worker with a typo'd prefix fails instead of inventing topics.
@@ -130,6 +135,21 @@ def least_privilege_roles(
     """
     read, write, describe = Operation.READ, Operation.WRITE, Operation.DESCRIBE
     pipeline = security.PIPELINE_PRINCIPAL
+    own = dict(shop_principals or {})
+    shared_and_own = sorted(set(own) & set(shop_producers))
+    if shared_and_own:
+        raise AclError(
+            f"{', '.join(shared_and_own)} would write the shared shop topics, where any "
+            "shop_id passes, as well as its shop's own topics; give a shop principal one of "
+            "the two (drop it from --shop-producer)")
+    own_roles = [
+        Role(
+            security.check_principal(principal),
+            f"shop {shop}'s events in: writes only {shop}'s own topics, reads nothing",
+            tuple(_topic(principal, names.own_shop_topics([shop]), write, describe)),
+        )
+        for principal, shop in sorted(own.items())
+    ]
     outputs = (names.dlq, names.attributions, names.fraud_flags, names.reward_due, names.rewards)
     shop_roles = [
         Role(
@@ -141,11 +161,13 @@ def least_privilege_roles(
     ]
     return (
         *shop_roles,
+        *own_roles,
         Role(
             pipeline,
             "refstream worker: ingest, pipeline, archiver (faust group = app id)",
             (
                 *_topic(pipeline, names.shop_topics, read, describe),
+                *_topic(pipeline, names.own_shop_topics(own.values()), read, describe),
                 *_topic(pipeline, [names.log], read, write, describe),
                 *_topic(pipeline, outputs, write, describe),
                 # Literal: a prefix "refstream" would also match the finance group.
@@ -178,6 +200,7 @@ def roles_for(
         TopicNames.from_settings(settings),
         app_id=settings.app_id,
         shop_producers=shop_producers,
+        shop_principals=settings.shop_principals,
     )
 
 

@@ -135,7 +135,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         db_path.unlink()
     continuing = args.append and db_path.exists()
     store = ProjectionStore(db_path)
-    runner = EmbeddedRunner(Settings(), rules, store)
+    runner = EmbeddedRunner(Settings(), rules, store,
+                            wall_clock_ms=_fixed_clock(args.wall_clock) if args.wall_clock
+                            else None)
     try:
         if continuing:
             runner.restore_state()
@@ -169,6 +171,21 @@ def dead_letter_path(db_path: Path) -> Path:
     """Where `run` writes the lines it rejected: beside the database, `.dlq.jsonl` in
     place of its suffix (out/run.duckdb -> out/run.dlq.jsonl)."""
     return db_path.with_suffix(".dlq.jsonl")
+
+
+def _fixed_clock(iso: str) -> Callable[[], int]:
+    """A clock stopped at `iso` (the end of a recorded or simulated history)."""
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise RefstreamError(f"--wall-clock {iso!r} is not an ISO-8601 time such as "
+                             "2026-11-30T00:00:00Z") from exc
+    if moment.tzinfo is None:
+        raise RefstreamError(f"--wall-clock {iso!r} needs a zone, e.g. {iso}Z")
+    ms = int(moment.timestamp() * 1000)
+    return lambda: ms
 
 
 def _count_lines(path: Path) -> int:
@@ -226,7 +243,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     log = EmbeddedLog(ArchiveWriter(out / "archive"), codec, settings.partitions)
     ledger = FinanceLedger(out / "finance-ledger.sqlite")
     payer = EmbeddedPayer(ledger, codec, lambda row: store.add_row("payouts", row))
-    runner = EmbeddedRunner(settings, rules, store, log.append, payer.offer)
+    # The demo's month ends now: event times are checked against the end of its history.
+    runner = EmbeddedRunner(settings, rules, store, log.append, payer.offer,
+                            wall_clock_ms=_fixed_clock(generated.last_occurred_at))
     print("2/4 ingest validation + attribution -> fraud -> rewards -> DuckDB", file=sys.stderr)
     with progress_bar(_count_lines(events_path), "ev", "pipeline") as advance:
         summary = runner.run_file(events_path, advance)
@@ -301,7 +320,8 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if args.action == "list":
-        for spec in topic_specs(TopicNames.from_settings(settings), settings.partitions):
+        for spec in topic_specs(TopicNames.from_settings(settings), settings.partitions,
+                                settings.shop_principals.values()):
             print(f"{spec.name:28} partitions={spec.partitions} {spec.config}  # {spec.purpose}")
         return EXIT_OK
     created = ensure_topics(settings)
@@ -649,6 +669,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "over all the files in order (same rules version only)")
     run.add_argument("--strict", action="store_true",
                      help=f"kept for older scripts: dead letters always exit {EXIT_DEAD_LETTERS}")
+    run.add_argument("--wall-clock", metavar="ISO-TIME",
+                     help="check event times against this time instead of now (a line dated "
+                          "more than REFSTREAM_FUTURE_TOLERANCE_S after it, or "
+                          "REFSTREAM_EVENT_HORIZON_DAYS before it, is rejected); give the end "
+                          "of a recorded or simulated history, e.g. 2026-12-31T00:00:00Z")
     run.set_defaults(func=cmd_run)
 
     topics = sub.add_parser("topics", help="list or create the Kafka topics",

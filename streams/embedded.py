@@ -26,7 +26,13 @@ from refstream.schemas.codec import Codec
 from refstream.schemas.errors import InvalidEvent, RefstreamError
 from refstream.schemas.events import DeadLetter, LogEvent
 from refstream.schemas.jsonl import parse_line
-from refstream.streams.ingest import Accepted, Ingestor, SourceRef, content_digest
+from refstream.streams.ingest import (
+    Accepted,
+    EventTimeBounds,
+    Ingestor,
+    SourceRef,
+    content_digest,
+)
 from refstream.streams.settings import Settings
 from refstream.streams.vault import pseudonymiser_from_settings
 
@@ -63,12 +69,16 @@ class EmbeddedRunner:
 
     def __init__(self, settings: Settings, rules: Rules, store: ProjectionStore,
                  log_sink: Callable[[LogEvent], None] | None = None,
-                 derived_sink: Callable[[Any], None] | None = None) -> None:
+                 derived_sink: Callable[[Any], None] | None = None, *,
+                 wall_clock_ms: Callable[[], int] | None = None) -> None:
         self.rules = rules
         self.store = store
         self.pipeline = Pipeline(rules)
+        # The same bounds on event time as live ingest, against this process's clock.
         self.ingestor = Ingestor(Codec(), pseudonymiser_from_settings(settings),
-                                 frozenset(settings.known_shops), settings.max_event_bytes)
+                                 frozenset(settings.known_shops), settings.max_event_bytes,
+                                 event_time_bounds=EventTimeBounds.from_settings(settings))
+        self._wall_clock_ms = wall_clock_ms or (lambda: int(time.time() * 1000))
         self._log_sink = log_sink
         self._derived_sink = derived_sink
         # Every event id this run's log holds, with a digest of its validated content: a
@@ -144,7 +154,8 @@ class EmbeddedRunner:
                 continue
             try:
                 self.ingestor.check_business_rules(shop_event, None)
-            except InvalidEvent as exc:
+                self.ingestor.check_edge(shop_event, None, self._wall_clock_ms())
+            except (ValueError, InvalidEvent) as exc:
                 self._reject(summary, REJECTED, (source_name, number), line, exc)
                 continue
             key = f"{shop_event.shop_id}\x00{shop_event.event_id}"

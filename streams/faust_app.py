@@ -23,8 +23,18 @@ from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import FraudFlag, LateArrival, LogEvent, RewardDue, Tick
 from refstream.streams.checkpoint import CheckpointStore
-from refstream.streams.ingest import Accepted, Duplicate, Ingestor, Rejected, SourceRef
+from refstream.streams.ingest import (
+    Accepted,
+    Duplicate,
+    EventTimeBounds,
+    Ingestor,
+    MergeMetrics,
+    Rejected,
+    ShopTopics,
+    SourceRef,
+)
 from refstream.streams.log_range import read_log_range
+from refstream.streams.merge import EventTimeMerge
 from refstream.streams.metrics import Health, WorkerMetrics
 from refstream.streams.pipeline_runtime import (
     Applied,
@@ -196,40 +206,52 @@ def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bo
 def _register_ingest(app: faust.App, context: WorkerContext) -> None:
     settings, names, codec, metrics = (context.settings, context.names, context.codec,
                                        context.metrics)
+    own_topics = ShopTopics(names.shop_prefix, frozenset(settings.shop_principals.values()))
     ingestor = Ingestor(
         codec,
         pseudonymiser_from_settings(settings),
         frozenset(settings.known_shops),
         settings.max_event_bytes,
+        event_time_bounds=EventTimeBounds.from_settings(settings),
+        shop_topics=own_topics,
     )
-    source = raw_topic(app, *names.shop_topics)
+    source = raw_topic(app, *names.shop_topics,
+                       *names.own_shop_topics(own_topics.own_topic_shops))
     quiet = QuietShops()
+    # A shop's topics are co-partitioned (same key, same partition count; faust assigns them
+    # together), so partition p of each is merged by event time. A record is acknowledged
+    # (so its offset committed) only once it, and every record before it in its
+    # topic-partition, left the merge: whatever is still buffered is read again after a crash.
+    merge: EventTimeMerge[Any] = EventTimeMerge(
+        settings.merge_idle_s, lambda topic, partition: (own_topics.topic_shop(topic), partition))
+    merge_metrics = MergeMetrics.register(metrics.registry)
+    merge_lock = asyncio.Lock()
+    streams: list[Any] = []
 
-    # Concurrency 1: one ordered stream per partition, so the log keeps the shops' order.
-    # Ingest reads the shop topics independently, so a shop's signup and order can reach it
-    # in either order; each batch is appended in event-time order (stable: ties keep their
-    # arrival order) so the log is as close to the shop's real sequence as the batch allows.
     @app.agent(source, name="refstream.ingest", concurrency=1)
     async def ingest(stream: Any) -> None:
-        async for batch in stream.take_events(2000, within=settings.ingest_batch_s):
-            accepted: list[tuple[LogEvent, int]] = []
-            for event in batch:
-                await _ingest_one(event.message, accepted)
-            accepted.sort(key=lambda item: item[0].occurred_at)
-            now = time.time()
-            for log_event, partition in accepted:
-                quiet.saw(log_event.shop_id, log_event.occurred_at, now, partition)
-                await send(app, names.log, log_event.shop_id.encode(), codec.encode(log_event))
-                metrics.events_out.labels(names.log).inc()
+        streams[:] = [stream]
+        async for batch in stream.noack_take(2000, within=settings.ingest_batch_s):
+            async with merge_lock:
+                now = time.monotonic()
+                for event in batch:
+                    await _ingest_one(event, now)
+                await _release(stream, time.monotonic())
 
-    async def _ingest_one(message: Any, accepted: list[tuple[LogEvent, int]]) -> None:
+    async def _ingest_one(event: Any, now: float) -> None:
+        message = event.message
+        tp = (message.topic, message.partition)
+        if not merge.owns(tp):
+            return  # fetched before its partition moved away: the next owner reads it again
         ref = SourceRef(message.topic, message.partition, message.offset)
         outcome = ingestor.accept(message.value, ref, names.event_type_of(message.topic),
                                   now_ms=int(time.time() * 1000))
         metrics.events_in.labels(message.topic).inc()
         match outcome:
             case Accepted(log_event):
-                accepted.append((log_event, message.partition))
+                merge.push(tp, message.offset, (event, log_event), now,
+                           shop=log_event.shop_id, occurred_at=log_event.occurred_at)
+                return
             case Duplicate():
                 metrics.duplicates.inc()
             case Rejected(dead_letter):
@@ -237,6 +259,42 @@ def _register_ingest(app: faust.App, context: WorkerContext) -> None:
                 log.warning("dead letter from %s[%d]@%d: %s", ref.topic, ref.partition,
                             ref.offset, dead_letter.error[:300])
                 await send(app, names.dlq, message.key, codec.encode(dead_letter))
+        merge.push(tp, message.offset, (event, None), now)
+
+    async def _release(stream: Any, now: float) -> None:
+        wall = time.time()
+        batch = merge.release(now)
+        for released in batch.appends:
+            _, log_event = released.item
+            merge_metrics.appended(released.tp[1], released.shop, released.occurred_at,
+                                   released.waited_out, settings.allowed_lateness_s)
+            quiet.saw(released.shop, released.occurred_at, wall, released.tp[1])
+            await send(app, names.log, released.shop.encode(), codec.encode(log_event))
+            metrics.events_out.labels(names.log).inc()
+        for event, _ in batch.acks:
+            await stream.ack(event)
+        merge_metrics.buffered.set(merge.buffered)
+
+    @app.timer(interval=max(0.05, min(0.25, settings.merge_idle_s / 4)))
+    async def release_waited_out() -> None:
+        # noack_take yields only when records come in; a co-partition that waited out its
+        # bound while nothing arrived is released here.
+        if streams and merge.buffered:
+            async with merge_lock:
+                await _release(streams[0], time.monotonic())
+
+    async def _merge_assigned(assigned: set[TP]) -> None:
+        merge.assign((tp.topic, tp.partition) for tp in assigned if tp.topic in source.topics)
+
+    async def _merge_revoked(revoked: set[TP]) -> None:
+        async with merge_lock:
+            for _, log_event in merge.revoke((tp.topic, tp.partition) for tp in revoked):
+                if log_event is not None:
+                    ingestor.forget(log_event)
+            merge_metrics.forget({tp.partition for tp in revoked if tp.topic in source.topics})
+
+    on_partitions(app.on_partitions_assigned, _merge_assigned)
+    on_partitions(app.on_partitions_revoked, _merge_revoked)
 
     if settings.tick_interval_s <= 0:
         return  # backfills switch ticks off, so history is not stamped with today's time

@@ -8,13 +8,70 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from refstream.schemas.codec import Codec
 from refstream.schemas.errors import DecodeError, InvalidEvent
 from refstream.schemas.events import DeadLetter, LogEvent
 from refstream.schemas.privacy import Pseudonymiser
 from refstream.schemas.shop import ShopEvent
+
+if TYPE_CHECKING:
+    from refstream.streams.settings import Settings
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class EventTimeBounds:
+    """How far from ingest's wall clock an event's own `occurred_at` may be.
+
+    Stream time is the largest event time of a shop, so one event dated years ahead would
+    pass every hold at once; one dated 1970 is a broken producer. Both are dead-lettered.
+    """
+
+    future_tolerance_ms: int
+    horizon_ms: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EventTimeBounds:
+        return cls(int(settings.future_tolerance_s * 1000),
+                   int(settings.event_horizon_days * DAY_MS))
+
+    def violation(self, occurred_at: int, now_ms: int) -> str | None:
+        """Why an event dated `occurred_at` may not enter the log at wall time `now_ms`."""
+        ahead = occurred_at - now_ms
+        if ahead > self.future_tolerance_ms:
+            return (f"occurred_at {_iso(occurred_at)} is {_span(ahead)} ahead of ingest's clock "
+                    f"({_iso(now_ms)}), more than the {_span(self.future_tolerance_ms)} "
+                    "REFSTREAM_FUTURE_TOLERANCE_S allows: the producer's clock is wrong; fix "
+                    "it and publish the event again with its real time")
+        if now_ms - occurred_at > self.horizon_ms:
+            return (f"occurred_at {_iso(occurred_at)} is older than the "
+                    f"{_span(self.horizon_ms)} horizon before ingest's clock ({_iso(now_ms)}) "
+                    "that REFSTREAM_EVENT_HORIZON_DAYS sets: a producer without a real "
+                    "timestamp, or a backfill older than the horizon (raise it, then redrive)")
+        return None
+
+
+def _iso(ms: int) -> str:
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+    except (OverflowError, OSError, ValueError):
+        return f"{ms} ms since 1970"
+
+
+def _span(ms: int) -> str:
+    seconds = ms / 1000
+    for unit, size in (("days", 86_400), ("hours", 3_600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:,.1f} {unit}"
+    return f"{seconds:,.1f} seconds"
+
 
 # A dead letter keeps at most this much of an oversized original, plus its length and hash,
 # so the DLQ itself never fails on the record it is reporting.
@@ -53,6 +110,38 @@ def content_digest(event: ShopEvent) -> bytes:
     return hashlib.blake2b(event.model_dump_json().encode(), digest_size=12).digest()
 
 
+@dataclass(frozen=True, slots=True)
+class ShopTopics:
+    """Which shops publish on topics of their own, and how those topics are named.
+
+    Kafka tells a consumer nothing about who produced a record; what it does enforce is who
+    may write a topic. So a shop's credential speaks for that shop alone through topics only
+    its principal may write (`<shop prefix>.<shop id>.<type>`, deploy/acls.py), and ingest
+    binds every event read there to that shop.
+    """
+
+    shop_prefix: str
+    own_topic_shops: frozenset[str]
+
+    def topic_shop(self, topic: str) -> str | None:
+        """The shop whose own topic `topic` is (None for the shared shop topics)."""
+        head, _, rest = topic.partition(".")
+        shop_id, _, _ = rest.rpartition(".")
+        return shop_id if head == self.shop_prefix and shop_id in self.own_topic_shops else None
+
+    def violation(self, shop_id: str, topic: str) -> str | None:
+        owner = self.topic_shop(topic)
+        if owner is not None and shop_id != owner:
+            return (f"an event for shop {shop_id!r} on {topic}, a topic only shop {owner!r}'s "
+                    "credential may write: a shop's credential speaks only for its own shop; "
+                    f"{shop_id!r} must publish it on its own topics")
+        if owner is None and shop_id in self.own_topic_shops:
+            return (f"an event for shop {shop_id!r} on the shared topic {topic}: that shop "
+                    f"publishes on its own topics ({self.shop_prefix}.{shop_id}.<type>), "
+                    "writable only with its credential (REFSTREAM_SHOP_PRINCIPALS)")
+        return None
+
+
 class RecentIds:
     """Event ids seen lately (bounded). The core dedupes exactly; this keeps retries off the log."""
 
@@ -62,6 +151,9 @@ class RecentIds:
         self._capacity = capacity
         # id -> digest of the first copy's content (b"" where the caller gave none)
         self._ids: OrderedDict[str, bytes] = OrderedDict()
+
+    def forget(self, key: str) -> None:
+        self._ids.pop(key, None)
 
     def seen_before(self, key: str, digest: bytes = b"") -> bool:
         if key in self._ids:
@@ -87,12 +179,17 @@ class Ingestor:
         known_shops: frozenset[str] = frozenset(),
         max_event_bytes: int = 1_048_576,
         recent_ids: RecentIds | None = None,
+        *,
+        event_time_bounds: EventTimeBounds | None = None,
+        shop_topics: ShopTopics | None = None,
     ) -> None:
         self._codec = codec
         self._pseudonymiser = pseudonymiser
         self._known_shops = known_shops
         self._max_event_bytes = max_event_bytes
         self._recent = recent_ids if recent_ids is not None else RecentIds()
+        self._bounds = event_time_bounds
+        self._shop_topics = shop_topics
 
     def accept(self, value: bytes | None, source: SourceRef, expected_type: str | None,
                now_ms: int = 0) -> Outcome:
@@ -100,6 +197,7 @@ class Ingestor:
         raw = value or b""
         try:
             event = self._validated(raw, expected_type)
+            self.check_edge(event, source.topic, now_ms)
         except (DecodeError, InvalidEvent) as exc:
             return Rejected(self.dead_letter(raw, source, str(exc), now_ms))
         key, digest = f"{event.shop_id}\x00{event.event_id}", content_digest(event)
@@ -118,6 +216,11 @@ class Ingestor:
             return Duplicate(event.event_id)
         return Accepted(self._pseudonymiser.to_log_event(event))
 
+    def forget(self, event: LogEvent) -> None:
+        """An accepted event that was not appended after all (its partition moved away
+        first): when it is read again, it is no duplicate."""
+        self._recent.forget(f"{event.shop_id}\x00{event.event_id}")
+
     def check_business_rules(self, event: ShopEvent, expected_type: str | None) -> None:
         if expected_type is not None and event.event_type != expected_type:
             raise InvalidEvent(
@@ -128,6 +231,18 @@ class Ingestor:
             raise InvalidEvent(
                 f"unknown shop {event.shop_id!r}; add it to REFSTREAM_KNOWN_SHOPS to accept it"
             )
+
+    def check_edge(self, event: ShopEvent, topic: str | None, now_ms: int) -> None:
+        """What ingest must not take on the event's own say-so: its time against the wall
+        clock, and (from a topic, with per-shop topics) its shop against the topic's."""
+        if self._bounds is not None:
+            reason = self._bounds.violation(event.occurred_at_ms, now_ms)
+            if reason is not None:
+                raise InvalidEvent(reason)
+        if self._shop_topics is not None and topic is not None:
+            reason = self._shop_topics.violation(event.shop_id, topic)
+            if reason is not None:
+                raise InvalidEvent(reason)
 
     def _validated(self, raw: bytes, expected_type: str | None) -> ShopEvent:
         if not raw:
@@ -156,3 +271,45 @@ class Ingestor:
             original = raw[:DLQ_ORIGINAL_LIMIT]
         return DeadLetter(source.topic, source.partition, source.offset, error, original,
                           shop_id, now_ms)
+
+
+@dataclass(slots=True)
+class MergeMetrics:
+    """What the event-time merge costs and what it could not prevent (README, "Event time
+    at ingest"), per worker."""
+
+    late_appends: Counter
+    waited_out: Counter
+    buffered: Gauge
+    # The latest event time this worker appended per (partition, shop), while it owns it.
+    latest: dict[tuple[int, str], int] = field(default_factory=dict)
+
+    @classmethod
+    def register(cls, registry: CollectorRegistry) -> MergeMetrics:
+        return cls(
+            Counter("refstream_ingest_late_appends",
+                    "events appended further behind their shop's latest appended event than "
+                    "REFSTREAM_ALLOWED_LATENESS_S", registry=registry),
+            Counter("refstream_ingest_waited_out",
+                    "events appended after the merge stopped waiting (REFSTREAM_MERGE_IDLE_S) "
+                    "for an empty topic-partition of their co-partition", registry=registry),
+            Gauge("refstream_ingest_merge_buffered",
+                  "shop records read but not yet appended nor committed", registry=registry),
+        )
+
+    def appended(self, partition: int, shop_id: str, occurred_at: int, waited_out: bool,
+                 allowed_lateness_s: float) -> None:
+        key = (partition, shop_id)
+        latest = self.latest.get(key)
+        if latest is not None and latest - occurred_at > allowed_lateness_s * 1000:
+            self.late_appends.inc()
+        if latest is None or occurred_at > latest:
+            self.latest[key] = occurred_at
+        if waited_out:
+            self.waited_out.inc()
+
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions moved away: what their next owner appends is measured there (records
+        appended here but not yet committed are appended again, and are no late events)."""
+        for key in [key for key in self.latest if key[0] in partitions]:
+            del self.latest[key]

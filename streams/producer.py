@@ -37,10 +37,12 @@ def publish_shop_events(settings: Settings, events: Iterable[ShopEvent],
     codec = Codec()
     names = TopicNames.from_settings(settings)
     producer = kafka_producer(settings)
+    own_topic_shops = frozenset(settings.shop_principals.values())
     sent = 0
     try:
         for event in events:
-            producer.send(names.shop(event.event_type), key=event.shop_id.encode(),
+            topic = names.topic_for(event.shop_id, event.event_type, own_topic_shops)
+            producer.send(topic, key=event.shop_id.encode(),
                           value=codec.encode(event))
             sent += 1
             if progress is not None and sent % 5_000 == 0:

@@ -53,8 +53,25 @@ class Settings(BaseSettings):
     # How fast the group notices a dead worker (kill -9) and moves its partitions.
     session_timeout_s: float = 10.0
     tick_interval_s: float = 5.0
-    # Ingest appends each batch it consumed within this window in event-time order.
+    # Ingest takes the records it consumed within this window at once (then merges them).
     ingest_batch_s: float = 0.25
+    # Event time at the edge (README, "Event time at ingest"). Ingest merges a shop's topics
+    # by event time and waits at most this long (wall time) for an empty shop topic-partition
+    # before appending the rest of its co-partition without it (Kafka Streams'
+    # max.task.idle.ms): a stall up to this long delays the log instead of reordering it.
+    merge_idle_s: float = Field(default=1.0, ge=0)
+    # An append this far behind its shop's latest appended event counts as late
+    # (refstream_ingest_late_appends_total); keep it equal to the rules' allowed lateness.
+    allowed_lateness_s: float = Field(default=900.0, ge=0)
+    # Dead-letter events dated further ahead of ingest's wall clock than this (clock skew)
+    # or older than the horizon (1970 and the like; raise it for older backfills).
+    future_tolerance_s: float = Field(default=300.0, ge=0)
+    event_horizon_days: float = Field(default=3650.0, gt=0)
+    # A shop credential speaks only for its shop: principal -> shop id. Each listed shop
+    # publishes on its own topics (<shop_topic_prefix>.<shop id>.<type>), which only its
+    # principal may write (deploy/acls.py); ingest dead-letters an event whose shop_id is
+    # not the topic's shop, and events of these shops arriving on the shared topics.
+    shop_principals: dict[str, str] = Field(default_factory=dict)
     rules_path: Path | None = None
     # A Confluent-compatible schema registry (docs/producers.md): ingest then also reads
     # records in registry framing; with registry_framed_outputs the worker registers its

@@ -6,6 +6,7 @@ Creating topics is code, not a manual step: `refstream topics create` and every 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from refstream.schemas.shop import SHOP_MODELS
@@ -41,6 +42,20 @@ class TopicNames:
     def shop_topics(self) -> tuple[str, ...]:
         return tuple(self.shop(t) for t in SHOP_EVENT_TYPES)
 
+    def own_shop(self, shop_id: str, event_type: str) -> str:
+        """A topic of one shop's own (with REFSTREAM_SHOP_PRINCIPALS): only it may write it."""
+        return f"{self.shop_prefix}.{shop_id}.{event_type}"
+
+    def topic_for(self, shop_id: str, event_type: str, own_topic_shops: Iterable[str]) -> str:
+        """Where a shop publishes an event: its own topic if it has them, else the shared one."""
+        if shop_id in own_topic_shops:
+            return self.own_shop(shop_id, event_type)
+        return self.shop(event_type)
+
+    def own_shop_topics(self, shop_ids: Iterable[str]) -> tuple[str, ...]:
+        return tuple(self.own_shop(shop, t) for shop in sorted(set(shop_ids))
+                     for t in SHOP_EVENT_TYPES)
+
     @property
     def log(self) -> str:
         return f"{self.prefix}.log"
@@ -67,7 +82,8 @@ class TopicNames:
 
     def event_type_of(self, shop_topic: str) -> str | None:
         head, _, tail = shop_topic.partition(".")
-        return tail if head == self.shop_prefix and tail in SHOP_EVENT_TYPES else None
+        event_type = tail.rpartition(".")[2]  # shop.<type> or a shop's own shop.<id>.<type>
+        return event_type if head == self.shop_prefix and event_type in SHOP_EVENT_TYPES else None
 
 
 # Shop topics accept records up to 16 MiB so an oversized event reaches ingest and ends in
@@ -75,11 +91,12 @@ class TopicNames:
 _LARGE_RECORDS = {"max.message.bytes": str(16 * 1024 * 1024)}
 
 
-def topic_specs(names: TopicNames, partitions: int) -> list[TopicSpec]:
+def topic_specs(names: TopicNames, partitions: int,
+                own_topic_shops: Iterable[str] = ()) -> list[TopicSpec]:
     shop = [
         TopicSpec(t, partitions, {"retention.ms": str(7 * 24 * 3600 * 1000), **_LARGE_RECORDS},
                   "raw shop events; ingest reads them")
-        for t in names.shop_topics
+        for t in (*names.shop_topics, *names.own_shop_topics(own_topic_shops))
     ]
     derived = {"retention.ms": FOREVER, "cleanup.policy": "delete"}
     return [
@@ -110,7 +127,8 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     try:
         existing = set(admin.list_topics())
         wanted = [
-            s for s in topic_specs(TopicNames.from_settings(settings), settings.partitions)
+            s for s in topic_specs(TopicNames.from_settings(settings), settings.partitions,
+                                   settings.shop_principals.values())
             if s.name not in existing
         ]
         created: list[str] = []
