@@ -1,7 +1,9 @@
 """The `refstream` command line: one entry point, a subcommand per job, `--help` on each.
 
-Exit codes scripts can trust: 0 success, 1 the job ran and found a problem (e.g. dead
-letters with --strict), 2 bad usage or input that could not be read.
+Exit codes scripts can trust (streams/exit_codes.py, README "Exit codes"): 0 success, 1 the
+job ran and found a problem (e.g. dead letters with --strict) or an internal error, 2 bad
+usage or input that could not be read, 3 the broker refused, 4 the broker did not answer
+within the bound.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from typing import Any
 
 from refstream.schemas.collector import tune_garbage_collector
 from refstream.schemas.errors import RefstreamError
+from refstream.streams.exit_codes import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PROBLEM,
+    exit_code_for,
+)
 from refstream.streams.settings import Settings
-
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
 
 @contextmanager
@@ -261,10 +267,11 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if args.action == "list":
-        for spec in topic_specs(TopicNames.from_settings(settings), settings.partitions):
+        for spec in topic_specs(TopicNames.from_settings(settings), settings.partitions,
+                                settings.replication_factor):
             print(f"{spec.name:28} partitions={spec.partitions} {spec.config}  # {spec.purpose}")
         return EXIT_OK
-    created = ensure_topics(settings)
+    created = ensure_topics(settings, strict=True)
     print(f"created {len(created)} topics: {', '.join(created) or '(all existed)'}")
     return EXIT_OK
 
@@ -472,16 +479,27 @@ def cmd_compare_models(args: argparse.Namespace) -> int:
 
 def cmd_finance_tail(args: argparse.Namespace) -> int:
     from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
 
     from refstream.schemas.codec import Codec
-    from refstream.streams.finance import FinanceLedger, PaymentOutcome, tail
+    from refstream.streams.exit_codes import broker_error
+    from refstream.streams.finance import BoundedConsumer, FinanceLedger, PaymentOutcome, tail
     from refstream.streams.topics import TopicNames
 
     settings = _settings(args)
     topic = TopicNames.from_settings(settings).reward_due
-    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
-                             group_id=args.group, enable_auto_commit=False,
-                             auto_offset_reset="earliest", **settings.kafka_security())
+    bound_ms = int(settings.client_timeout_s * 1000)
+    try:
+        raw_consumer = KafkaConsumer(
+            topic, bootstrap_servers=settings.kafka_bootstrap, group_id=args.group,
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            bootstrap_timeout_ms=bound_ms,
+            request_timeout_ms=max(1000, min(30_000, bound_ms // 2)),
+            **settings.kafka_security())
+    except KafkaError as exc:
+        raise broker_error("reading reward-due", settings.kafka_bootstrap, exc,
+                           settings.client_timeout_s) from exc
+    consumer = BoundedConsumer(raw_consumer, settings.kafka_bootstrap, settings.client_timeout_s)
     ledger = FinanceLedger(Path(args.ledger))
 
     def report(outcome: PaymentOutcome) -> None:
@@ -494,7 +512,7 @@ def cmd_finance_tail(args: argparse.Namespace) -> int:
     try:
         conflicts = tail(consumer, ledger, Codec(), report, args.idle_exit)
     finally:
-        consumer.close()
+        raw_consumer.close()
         totals = ledger.totals()
         ledger.close()
     print(f"ledger totals: {totals}; conflicts: {conflicts}")
@@ -673,10 +691,29 @@ def main(argv: list[str] | None = None) -> int:
         result: int = args.func(args)
     except RefstreamError as exc:
         print(f"refstream {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exit_code_for(exc)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        kafka_failure = _as_broker_error(args, exc)
+        if kafka_failure is None:
+            raise  # a bug: the traceback (exit 1) is what to report
+        print(f"refstream {args.command}: {kafka_failure}", file=sys.stderr)
+        return exit_code_for(kafka_failure)
     return result
+
+
+def _as_broker_error(args: argparse.Namespace, exc: Exception) -> RefstreamError | None:
+    """A Kafka client error no command turned into a message of its own, as one."""
+    from kafka.errors import KafkaError
+
+    if not isinstance(exc, KafkaError):
+        return None
+    from refstream.streams.exit_codes import broker_error
+
+    settings = _settings(args)
+    return broker_error(f"refstream {args.command}", settings.kafka_bootstrap, exc,
+                        settings.client_timeout_s)
 
 
 if __name__ == "__main__":
