@@ -277,24 +277,14 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_projector(args: argparse.Namespace) -> int:
-    import logging
-
-    import faust
-
-    from refstream.streams.projector import build_projector_app
+    from refstream.streams.projector import run_projector
     from refstream.streams.topics import ensure_topics
 
-    logging.basicConfig(level=args.loglevel.upper())
     settings = _settings(args)
     ensure_topics(settings)
-    app = build_projector_app(settings, _rules(args.rules), Path(args.db),
-                              Path(args.snapshot) if args.snapshot else None, args.publish_every)
-    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, daemon=True)
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return EXIT_OK
+    return run_projector(settings, _rules(args.rules), Path(args.db),
+                         Path(args.snapshot) if args.snapshot else None, args.publish_every,
+                         loglevel=args.loglevel)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -484,6 +474,7 @@ def cmd_finance_tail(args: argparse.Namespace) -> int:
     from refstream.schemas.codec import Codec
     from refstream.streams.exit_codes import broker_error
     from refstream.streams.finance import BoundedConsumer, FinanceLedger, PaymentOutcome, tail
+    from refstream.streams.metrics import Health, ProcessMetrics, serve_http
     from refstream.streams.topics import TopicNames
 
     settings = _settings(args)
@@ -499,7 +490,13 @@ def cmd_finance_tail(args: argparse.Namespace) -> int:
     except KafkaError as exc:
         raise broker_error("reading reward-due", settings.kafka_bootstrap, exc,
                            settings.client_timeout_s) from exc
-    consumer = BoundedConsumer(raw_consumer, settings.kafka_bootstrap, settings.client_timeout_s)
+    metrics, health = ProcessMetrics(), Health()
+    health.ready.set()
+    server = serve_http(metrics, health, settings.metrics_host, settings.metrics_port)
+    print(f"metrics on http://{settings.metrics_host}:{server.server_port}/metrics",
+          file=sys.stderr)
+    consumer = BoundedConsumer(raw_consumer, settings.kafka_bootstrap, settings.client_timeout_s,
+                               metrics=metrics)
     ledger = FinanceLedger(Path(args.ledger))
 
     def report(outcome: PaymentOutcome) -> None:
@@ -512,6 +509,8 @@ def cmd_finance_tail(args: argparse.Namespace) -> int:
     try:
         conflicts = tail(consumer, ledger, Codec(), report, args.idle_exit)
     finally:
+        health.stopping.set()
+        server.shutdown()
         raw_consumer.close()
         totals = ledger.totals()
         ledger.close()

@@ -50,7 +50,8 @@ def broker_error(action: str, bootstrap: str, exc: BaseException, bound_s: float
     from kafka import errors as kafka_errors
 
     name = type(exc).__name__
-    if isinstance(exc, kafka_errors.AuthorizationError | kafka_errors.AuthenticationFailedError):
+    if isinstance(exc, kafka_errors.AuthorizationError
+                  | kafka_errors.SaslAuthenticationFailedError):
         return BrokerRefused(
             f"{action}: the broker at {bootstrap} refused it ({name}: {exc}); grant this "
             "principal the rights docs/security.md lists for the job, or use the principal "

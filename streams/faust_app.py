@@ -226,11 +226,17 @@ def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bo
 
 
 def _register_lag(app: faust.App, context: WorkerContext) -> None:
-    """Records behind the end of every topic partition this worker consumes (the shop
-    topics for ingest, the log for the pipeline), every few seconds. The pipeline's own
-    log lag (from its state, not the group's position) is set at each checkpoint."""
-    lag = context.metrics.lag
-    log_owned_by_pipeline = getattr(app, "refstream_runtime", None) is not None
+    # The pipeline sets its log lag from its own state at each checkpoint (more exact than
+    # the group's position, which may run ahead of the state).
+    pipeline = getattr(app, "refstream_runtime", None) is not None
+    register_lag(app, context.metrics.lag, max(1.0, context.settings.checkpoint_interval_s),
+                 skip_topic=context.names.log if pipeline else None)
+
+
+def register_lag(app: faust.App, lag: Any, interval_s: float, *,
+                 skip_topic: str | None = None) -> None:
+    """Every `interval_s`, records behind the end of every topic partition the app's
+    consumer is assigned (`lag` is a gauge labelled topic, partition)."""
 
     async def _revoked(revoked: set[TP]) -> None:
         for tp in revoked:
@@ -239,11 +245,11 @@ def _register_lag(app: faust.App, context: WorkerContext) -> None:
 
     on_partitions(app.on_partitions_revoked, _revoked)
 
-    @app.timer(interval=max(1.0, context.settings.checkpoint_interval_s))
+    @app.timer(interval=interval_s)
     async def measure_lag() -> None:
         consumer = app.consumer
         for tp in sorted(consumer.assignment()):
-            if log_owned_by_pipeline and tp.topic == context.names.log:
+            if tp.topic == skip_topic:
                 continue
             highwater = consumer.highwater(tp)
             try:

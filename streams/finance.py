@@ -110,9 +110,10 @@ class BoundedConsumer:
     `BrokerUnavailable` (exit 4) instead of an endless quiet wait."""
 
     def __init__(self, consumer: Any, bootstrap: str, bound_s: float,
-                 check_every_s: float = 5.0) -> None:
+                 check_every_s: float = 5.0, metrics: Any = None) -> None:
         self.consumer, self.bootstrap = consumer, bootstrap
         self.bound_s, self.check_every_s = bound_s, check_every_s
+        self.metrics = metrics  # streams.metrics.ProcessMetrics: records in, lag
         self._answered = time.monotonic()
         self._checked = time.monotonic()
 
@@ -122,19 +123,32 @@ class BoundedConsumer:
         batch = self.consumer.poll(timeout_ms=timeout_ms)
         now = time.monotonic()
         if batch:
-            self._answered = self._checked = now
-        elif now - self._checked >= self.check_every_s:
+            self._answered = now
+            if self.metrics is not None:
+                for tp, records in batch.items():
+                    self.metrics.events_in.labels(tp.topic).inc(len(records))
+        if now - self._checked >= self.check_every_s:
             self._checked = now
+            assigned = list(self.consumer.assignment())
             try:
-                self.consumer.end_offsets(list(self.consumer.assignment()) or [],
-                                          timeout_ms=int(self.check_every_s * 1000))
-                if self.consumer.assignment():
+                ends = self.consumer.end_offsets(assigned,
+                                                 timeout_ms=int(self.check_every_s * 1000))
+                if assigned:
                     self._answered = now
+                    self._record_lag(ends)
             except KafkaError as exc:
                 self._raise_if_gone(exc)
-            if not self.consumer.assignment():
+            if not assigned:
                 self._raise_if_gone(None)
         return batch
+
+    def _record_lag(self, ends: dict[Any, int]) -> None:
+        if self.metrics is None:
+            return
+        for tp, end in ends.items():
+            position = self.consumer.position(tp, timeout_ms=1000)
+            if position is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
 
     def commit(self) -> None:
         from kafka.errors import KafkaError

@@ -101,8 +101,21 @@ def publish_shop_events(settings: Settings, events: Iterable[ShopEvent],
         if outcome.first_error is not None or outcome.acknowledged < sent:
             raise _undelivered(settings, outcome, sent, outcome.first_error)
     finally:
-        producer.close(timeout=min(5.0, bound_s))
+        close_producer(producer, min(5.0, bound_s))
     return sent
+
+
+def close_producer(producer: Any, timeout_s: float) -> None:
+    """Close, giving up on records still unacknowledged after `timeout_s` (the caller has
+    already reported them). kafka-python's close() raises while records are pending and
+    leaves the producer open, to try again, and fail noisily, when garbage-collected."""
+    from kafka.errors import KafkaError
+
+    try:
+        producer.close(timeout=timeout_s)
+    except KafkaError:
+        producer._sender.force_close()  # no public way to abandon the unacknowledged tail
+        producer._closed = True
 
 
 def _undelivered(settings: Settings, outcome: DeliveryFailures, sent: int,

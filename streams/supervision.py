@@ -164,11 +164,15 @@ class ShutdownDeadline:
 
 
 class BoundedWorker(faust.Worker):
-    """faust's worker whose SIGTERM/SIGINT also arm a `ShutdownDeadline`."""
+    """faust's worker whose SIGTERM/SIGINT also arm a `ShutdownDeadline`, without the
+    terminal spinner."""
 
     def __init__(self, app: faust.App, deadline: ShutdownDeadline, **options: Any) -> None:
         super().__init__(app, **options)
         self.refstream_deadline = deadline
+        # faust's progress spinner writes cursor escape codes into the output, which is a
+        # log file or a collector far more often than a terminal.
+        self.spinner = None
 
     def _on_sigterm(self) -> None:
         self.refstream_deadline.arm()

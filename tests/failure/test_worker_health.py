@@ -5,6 +5,7 @@ exit 1 after logging why, instead of staying up as a zombie that answers 200."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -105,3 +106,72 @@ def test_readiness_follows_the_broker_probe(kafka_bootstrap: str, tmp_path: Path
     finally:
         health.stopping.set()
         server.shutdown()
+
+
+def _metrics(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as reply:
+            return str(reply.read().decode())
+    except OSError:
+        return ""
+
+
+def _has_series(port: int, name: str, **labels: str) -> bool:
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
+    return any(line.startswith(name + "{") and all(w in line for w in wanted)
+               for line in _metrics(port).splitlines())
+
+
+def test_every_long_running_process_exports_metrics_and_lag_per_topic_partition(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    from refstream.streams.producer import publish_shop_events
+    from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
+    from tests.integration.kafka_helpers import WorkerProcess
+
+    settings = isolated_settings(kafka_bootstrap, tmp_path / "state", partitions=2,
+                                 tick_interval_s=0, checkpoint_interval_s=1.0)
+    names = TopicNames.from_settings(settings)
+    ensure_topics(settings)
+    worker = WorkerProcess(settings).start()
+    ports = {"projector": free_port(), "finance-tail": free_port()}
+    commands = {
+        "projector": ["projector", "--db", str(tmp_path / "live.duckdb")],
+        "finance-tail": ["finance-tail", "--ledger", str(tmp_path / "ledger.sqlite"),
+                         "--group", f"{settings.app_id}-finance", "--quiet"],
+    }
+    processes = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "refstream.streams.cli", *command],
+            env={**os.environ, **settings_env(settings),
+                 "REFSTREAM_METRICS_PORT": str(ports[name])},
+            stdout=subprocess.DEVNULL, stderr=(tmp_path / f"{name}.log").open("wb"))
+        for name, command in commands.items()}
+    try:
+        events = list(iter_shop_events(SyntheticConfig(seed=5, shops=2, customers_per_shop=60,
+                                                       days=10)))
+        publish_shop_events(settings, events)
+        click = names.shop("click")
+        for partition in ("0", "1"):
+            wait_for(lambda p=partition: _has_series(worker.metrics_port,
+                                                     "refstream_consumer_lag",
+                                                     topic=click, partition=p),
+                     60, f"ingest lag of {click}[{partition}]")
+            wait_for(lambda p=partition: _has_series(worker.metrics_port,
+                                                     "refstream_consumer_lag",
+                                                     topic=names.log, partition=p),
+                     60, f"pipeline lag of {names.log}[{partition}]")
+        wait_for(lambda: _has_series(ports["projector"], "refstream_events_in_total",
+                                     topic=names.log), 90, "the projector's records in")
+        wait_for(lambda: _has_series(ports["projector"], "refstream_consumer_lag",
+                                     topic=names.reward_due), 90, "the projector's lag")
+        wait_for(lambda: _has_series(ports["finance-tail"], "refstream_consumer_lag",
+                                     topic=names.reward_due), 90, "finance-tail's lag")
+        for name, port in ports.items():
+            assert _status(port, "/readyz") == 200, name
+            assert "refstream_broker_reachable" in _metrics(port) or name == "finance-tail"
+    finally:
+        for name, process in processes.items():
+            process.terminate()
+            assert process.wait(timeout=60) in (0, -signal.SIGTERM), (
+                name, (tmp_path / f"{name}.log").read_text(errors="replace")[-2000:])
+        assert worker.stop() == 0, worker.log_tail()
