@@ -102,12 +102,14 @@ def topic_raw_records(bootstrap: str, topic: str, security: Mapping[str, Any] | 
 
 
 def topic_records(bootstrap: str, topic: str, security: Mapping[str, Any] | None = None,
-                  as_of: AsOf | None = None, codec: Codec | None = None) -> Iterator[LogRecord]:
+                  as_of: AsOf | None = None, codec: Codec | None = None, *,
+                  stall_timeout_s: float = 60.0) -> Iterator[LogRecord]:
     """The topic from offset 0 to its end when the read started, decoded, up to the cut."""
     codec = codec or Codec()
     cut = as_of or AsOf()
     stopped: set[int] = set()
-    for partition, offset, stamp, value in topic_raw_records(bootstrap, topic, security):
+    for partition, offset, stamp, value in topic_raw_records(bootstrap, topic, security,
+                                                             stall_timeout_s=stall_timeout_s):
         # The log is append-ordered: past the cut in a partition, nothing later counts.
         if partition in stopped or not cut.includes(partition, offset, stamp):
             stopped.add(partition)

@@ -351,7 +351,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         settings = _settings(args)
         topic = TopicNames.from_settings(settings).log
         records = topic_records(settings.kafka_bootstrap, topic, settings.kafka_security(),
-                                as_of)
+                                as_of, stall_timeout_s=settings.client_timeout_s)
         source = f"topic {topic} from offset 0"
         with progress_bar(None, "ev", f"replay {rules.version}") as advance:
             counts = replay_events(events_of(records), rules, store, advance)

@@ -4,7 +4,8 @@
   and every event is on the shop topics exactly once (idempotent producer: the
   unacknowledged tail is re-sent, and the broker drops what it already had);
 - a broker down for longer than the bound ends `produce`, `topics create`, `finance-tail`,
-  `dlq list` and `replay` (from the topic) with exit code 4 and a message, never a hang;
+  `dlq list`, `dlq redrive` and `replay` (from the topic) with exit code 4 and a message,
+  never a hang;
 - meanwhile a running worker turns unready, logs the outage without a flood and without
   terminal escapes, and ends within its shutdown bound on SIGTERM.
 """
@@ -44,7 +45,7 @@ CODEC = Codec()
 RIDE_OUT_BOUND_S = 300.0
 # Much shorter than the outage of the second test: the commands must give up.
 GIVE_UP_BOUND_S = 6.0
-SHUTDOWN_BOUND_S = Settings().shutdown_timeout_s
+SHUTDOWN_BOUND_S = 12.0
 
 
 def cli(settings: Settings, *args: str, bound_s: float, **popen: object
@@ -115,12 +116,14 @@ def test_produce_rides_out_a_broker_restart_without_losing_or_doubling(
 
 
 def test_a_broker_down_longer_than_the_bound_ends_commands_with_exit_4(
-        own_broker: LocalKafka, tmp_path: Path) -> None:
+        own_broker: LocalKafka, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     restart_broker(own_broker)
     settings = isolated_settings(own_broker.bootstrap, tmp_path / "state", partitions=3,
                                  tick_interval_s=0, checkpoint_interval_s=1.0)
     names = TopicNames.from_settings(settings)
     ensure_topics(settings)
+    # WorkerProcess passes the environment on: a shorter shutdown bound than the default.
+    monkeypatch.setenv("REFSTREAM_SHUTDOWN_TIMEOUT_S", str(SHUTDOWN_BOUND_S))
     worker = WorkerProcess(settings).start()
     event_ids = events_file(tmp_path / "events.jsonl", 40_000, seed=12)
     produce = cli(settings, "produce", str(tmp_path / "events.jsonl"), bound_s=GIVE_UP_BOUND_S)
@@ -143,7 +146,13 @@ def test_a_broker_down_longer_than_the_bound_ends_commands_with_exit_4(
 
         # Every other command that waits on the broker gives up too, with the same code.
         finance_ledger = tmp_path / "ledger.sqlite"
+        fixed = tmp_path / "fixed.jsonl"  # one fixed dead letter, as `dlq export` writes it
+        first_event = json.loads((tmp_path / "events.jsonl").read_text().splitlines()[0])
+        fixed.write_text(json.dumps({"source": {"topic": names.shop("click"), "partition": 0,
+                                                "offset": 7}, "event": first_event}) + "\n")
         others = {
+            "dlq redrive": cli(settings, "dlq", "redrive", str(fixed), "--ledger",
+                               str(tmp_path / "redrive.sqlite"), bound_s=GIVE_UP_BOUND_S),
             "topics create": cli(settings, "topics", "create", bound_s=GIVE_UP_BOUND_S),
             "finance-tail": cli(settings, "finance-tail", "--ledger", str(finance_ledger),
                                 bound_s=GIVE_UP_BOUND_S),

@@ -114,11 +114,15 @@ def run_chaos(bootstrap: str, tmp_path: Path, seed: int, *, seconds: float,
                 restart_broker(broker)
             elif action == "kill":
                 victim.kill()
-                victim.start()
+                # The long variant often kills again before the restarted worker is ready
+                # (harsher, and it keeps fifty disruptions within a few minutes).
+                victim.start(wait=not min_disruptions or rng.random() < 0.3)
             elif action == "term":
+                victim.wait_ready()  # SIGTERM of a worker that is up: a clean drain
                 assert victim.stop(timeout=60) == 0, victim.log_tail()
-                victim.start()
+                victim.start(wait=not min_disruptions or rng.random() < 0.3)
             else:
+                victim.wait_ready()
                 victim.signal(signal.SIGSTOP)
                 time.sleep(rng.uniform(1.0, 4.0))
                 victim.signal(signal.SIGCONT)

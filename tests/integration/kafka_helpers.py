@@ -71,7 +71,8 @@ class WorkerProcess:
     metrics_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> WorkerProcess:
+    def start(self, *, wait: bool = True) -> WorkerProcess:
+        """Start the worker; with `wait`, return once it is ready."""
         env = {**os.environ, **settings_env(self.settings),
                "REFSTREAM_METRICS_PORT": str(self.metrics_port)}
         log_path = self.log_path or self.settings.data_dir / f"worker-{self.metrics_port}.log"
@@ -82,8 +83,12 @@ class WorkerProcess:
                 [sys.executable, "-m", "refstream.streams.cli", "worker", "--loglevel", "info",
                  *self.args],
                 env=env, stdout=log_file, stderr=subprocess.STDOUT)
-        wait_for(self.ready, 90, f"worker readiness (log: {log_path})")
+        if wait:
+            self.wait_ready()
         return self
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        wait_for(self.ready, timeout, f"worker readiness (log: {self.log_path})")
 
     def _get(self, path: str) -> tuple[int, str]:
         try:
