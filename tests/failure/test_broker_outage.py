@@ -34,7 +34,7 @@ from tests.failure.conftest import kill_broker, restart_broker
 from tests.integration.kafka_helpers import (
     WorkerProcess,
     isolated_settings,
-    read_topic,
+    read_to_end,
     settings_env,
     wait_for,
 )
@@ -106,7 +106,7 @@ def test_produce_rides_out_a_broker_restart_without_losing_or_doubling(
 
     on_topics: Counter[str] = Counter()
     for topic in names.shop_topics:
-        for record in read_topic(own_broker.bootstrap, topic, settle=1.0, timeout=60):
+        for record in read_to_end(own_broker.bootstrap, topic, timeout=120):
             on_topics[CODEC.decode(record.value).event_id] += 1
     doubled = {event_id: n for event_id, n in on_topics.items() if n > 1}
     missing = set(event_ids) - set(on_topics)

@@ -31,7 +31,11 @@ from refstream.streams.producer import publish_shop_events
 from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
 from refstream.streams.topics import TopicNames, ensure_topics
 from tests.failure.conftest import kill_broker, restart_broker
-from tests.integration.kafka_helpers import WorkerProcess, isolated_settings, read_topic
+from tests.integration.kafka_helpers import (
+    WorkerProcess,
+    isolated_settings,
+    read_to_end,
+)
 from tests.integration.pipeline_expectations import expected_outputs
 
 pytestmark = [pytest.mark.integration, pytest.mark.failure, pytest.mark.slow]
@@ -150,7 +154,7 @@ def run_chaos(bootstrap: str, tmp_path: Path, seed: int, *, seconds: float,
 
     # (b) one payload per id, nothing missing, nothing that a from-scratch run would not emit
     for topic in (names.reward_due, names.rewards, names.attributions, names.fraud_flags):
-        got = read_topic(bootstrap, topic, settle=1.0, timeout=30)
+        got = read_to_end(bootstrap, topic)
         payloads: dict[bytes, set[bytes]] = defaultdict(set)
         for record in got:
             payloads[_message_id(record.value)].add(record.value)
@@ -191,7 +195,7 @@ def wait_for_distinct(bootstrap: str, topic: str, want: set[Any],
     records would let a duplicate stand in for a lost one); fails naming what is missing."""
     deadline = time.monotonic() + timeout
     while True:
-        records = read_topic(bootstrap, topic, settle=1.0, timeout=30)
+        records = read_to_end(bootstrap, topic)
         missing = want - {key(record) for record in records}
         if not missing:
             return records

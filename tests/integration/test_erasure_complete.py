@@ -27,6 +27,7 @@ from refstream.streams.vault import PersonNotFound, PersonVault
 from tests.integration.kafka_helpers import (
     WorkerProcess,
     isolated_settings,
+    read_to_end,
     read_topic,
     settings_env,
     wait_for,
@@ -70,7 +71,7 @@ def test_erasure_leaves_nothing_on_topics_archive_checkpoints_or_duckdb(
 
         wait_for(all_in_log, 120, "every event in the log")
         checkpoint_store = settings.data_dir / "checkpoints.sqlite"
-        log_end = len(read_topic(kafka_bootstrap, names.log, settle=0.5, timeout=20))
+        log_end = len(read_to_end(kafka_bootstrap, names.log))
 
         def checkpointed_to_end() -> bool:
             if not checkpoint_store.exists():
@@ -144,7 +145,7 @@ def found_anywhere(bootstrap: str, names: TopicNames, archive: Path, checkpoints
     topics = [*names.shop_topics, names.log, names.dlq, names.attributions,
               names.fraud_flags, names.reward_due, names.rewards]
     for topic in topics:
-        for record in read_topic(bootstrap, topic, settle=0.5, timeout=30):
+        for record in read_to_end(bootstrap, topic):
             blob = (record.key or b"") + b"\0" + (record.value or b"")
             found += [f"topic {topic}: {n}" for n in needles if n.encode() in blob]
     found += [f"archive: {n}" for n in archive_bytes_containing(archive, needles)]
