@@ -127,8 +127,10 @@ def least_privilege_roles(
     only its principal may write (literal names: a prefix `shop.acme` would also match
     shop `acme.eu`'s topics); ingest binds what it reads there to that shop.
 
-    Topics are created by the admin (a super user, `refstream topics create`), so no
-    role has CREATE: a worker with a typo'd prefix fails instead of inventing topics.
+    Topics are created by the `topics` principal (`refstream topics create`, the
+    Kubernetes topics Job), which may CREATE and DESCRIBE exactly refstream's topics and
+    nothing else; no runtime role has CREATE: a worker with a typo'd prefix fails instead
+    of inventing topics.
     DESCRIBE is spelled out next to READ/WRITE (Kafka implies it) so the table reads
     as the complete list. The shop topics are shared by all shops, so ACLs cannot keep
     one shop from writing another's shop_id; ingest's known-shops check is that guard.
@@ -187,6 +189,14 @@ def least_privilege_roles(
             "replay and archive: read the canonical log from offset 0, no group",
             tuple(_topic(security.REPLAY_PRINCIPAL, [names.log], read, describe)),
         ),
+        Role(
+            security.TOPICS_PRINCIPAL,
+            "creates the missing topics (refstream topics create, the k8s topics Job); "
+            "reads and writes nothing",
+            tuple(_topic(security.TOPICS_PRINCIPAL,
+                         [*names.shop_topics, names.log, *outputs], Operation.CREATE,
+                         describe)),
+        ),
     )
 
 
@@ -210,7 +220,7 @@ def grants_of(roles: Iterable[Role]) -> tuple[Grant, ...]:
 
 # Principals outside the ACL table, shown so `acls show` answers "who can do what" fully.
 UNLISTED_PRINCIPALS: Final = (
-    (security.ADMIN_PRINCIPAL, "super user: creates topics, applies ACLs, manages SCRAM users"),
+    (security.ADMIN_PRINCIPAL, "super user: applies ACLs, manages SCRAM users"),
     (security.BROKER_PRINCIPAL, "super user: the broker's own certificate (controller, "
                                 "inter-broker); never a client"),
     ("analysts", "no Kafka access: they query published DuckDB snapshots"),

@@ -23,9 +23,13 @@ _HEADER = """\
 #   python -m refstream.deploy.render_topics
 # (tests/unit/test_deploy_artifacts.py fails while this file and the code disagree).
 # `refstream topics create` creates these with REFSTREAM_PARTITIONS partitions and
-# REFSTREAM_REPLICATION_FACTOR replicas (use 3 on a real cluster); prefixes follow
-# REFSTREAM_TOPIC_PREFIX and REFSTREAM_SHOP_TOPIC_PREFIX.
+# REFSTREAM_REPLICATION_FACTOR replicas; this file shows a production cluster's 3 replicas
+# (deploy/k8s/configmap.yaml), with min.insync.replicas 2 (1 below three replicas).
+# Prefixes follow REFSTREAM_TOPIC_PREFIX and REFSTREAM_SHOP_TOPIC_PREFIX.
 """
+
+# What a production cluster runs (deploy/k8s/configmap.yaml); the local broker has one.
+PRODUCTION_REPLICATION_FACTOR = 3
 
 
 def _default(field_name: str) -> Any:
@@ -38,11 +42,11 @@ def render_topics_yaml() -> str:
     partitions: int = _default("partitions")
     document = {
         "defaults": {"partitions": partitions,
-                     "replication_factor": _default("replication_factor")},
+                     "replication_factor": PRODUCTION_REPLICATION_FACTOR},
         "topics": [
             {"name": spec.name, "partitions": spec.partitions, "purpose": spec.purpose,
              "config": dict(sorted(spec.config.items()))}
-            for spec in topic_specs(names, partitions)
+            for spec in topic_specs(names, partitions, PRODUCTION_REPLICATION_FACTOR)
         ],
     }
     return _HEADER + yaml.safe_dump(document, sort_keys=False, default_flow_style=False,

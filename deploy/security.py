@@ -33,12 +33,15 @@ SHOP_PRODUCER_PRINCIPAL: Final = "shop-producer"
 PIPELINE_PRINCIPAL: Final = "pipeline"
 FINANCE_PRINCIPAL: Final = "finance"
 REPLAY_PRINCIPAL: Final = "replay"
+# Creates refstream's topics (the Kubernetes topics Job): CREATE and DESCRIBE on them only.
+TOPICS_PRINCIPAL: Final = "topics"
 CLIENT_PRINCIPALS: Final = (
     ADMIN_PRINCIPAL,
     SHOP_PRODUCER_PRINCIPAL,
     PIPELINE_PRINCIPAL,
     FINANCE_PRINCIPAL,
     REPLAY_PRINCIPAL,
+    TOPICS_PRINCIPAL,
 )
 
 # Long enough that a dev setup does not expire mid-project, short enough that a leaked

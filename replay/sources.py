@@ -7,6 +7,7 @@ can answer "what did we believe on date X".
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,14 +59,22 @@ RawRecord = tuple[int, int, int, bytes | None]
 
 
 def topic_raw_records(bootstrap: str, topic: str, security: Mapping[str, Any] | None = None,
-                      start_at: Callable[[int], int] | None = None) -> Iterator[RawRecord]:
+                      start_at: Callable[[int], int] | None = None,
+                      stall_timeout_s: float = 60.0) -> Iterator[RawRecord]:
     """(partition, offset, log timestamp, value) from `start_at(partition)` (default 0) to the
-    end each partition had when its read began, partition by partition."""
-    from kafka import KafkaConsumer, TopicPartition
+    end each partition had when its read began, partition by partition.
 
+    A read that makes no progress for `stall_timeout_s` (the broker is gone) raises
+    kafka-python's KafkaTimeoutError instead of waiting forever (the CLI: exit 4)."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaTimeoutError
+
+    bound_ms = int(stall_timeout_s * 1000)
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              group_id=None, max_partition_fetch_bytes=32 * 1024 * 1024,
-                             fetch_max_bytes=64 * 1024 * 1024, **dict(security or {}))
+                             fetch_max_bytes=64 * 1024 * 1024, bootstrap_timeout_ms=bound_ms,
+                             request_timeout_ms=max(1000, min(30_000, bound_ms // 2)),
+                             **dict(security or {}))
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
@@ -76,8 +85,16 @@ def topic_raw_records(bootstrap: str, topic: str, security: Mapping[str, Any] | 
             consumer.assign([tp])
             consumer.seek(tp, start_at(partition) if start_at is not None else 0)
             end = consumer.end_offsets([tp])[tp]
+            progressed = time.monotonic()
             while consumer.position(tp) < end:
-                for record in consumer.poll(timeout_ms=1000).get(tp, []):
+                records = consumer.poll(timeout_ms=1000).get(tp, [])
+                if records:
+                    progressed = time.monotonic()
+                elif time.monotonic() - progressed > stall_timeout_s:
+                    raise KafkaTimeoutError(
+                        f"reading {topic}[{partition}] made no progress for "
+                        f"{stall_timeout_s:.0f}s at offset {consumer.position(tp)} of {end}")
+                for record in records:
                     if record.offset < end:
                         yield partition, record.offset, record.timestamp, record.value
     finally:
@@ -85,12 +102,14 @@ def topic_raw_records(bootstrap: str, topic: str, security: Mapping[str, Any] | 
 
 
 def topic_records(bootstrap: str, topic: str, security: Mapping[str, Any] | None = None,
-                  as_of: AsOf | None = None, codec: Codec | None = None) -> Iterator[LogRecord]:
+                  as_of: AsOf | None = None, codec: Codec | None = None, *,
+                  stall_timeout_s: float = 60.0) -> Iterator[LogRecord]:
     """The topic from offset 0 to its end when the read started, decoded, up to the cut."""
     codec = codec or Codec()
     cut = as_of or AsOf()
     stopped: set[int] = set()
-    for partition, offset, stamp, value in topic_raw_records(bootstrap, topic, security):
+    for partition, offset, stamp, value in topic_raw_records(bootstrap, topic, security,
+                                                             stall_timeout_s=stall_timeout_s):
         # The log is append-ordered: past the cut in a partition, nothing later counts.
         if partition in stopped or not cut.includes(partition, offset, stamp):
             stopped.add(partition)

@@ -66,6 +66,22 @@ class CheckpointStore:
             self._db.execute("ROLLBACK")
             raise
 
+    def replace(self, checkpoints: list[Checkpoint]) -> None:
+        """Overwrite these partitions' rows, even with a lower offset (erasure rebuilds a
+        checkpoint from the rewritten archive; the worker must be stopped meanwhile)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for cp in checkpoints:
+                self._db.execute("DELETE FROM checkpoints WHERE topic = ? AND partition = ?",
+                                 (cp.topic, cp.partition))
+                self._db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)",
+                                 (cp.topic, cp.partition, cp.next_offset, cp.rules_version,
+                                  cp.state, time.time()))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
     def offsets(self) -> dict[tuple[str, int], int]:
         return {(t, p): o for t, p, o in self._db.execute(
             "SELECT topic, partition, next_offset FROM checkpoints")}

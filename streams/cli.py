@@ -1,8 +1,10 @@
 """The `refstream` command line: one entry point, a subcommand per job, `--help` on each.
 
-Exit codes scripts can trust: 0 success, 1 the job ran and found a problem (e.g. a payer
-conflict), 2 bad usage or input that could not be read, 3 `run` went through its whole input
-but dead-lettered some records (they are in the DLQ file it names).
+Exit codes scripts can trust (streams/exit_codes.py, README "Exit codes"): 0 success,
+1 the job ran and found a problem (e.g. a payer conflict) or an internal error, 2 bad
+usage or input that could not be read, 3 `run` went through its whole input but
+dead-lettered some records (they are in the DLQ file it names), 4 the broker did not
+answer within the bound, 5 the broker refused (not authorized).
 
 Rules, for every command that folds events: `--rules FILE`, else `REFSTREAM_RULES_PATH`, else
 the packaged default; the command prints which version it used and where it came from.
@@ -20,10 +22,15 @@ from typing import Any
 
 from refstream.schemas.collector import tune_garbage_collector
 from refstream.schemas.errors import RefstreamError
+from refstream.streams.exit_codes import (
+    EXIT_DEAD_LETTERS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PROBLEM,
+    EXIT_USAGE,
+    exit_code_for,
+)
 from refstream.streams.settings import Settings
-
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
-EXIT_DEAD_LETTERS = 3
 
 
 @contextmanager
@@ -321,33 +328,24 @@ def cmd_topics(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.action == "list":
         for spec in topic_specs(TopicNames.from_settings(settings), settings.partitions,
-                                settings.shop_principals.values()):
+                                replication_factor=settings.replication_factor,
+                                own_topic_shops=settings.shop_principals.values()):
             print(f"{spec.name:28} partitions={spec.partitions} {spec.config}  # {spec.purpose}")
         return EXIT_OK
-    created = ensure_topics(settings)
+    created = ensure_topics(settings, strict=True)
     print(f"created {len(created)} topics: {', '.join(created) or '(all existed)'}")
     return EXIT_OK
 
 
 def cmd_projector(args: argparse.Namespace) -> int:
-    import logging
-
-    import faust
-
-    from refstream.streams.projector import build_projector_app
+    from refstream.streams.projector import run_projector
     from refstream.streams.topics import ensure_topics
 
-    logging.basicConfig(level=args.loglevel.upper())
     settings = _settings(args)
     ensure_topics(settings)
-    app = build_projector_app(settings, _rules(args.rules), Path(args.db),
-                              Path(args.snapshot) if args.snapshot else None, args.publish_every)
-    worker = faust.Worker(app, loglevel=args.loglevel, quiet=True, daemon=True)
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return EXIT_OK
+    return run_projector(settings, _rules(args.rules), Path(args.db),
+                         Path(args.snapshot) if args.snapshot else None, args.publish_every,
+                         loglevel=args.loglevel)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -434,7 +432,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         settings = _settings(args)
         topic = TopicNames.from_settings(settings).log
         records = topic_records(settings.kafka_bootstrap, topic, settings.kafka_security(),
-                                as_of)
+                                as_of, stall_timeout_s=settings.client_timeout_s)
         source = f"topic {topic} from offset 0"
         with progress_bar(None, "ev", f"replay {rules.version}") as advance:
             counts = replay_events(events_of(records), rules, store, advance)
@@ -557,16 +555,34 @@ def cmd_compare_models(args: argparse.Namespace) -> int:
 
 def cmd_finance_tail(args: argparse.Namespace) -> int:
     from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
 
-    from refstream.streams.finance import FinanceLedger, PaymentOutcome, tail
+    from refstream.streams.exit_codes import broker_error
+    from refstream.streams.finance import BoundedConsumer, FinanceLedger, PaymentOutcome, tail
+    from refstream.streams.metrics import Health, ProcessMetrics, serve_http
     from refstream.streams.schema_registry import reader_codec
     from refstream.streams.topics import TopicNames
 
     settings = _settings(args)
     topic = TopicNames.from_settings(settings).reward_due
-    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
-                             group_id=args.group, enable_auto_commit=False,
-                             auto_offset_reset="earliest", **settings.kafka_security())
+    bound_ms = int(settings.client_timeout_s * 1000)
+    try:
+        raw_consumer = KafkaConsumer(
+            topic, bootstrap_servers=settings.kafka_bootstrap, group_id=args.group,
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            bootstrap_timeout_ms=bound_ms,
+            request_timeout_ms=max(1000, min(30_000, bound_ms // 2)),
+            **settings.kafka_security())
+    except KafkaError as exc:
+        raise broker_error("reading reward-due", settings.kafka_bootstrap, exc,
+                           settings.client_timeout_s) from exc
+    metrics, health = ProcessMetrics(), Health()
+    health.ready.set()
+    server = serve_http(metrics, health, settings.metrics_host, settings.metrics_port)
+    print(f"metrics on http://{settings.metrics_host}:{server.server_port}/metrics",
+          file=sys.stderr)
+    consumer = BoundedConsumer(raw_consumer, settings.kafka_bootstrap, settings.client_timeout_s,
+                               metrics=metrics)
     ledger = FinanceLedger(Path(args.ledger))
 
     def report(outcome: PaymentOutcome) -> None:
@@ -579,7 +595,9 @@ def cmd_finance_tail(args: argparse.Namespace) -> int:
     try:
         conflicts = tail(consumer, ledger, reader_codec(settings), report, args.idle_exit)
     finally:
-        consumer.close()
+        health.stopping.set()
+        server.shutdown()
+        raw_consumer.close()
         totals = ledger.totals()
         ledger.close()
     print(f"ledger totals: {totals}; conflicts: {conflicts}")
@@ -791,10 +809,29 @@ def main(argv: list[str] | None = None) -> int:
         result: int = args.func(args)
     except RefstreamError as exc:
         print(f"refstream {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exit_code_for(exc)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        kafka_failure = _as_broker_error(args, exc)
+        if kafka_failure is None:
+            raise  # a bug: the traceback (exit 1) is what to report
+        print(f"refstream {args.command}: {kafka_failure}", file=sys.stderr)
+        return exit_code_for(kafka_failure)
     return result
+
+
+def _as_broker_error(args: argparse.Namespace, exc: Exception) -> RefstreamError | None:
+    """A Kafka client error no command turned into a message of its own, as one."""
+    from kafka.errors import KafkaError
+
+    if not isinstance(exc, KafkaError):
+        return None
+    from refstream.streams.exit_codes import broker_error
+
+    settings = _settings(args)
+    return broker_error(f"refstream {args.command}", settings.kafka_bootstrap, exc,
+                        settings.client_timeout_s)
 
 
 if __name__ == "__main__":

@@ -80,10 +80,16 @@ def read_dlq(settings: Settings, codec: Codec, timeout_s: float = 60.0) -> DlqSc
     """Every record of the DLQ topic, from offset 0 to its current end (no consumer group)."""
     from kafka import KafkaConsumer, TopicPartition
 
+    from refstream.streams.exit_codes import BrokerUnavailable
+
     topic = TopicNames.from_settings(settings).dlq
+    # Every wait on the broker is bounded by the read's timeout: no answer is exit 4.
+    bound_ms = int(min(timeout_s, settings.client_timeout_s) * 1000)
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
                              enable_auto_commit=False, max_partition_fetch_bytes=32 << 20,
-                             fetch_max_bytes=64 << 20, **settings.kafka_security())
+                             fetch_max_bytes=64 << 20, bootstrap_timeout_ms=bound_ms,
+                             request_timeout_ms=max(1000, min(30_000, bound_ms // 2)),
+                             **settings.kafka_security())
     entries: list[DlqEntry] = []
     unreadable: list[str] = []
     try:
@@ -106,8 +112,10 @@ def read_dlq(settings: Settings, codec: Codec, timeout_s: float = 60.0) -> DlqSc
             if time.monotonic() > deadline:
                 behind = ", ".join(f"{tp.partition}: {consumer.position(tp)}/{ends[tp]}"
                                    for tp in sorted(pending, key=lambda t: t.partition))
-                raise DlqError(f"reading {topic} took longer than {timeout_s:.0f}s (partition: "
-                               f"position/end {behind}); retry with a larger --timeout")
+                raise BrokerUnavailable(
+                    f"reading {topic} took longer than {timeout_s:.0f}s (partition: "
+                    f"position/end {behind}); check the broker, or retry with a larger "
+                    "--timeout")
             for tp, records in consumer.poll(timeout_ms=500).items():
                 for record in records:
                     if record.offset >= ends[tp]:

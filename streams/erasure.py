@@ -83,6 +83,8 @@ class ErasureReceipt:
     occurrences_replaced: dict[str, int] = field(default_factory=dict)
     vault_entry_deleted: bool = False
     topic_truncated_below: dict[int, int] | None = None
+    other_topics_records_deleted: dict[str, int] | None = None
+    checkpoints_rebuilt: dict[str, dict[int, int]] = field(default_factory=dict)
     next_steps: list[str] = field(default_factory=list)
 
     def as_json(self) -> str:
@@ -325,6 +327,108 @@ def rewrite_archive(root: Path, shop_id: str, customer_id: str, token: str, *,
     receipt.occurrences_replaced = dict(sorted(rewriter.occurrences.items()))
 
 
+def check_checkpoints_behind_archive(store_path: Path, archive: Path, shop_id: str,
+                                     settings: Settings) -> None:
+    """Refuse (before anything changes) a checkpoint ahead of the archive: rebuilding it
+    from the archive would move it back, and its outputs would be re-derived differently."""
+    from refstream.streams.checkpoint import CheckpointStore
+    from refstream.streams.topics import TopicNames
+
+    if not store_path.is_file():
+        raise ErasureError(f"no checkpoint store at {store_path} (REFSTREAM_DATA_DIR/"
+                           "checkpoints.sqlite of a worker)")
+    reader = ArchiveReader(archive)
+    ends = reader.next_offsets()
+    log_topic = TopicNames.from_settings(settings).log
+    store = CheckpointStore(store_path)
+    try:
+        for partition in sorted(reader.shop_partitions().get(shop_id, set())):
+            current = store.load(log_topic, partition)
+            if current is not None and current.next_offset > ends[partition]:
+                raise ErasureError(
+                    f"{store_path}: the checkpoint of {log_topic}[{partition}] is at offset "
+                    f"{current.next_offset}, the archive ends at {ends[partition]}: bring the "
+                    "archive up to date (refstream archive) with the workers stopped, then "
+                    "erase again; nothing was changed")
+    finally:
+        store.close()
+
+
+def rebuild_checkpoints(store_path: Path, archive: Path, shop_id: str, rules: Any,
+                        settings: Settings) -> dict[int, int]:
+    """Replace the checkpoints of the shop's log partitions with the core folded over the
+    rewritten archive (so no state keeps the person's values); returns partition -> offset.
+
+    The worker that owns the store must be stopped. A checkpoint ahead of the archive
+    would be moved back and its outputs re-derived differently: refused, archive first."""
+    from refstream.projections.pipeline import Pipeline
+    from refstream.streams.checkpoint import Checkpoint, CheckpointStore
+    from refstream.streams.topics import TopicNames
+
+    check_checkpoints_behind_archive(store_path, archive, shop_id, settings)
+    reader = ArchiveReader(archive)
+    partitions = sorted(reader.shop_partitions().get(shop_id, set()))
+    ends = reader.next_offsets()
+    log_topic = TopicNames.from_settings(settings).log
+    store = CheckpointStore(store_path)
+    try:
+        rebuilt: list[Checkpoint] = []
+        for partition in partitions:
+            pipeline = Pipeline(rules)
+            for event in reader.iter_events(partition):
+                pipeline.apply(event)
+            rebuilt.append(Checkpoint(log_topic, partition, ends[partition], rules.version,
+                                      pipeline.snapshot()))
+        store.replace(rebuilt)
+    finally:
+        store.close()
+    return {cp.partition: cp.next_offset for cp in rebuilt}
+
+
+def truncate_derived_and_shop_topics(settings: Settings) -> dict[str, int]:
+    """Delete the records of the topics that repeat the person's values in clear: the
+    derived topics that carry referral codes and entity keys (attributions, fraud-flags;
+    the replay of the rewritten archive re-derives what the projections need), and the
+    shop topics below what ingest has consumed (the raw events, customer ids in clear).
+    reward-due and rewards carry only tokens, unlinkable once the vault entry is gone, and
+    stay for finance. Returns topic -> records deleted."""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    from refstream.streams.topics import TopicNames
+
+    names = TopicNames.from_settings(settings)
+    bound_ms = int(settings.client_timeout_s * 1000)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                             group_id=settings.app_id, enable_auto_commit=False,
+                             request_timeout_ms=max(1000, min(30_000, bound_ms // 2)),
+                             **settings.kafka_security())
+    derived = (names.attributions, names.fraud_flags)
+    targets: dict[TopicPartition, int] = {}
+    deleted = dict.fromkeys((*derived, *names.shop_topics), 0)
+    try:
+        for topic in deleted:
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            ends = consumer.end_offsets(tps)
+            starts = consumer.beginning_offsets(tps)
+            for tp in tps:
+                # Shop topics: only what ingest has consumed (its group's committed offset).
+                below = ends[tp] if topic in derived else min(ends[tp], consumer.committed(tp)
+                                                                or 0)
+                if below > starts[tp]:
+                    targets[tp] = below
+                    deleted[topic] += below - starts[tp]
+    finally:
+        consumer.close()
+    if targets:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                                 client_id="refstream-erase", **settings.kafka_security())
+        try:
+            admin.delete_records(targets)
+        finally:
+            admin.close()
+    return dict(sorted(deleted.items()))
+
+
 def truncate_log_topic(settings: Settings, end_offsets: dict[int, int]) -> dict[int, int]:
     """Delete the log topic's records below the archive's committed end, per partition."""
     from kafka import KafkaAdminClient, TopicPartition
@@ -343,9 +447,12 @@ def truncate_log_topic(settings: Settings, end_offsets: dict[int, int]) -> dict[
 
 
 def erase_person(shop_id: str, customer_id: str, vault_path: Path, archive: Path | None, *,
-                 settings: Settings | None = None, truncate_topic: bool = False
+                 settings: Settings | None = None, truncate_topic: bool = False,
+                 checkpoints: list[Path] | None = None, rules: Any = None
                  ) -> ErasureReceipt:
-    """The whole erasure: archive rewrite, vault shredding, optional topic truncation."""
+    """The whole erasure: archive rewrite, checkpoints rebuilt from it, vault shredding,
+    optional topic truncation (the log below the archive's end, the derived topics that
+    carry codes, the consumed shop topics)."""
     receipt = ErasureReceipt(erasure_id=str(uuid.uuid4()), shop_id=shop_id,
                              erased_at=datetime.now(UTC).isoformat(timespec="seconds"),
                              archive=str(archive) if archive is not None else None)
@@ -358,8 +465,18 @@ def erase_person(shop_id: str, customer_id: str, vault_path: Path, archive: Path
             raise PersonNotFound(
                 f"customer {customer_id!r} of shop {shop_id!r} is not in the vault "
                 f"{vault_path}: never ingested with this vault, or already erased")
+        if checkpoints and archive is None:
+            raise ErasureError("--checkpoints needs --archive: checkpoints are rebuilt from "
+                               "the rewritten archive")
+        for store in checkpoints or []:
+            assert archive is not None
+            check_checkpoints_behind_archive(store, archive, shop_id, settings or Settings())
         if archive is not None:
             rewrite_archive(archive, shop_id, customer_id, token, receipt=receipt)
+        for store in checkpoints or []:
+            assert archive is not None
+            receipt.checkpoints_rebuilt[str(store)] = rebuild_checkpoints(
+                store, archive, shop_id, rules, settings or Settings())
         vault.erase(shop_id, customer_id)
         receipt.vault_entry_deleted = True
     if truncate_topic:
@@ -368,6 +485,8 @@ def erase_person(shop_id: str, customer_id: str, vault_path: Path, archive: Path
                                "holds may be deleted from the log topic")
         receipt.topic_truncated_below = truncate_log_topic(settings or Settings(),
                                                            receipt.archive_end_offsets)
+        receipt.other_topics_records_deleted = truncate_derived_and_shop_topics(
+            settings or Settings())
     receipt.next_steps = [
         "rebuild the projections from the rewritten archive: refstream replay --archive "
         f"{archive or 'DIR'} --db NEW.duckdb, then publish NEW.duckdb in place of the old one",
@@ -393,8 +512,13 @@ def cmd_erase(args: argparse.Namespace) -> int:
     if archive is None:
         print("warning: no --archive: only the vault entry is deleted; the archived log "
               "keeps the person's keyed hashes", file=sys.stderr)
+    from refstream.rewards.rules import default_rules_path, load_rules
+
+    rules = load_rules(Path(args.rules) if args.rules
+                       else settings.rules_path or Path(default_rules_path()))
     receipt = erase_person(args.shop, args.customer, vault_path, archive, settings=settings,
-                           truncate_topic=args.truncate_topic)
+                           truncate_topic=args.truncate_topic,
+                           checkpoints=[Path(c) for c in args.checkpoints or []], rules=rules)
     text = receipt.as_json()
     if args.receipt:
         Path(args.receipt).write_text(text + "\n", encoding="utf-8")
@@ -426,8 +550,11 @@ def register_erasure_commands(subparsers: Any) -> None:
                     "archive to one-time hashes,\n     the same value everywhere, payloads "
                     "re-encoded; offsets and markers unchanged;\n"
                     "  2. deletes the person's vault entry (key and token -> customer id);\n"
-                    "  3. with --truncate-topic, deletes the log topic's records below the "
-                    "archive's end.\n"
+                    "  3. with --checkpoints, rebuilds those checkpoint stores from the "
+                    "rewritten archive;\n"
+                    "  4. with --truncate-topic, deletes the log topic's records below the "
+                    "archive's end,\n     the derived topics that carry codes, and the "
+                    "consumed shop topic records.\n"
                     "Then rebuild the projections: refstream replay --archive DIR --db NEW.duckdb."
                     "\nReferrals, rewards and money totals replay unchanged. See "
                     "docs/security.md, \"Right to erasure\".")
@@ -438,8 +565,17 @@ def register_erasure_commands(subparsers: Any) -> None:
     erase.add_argument("--vault", help="person vault file (default REFSTREAM_PERSON_VAULT)")
     erase.add_argument("--receipt", help="also write the JSON receipt (no personal data) here")
     erase.add_argument("--truncate-topic", action="store_true",
-                       help="delete the log topic's records below the archive's committed end "
-                            "(Kafka DeleteRecords; needs an admin principal)")
+                       help="delete the log topic's records below the archive's committed "
+                            "end, every record of refstream.attributions and "
+                            "refstream.fraud-flags (they carry referral codes; replay "
+                            "re-derives them) and the shop topics' records ingest has "
+                            "consumed (Kafka DeleteRecords; needs an admin principal)")
+    erase.add_argument("--checkpoints", action="append", metavar="SQLITE",
+                       help="a worker's checkpoint store (REFSTREAM_DATA_DIR/"
+                            "checkpoints.sqlite) to rebuild from the rewritten archive; "
+                            "repeat for every worker's; the workers must be stopped")
+    erase.add_argument("--rules", help="the workers' rules YAML, for rebuilt checkpoints "
+                                       "(default: REFSTREAM_RULES_PATH or the packaged rules)")
     erase.add_argument("--bootstrap", help="Kafka bootstrap servers (REFSTREAM_KAFKA_BOOTSTRAP)")
     erase.set_defaults(func=cmd_erase)
 

@@ -7,6 +7,7 @@ The app is built by a factory from `Settings`; nothing here is a module-level gl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
 from faust.types import TP
 from faust.types.auth import AuthProtocol
 
@@ -44,6 +46,7 @@ from refstream.streams.pipeline_runtime import (
 )
 from refstream.streams.schema_registry import worker_codec
 from refstream.streams.settings import DEVELOPMENT_PII_SECRET, Settings
+from refstream.streams.supervision import CrashPolicy
 from refstream.streams.topics import TopicNames
 from refstream.streams.vault import pseudonymiser_from_settings
 
@@ -67,6 +70,31 @@ def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | No
         )
         return credentials
     return faust.SSLCredentials(context)
+
+
+class IdempotentProducer(AIOKafkaDriverProducer):
+    """faust's aiokafka producer with idempotence on: a batch re-sent after a lost
+    acknowledgement (broker restart, leader change) is written once, in order. faust turns
+    it on only inside its exactly-once transactions, which refstream does not use."""
+
+    def _settings_extra(self) -> Any:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
+class RefstreamApp(faust.App):
+    """A faust app whose producer is idempotent and whose crashed agents are not ignored:
+    faust logs a crash and keeps the process up (a zombie that still answers health checks);
+    `crash_policy` records it and ends the process instead."""
+
+    crash_policy: CrashPolicy | None = None
+
+    def _new_producer(self) -> Any:
+        return IdempotentProducer(self.transport, loop=self.loop, beacon=self.beacon)
+
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        await super()._on_agent_error(agent, exc)
+        if self.crash_policy is not None:
+            await self.crash_policy.on_agent_error(agent, exc)
 
 
 @dataclass
@@ -133,6 +161,7 @@ class WorkerContext:
     codec: Codec
     metrics: WorkerMetrics
     health: Health
+    crash: CrashPolicy
 
 
 async def gap_records(context: WorkerContext, agent: str, topic: str, partition: int,
@@ -154,11 +183,11 @@ async def gap_records(context: WorkerContext, agent: str, topic: str, partition:
 
 def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bool = True,
               archive_dir: Path | None = None, metrics: WorkerMetrics | None = None,
-              health: Health | None = None) -> faust.App:
+              health: Health | None = None, crash: CrashPolicy | None = None) -> faust.App:
     """The faust app with the agents this worker runs (the pipeline needs `rules`)."""
     if settings.pii_secret.get_secret_value() == DEVELOPMENT_PII_SECRET:
         log.warning("running with the development PII secret; set REFSTREAM_PII_SECRET")
-    app = faust.App(
+    app = RefstreamApp(
         settings.app_id,
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
         broker_credentials=broker_credentials(settings),
@@ -181,8 +210,11 @@ def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bo
         broker_heartbeat_interval=settings.session_timeout_s / 5,
         broker_commit_interval=1.0,
     )
+    metrics = metrics or WorkerMetrics()
+    health = health or Health()
     context = WorkerContext(settings, TopicNames.from_settings(settings), worker_codec(settings),
-                            metrics or WorkerMetrics(), health or Health())
+                            metrics, health, crash or CrashPolicy(health, metrics))
+    app.crash_policy = context.crash
 
     # Not ready while a rebalance moves partitions; ready again once they are assigned.
     async def _revoked_all(revoked: set[TP]) -> None:
@@ -200,7 +232,43 @@ def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bo
         _register_pipeline(app, context, rules)
     if archive_dir is not None:
         _register_archiver(app, context, archive_dir)
+    _register_lag(app, context)
     return app
+
+
+def _register_lag(app: faust.App, context: WorkerContext) -> None:
+    # The pipeline sets its log lag from its own state at each checkpoint (more exact than
+    # the group's position, which may run ahead of the state).
+    pipeline = getattr(app, "refstream_runtime", None) is not None
+    register_lag(app, context.metrics.lag, max(1.0, context.settings.checkpoint_interval_s),
+                 skip_topic=context.names.log if pipeline else None)
+
+
+def register_lag(app: faust.App, lag: Any, interval_s: float, *,
+                 skip_topic: str | None = None) -> None:
+    """Every `interval_s`, records behind the end of every topic partition the app's
+    consumer is assigned (`lag` is a gauge labelled topic, partition)."""
+
+    async def _revoked(revoked: set[TP]) -> None:
+        for tp in revoked:
+            with contextlib.suppress(KeyError):
+                lag.remove(tp.topic, str(tp.partition))
+
+    on_partitions(app.on_partitions_revoked, _revoked)
+
+    @app.timer(interval=interval_s)
+    async def measure_lag() -> None:
+        consumer = app.consumer
+        for tp in sorted(consumer.assignment()):
+            if tp.topic == skip_topic:
+                continue
+            highwater = consumer.highwater(tp)
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
+            except TimeoutError:
+                continue  # the broker does not answer; keep the last figure
+            if highwater is not None and position is not None:
+                lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
 
 
 def _register_ingest(app: faust.App, context: WorkerContext) -> None:
@@ -339,7 +407,8 @@ def _register_pipeline(app: faust.App, context: WorkerContext, rules: Rules) -> 
         for partition, state in runtime.partitions.items():
             highwater = app.consumer.highwater(TP(names.log, partition))
             if highwater is not None:
-                metrics.lag.labels(str(partition)).set(max(0, highwater - state.gate.next_offset))
+                metrics.lag.labels(names.log, str(partition)).set(
+                    max(0, highwater - state.gate.next_offset))
         metrics.checkpoint_seconds.observe(time.perf_counter() - started)
 
     @app.agent(log_topic, name="refstream.pipeline", concurrency=1)
@@ -395,10 +464,18 @@ def _register_pipeline(app: faust.App, context: WorkerContext, rules: Rules) -> 
                 await checkpoint()
 
     async def _drain(sender: Any, *args: Any, **kwargs: Any) -> None:
-        # SIGTERM: the consumer has stopped; commit what the last complete batch did.
+        # SIGTERM: the consumer has stopped; commit what the last complete batch did, if its
+        # outputs can be flushed in time. With the broker down they cannot: no checkpoint
+        # then (it would run ahead of its outputs); the next start redoes the batch.
         if consistent[0] and not batch_lock.locked():
-            await checkpoint()
-            log.info("final checkpoint committed")
+            try:
+                await asyncio.wait_for(checkpoint(), timeout=settings.drain_timeout_s)
+            except TimeoutError:
+                log.warning("final checkpoint skipped: outputs not acknowledged within %.0fs; "
+                            "the next start resumes from the last checkpoint",
+                            settings.drain_timeout_s)
+            else:
+                log.info("final checkpoint committed")
 
     # faust types receivers as taking `signal=` explicitly; ours absorb it in **kwargs.
     before_shutdown: Any = app.on_before_shutdown

@@ -104,3 +104,74 @@ def tail(consumer: Any, ledger: FinanceLedger, codec: Codec,
             consumer.commit()  # after the ledger: a crash repeats messages, never loses them
             last_message = time.monotonic()
     return conflicts
+
+
+class BoundedConsumer:
+    """A kafka-python consumer for `tail` whose waits are bounded: a commit gets at most
+    `bound_s`, and while polls come back empty the broker is asked for the partitions' end
+    offsets every `check_every_s`, so a broker gone for longer than `bound_s` raises
+    `BrokerUnavailable` (exit 4) instead of an endless quiet wait."""
+
+    def __init__(self, consumer: Any, bootstrap: str, bound_s: float,
+                 check_every_s: float = 5.0, metrics: Any = None) -> None:
+        self.consumer, self.bootstrap = consumer, bootstrap
+        self.bound_s, self.check_every_s = bound_s, check_every_s
+        self.metrics = metrics  # streams.metrics.ProcessMetrics: records in, lag
+        self._answered = time.monotonic()
+        self._checked = time.monotonic()
+
+    def poll(self, timeout_ms: int) -> Any:
+        from kafka.errors import KafkaError
+
+        batch = self.consumer.poll(timeout_ms=timeout_ms)
+        now = time.monotonic()
+        if batch:
+            self._answered = now
+            if self.metrics is not None:
+                for tp, records in batch.items():
+                    self.metrics.events_in.labels(tp.topic).inc(len(records))
+        if now - self._checked >= self.check_every_s:
+            self._checked = now
+            assigned = list(self.consumer.assignment())
+            try:
+                ends = self.consumer.end_offsets(assigned,
+                                                 timeout_ms=int(self.check_every_s * 1000))
+                if assigned:
+                    self._answered = now
+                    self._record_lag(ends)
+            except KafkaError as exc:
+                self._raise_if_gone(exc)
+            if not assigned:
+                self._raise_if_gone(None)
+        return batch
+
+    def _record_lag(self, ends: dict[Any, int]) -> None:
+        if self.metrics is None:
+            return
+        for tp, end in ends.items():
+            position = self.consumer.position(tp, timeout_ms=1000)
+            if position is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - position))
+
+    def commit(self) -> None:
+        from kafka.errors import KafkaError
+
+        from refstream.streams.exit_codes import broker_error
+
+        try:
+            self.consumer.commit(timeout_ms=int(self.bound_s * 1000))
+        except KafkaError as exc:
+            raise broker_error("committing finance's offsets (payments are in the ledger; "
+                               "repeats on restart are skipped)", self.bootstrap, exc,
+                               self.bound_s) from exc
+        self._answered = time.monotonic()
+
+    def _raise_if_gone(self, cause: BaseException | None) -> None:
+        from kafka.errors import KafkaTimeoutError
+
+        from refstream.streams.exit_codes import broker_error
+
+        if time.monotonic() - self._answered >= self.bound_s:
+            raise broker_error("reading reward-due", self.bootstrap,
+                               cause or KafkaTimeoutError("no partitions assigned"),
+                               self.bound_s)

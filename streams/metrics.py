@@ -5,9 +5,12 @@ One registry per worker process (not the global default), so tests can run sever
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -36,8 +39,9 @@ class WorkerMetrics:
             "refstream_processing_latency_seconds",
             "from append to the canonical log to the derived event being sent",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
-        self.lag = Gauge("refstream_consumer_lag", "records behind the log end", ["partition"],
-                         registry=r)
+        self.lag = Gauge("refstream_consumer_lag",
+                         "records behind the end of a consumed topic partition",
+                         ["topic", "partition"], registry=r)
         self.rewards_due = Counter("refstream_rewards_due_total", "reward-due events",
                                    ["currency"], registry=r)
         self.rewards_due_amount = Counter("refstream_rewards_due_amount_minor_total",
@@ -58,17 +62,96 @@ class WorkerMetrics:
             registry=r)
         self.ticks = Counter("refstream_ticks_total", "stream-time ticks appended for quiet shops",
                              registry=r)
+        self.agent_crashes = Counter("refstream_agent_crashes_total",
+                                     "agents that crashed (the process then exits non-zero)",
+                                     ["agent"], registry=r)
+        self.broker_up = Gauge("refstream_broker_reachable",
+                               "1 while the last broker probe was answered, else 0", registry=r)
+
+
+@dataclass
+class ProcessMetrics:
+    """The metrics of a long-running process other than the worker (projector, finance-tail):
+    records in, lag per topic and partition, crashes, broker reachability."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.events_in = Counter("refstream_events_in_total", "records consumed", ["topic"],
+                                 registry=r)
+        self.lag = Gauge("refstream_consumer_lag",
+                         "records behind the end of a consumed topic partition",
+                         ["topic", "partition"], registry=r)
+        self.agent_crashes = Counter("refstream_agent_crashes_total",
+                                     "agents that crashed (the process then exits non-zero)",
+                                     ["agent"], registry=r)
+        self.broker_up = Gauge("refstream_broker_reachable",
+                               "1 while the last broker probe was answered, else 0", registry=r)
 
 
 @dataclass
 class Health:
-    """Liveness is the process answering; readiness is set once partitions are assigned."""
+    """Liveness: the process answers and no agent crashed. Readiness: partitions assigned,
+    the broker answered the latest probe, no agent crashed, not stopping."""
 
     ready: threading.Event = field(default_factory=threading.Event)
     stopping: threading.Event = field(default_factory=threading.Event)
+    broker_reachable: threading.Event = field(default_factory=threading.Event)
+    crashed: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Until a probe runs (a process without one), assume the broker answers.
+        self.broker_reachable.set()
+
+    def alive(self) -> bool:
+        return not self.stopping.is_set() and not self.crashed
+
+    def is_ready(self) -> bool:
+        return (self.ready.is_set() and self.broker_reachable.is_set() and self.alive())
+
+    def why_not_ready(self) -> str:
+        if self.crashed:
+            return "crashed: " + "; ".join(f"{a}: {r}" for a, r in sorted(self.crashed.items()))
+        if self.stopping.is_set():
+            return "stopping"
+        if not self.broker_reachable.is_set():
+            return "broker unreachable"
+        return "partitions not assigned" if not self.ready.is_set() else "ready"
 
 
-def serve_http(metrics: WorkerMetrics, health: Health, host: str, port: int) -> ThreadingHTTPServer:
+log = logging.getLogger("refstream.health")
+
+
+def watch_broker(probe: Callable[[], None], health: Health, metrics: Any,
+                 interval_s: float) -> threading.Thread:
+    """Run `probe` (raises when the broker does not answer within its bound) every
+    `interval_s` in a daemon thread and keep `health.broker_reachable` in step with it."""
+
+    def loop() -> None:
+        while not health.stopping.is_set():
+            try:
+                probe()
+            except Exception as exc:  # noqa: BLE001 - any failure means not ready; logged
+                if health.broker_reachable.is_set():
+                    log.warning("broker unreachable (%s: %s); not ready until it answers",
+                                type(exc).__name__, str(exc)[:200])
+                health.broker_reachable.clear()
+                metrics.broker_up.set(0)
+            else:
+                if not health.broker_reachable.is_set():
+                    log.warning("broker answers again; ready once partitions are assigned")
+                health.broker_reachable.set()
+                metrics.broker_up.set(1)
+            health.stopping.wait(interval_s)
+
+    thread = threading.Thread(target=loop, name="refstream-broker-probe", daemon=True)
+    thread.start()
+    return thread
+
+
+def serve_http(metrics: WorkerMetrics | ProcessMetrics, health: Health, host: str,
+               port: int) -> ThreadingHTTPServer:
     """Start the endpoints in a daemon thread; port 0 picks a free port (server.server_port)."""
 
     class Handler(BaseHTTPRequestHandler):
@@ -76,11 +159,14 @@ def serve_http(metrics: WorkerMetrics, health: Health, host: str, port: int) -> 
             if self.path == "/metrics":
                 self._reply(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
             elif self.path == "/healthz":
-                alive = not health.stopping.is_set()
-                self._reply(200 if alive else 503, b"ok\n" if alive else b"stopping\n")
+                alive = health.alive()
+                self._reply(200 if alive else 503,
+                            b"ok\n" if alive else f"{health.why_not_ready()}\n".encode())
             elif self.path == "/readyz":
-                ready = health.ready.is_set() and not health.stopping.is_set()
-                self._reply(200 if ready else 503, b"ready\n" if ready else b"not ready\n")
+                ready = health.is_ready()
+                self._reply(200 if ready else 503,
+                            b"ready\n" if ready else f"not ready: {health.why_not_ready()}\n"
+                            .encode())
             else:
                 self._reply(404, b"try /metrics, /healthz or /readyz\n")
 

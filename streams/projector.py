@@ -18,7 +18,7 @@ import faust
 from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
-from refstream.streams.faust_app import broker_credentials, raw_topic
+from refstream.streams.faust_app import RefstreamApp, broker_credentials, raw_topic, register_lag
 from refstream.streams.schema_registry import reader_codec
 from refstream.streams.settings import Settings
 from refstream.streams.topics import TopicNames
@@ -64,9 +64,50 @@ class Projector:
         self.last_publish = time.monotonic()
 
 
+def run_projector(settings: Settings, rules: Rules, db_path: Path, snapshot_path: Path | None,
+                  publish_every_s: float, *, loglevel: str) -> int:
+    """`refstream projector` until SIGTERM: metrics, /healthz and /readyz on the metrics
+    port (as the worker), a crashed agent ends it with exit 1, a stuck shutdown is cut off."""
+    from refstream.streams.exit_codes import EXIT_OK, EXIT_PROBLEM
+    from refstream.streams.metrics import Health, ProcessMetrics, serve_http, watch_broker
+    from refstream.streams.supervision import (
+        BoundedWorker,
+        BrokerProbe,
+        CrashPolicy,
+        ShutdownDeadline,
+        configure_logging,
+    )
+
+    configure_logging(loglevel)
+    metrics, health = ProcessMetrics(), Health()
+    crash = CrashPolicy(health, metrics)
+    server = serve_http(metrics, health, settings.metrics_host, settings.metrics_port)
+    log.warning("metrics on http://%s:%d/metrics", settings.metrics_host, server.server_port)
+    probe = BrokerProbe(settings, settings.client_timeout_s / 4)
+    watch_broker(probe, health, metrics, settings.broker_probe_interval_s)
+    app = build_projector_app(settings, rules, db_path, snapshot_path, publish_every_s,
+                              metrics=metrics, health=health, crash=crash)
+    deadline = ShutdownDeadline(settings.shutdown_timeout_s, health, crash)
+    worker = BoundedWorker(app, deadline, loglevel=loglevel, quiet=True, daemon=True,
+                           override_logging=False)
+    code = EXIT_OK
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    finally:
+        health.stopping.set()
+        deadline.disarm()
+        server.shutdown()
+        probe.close()
+    return EXIT_PROBLEM if crash.crashed else code
+
+
 def build_projector_app(settings: Settings, rules: Rules, db_path: Path,
-                        snapshot_path: Path | None, publish_every_s: float) -> faust.App:
-    app = faust.App(
+                        snapshot_path: Path | None, publish_every_s: float, *,
+                        metrics: Any = None, health: Any = None,
+                        crash: Any = None) -> faust.App:
+    app = RefstreamApp(
         f"{settings.app_id}-projector",
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
         broker_credentials=broker_credentials(settings),
@@ -76,6 +117,7 @@ def build_projector_app(settings: Settings, rules: Rules, db_path: Path,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=settings.session_timeout_s / 5,
     )
+    app.crash_policy = crash
     names = TopicNames.from_settings(settings)
     store = ProjectionStore(db_path)
     store.write_campaigns(rules)
@@ -90,7 +132,18 @@ def build_projector_app(settings: Settings, rules: Rules, db_path: Path,
         async for batch in stream.take_events(5000, within=0.5):
             for event in batch:
                 projector.add(event.message.topic, event.message.value)
+                if metrics is not None:
+                    metrics.events_in.labels(event.message.topic).inc()
             projector.flush()
+
+    if metrics is not None:
+        register_lag(app, metrics.lag, 2.0)
+    if health is not None:
+        async def _assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
+            health.ready.set()
+
+        assigned: Any = app.on_partitions_assigned
+        assigned.connect(_assigned)
 
     @app.timer(interval=max(publish_every_s, 0.5))
     async def publish_when_idle() -> None:

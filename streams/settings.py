@@ -111,6 +111,15 @@ class Settings(BaseSettings):
     webhook_retry_budget_s: float = 26 * 3600.0
     webhook_timeout_s: float = 10.0
 
+    # Bounds on waiting for the broker. A command (produce, topics create, dlq, finance-tail,
+    # replay from the topic) that gets no answer for this long stops with exit code 4.
+    client_timeout_s: float = 60.0
+    # A long-running process probes the broker this often; readiness fails while it is down.
+    broker_probe_interval_s: float = 5.0
+    # SIGTERM: the final flush + checkpoint may take this long, the whole shutdown this long.
+    drain_timeout_s: float = 10.0
+    shutdown_timeout_s: float = 30.0
+
     def pii_secret_bytes(self) -> bytes:
         return self.pii_secret.get_secret_value().encode()
 

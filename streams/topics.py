@@ -91,20 +91,37 @@ class TopicNames:
 _LARGE_RECORDS = {"max.message.bytes": str(16 * 1024 * 1024)}
 
 
+def min_insync_replicas(replication_factor: int) -> int:
+    """Replicas that must hold a write before `acks=all` succeeds: 2 of 3 (one broker may
+    be down, and no acknowledged write lives on one disk only); 1 below three replicas,
+    where 2 would stop every write while one broker is down."""
+    return 2 if replication_factor >= 3 else 1
+
+
+def durability(replication_factor: int) -> dict[str, str]:
+    """Every topic: acknowledged writes survive a broker loss, and a replica that missed
+    writes never becomes leader (that would silently drop acknowledged records)."""
+    return {"min.insync.replicas": str(min_insync_replicas(replication_factor)),
+            "unclean.leader.election.enable": "false"}
+
+
 def topic_specs(names: TopicNames, partitions: int,
+                replication_factor: int = 1,
                 own_topic_shops: Iterable[str] = ()) -> list[TopicSpec]:
+    safe = durability(replication_factor)
     shop = [
-        TopicSpec(t, partitions, {"retention.ms": str(7 * 24 * 3600 * 1000), **_LARGE_RECORDS},
+        TopicSpec(t, partitions, {"retention.ms": str(7 * 24 * 3600 * 1000), **_LARGE_RECORDS,
+                                  **safe},
                   "raw shop events; ingest reads them")
         for t in (*names.shop_topics, *names.own_shop_topics(own_topic_shops))
     ]
-    derived = {"retention.ms": FOREVER, "cleanup.policy": "delete"}
+    derived = {"retention.ms": FOREVER, "cleanup.policy": "delete", **safe}
     return [
         *shop,
         TopicSpec(names.log, partitions, {"retention.ms": FOREVER, "retention.bytes": "-1",
-                                          "cleanup.policy": "delete"},
+                                          "cleanup.policy": "delete", **safe},
                   "the canonical log: kept forever, never compacted"),
-        TopicSpec(names.dlq, partitions, {"retention.ms": FOREVER, **_LARGE_RECORDS},
+        TopicSpec(names.dlq, partitions, {"retention.ms": FOREVER, **_LARGE_RECORDS, **safe},
                   "records ingest rejected, with original bytes and error"),
         TopicSpec(names.attributions, partitions, derived, "attribution decisions"),
         TopicSpec(names.fraud_flags, partitions, derived, "fraud flags with evidence"),
@@ -114,24 +131,46 @@ def topic_specs(names: TopicNames, partitions: int,
     ]
 
 
-def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
-    """Create the missing topics; returns the names created."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError
+def ensure_topics(settings: Settings, timeout_s: float | None = None, *,
+                  strict: bool = False) -> list[str]:
+    """Create the missing topics; returns the names created.
 
-    admin = KafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap,
-        request_timeout_ms=int(timeout_s * 1000),
-        **settings.kafka_security(),
+    Runtimes call it lenient: with ACLs only the topics principal creates topics, and
+    topics a principal may not describe look missing. `refstream topics create` calls it
+    `strict`: a topic it was refused is an error (exit 3), not "created 0 topics". A broker
+    that does not answer within `timeout_s` (default: the settings' client timeout) is
+    `BrokerUnavailable` (exit 4) either way.
+    """
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import (
+        KafkaError,
+        TopicAlreadyExistsError,
+        TopicAuthorizationFailedError,
     )
+
+    from refstream.streams.exit_codes import BrokerRefused, broker_error
+
+    bound_s = settings.client_timeout_s if timeout_s is None else timeout_s
+    action = "creating the topics"
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap,
+            request_timeout_ms=int(bound_s * 1000),
+            bootstrap_timeout_ms=int(bound_s * 1000),
+            **settings.kafka_security(),
+        )
+    except KafkaError as exc:
+        raise broker_error(action, settings.kafka_bootstrap, exc, bound_s) from exc
     try:
         existing = set(admin.list_topics())
         wanted = [
             s for s in topic_specs(TopicNames.from_settings(settings), settings.partitions,
-                                   settings.shop_principals.values())
+                                   replication_factor=settings.replication_factor,
+                                   own_topic_shops=settings.shop_principals.values())
             if s.name not in existing
         ]
         created: list[str] = []
+        refused: list[str] = []
         for spec in wanted:
             try:
                 admin.create_topics(
@@ -142,7 +181,15 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
             except TopicAlreadyExistsError:
                 pass  # another worker created it between list and create
             except TopicAuthorizationFailedError:
-                pass  # with ACLs only the admin creates topics; hidden topics look missing
+                refused.append(spec.name)
+        if strict and refused:
+            raise BrokerRefused(
+                f"{action}: the broker at {settings.kafka_bootstrap} refused to create "
+                f"{len(refused)} of {len(wanted)} missing topics ({', '.join(refused)}); "
+                "created: " + (", ".join(created) or "none") + ". Run it as the topics "
+                "principal (docs/security.md, \"Who may do what\") or ask the cluster admin")
         return created
+    except KafkaError as exc:
+        raise broker_error(action, settings.kafka_bootstrap, exc, bound_s) from exc
     finally:
         admin.close()

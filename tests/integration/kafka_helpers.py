@@ -71,7 +71,8 @@ class WorkerProcess:
     metrics_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> WorkerProcess:
+    def start(self, *, wait: bool = True) -> WorkerProcess:
+        """Start the worker; with `wait`, return once it is ready."""
         env = {**os.environ, **settings_env(self.settings),
                "REFSTREAM_METRICS_PORT": str(self.metrics_port)}
         log_path = self.log_path or self.settings.data_dir / f"worker-{self.metrics_port}.log"
@@ -82,8 +83,12 @@ class WorkerProcess:
                 [sys.executable, "-m", "refstream.streams.cli", "worker", "--loglevel", "info",
                  *self.args],
                 env=env, stdout=log_file, stderr=subprocess.STDOUT)
-        wait_for(self.ready, 90, f"worker readiness (log: {log_path})")
+        if wait:
+            self.wait_ready()
         return self
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        wait_for(self.ready, timeout, f"worker readiness (log: {self.log_path})")
 
     def _get(self, path: str) -> tuple[int, str]:
         try:
@@ -169,3 +174,35 @@ def read_topic(bootstrap: str, topic: str, *, expect: int | None = None,
 
 def topic_names(settings: Settings) -> TopicNames:
     return TopicNames.from_settings(settings)
+
+
+def read_to_end(bootstrap: str, topic: str, *, timeout: float = 60.0) -> list[Any]:
+    """Every record of `topic` from its start to the end offsets it had when the read
+    began (all partitions): no quiet period to guess, so a slow first fetch (a broker that
+    just restarted) cannot end the read early."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             max_partition_fetch_bytes=32 * 1024 * 1024,
+                             fetch_max_bytes=64 * 1024 * 1024)
+    try:
+        deadline = time.monotonic() + timeout
+        partitions = consumer.partitions_for_topic(topic)
+        while partitions is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            partitions = consumer.partitions_for_topic(topic)
+        assert partitions is not None, f"topic {topic} does not exist"
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        records: list[Any] = []
+        pending = {tp for tp in tps if consumer.position(tp) < ends[tp]}
+        while pending:
+            assert time.monotonic() < deadline, (
+                f"{topic}: not read to its end within {timeout:.0f}s "
+                f"({len(records)} records so far)")
+            for tp, batch in consumer.poll(timeout_ms=500).items():
+                records.extend(r for r in batch if r.offset < ends[tp])
+            pending = {tp for tp in pending if consumer.position(tp) < ends[tp]}
+        return records
+    finally:
+        consumer.close()

@@ -7,7 +7,10 @@ authorization (or authentication) error rather than silently.
 
 from __future__ import annotations
 
+import os
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,7 +19,7 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.errors import (
     GroupAuthorizationFailedError,
     KafkaError,
@@ -39,7 +42,12 @@ from refstream.schemas.shop import ShopClick
 from refstream.streams.producer import publish_shop_events
 from refstream.streams.settings import Settings
 from refstream.streams.topics import TopicNames, ensure_topics
-from tests.integration.kafka_helpers import WorkerProcess, isolated_settings, wait_for
+from tests.integration.kafka_helpers import (
+    WorkerProcess,
+    isolated_settings,
+    settings_env,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -332,3 +340,53 @@ def test_worker_over_sasl_ssl_ingests_into_the_log(
         wait_for(appended, 90, f"{click.event_id} in {log_topic} (worker log: {worker.log_path})")
     finally:
         assert worker.stop() == 0, worker.log_tail()
+
+
+# --------------------------------------------------------------------------- topics principal
+
+
+def _cli_as(kafka: LocalKafka, principal: str, settings: Settings, *args: str
+            ) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **settings_env(settings), **kafka.client_env(principal),
+           "REFSTREAM_CLIENT_TIMEOUT_S": "20"}
+    return subprocess.run([sys.executable, "-m", "refstream.streams.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=180, check=False)
+
+
+def test_topics_create_fails_loudly_without_rights_and_works_as_the_topics_principal(
+    secure_kafka: LocalKafka, tmp_path: Path
+) -> None:
+    isolated = isolated_settings(secure_kafka.sasl_bootstrap, tmp_path, partitions=1)
+    _apply(secure_kafka, isolated)  # ACLs for this prefix; no topic exists yet
+    names = TopicNames.from_settings(isolated)
+    wanted = [*names.shop_topics, names.log, names.dlq, names.attributions,
+              names.fraud_flags, names.reward_due, names.rewards]
+
+    refused = _cli_as(secure_kafka, "pipeline", isolated, "topics", "create")
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "refused to create" in refused.stderr and names.log in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    created = _cli_as(secure_kafka, "topics", isolated, "topics", "create")
+    assert created.returncode == 0, created.stdout + created.stderr
+    assert f"created {len(wanted)} topics" in created.stdout
+
+    admin = KafkaAdminClient(**secure_kafka.client_config("admin"))
+    try:
+        assert set(wanted) <= set(admin.list_topics())
+        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, names.log)])
+    finally:
+        admin.close()
+    entries = {key: data["value"] for key, data in configs["topic"][names.log].items()}
+    assert entries["unclean.leader.election.enable"] == "false"
+    assert entries["min.insync.replicas"] == "1"  # one replica on this broker
+
+    # Again: nothing is missing, nothing to refuse.
+    again = _cli_as(secure_kafka, "topics", isolated, "topics", "create")
+    assert again.returncode == 0 and "created 0 topics" in again.stdout, again.stderr
+
+    # A principal without read rights on the DLQ gets the broker's refusal, not a traceback.
+    dlq = _cli_as(secure_kafka, "finance", isolated, "dlq", "list", "--timeout", "20")
+    assert dlq.returncode == 3, dlq.stdout + dlq.stderr
+    assert "Traceback" not in dlq.stderr and "refused" in dlq.stderr
+

@@ -46,6 +46,8 @@ TOPIC_MATRIX: dict[str, dict[str, set[Operation]]] = {
     },
     "finance": {NAMES.reward_due: {R, D}},
     "replay": {NAMES.log: {R, D}},
+    "topics": {topic: {Operation.CREATE, D} for topic in
+               (*SHOP_TOPICS, NAMES.log, NAMES.dlq, *DERIVED)},
 }
 # principal -> (group, pattern); a principal not listed may use no consumer group.
 GROUP_MATRIX = {
@@ -92,15 +94,17 @@ def test_pipeline_group_does_not_cover_the_finance_group() -> None:
     assert FINANCE_GROUP.startswith(name)
 
 
-def test_nobody_creates_alters_or_deletes_and_nobody_holds_cluster_rights() -> None:
+def test_only_the_topics_principal_creates_nobody_alters_or_deletes_no_cluster_rights() -> None:
     grants = grants_of(_roles())
-    assert {grant.operation for grant in grants} <= {R, W, D}
+    assert {grant.operation for grant in grants} <= {R, W, D, Operation.CREATE}
+    assert {g.principal for g in grants if g.operation is Operation.CREATE} == {"topics"}
+    assert {g.operation for g in grants if g.principal == "topics"} == {Operation.CREATE, D}
     assert all(grant.resource is not Resource.CLUSTER for grant in grants)
 
 
 def test_admin_broker_and_analysts_are_not_in_the_acl_table() -> None:
     principals = {grant.principal for grant in grants_of(_roles())}
-    assert principals == {"shop-producer", "pipeline", "finance", "replay"}
+    assert principals == {"shop-producer", "pipeline", "finance", "replay", "topics"}
     assert security.ADMIN_PRINCIPAL not in principals  # super user instead
     assert security.BROKER_PRINCIPAL not in principals
 

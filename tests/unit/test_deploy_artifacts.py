@@ -250,10 +250,29 @@ def test_service_pdb_and_job_select_and_run_the_right_things() -> None:
     assert container["image"] == worker_container()["image"]
 
 
+def test_the_topics_job_has_its_own_principal_and_the_vault_is_on() -> None:
+    job = one("Job", "refstream-topics")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    sources = {next(iter(s.values()))["name"] for s in container["envFrom"]}
+    assert "refstream-secrets" not in sources  # not the workers' Kafka user
+    assert "refstream-topics-credentials" in sources
+    credentials = one("Secret", "refstream-topics-credentials")["stringData"]
+    assert {"REFSTREAM_SASL_USERNAME", "REFSTREAM_SASL_PASSWORD"} == set(credentials)
+    # The person vault is on, on a volume every worker pod shares.
+    vault = Path(one("ConfigMap", "refstream-settings")["data"]["REFSTREAM_PERSON_VAULT"])
+    mounts = {m["mountPath"]: m["name"] for m in worker_container()["volumeMounts"]}
+    assert str(vault.parent) in mounts
+    volumes = {v["name"]: v for v in one("Deployment", "refstream-worker")["spec"]["template"][
+        "spec"]["volumes"]}
+    claim = volumes[mounts[str(vault.parent)]]["persistentVolumeClaim"]["claimName"]
+    assert one("PersistentVolumeClaim", claim)["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
 def test_secrets_hold_clearly_marked_placeholders_only() -> None:
     secrets = k8s_objects("Secret")
     assert {s["metadata"]["name"] for s in secrets} == {"refstream-secrets",
-                                                        "refstream-kafka-ca"}
+                                                        "refstream-kafka-ca",
+                                                        "refstream-topics-credentials"}
     for secret in secrets:
         assert "data" not in secret, "use stringData placeholders, never encoded values"
         for key, value in secret["stringData"].items():

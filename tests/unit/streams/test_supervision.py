@@ -1,0 +1,117 @@
+"""The pieces behind "fail loudly": log rate limiting, readiness, exit codes, durable topics."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+import yaml
+
+from refstream.deploy.render_topics import TOPICS_YAML
+from refstream.schemas.errors import RefstreamError
+from refstream.streams.exit_codes import (
+    EXIT_REFUSED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    BrokerRefused,
+    BrokerUnavailable,
+    broker_error,
+    exit_code_for,
+)
+from refstream.streams.metrics import Health
+from refstream.streams.supervision import RateLimitFilter, configure_logging
+from refstream.streams.topics import TopicNames, min_insync_replicas, topic_specs
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_repeated_messages_pass_once_per_window_and_say_how_many_were_held() -> None:
+    clock = Clock()
+    stream = io.StringIO()
+    logger = logging.getLogger("test.ratelimit")
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RateLimitFilter(30.0, clock))
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        for second in range(100):  # a reconnect failure every second, to two nodes
+            clock.now = float(second)
+            logger.error("Unable connect to node with id %s: %s", second % 2, "refused")
+        logger.warning("another message")  # a different template is not held back
+    finally:
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    connect = [line for line in lines if line.startswith("Unable connect")]
+    assert len(connect) == 4  # at 0, 30, 60 and 90 seconds
+    assert "[29 similar messages held back in the last 30s]" in connect[1]
+    assert lines[-1] == "another message"
+
+
+def test_configured_logs_carry_no_terminal_escapes() -> None:
+    stream = io.StringIO()
+    configure_logging("info", stream=stream)
+    try:
+        logging.getLogger("aiokafka").error("Unable connect to %r", "node")
+    finally:
+        configure_logging("warning")
+    assert "\x1b[" not in stream.getvalue()
+    assert "ERROR aiokafka: Unable connect to 'node'" in stream.getvalue()
+
+
+@pytest.mark.parametrize(("situation", "ready", "reason"), [
+    ((True, True, False, False), True, "ready"),
+    ((False, True, False, False), False, "partitions not assigned"),
+    ((True, False, False, False), False, "broker unreachable"),
+    ((True, True, True, False), False, "crashed: refstream.pipeline: LogGapError: gap"),
+    ((True, True, False, True), False, "stopping"),
+])
+def test_readiness_needs_assignment_broker_no_crash_and_not_stopping(
+        situation: tuple[bool, bool, bool, bool], ready: bool, reason: str) -> None:
+    assigned, broker, crashed, stopping = situation
+    health = Health()
+    if assigned:
+        health.ready.set()
+    if not broker:
+        health.broker_reachable.clear()
+    if crashed:
+        health.crashed["refstream.pipeline"] = "LogGapError: gap"
+    if stopping:
+        health.stopping.set()
+    assert health.is_ready() is ready
+    assert health.why_not_ready() == reason
+    assert health.alive() is not (crashed or stopping)
+
+
+def test_exit_codes_of_broker_errors() -> None:
+    from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
+
+    assert exit_code_for(RefstreamError("bad flag")) == EXIT_USAGE
+    assert exit_code_for(BrokerUnavailable("x")) == EXIT_UNAVAILABLE == 4
+    assert exit_code_for(BrokerRefused("x")) == EXIT_REFUSED == 3
+    down = broker_error("publishing", "h:1", KafkaTimeoutError("t"), 5)
+    assert isinstance(down, BrokerUnavailable) and "within 5s" in str(down)
+    refused = broker_error("creating", "h:1", TopicAuthorizationFailedError(), 5)
+    assert isinstance(refused, BrokerRefused) and "refused" in str(refused)
+
+
+@pytest.mark.parametrize(("replicas", "min_isr"), [(1, 1), (2, 1), (3, 2), (5, 2)])
+def test_every_topic_is_durable(replicas: int, min_isr: int) -> None:
+    assert min_insync_replicas(replicas) == min_isr
+    for spec in topic_specs(TopicNames("shop", "refstream"), 6, replicas):
+        assert spec.config["min.insync.replicas"] == str(min_isr), spec.name
+        assert spec.config["unclean.leader.election.enable"] == "false", spec.name
+
+
+def test_the_shipped_topics_yaml_is_for_three_replicas() -> None:
+    document = yaml.safe_load(TOPICS_YAML.read_text(encoding="utf-8"))
+    assert document["defaults"]["replication_factor"] == 3
+    assert {t["config"]["min.insync.replicas"] for t in document["topics"]} == {"2"}
+    assert {t["config"]["unclean.leader.election.enable"] for t in document["topics"]} == {
+        "false"}
