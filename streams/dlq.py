@@ -22,11 +22,11 @@ from refstream.schemas.errors import DecodeError, RefstreamError
 from refstream.schemas.events import DeadLetter
 from refstream.schemas.jsonl import parse_line, read_lines
 from refstream.schemas.shop import ShopEvent
+from refstream.streams.exit_codes import EXIT_OK, EXIT_PROBLEM
 from refstream.streams.ingest import SourceRef
 from refstream.streams.settings import Settings
 from refstream.streams.topics import TopicNames
 
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 LEDGER_FILE = "dlq-redrive.sqlite"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SHOP_RECORD_PREFIX = "refstream.shop."

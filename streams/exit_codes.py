@@ -6,8 +6,10 @@ One table for scripts and supervisors (documented in the README, "Exit codes"):
 - 1 the job ran and found a problem (dead letters with --strict, a finance conflict), an
   agent crashed, or an internal error (a traceback: a bug to report);
 - 2 bad usage, or input that could not be read (a file, a flag);
-- 3 refused: the broker rejected the request (not authorized, invalid configuration);
+- 3 input rejected: `run` went through its whole input but dead-lettered records (they are
+  in the DLQ file it names);
 - 4 a dependency was unavailable: the broker did not answer within the command's bound;
+- 5 refused: the broker rejected the request (not authorized, invalid configuration);
 - 130 interrupted (Ctrl-C).
 
 A worker or projector whose agent crashed exits 1 after logging why, so its supervisor
@@ -21,8 +23,9 @@ from refstream.schemas.errors import RefstreamError
 EXIT_OK = 0
 EXIT_PROBLEM = 1
 EXIT_USAGE = 2
-EXIT_REFUSED = 3
+EXIT_DEAD_LETTERS = 3
 EXIT_UNAVAILABLE = 4
+EXIT_REFUSED = 5
 EXIT_INTERRUPTED = 130
 
 

@@ -23,7 +23,7 @@ from faust.types.auth import AuthProtocol
 from refstream.replay.archive import ArchiveWriter, archive_log_records
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
-from refstream.schemas.events import FraudFlag, LateArrival, LogEvent, RewardDue, Tick
+from refstream.schemas.events import FraudFlag, LateArrival, RewardDue, Tick
 from refstream.streams.checkpoint import CheckpointStore
 from refstream.streams.ingest import (
     Accepted,

@@ -137,7 +137,7 @@ def ensure_topics(settings: Settings, timeout_s: float | None = None, *,
 
     Runtimes call it lenient: with ACLs only the topics principal creates topics, and
     topics a principal may not describe look missing. `refstream topics create` calls it
-    `strict`: a topic it was refused is an error (exit 3), not "created 0 topics". A broker
+    `strict`: a topic it was refused is an error (exit 5), not "created 0 topics". A broker
     that does not answer within `timeout_s` (default: the settings' client timeout) is
     `BrokerUnavailable` (exit 4) either way.
     """

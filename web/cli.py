@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from refstream.streams.exit_codes import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 from refstream.streams.settings import Settings
-
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -363,7 +363,7 @@ def test_topics_create_fails_loudly_without_rights_and_works_as_the_topics_princ
               names.fraud_flags, names.reward_due, names.rewards]
 
     refused = _cli_as(secure_kafka, "pipeline", isolated, "topics", "create")
-    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert refused.returncode == 5, refused.stdout + refused.stderr
     assert "refused to create" in refused.stderr and names.log in refused.stderr
     assert "Traceback" not in refused.stderr
 
@@ -387,6 +387,6 @@ def test_topics_create_fails_loudly_without_rights_and_works_as_the_topics_princ
 
     # A principal without read rights on the DLQ gets the broker's refusal, not a traceback.
     dlq = _cli_as(secure_kafka, "finance", isolated, "dlq", "list", "--timeout", "20")
-    assert dlq.returncode == 3, dlq.stdout + dlq.stderr
+    assert dlq.returncode == 5, dlq.stdout + dlq.stderr
     assert "Traceback" not in dlq.stderr and "refused" in dlq.stderr
 

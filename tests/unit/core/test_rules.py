@@ -33,7 +33,7 @@ def test_default_rules_ship_the_campaigns_the_synthetic_shop_uses() -> None:
         "partner-blog": ("third_party", "partner-blog", "all"),
     }
     friends, vip, podcast = (rules.campaign_by_id[k] for k in ("friends", "vip", "podcast"))
-    assert not hasattr(friends, "referee_discount_percent")
+    assert friends.referee_discount_percent == 10
     assert friends.referrer_reward is not None and friends.referrer_reward.fixed_minor == 1000
     assert friends.referee_reward is not None and friends.referee_reward.fixed_minor == 500
     assert vip.named_referrers == ["inf-001", "inf-002", "inf-003"]
@@ -90,15 +90,6 @@ def test_campaign_errors_name_the_campaign_by_index() -> None:
     line = _line_of(text, "- id: partner-blog")
     assert f":{line}: campaigns.3: a third_party campaign" in message
     assert "pays no kickback" in message
-
-
-def test_referee_discount_percent_was_removed_with_a_reason() -> None:
-    # Never applied by the core: a rules file that still sets it is told why and what to do.
-    text = DEFAULT_TEXT.replace("    utm_campaign: friends\n",
-                                "    utm_campaign: friends\n    referee_discount_percent: 10\n")
-    message = _error(text)
-    assert "campaigns.0: referee_discount_percent is no longer part of the rules format" in message
-    assert "use referee_reward" in message
 
 
 def test_named_referrers_are_required_for_named_eligibility() -> None:

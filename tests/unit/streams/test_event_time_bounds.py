@@ -116,7 +116,8 @@ def test_embedded_dead_letter_names_the_line_and_the_reason(tmp_path: Path) -> N
         "events.jsonl", [(7, line)])
     store.close()
     [letter] = summary.dead_letters
-    assert letter.error.startswith("events.jsonl:7: occurred_at 2031-06-01T00:00:00+00:00 is ")
+    assert letter.error.startswith(
+        "events.jsonl:7: rejected by ingest: occurred_at 2031-06-01T00:00:00+00:00 is ")
     assert letter.shop_id == "shop-001"
 
 

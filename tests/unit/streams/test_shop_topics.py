@@ -22,7 +22,7 @@ def rights(principal: str, shop_principals: dict[str, str]) -> set[tuple[str, st
 def test_a_shop_principal_writes_only_its_own_topics() -> None:
     acme = rights("shop-acme", OWN)
     assert acme == {(f"shop.acme.{t}", op) for t in ("share", "click", "signup", "order",
-                                                        "return", "review")
+                                                        "return", "review", "code_issued")
                     for op in ("WRITE", "DESCRIBE")}
     assert not any(topic.startswith(("shop.beta.", "refstream.")) for topic, _ in acme)
     assert not any(topic in NAMES.shop_topics for topic, _ in acme)
@@ -51,7 +51,7 @@ def test_a_shop_principal_may_not_also_write_the_shared_topics() -> None:
 
 
 def test_own_topics_are_created_with_the_shared_ones_and_producers_use_them() -> None:
-    specs = {s.name for s in topic_specs(NAMES, 3, OWN.values())}
+    specs = {s.name for s in topic_specs(NAMES, 3, own_topic_shops=OWN.values())}
     assert set(NAMES.own_shop_topics(["acme", "beta"])) | set(NAMES.shop_topics) <= specs
     assert NAMES.topic_for("acme", "order", {"acme"}) == "shop.acme.order"
     assert NAMES.topic_for("gamma", "order", {"acme"}) == "shop.order"

@@ -94,7 +94,7 @@ def test_exit_codes_of_broker_errors() -> None:
 
     assert exit_code_for(RefstreamError("bad flag")) == EXIT_USAGE
     assert exit_code_for(BrokerUnavailable("x")) == EXIT_UNAVAILABLE == 4
-    assert exit_code_for(BrokerRefused("x")) == EXIT_REFUSED == 3
+    assert exit_code_for(BrokerRefused("x")) == EXIT_REFUSED == 5
     down = broker_error("publishing", "h:1", KafkaTimeoutError("t"), 5)
     assert isinstance(down, BrokerUnavailable) and "within 5s" in str(down)
     refused = broker_error("creating", "h:1", TopicAuthorizationFailedError(), 5)
