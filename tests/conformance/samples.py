@@ -9,6 +9,7 @@ from typing import Any
 from refstream.schemas import events as ev
 from refstream.schemas.shop import (
     ShopClick,
+    ShopCodeIssued,
     ShopEvent,
     ShopOrder,
     ShopReturn,
@@ -41,6 +42,8 @@ def shop_events(shop: str = "shop-ü1", tag: str = "1") -> list[ShopEvent]:
                    customer_id="cust-2", amount_minor=0, currency="EUR", **base),
         ShopReview(event_id=f"review-{tag}", referral_id="ref-1", decision="reject",
                    reviewer_id="alice", note="same device as the referrer", **base),
+        ShopCodeIssued(event_id=f"issued-{tag}", referrer_id="cust-1", referral_code="R-CUST-1",
+                       campaign_id="spring-€", **base),
     ]
 
 
@@ -55,6 +58,7 @@ def log_and_derived() -> list[Any]:
         ev.OrderReturned("e5", "s", MS, "r-1", "o-1", "c-2", 1500, "EUR"),
         ev.ReviewDecided("e6", "s", MS, "ref-1", "approve", "alice", "ok ✓"),
         ev.Tick("e7", "s", MS),
+        ev.CodeIssued("e8", "s", MS, "c-1", "R-c-1", "friends"),
         ev.Attribution("ref-1", "s", MS, "v1", "attributed", "c-2", "c-1", "R-c-1", "friends",
                        "link", None, "e2", "e3"),
         ev.FraudFlag("f-1", "s", MS, "v1", "ip_velocity", "ip_hash", "ip:1", 5, 6, 3_600_000,
@@ -64,5 +68,6 @@ def log_and_derived() -> list[Any]:
         ev.RewardDue("rw-1", "s", MS, "v1", "ref-1", "c-1", "referrer", "credit", 1000, "EUR",
                      MS, "first_order", "o-1"),
         ev.RewardReversal("rv-1", "rw-1", "s", MS, "v1", "c-1", 1000, "EUR", "returned", "r-1"),
+        ev.LateArrival("e2", "s", MS, "v1", "click", MS - 3_600_000, 2_700_000),
         ev.DeadLetter("shop.order", 2, 41, "bad", bytes(range(256)), "s", MS),
     ]
