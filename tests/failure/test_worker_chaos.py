@@ -233,4 +233,6 @@ def _message_id(value: bytes) -> bytes:
             if name == "referral_id" and type(event).__name__ == "Attribution":
                 return f"{ident}:{event.revision}".encode()
             return str(ident).encode()
+    if type(event).__name__ == "LateArrival":  # one per late event of a shop
+        return f"late:{event.shop_id}:{event.event_id}".encode()
     raise AssertionError(f"no id on {event!r}")
