@@ -71,11 +71,12 @@ def _free_port() -> int:
 
 
 def _issue_code(folder: Path) -> str:
-    from refstream.web.registry import Registry
+    from refstream.web.registry import IssuedCode, Registry
 
     registry = Registry(folder / "registry.sqlite")
     try:
-        issued, _ = registry.issue(SHOP, "cust-bench", "friends", 0, "code-bench")
+        issued, _ = registry.record(IssuedCode(registry.unused_code(), SHOP, "cust-bench",
+                                               "friends", 0, "code-bench"))
     finally:
         registry.close()
     return issued.code

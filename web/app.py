@@ -46,6 +46,7 @@ _FOLLOW_HEADERS = frozenset({b"user-agent", b"cookie", b"purpose", b"sec-purpose
 
 def create_app(settings: Settings, rules: Rules, *, publisher: EventPublisher | None = None,
                clock: Clock = wall_clock_ms) -> ASGIApp:
+    """The whole edge: followed links (`FollowedLinks`) in front of the Starlette routes."""
     registry = Registry(settings.web_registry)
     door = FrontDoor(settings, rules, registry,
                      publisher or publisher_from_settings(settings), clock)
@@ -59,8 +60,6 @@ def create_app(settings: Settings, rules: Rules, *, publisher: EventPublisher | 
         finally:
             await door.publisher.stop()
             registry.close()
-
-    # --------------------------------------------------------------- followed links
 
     # ------------------------------------------------------------------------- QR
 

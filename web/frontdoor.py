@@ -124,14 +124,15 @@ class FrontDoor:
         existing = self.registry.code_of(shop_id, referrer_id, campaign_id)
         if existing is not None:
             return existing, False
-        now = self.clock()
-        event_id = f"code-{uuid.uuid4()}"
-        issued, new = self.registry.issue(shop_id, referrer_id, campaign_id, now, event_id)
-        if new:
-            await self.publisher.publish(ShopCodeIssued(
-                event_id=issued.event_id, shop_id=shop_id, occurred_at=_utc(now),
-                referrer_id=referrer_id, referral_code=issued.code, campaign_id=campaign_id))
-        return issued, new
+        issued = IssuedCode(self.registry.unused_code(), shop_id, referrer_id, campaign_id,
+                            self.clock(), f"code-{uuid.uuid4()}")
+        # The log first: a crash between the two leaves a code the log gives the referrer
+        # and nobody was told (harmless), never one the registry hands out and the log does
+        # not know (whose clicks would pay nobody).
+        await self.publisher.publish(ShopCodeIssued(
+            event_id=issued.event_id, shop_id=shop_id, occurred_at=_utc(issued.issued_at_ms),
+            referrer_id=referrer_id, referral_code=issued.code, campaign_id=campaign_id))
+        return self.registry.record(issued)
 
     def link(self, issued: IssuedCode, medium: str | None = None) -> str:
         campaign = self.rules.campaign_by_id.get(issued.campaign_id or "")

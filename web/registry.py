@@ -98,30 +98,32 @@ class Registry:
                 (shop_id, referrer_id)).fetchall()
         return [_issued(r) for r in rows]
 
-    def issue(self, shop_id: str, referrer_id: str, campaign_id: str | None, now_ms: int,
-              event_id: str) -> tuple[IssuedCode, bool]:
-        """(the referrer's code for the campaign, True if it was issued just now).
+    def unused_code(self) -> str:
+        """A fresh code no issued code has taken."""
+        while True:
+            code = new_code()
+            if self.code(code) is None:
+                return code
 
-        One code per (shop, referrer, campaign): asking again returns the same code, so a
-        retried request never issues a second one."""
+    def record(self, issued: IssuedCode) -> tuple[IssuedCode, bool]:
+        """Keep a code its `code_issued` event already published: (the referrer's code for the
+        campaign, True if it is this one). One code per (shop, referrer, campaign): when a
+        racing request recorded another first, that one stands (this one stays unused)."""
         with self._lock:
-            while True:
-                existing = self._db.execute(
-                    "SELECT code, shop_id, referrer_id, campaign_key, issued_at_ms, event_id "
-                    "FROM codes WHERE shop_id = ? AND referrer_id = ? AND campaign_key = ?",
-                    (shop_id, referrer_id, campaign_id or "")).fetchone()
-                if existing is not None:
-                    return _issued(existing), False
-                code = new_code()
-                try:
-                    self._db.execute(
-                        "INSERT INTO codes VALUES (?, ?, ?, ?, ?, ?)",
-                        (code, shop_id, referrer_id, campaign_id or "", now_ms, event_id))
-                except sqlite3.IntegrityError:
-                    continue  # the code was taken (or a racing process issued): look again
-                issued = IssuedCode(code, shop_id, referrer_id, campaign_id, now_ms, event_id)
-                self._by_code[code] = issued
+            try:
+                self._db.execute("INSERT INTO codes VALUES (?, ?, ?, ?, ?, ?)",
+                                 (issued.code, issued.shop_id, issued.referrer_id,
+                                  issued.campaign_id or "", issued.issued_at_ms,
+                                  issued.event_id))
+            except sqlite3.IntegrityError:
+                pass
+            else:
+                self._by_code[issued.code] = issued
                 return issued, True
+        existing = self.code_of(issued.shop_id, issued.referrer_id, issued.campaign_id)
+        if existing is None:  # the random code itself was taken meanwhile (~2^-49)
+            raise sqlite3.IntegrityError(f"code {issued.code} was issued twice; retry")
+        return existing, False
 
     def adopt(self, code: str, shop_id: str, referrer_id: str, campaign_id: str | None, *,
               at_ms: int, event_id: str) -> bool:

@@ -20,7 +20,7 @@ from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import RewardDue
 from refstream.schemas.shop import ShopClick, ShopCodeIssued, ShopOrder, ShopSignup
-from refstream.streams.producer import publish_shop_events
+from refstream.streams.producer import kafka_producer, publish_shop_events
 from refstream.streams.topics import ensure_topics
 from refstream.web.app import create_app
 from tests.failure.test_webhook_delivery import received
@@ -100,11 +100,17 @@ def test_serve_click_worker_reward_due_webhook_once(kafka_bootstrap: str,
         due_ids = {e.reward_id for e in map(codec.decode, (r.value for r in due_records))
                    if isinstance(e, RewardDue)}
         assert len(due_ids) == 2  # the referrer's and the referee's rewards
+        # A foreign record on the topic is reported and passed over, not a stop.
+        producer = kafka_producer(settings)
+        producer.send(names.reward_due, key=SHOP.encode(), value=b"not a refstream record")
+        producer.flush()
+        producer.close()
         hooks = subprocess.run([sys.executable, "-m", "refstream.streams.cli", "webhooks",
                                 "run", "--source", "kafka", "--idle-exit", "5"],
                                env=env, timeout=180, check=False, capture_output=True,
                                text=True)
         assert hooks.returncode == 0, hooks.stderr
+        assert "passed over" in hooks.stderr
         wait_for(lambda: len(received(tmp_path)) >= len(due_ids), 30, "webhooks")
     finally:
         assert worker.stop() == 0, worker.log_tail()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -192,3 +193,22 @@ def test_status_links_are_secret_and_revocable(edge: tuple[str, Path]) -> None:
     assert httpx.get(url).status_code == 404
     assert httpx.get(f"{base}/api/v1/status/{secret}").status_code == 404
     assert json.loads(httpx.get(f"{base}/healthz").text)["ok"] is True
+
+
+def test_concurrent_requests_for_one_referrer_get_one_code(edge: tuple[str, Path]) -> None:
+    base, log = edge
+
+    async def together() -> list[httpx.Response]:
+        async with httpx.AsyncClient() as client:
+            body = {"shop_id": SHOP, "referrer_id": "cust-7", "campaign_id": "friends"}
+            return list(await asyncio.gather(*(
+                client.post(f"{base}/api/v1/codes", json=body, headers=AUTH)
+                for _ in range(8))))
+
+    answers = asyncio.run(together())
+    codes = {a.json()["code"] for a in answers}
+    assert len(codes) == 1 and all(a.status_code in (200, 201) for a in answers)
+    # The log heard of every code it may have to attribute, each owned by the same referrer.
+    issued = [e for e in log_events(log) if isinstance(e, ShopCodeIssued)]
+    assert codes <= {e.referral_code for e in issued}
+    assert {e.referrer_id for e in issued} == {"cust-7"}
