@@ -459,15 +459,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
     code = _print_diff(Path(args.before), Path(args.after), args.format)
     if args.apply:
         from refstream.replay.diff import corrections
-        from refstream.schemas.codec import Codec
         from refstream.streams.producer import kafka_producer
+        from refstream.streams.schema_registry import worker_codec
         from refstream.streams.topics import TopicNames, ensure_topics
 
         settings = _settings(args)
         ensure_topics(settings)
         messages = corrections(args.before, args.after)
         producer = kafka_producer(settings)
-        codec, topic = Codec(), TopicNames.from_settings(settings).reward_due
+        # In registry framing too when the worker writes its outputs so.
+        codec, topic = worker_codec(settings), TopicNames.from_settings(settings).reward_due
         for message in messages:
             producer.send(topic, key=message.reward_id.encode(), value=codec.encode(message))
         producer.flush()

@@ -24,6 +24,7 @@ from refstream.schemas.jsonl import parse_line, read_lines
 from refstream.schemas.shop import ShopEvent
 from refstream.streams.exit_codes import EXIT_OK, EXIT_PROBLEM
 from refstream.streams.ingest import SourceRef
+from refstream.streams.schema_registry import reader_codec
 from refstream.streams.settings import Settings
 from refstream.streams.topics import TopicNames
 
@@ -401,7 +402,7 @@ def _scan_selected(args: argparse.Namespace, codec: Codec
 def cmd_dlq_list(args: argparse.Namespace) -> int:
     from refstream.streams.tables_output import render_rows
 
-    codec = Codec()
+    codec = reader_codec(_settings(args))  # registry-framed originals decode too
     scan, redriven, entries = _scan_selected(args, codec)
     width = None if (args.full or args.format != "table") else 100
     rows = [
@@ -429,7 +430,7 @@ def _clip(text: str, width: int | None) -> str:
 
 
 def cmd_dlq_export(args: argparse.Namespace) -> int:
-    codec = Codec()
+    codec = reader_codec(_settings(args))  # registry-framed originals decode too
     scan, _, entries = _scan_selected(args, codec)
     out = Path(args.out)
     written, undecodable = write_export(entries, codec, out)
