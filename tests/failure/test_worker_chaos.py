@@ -64,7 +64,7 @@ def test_effectively_once_through_fifty_disruptions_and_a_broker_kill(
         own_broker: LocalKafka, tmp_path: Path) -> None:
     restart_broker(own_broker)
     seed = chaos_seed()
-    survived = run_chaos(own_broker.bootstrap, tmp_path, seed, seconds=60, gap_s=(0.5, 2.0),
+    survived = run_chaos(own_broker.bootstrap, tmp_path, seed, seconds=60, gap_s=(0.3, 1.5),
                          min_disruptions=50, broker=own_broker)
     assert sum(survived.values()) >= 50 and survived["broker-kill"] == 1, dict(survived)
 
@@ -120,11 +120,11 @@ def run_chaos(bootstrap: str, tmp_path: Path, seed: int, *, seconds: float,
                 victim.kill()
                 # The long variant often kills again before the restarted worker is ready
                 # (harsher, and it keeps fifty disruptions within a few minutes).
-                victim.start(wait=not min_disruptions or rng.random() < 0.3)
+                victim.start(wait=not min_disruptions or rng.random() < 0.25)
             elif action == "term":
                 victim.wait_ready()  # SIGTERM of a worker that is up: a clean drain
                 assert victim.stop(timeout=60) == 0, victim.log_tail()
-                victim.start(wait=not min_disruptions or rng.random() < 0.3)
+                victim.start(wait=not min_disruptions or rng.random() < 0.25)
             else:
                 victim.wait_ready()
                 victim.signal(signal.SIGSTOP)
