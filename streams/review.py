@@ -263,9 +263,19 @@ def _decide_embedded(args: argparse.Namespace, event: ShopReview) -> int:
                           "log the database was built from")
     line = json.dumps(to_json_object(event), separators=(",", ":"))
     rules = _rules(args.rules)
+    settings = Settings()
+    log = None
+    if args.archive:
+        from refstream.replay.archive import ArchiveWriter
+        from refstream.schemas.codec import Codec
+        from refstream.streams.embedded import EmbeddedLog
+
+        # The demo's log archive: replay from it sees the decision too.
+        log = EmbeddedLog(ArchiveWriter(Path(args.archive)), Codec(), settings.partitions)
     store = ProjectionStore(db_path)
     try:
-        runner = EmbeddedRunner(Settings(), rules, store)
+        runner = EmbeddedRunner(settings, rules, store,
+                                log.append if log is not None else None)
         runner.restore_state()
         number = _append_line(events_path, line)
         summary = runner.run_lines(str(events_path), [(number, line)])
@@ -273,6 +283,8 @@ def _decide_embedded(args: argparse.Namespace, event: ShopReview) -> int:
         status = store.connection.execute(
             "SELECT status FROM referrals WHERE referral_id = ?", [event.referral_id]).fetchone()
     finally:
+        if log is not None:
+            log.close()
         store.close()
     if summary.dead_letters:
         raise ReviewError(summary.dead_letters[0].error)
@@ -346,6 +358,8 @@ def register_review_commands(subparsers: Any) -> None:
         parser.add_argument("--events", help="embedded: the JSON Lines log of the run")
         parser.add_argument("--db", help="embedded: the run's database; Kafka: a snapshot "
                                          "to check the referral against")
+        parser.add_argument("--archive", help="embedded: also append the decision to this log "
+                                              "archive (the demo's out/demo/archive)")
         parser.add_argument("--rules", help="rules YAML (default: REFSTREAM_RULES_PATH, else "
                                             "the packaged default)")
         parser.add_argument("--bootstrap", help="Kafka bootstrap servers: publish instead")

@@ -98,3 +98,26 @@ def test_a_decision_on_a_referral_not_waiting_is_refused(
     assert main(["review", "approve", qualified, "--reviewer", "ana", "--events", str(events),
                  "--db", str(db)]) == EXIT_USAGE
     assert "not waiting for review" in capsys.readouterr().err
+
+
+def test_a_decision_in_the_demo_archive_replays_identically(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("REFSTREAM_RULES_PATH", raising=False)
+        assert main(["demo", "--out", str(out), "--shops", "1", "--customers", "600"]) == EXIT_OK
+    db = out / "refstream.duckdb"
+    conn = duckdb.connect(str(db), read_only=True)
+    try:
+        referral = review_queue(conn)[0].referral_id
+    finally:
+        conn.close()
+    assert main(["review", "approve", referral, "--reviewer", "ana", "--at",
+                 "2026-11-20T09:00:00Z", "--events", str(out / "events.jsonl"), "--db", str(db),
+                 "--archive", str(out / "archive")]) == EXIT_OK
+    replayed = tmp_path / "replayed.duckdb"
+    assert main(["replay", "--archive", str(out / "archive"), "--db", str(replayed)]) == EXIT_OK
+    for table in ("referrals", "rewards", "reward_ledger", "fraud_flags"):
+        assert sorted(_query(replayed, f"SELECT * FROM {table}"), key=repr) == sorted(
+            _query(db, f"SELECT * FROM {table}"), key=repr), table
+    assert _query(replayed, "SELECT status FROM referrals WHERE referral_id = ?",
+                  referral) != [("held",)]
