@@ -101,9 +101,10 @@ def read_dlq(settings: Settings, codec: Codec, timeout_s: float = 60.0) -> DlqSc
             time.sleep(0.2)  # metadata of a topic seen for the first time can lag a moment
             partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            raise DlqError(f"topic {topic} does not exist on {settings.kafka_bootstrap}; "
-                           "check REFSTREAM_KAFKA_BOOTSTRAP and REFSTREAM_TOPIC_PREFIX, or run "
-                           "`refstream topics create`")
+            raise DlqError(f"topic {topic} does not exist on {settings.kafka_bootstrap}, or "
+                           "this principal may not describe it; check REFSTREAM_KAFKA_BOOTSTRAP "
+                           "and REFSTREAM_TOPIC_PREFIX, run `refstream topics create`, or see "
+                           "`refstream acls show`")
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)

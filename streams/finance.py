@@ -132,17 +132,18 @@ class BoundedConsumer:
                     self.metrics.events_in.labels(tp.topic).inc(len(records))
         if now - self._checked >= self.check_every_s:
             self._checked = now
+            # Without partitions (more finance consumers than partitions) there is nothing
+            # to ask; a broker gone at the start already failed the consumer's bootstrap.
             assigned = list(self.consumer.assignment())
-            try:
-                ends = self.consumer.end_offsets(assigned,
-                                                 timeout_ms=int(self.check_every_s * 1000))
-                if assigned:
+            if assigned:
+                try:
+                    ends = self.consumer.end_offsets(assigned,
+                                                     timeout_ms=int(self.check_every_s * 1000))
+                except KafkaError as exc:
+                    self._raise_if_gone(exc)
+                else:
                     self._answered = now
                     self._record_lag(ends)
-            except KafkaError as exc:
-                self._raise_if_gone(exc)
-            if not assigned:
-                self._raise_if_gone(None)
         return batch
 
     def _record_lag(self, ends: dict[Any, int]) -> None:
@@ -166,12 +167,8 @@ class BoundedConsumer:
                                self.bound_s) from exc
         self._answered = time.monotonic()
 
-    def _raise_if_gone(self, cause: BaseException | None) -> None:
-        from kafka.errors import KafkaTimeoutError
-
+    def _raise_if_gone(self, cause: BaseException) -> None:
         from refstream.streams.exit_codes import broker_error
 
         if time.monotonic() - self._answered >= self.bound_s:
-            raise broker_error("reading reward-due", self.bootstrap,
-                               cause or KafkaTimeoutError("no partitions assigned"),
-                               self.bound_s)
+            raise broker_error("reading reward-due", self.bootstrap, cause, self.bound_s)

@@ -56,7 +56,7 @@ def chaos_seed() -> int:
 def test_effectively_once_under_kill_stop_and_pause(kafka_bootstrap: str, tmp_path: Path) -> None:
     seed = chaos_seed()
     survived = run_chaos(kafka_bootstrap, tmp_path, seed, seconds=CHAOS_SECONDS,
-                         gap_s=(2.0, 6.0))
+                         gap_s=(2.0, 6.0), min_kills=3)
     assert survived["kill"] >= 3, f"seed {seed}: {dict(survived)}"
 
 
@@ -70,7 +70,7 @@ def test_effectively_once_through_fifty_disruptions_and_a_broker_kill(
 
 
 def run_chaos(bootstrap: str, tmp_path: Path, seed: int, *, seconds: float,
-              gap_s: tuple[float, float], min_disruptions: int = 0,
+              gap_s: tuple[float, float], min_disruptions: int = 0, min_kills: int = 0,
               broker: LocalKafka | None = None) -> dict[str, int]:
     """Produce while disrupting the victim worker (and once the broker, if given) on the
     schedule `seed` draws; then check (a), (b) and (c). Returns the disruptions survived."""
@@ -107,8 +107,9 @@ def run_chaos(bootstrap: str, tmp_path: Path, seed: int, *, seconds: float,
     survived: dict[str, int] = defaultdict(int)
     deadline = time.monotonic() + seconds
     try:
+        # Whatever the seed draws, at least `min_kills` kill -9 and `min_disruptions` happen.
         while (time.monotonic() < deadline or not done_producing.is_set()
-               or sum(survived.values()) < min_disruptions):
+               or sum(survived.values()) < min_disruptions or survived["kill"] < min_kills):
             time.sleep(rng.uniform(*gap_s))
             action = rng.choice(["kill", "kill", "term", "pause"])
             if sum(survived.values()) == broker_kill_at and broker is not None:
