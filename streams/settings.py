@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     # shop id -> landing URL a followed link redirects to; others get the default.
     web_landing_urls: dict[str, str] = Field(default_factory=dict)
     web_default_landing_url: str = "https://shop.example/"
+    # campaign id -> percent off that the shop's checkout gives the people a referrer sends:
+    # passed to the landing page on every followed link and shown on the share page. An
+    # offer of the shop's, not a reward: refstream never sees checkout prices.
+    web_referee_discounts: dict[str, Annotated[int, Field(ge=0, le=100)]] = Field(
+        default_factory=dict)
     # Followed links counted per client IP: a bucket of `burst` refilled at this rate.
     web_clicks_per_minute: float = 60.0
     web_click_burst: int = 20

@@ -184,8 +184,8 @@ def create_app(settings: Settings, rules: Rules, *, publisher: EventPublisher | 
         except SnapshotUnavailable as exc:
             return HTMLResponse(pages.problem_page("Not available yet", str(exc)),
                                 status_code=503, headers=NO_STORE)
-        shares = [(c.code, door.link(c), rules.campaign_by_id.get(c.campaign_id or ""))
-                  for c in codes]
+        shares = [(c.code, door.link(c), rules.campaign_by_id.get(c.campaign_id or ""),
+                   door.referee_discount(c.campaign_id)) for c in codes]
         have = {c.campaign_id for c in codes}
         secret = request.path_params["secret"]
         share_pages = [(f"/s/{secret}/share/{c.id}", f"campaign {c.id}")
@@ -206,7 +206,8 @@ def create_app(settings: Settings, rules: Rules, *, publisher: EventPublisher | 
             return HTMLResponse(pages.problem_page("Not available to you", str(exc)),
                                 status_code=403, headers=NO_STORE)
         campaign = rules.campaign_by_id.get(issued.campaign_id or "")
-        body = pages.share_block(issued.code, door.link(issued), campaign)
+        body = pages.share_block(issued.code, door.link(issued), campaign,
+                                 door.referee_discount(issued.campaign_id))
         back = f"<p><a href='/s/{request.path_params['secret']}'>Back to your referrals</a></p>"
         return HTMLResponse(pages.page("Share your link", body + back), headers=NO_STORE)
 

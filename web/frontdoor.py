@@ -142,6 +142,11 @@ class FrontDoor:
 
     # ------------------------------------------------------------------------ clicks
 
+    def referee_discount(self, campaign_id: str | None) -> int:
+        """The shop's checkout offer to the people a referrer sends through this campaign
+        (REFSTREAM_WEB_REFEREE_DISCOUNTS), passed to its landing page; 0 for none."""
+        return self.settings.web_referee_discounts.get(campaign_id or "", 0)
+
     def destination(self, issued: IssuedCode) -> tuple[str, dict[str, str]]:
         """(the landing URL a code's link redirects to, its UTM tags); fixed per code."""
         cached = self._destinations.get(issued.code)
@@ -152,8 +157,9 @@ class FrontDoor:
         landing = self.settings.web_landing_urls.get(issued.shop_id,
                                                      self.settings.web_default_landing_url)
         params = {**tags, "referral_code": issued.code}
-        if campaign is not None and campaign.referee_discount_percent:
-            params["referee_discount_percent"] = str(campaign.referee_discount_percent)
+        discount = self.referee_discount(issued.campaign_id)
+        if discount:
+            params["referee_discount_percent"] = str(discount)
         cached = self._destinations[issued.code] = (with_query(landing, params), tags)
         return cached
 

@@ -34,10 +34,11 @@ def _money(amount_minor: int, currency: str, kind: str) -> str:
     return f"{amount_minor / 100:.2f} {escape(currency)}"
 
 
-def share_block(code: str, link: str, campaign: Campaign | None) -> str:
+def share_block(code: str, link: str, campaign: Campaign | None, discount_percent: int = 0
+                ) -> str:
     name = f"campaign {escape(campaign.id)}" if campaign else "the referral programme"
-    discount = (f"<p>Friends who follow it get {campaign.referee_discount_percent}% off.</p>"
-                if campaign and campaign.referee_discount_percent else "")
+    discount = (f"<p>Friends who follow it get {discount_percent}% off.</p>"
+                if discount_percent else "")
     return (f"<section class=share data-code='{escape(code)}'>"
             f"<h2>Your link for {name}</h2>"
             f"<p>Your code: <span class=code id=code-{escape(code)}>{escape(code)}</span></p>"
@@ -48,7 +49,7 @@ def share_block(code: str, link: str, campaign: Campaign | None) -> str:
             f"or <a href='/qr/{escape(code)}.svg'>SVG</a>.</p></section>")
 
 
-def status_page(status: ReferrerStatus, shares: list[tuple[str, str, Campaign | None]],
+def status_page(status: ReferrerStatus, shares: list[tuple[str, str, Campaign | None, int]],
                 share_pages: list[tuple[str, str]]) -> str:
     numbers = (("clicks", "people who followed your link", status.clicks),
                ("signups", "signed up", status.signups),
@@ -67,7 +68,8 @@ def status_page(status: ReferrerStatus, shares: list[tuple[str, str, Campaign | 
         f"<tr class='reward {escape(w.status)}'><td>{_money(w.amount_minor, w.currency, w.kind)}"
         f"</td><td>{escape(w.status_words)}</td><td>{escape(w.reason)}</td></tr>"
         for w in status.rewards) or "<tr><td colspan=3 class=muted>none yet</td></tr>"
-    blocks = "".join(share_block(code, link, campaign) for code, link, campaign in shares)
+    blocks = "".join(share_block(code, link, campaign, discount)
+                     for code, link, campaign, discount in shares)
     more = "".join(f"<li><a href='{escape(href)}'>{escape(label)}</a></li>"
                    for href, label in share_pages)
     more_html = f"<h2>Share another campaign</h2><ul>{more}</ul>" if more else ""

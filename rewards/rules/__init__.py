@@ -195,16 +195,24 @@ class Campaign(_Strict):
     utm_campaign: Slug
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
-    # An offer to the people a referrer sends: `refstream serve` passes it to the shop's
-    # landing page on every followed link (and shows it on the share page); the shop applies
-    # it at checkout. refstream never sees a checkout price, only the order amount reported
-    # after the shop's own discounts, so the core neither applies nor checks it; a benefit
-    # refstream decides and pays is `referee_reward`.
-    referee_discount_percent: Percent = 0
     eligible_referrers: Literal["all", "named"] = "all"
     named_referrers: list[Annotated[str, Field(min_length=1)]] = []
     referrer_reward: RewardSpec | None = None
     referee_reward: RewardSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_referee_discount(cls, data: object) -> object:
+        # Removed from the format: refstream never sees a checkout price, only the order
+        # amount the shop reports after its own discounts, so a percentage here could neither
+        # be applied nor checked; the referee's benefit refstream decides is referee_reward.
+        if isinstance(data, dict) and "referee_discount_percent" in data:
+            raise ValueError(
+                "referee_discount_percent is no longer part of the rules format: the shop "
+                "applies a checkout discount itself and reports the order amount after it; "
+                "remove the key, and use referee_reward for a benefit refstream decides (an "
+                "offer on the landing page of `refstream serve` is REFSTREAM_WEB_REFEREE_DISCOUNTS)")
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Campaign:

@@ -33,7 +33,7 @@ def test_default_rules_ship_the_campaigns_the_synthetic_shop_uses() -> None:
         "partner-blog": ("third_party", "partner-blog", "all"),
     }
     friends, vip, podcast = (rules.campaign_by_id[k] for k in ("friends", "vip", "podcast"))
-    assert friends.referee_discount_percent == 10
+    assert not hasattr(friends, "referee_discount_percent")
     assert friends.referrer_reward is not None and friends.referrer_reward.fixed_minor == 1000
     assert friends.referee_reward is not None and friends.referee_reward.fixed_minor == 500
     assert vip.named_referrers == ["inf-001", "inf-002", "inf-003"]
@@ -133,3 +133,12 @@ def test_broken_yaml_and_missing_files_are_rules_errors() -> None:
     with pytest.raises(RulesError, match=r"nowhere\.yaml: cannot read the rules file"):
         load_rules("/nonexistent/nowhere.yaml")
     assert _error("- just\n- a list\n").startswith("broken.yaml:1: the rules file must be")
+
+
+def test_referee_discount_percent_was_removed_with_a_reason() -> None:
+    # Never applied by the core: a rules file that still sets it is told why and what to do.
+    text = DEFAULT_TEXT.replace("    utm_campaign: friends\n",
+                                "    utm_campaign: friends\n    referee_discount_percent: 10\n")
+    message = _error(text)
+    assert "campaigns.0: referee_discount_percent is no longer part of the rules format" in message
+    assert "use referee_reward" in message

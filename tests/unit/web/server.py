@@ -32,6 +32,7 @@ def edge_settings(folder: Path, port: int, **overrides: Any) -> Settings:
         "web_snapshot": folder / "analysts.duckdb",
         "web_api_keys": {SHOP: API_KEY},
         "web_landing_urls": {SHOP: "https://shop-001.example/welcome?lang=en"},
+        "web_referee_discounts": {"friends": 10},
     }
     values.update(overrides)
     return Settings(**values)
