@@ -211,7 +211,8 @@ class Campaign(_Strict):
                 "referee_discount_percent is no longer part of the rules format: the shop "
                 "applies a checkout discount itself and reports the order amount after it; "
                 "remove the key, and use referee_reward for a benefit refstream decides (an "
-                "offer on the landing page of `refstream serve` is REFSTREAM_WEB_REFEREE_DISCOUNTS)")
+                "offer on the landing page of `refstream serve` is "
+                "REFSTREAM_WEB_REFEREE_DISCOUNTS)")
         return data
 
     @model_validator(mode="after")
