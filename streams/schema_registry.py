@@ -28,6 +28,10 @@ from refstream.streams.topics import TopicNames
 _CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
 
+# The Confluent API's error_code for a schema (id, GUID) the registry does not have.
+SCHEMA_NOT_FOUND = 40403
+
+
 class RegistryUnavailable(RefstreamError):
     """The registry did not answer (after retries) or answered with a server error.
 
@@ -95,6 +99,14 @@ class HttpSchemaRegistry:
 
     def _schema(self, path: str, what: str) -> str:
         status, payload = self._call("GET", path)
+        if status == 404 and payload.get("error_code", SCHEMA_NOT_FOUND) != SCHEMA_NOT_FOUND:
+            # A 404 that is not the API's "schema not found" (40403): the registry has no such
+            # endpoint (Apicurio's Confluent API has no /schemas/guids, for one).
+            raise SchemaNotFound(
+                f"schema registry {self._base} does not serve GET {path} "
+                f"({payload.get('message', 'not found')}), so {what} cannot be looked up "
+                "there; use a registry whose Confluent API serves it, or produce with the "
+                "schema id (magic 00)")
         if status == 404:
             raise SchemaNotFound(
                 f"{what} is not in schema registry {self._base} "

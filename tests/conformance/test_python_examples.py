@@ -3,7 +3,6 @@ and refstream's ingest puts what they publish into the canonical log."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +16,6 @@ from tests.integration.kafka_helpers import WorkerProcess, isolated_settings, re
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).parent / "examples"
-# A Confluent-compatible registry to run the registry example against (none runs here:
-# docs/producers.md, "Schema Registry", says what was tried).
-REGISTRY_URL = os.environ.get("REFSTREAM_TEST_SCHEMA_REGISTRY_URL", "")
 
 
 def run_example(name: str, *args: str) -> None:
@@ -52,11 +48,11 @@ def test_python_single_object_example_reaches_the_log(kafka_bootstrap: str,
                   [("publish_single_object.py", [kafka_bootstrap, str(AVRO_DIR)])]) == ["e-83"]
 
 
-@pytest.mark.skipif(not REGISTRY_URL, reason="no schema registry server can run here; set "
-                    "REFSTREAM_TEST_SCHEMA_REGISTRY_URL to a Confluent-compatible registry")
 def test_python_registry_example_reaches_the_log(kafka_bootstrap: str, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REFSTREAM_SCHEMA_REGISTRY_URL", REGISTRY_URL)  # the worker's setting
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 schema_registry_url: str) -> None:
+    url = schema_registry_url
+    monkeypatch.setenv("REFSTREAM_SCHEMA_REGISTRY_URL", url)  # the worker's setting
     assert ingest(tmp_path, kafka_bootstrap,
-                  [("publish_with_registry.py", [kafka_bootstrap, REGISTRY_URL, str(AVRO_DIR)])],
-                  schema_registry_url=REGISTRY_URL) == ["e-82"]
+                  [("publish_with_registry.py", [kafka_bootstrap, url, str(AVRO_DIR)])],
+                  schema_registry_url=url) == ["e-82"]

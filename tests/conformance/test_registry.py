@@ -1,8 +1,9 @@
-"""Against a real Confluent-compatible schema registry (REFSTREAM_TEST_SCHEMA_REGISTRY_URL):
+"""Against a real Confluent-compatible schema registry (the session's, or the one
+REFSTREAM_TEST_SCHEMA_REGISTRY_URL names):
 a shop produces with confluent-kafka's AvroSerializer, refstream ingests every record,
 registers its output schemas (TopicRecordNameStrategy) and writes its outputs in registry
 framing, which confluent-kafka's AvroDeserializer reads; the registry refuses an incompatible
-output schema. Skipped where no registry runs (docs/producers.md says what was tried here)."""
+output schema."""
 
 from __future__ import annotations
 
@@ -25,14 +26,11 @@ from refstream.streams.schema_registry import (
 from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
 from refstream.streams.topics import TopicNames, ensure_topics
 from tests.conformance.samples import shop_events
-from tests.conformance.test_python_examples import REGISTRY_URL
 from tests.integration.kafka_helpers import WorkerProcess, isolated_settings, read_topic
 from tests.integration.pipeline_expectations import expected_outputs
 
 pytestmark = [
     pytest.mark.integration, pytest.mark.slow,
-    pytest.mark.skipif(not REGISTRY_URL, reason="no schema registry server can run here; set "
-                       "REFSTREAM_TEST_SCHEMA_REGISTRY_URL to a Confluent-compatible registry"),
 ]
 CODEC = Codec()
 RULES = load_rules(default_rules_path())
@@ -46,7 +44,8 @@ def as_epoch_ms(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_registry_framing_both_ways_with_confluent_kafka(
-        kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        schema_registry_url: str) -> None:
     from confluent_kafka import Producer
     from confluent_kafka.schema_registry import (
         SchemaRegistryClient,
@@ -58,7 +57,7 @@ def test_registry_framing_both_ways_with_confluent_kafka(
     settings = isolated_settings(kafka_bootstrap, tmp_path, tick_interval_s=0)
     ensure_topics(settings)
     names = TopicNames.from_settings(settings)
-    client = SchemaRegistryClient({"url": REGISTRY_URL})
+    client = SchemaRegistryClient({"url": schema_registry_url})
     events = [*iter_shop_events(SyntheticConfig(seed=3, shops=2, customers_per_shop=120,
                                                 days=45)),
               *shop_events(shop="shop-samples")]
@@ -76,7 +75,7 @@ def test_registry_framing_both_ways_with_confluent_kafka(
             record, SerializationContext(topic, MessageField.VALUE)))
     assert producer.flush(60) == 0
 
-    monkeypatch.setenv("REFSTREAM_SCHEMA_REGISTRY_URL", REGISTRY_URL)
+    monkeypatch.setenv("REFSTREAM_SCHEMA_REGISTRY_URL", schema_registry_url)
     monkeypatch.setenv("REFSTREAM_REGISTRY_FRAMED_OUTPUTS", "true")
     worker = WorkerProcess(settings).start()
     try:
@@ -98,7 +97,7 @@ def test_registry_framing_both_ways_with_confluent_kafka(
     for topic, records in output_records(names).items():
         assert {subject_name(topic, r) for r in records} <= subjects
     deserialize = AvroDeserializer(client)
-    reader = Codec(resolver=HttpSchemaRegistry(RegistryConfig(REGISTRY_URL)))
+    reader = Codec(resolver=HttpSchemaRegistry(RegistryConfig(schema_registry_url)))
     for topic, records in outputs.items():
         for record in records:
             assert record.value[0] == 0  # registry framing
@@ -107,7 +106,7 @@ def test_registry_framing_both_ways_with_confluent_kafka(
             assert as_epoch_ms(theirs) == ours
 
     # Compatibility is the registry's: an output schema that breaks readers is refused.
-    registry = HttpSchemaRegistry(RegistryConfig(REGISTRY_URL))
+    registry = HttpSchemaRegistry(RegistryConfig(schema_registry_url))
     subject = subject_name(names.reward_due, "refstream.derived.RewardDue")
     client.set_compatibility(subject, "BACKWARD")
     breaking = json.loads(json.dumps(CODEC.newest("refstream.derived.RewardDue").declared))
