@@ -119,8 +119,12 @@ def test_follow_sign_up_order_then_the_status_page_shows_it(
                          ip="198.51.100.7", visitor_id=click.visitor_id))
 
         # 4. The log folded into the analysts' snapshot, as the embedded runner does.
+        # The friend's order is an hour after now: fold with the clock after it, as a later
+        # run would (ingest dead-letters events dated ahead of its clock).
+        later = (signed_up + timedelta(hours=2)).isoformat()
         folded = subprocess.run([sys.executable, "-m", "refstream.streams.cli", "run",
-                                 "--events", str(log), "--db", str(snapshot), "--strict"],
+                                 "--events", str(log), "--db", str(snapshot), "--strict",
+                                 "--wall-clock", later],
                                 capture_output=True, text=True, check=False)
         assert folded.returncode == 0, folded.stderr
 
