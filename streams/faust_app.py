@@ -262,13 +262,28 @@ def register_lag(app: faust.App, lag: Any, interval_s: float, *,
         for tp in sorted(consumer.assignment()):
             if tp.topic == skip_topic:
                 continue
-            highwater = consumer.highwater(tp)
+            highwater = assigned_highwater(consumer, tp)
             try:
                 position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
             except TimeoutError:
                 continue  # the broker does not answer; keep the last figure
             if highwater is not None and position is not None:
                 lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+
+def assigned_highwater(consumer: Any, tp: TP) -> int | None:
+    """The partition's high watermark, or None when it is not (or no longer) assigned here.
+
+    A rebalance can revoke a partition between listing it and asking: aiokafka answers that
+    with an AssertionError, which inside a checkpoint or a timer would crash the agent.
+    """
+    if tp not in consumer.assignment():
+        return None
+    try:
+        highwater = consumer.highwater(tp)
+    except AssertionError:  # revoked in between
+        return None
+    return int(highwater) if highwater is not None else None
 
 
 def _register_ingest(app: faust.App, context: WorkerContext) -> None:
@@ -405,7 +420,7 @@ def _register_pipeline(app: faust.App, context: WorkerContext, rules: Rules) -> 
         await app.producer.flush()  # outputs first: a checkpoint never runs ahead of them
         runtime.checkpoint()
         for partition, state in runtime.partitions.items():
-            highwater = app.consumer.highwater(TP(names.log, partition))
+            highwater = assigned_highwater(app.consumer, TP(names.log, partition))
             if highwater is not None:
                 metrics.lag.labels(names.log, str(partition)).set(
                     max(0, highwater - state.gate.next_offset))
