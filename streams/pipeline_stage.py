@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -24,11 +26,21 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from mode import Service
 
 from refstream.schemas.events import FraudFlag, LateArrival, RewardDue
+from refstream.streams.checkpoint import SnapshotFailed
 from refstream.streams.metrics import Health, WorkerMetrics
-from refstream.streams.pipeline_runtime import Applied, CatchUp, Output, PipelineRuntime
+from refstream.streams.pipeline_runtime import (
+    Applied,
+    BackgroundCheckpoint,
+    CatchUp,
+    Output,
+    PipelineRuntime,
+)
 from refstream.streams.settings import Settings
 
 log = logging.getLogger("refstream.pipeline")
+
+# A forked snapshot child still busy after this long is stopped (and its partitions retried).
+SNAPSHOT_TIMEOUT_S = 300.0
 
 # (partition, gap, still owned?) -> batches of the log records the state lacks.
 GapReader = Callable[[int, CatchUp, Callable[[], bool]], AsyncIterator[list[Any]]]
@@ -69,6 +81,7 @@ class PipelineStage(Service):
         # checkpoint is taken from it.
         self.consistent = True
         self.last_checkpoint = time.monotonic()
+        self.pending: asyncio.Future[None] | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         super().__init__(**kwargs)
@@ -100,7 +113,7 @@ class PipelineStage(Service):
         async with self.batch_lock:
             if self.consistent:
                 try:
-                    await self.checkpoint()
+                    await self.checkpoint(final=True)
                     log.info("final checkpoint committed")
                 except KafkaError as exc:
                     log.error("no final checkpoint, outputs not acknowledged: %s", exc)
@@ -203,28 +216,58 @@ class PipelineStage(Service):
 
     # ---------------------------------------------------------------- checkpoints
 
-    async def checkpoint(self) -> None:
+    async def checkpoint(self, *, final: bool = False) -> None:
         """1. every output sent so far is acknowledged; 2. state + offsets committed in one
-        transaction; 3. the group's offsets follow (informational: the gate decides)."""
+        transaction, snapshotted by a forked child unless `final` or switched off (the loop
+        pays only the fork); 3. the group's offsets follow (informational: the gate decides).
+        At most one snapshot is in flight, so checkpoints land in order."""
         assert self.producer is not None and self.consumer is not None
+        await self._finish_pending()
         started = time.perf_counter()
         await self.producer.flush()
-        committed = self.runtime.checkpoint()
+        if self.settings.checkpoint_in_background and hasattr(os, "fork") and not final:
+            pending = self.runtime.begin_background_checkpoint()
+            if pending is not None:
+                self.pending = asyncio.ensure_future(self._complete(pending))
+        else:
+            started_snapshot = time.perf_counter()
+            self.runtime.checkpoint()
+            self.metrics.checkpoint_snapshot_seconds.observe(
+                time.perf_counter() - started_snapshot)
+            await self._commit_group_offsets({
+                p: s.gate.next_offset for p, s in self.runtime.partitions.items()})
         self.last_checkpoint = time.monotonic()
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
-        if committed:
-            await self._commit_group_offsets()
         for partition, state in self.runtime.partitions.items():
             highwater = self.consumer.highwater(TopicPartition(self.topic, partition))
             if highwater is not None:
                 self.metrics.lag.labels(str(partition)).set(
                     max(0, highwater - state.gate.next_offset))
 
-    async def _commit_group_offsets(self) -> None:
+    async def _complete(self, pending: BackgroundCheckpoint) -> None:
+        started = time.perf_counter()
+        # A child that hangs is stopped; its partitions are checkpointed next time.
+        timer = asyncio.get_running_loop().call_later(SNAPSHOT_TIMEOUT_S,
+                                                      pending.snapshot.abandon)
+        try:
+            committed = await asyncio.to_thread(pending.finish)
+        except (SnapshotFailed, OSError, sqlite3.Error) as exc:
+            log.error("checkpoint not committed, retried at the next interval: %s", exc)
+            return
+        finally:
+            timer.cancel()
+        self.metrics.checkpoint_snapshot_seconds.observe(time.perf_counter() - started)
+        await self._commit_group_offsets(committed)
+
+    async def _finish_pending(self) -> None:
+        if self.pending is not None:
+            await self.pending
+            self.pending = None
+
+    async def _commit_group_offsets(self, committed: dict[int, int]) -> None:
         assert self.consumer is not None
         owned = self.consumer.assignment()
-        offsets = {tp: self.runtime.partitions[tp.partition].gate.next_offset
-                   for tp in owned if tp.partition in self.runtime.partitions}
+        offsets = {tp: committed[tp.partition] for tp in owned if tp.partition in committed}
         if not offsets:
             return
         try:
