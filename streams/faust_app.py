@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.app.base import BootStrategy
 from faust.types import TP
 from faust.types.auth import AuthProtocol
 
@@ -188,6 +189,11 @@ def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bo
         _register_pipeline(app, context, rules)
     if archive_dir is not None:
         _register_archiver(app, context, archive_dir)
+    if rules is not None and not with_ingest and archive_dir is None:
+        # Only the pipeline stage, which reads with a consumer of its own: faust's consumer
+        # would subscribe to nothing, which its conductor refuses. faust's documented startup
+        # strategy leaves it (and its conductor and tables) out.
+        app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False)
     return app
 
 
