@@ -23,6 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 from mode import Service
 
 from refstream.schemas.events import FraudFlag, LateArrival, RewardDue
@@ -82,6 +83,8 @@ class PipelineStage(Service):
         self.consistent = True
         self.last_checkpoint = time.monotonic()
         self.pending: asyncio.Future[None] | None = None
+        self.partitioner = DefaultPartitioner()
+        self.partitions_of_topic: dict[str, list[int]] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         super().__init__(**kwargs)
@@ -205,14 +208,36 @@ class PipelineStage(Service):
             await self._send(outputs)
 
     async def _send(self, outputs: list[Output]) -> None:
-        """Hand a batch's outputs to the producer, which groups them into one request batch
-        per partition; delivery is awaited once per checkpoint (`flush`), not per record."""
+        """Hand a batch's outputs to the producer as one record batch per topic partition
+        (aiokafka's `create_batch`/`send_batch`), partitioned as its default partitioner
+        (murmur2 of the key, as Kafka's Java client) would. Delivery is awaited once per
+        checkpoint (`flush`), not per record."""
         if not outputs:
             return
-        assert self.producer is not None
+        producer = self.producer
+        assert producer is not None
+        batches: dict[tuple[str, int], Any] = {}
         for output in outputs:
-            await self.producer.send(output.topic, output.value, key=output.key)
+            target = (output.topic, await self._partition_of(output.topic, output.key))
+            batch = batches.get(target)
+            if batch is None:
+                batch = batches[target] = producer.create_batch()
+            if batch.append(key=output.key, value=output.value, timestamp=None) is None:
+                await producer.send_batch(batch, target[0], partition=target[1])  # full
+                batch = batches[target] = producer.create_batch()
+                batch.append(key=output.key, value=output.value, timestamp=None)
+        for (topic, partition), batch in batches.items():
+            await producer.send_batch(batch, topic, partition=partition)
         count_outputs(self.metrics, outputs)
+
+    async def _partition_of(self, topic: str, key: bytes) -> int:
+        partitions = self.partitions_of_topic.get(topic)
+        if partitions is None:
+            assert self.producer is not None
+            partitions = sorted(await self.producer.partitions_for(topic))
+            self.partitions_of_topic[topic] = partitions
+        chosen: int = self.partitioner(key, partitions, partitions)
+        return chosen
 
     # ---------------------------------------------------------------- checkpoints
 
