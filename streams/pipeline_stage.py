@@ -206,8 +206,8 @@ class PipelineStage(Service):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            # Left to mode, a crash would leave the worker up with a dead pipeline (and
-            # healthy-looking probes); the crash policy records it and stops the process.
+            # mode's own crash handling knows nothing of refstream's health or exit codes;
+            # the crash policy records it (health 503) and stops the process (exit 1).
             if self.crash_policy is None:
                 raise
             await self.crash_policy.on_agent_error(self, exc)
