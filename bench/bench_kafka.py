@@ -1,13 +1,21 @@
 """Throughput and latency through the real broker, against raw aiokafka in the same run.
 
-  ingest    shop topics -> ingest -> refstream.log                     (issue: foundation)
-  pipeline  shop topics -> ingest -> log -> pipeline -> derived topics (issue: live pipeline)
-  latency   append to refstream.log -> derived event sent, at a steady rate (p50/p99)
+  ingest      shop topics -> ingest -> refstream.log
+  stage       refstream.log (already filled) -> pipeline stage -> derived topics
+  whole path  shop topics -> ingest -> log -> pipeline -> derived topics, one worker process
+  latency     append to refstream.log -> derived event sent, at a steady rate (p50/p99)
+  checkpoint  the pipeline state of N log events checkpointed: in the worker vs. forked
 
-Baseline: one aiokafka consumer + producer copying the same bytes from the shop topics to a
-sink topic, measured on the same broker in the same run. Uses KAFKA_BOOTSTRAP_SERVERS, or
-starts a LocalKafka broker on free ports. Run from the repository root with PYTHONPATH=.
-(it reuses the test helpers that run a worker process).
+Baseline: one aiokafka consumer + producer copying the same bytes (the shop topics' for ingest
+and the whole path, the log's for the stage) to a sink topic, on the same broker in the same
+run. Each worker run also reports its checkpoints (how long they held the event loop, how
+long the snapshot took). `--profile` samples each worker with py-spy (GIL-holding samples)
+and prints the top costs. Uses KAFKA_BOOTSTRAP_SERVERS, or starts a LocalKafka broker on free
+ports. Run from the repository root with PYTHONPATH=. (it reuses the test helpers):
+
+    PYTHONPATH=. .venv/bin/python bench/bench_kafka.py --events 100000 [--profile]
+
+The last line is `whole path: X events/s (R of raw aiokafka); p99 Y ms at 2000 events/s`.
 """
 
 from __future__ import annotations
@@ -16,15 +24,23 @@ import argparse
 import asyncio
 import os
 import re
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from refstream.deploy.kafka_launcher import LocalKafka, free_ports
+from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
+from refstream.streams.checkpoint import CheckpointStore
+from refstream.streams.pipeline_runtime import PipelineRuntime
 from refstream.streams.producer import kafka_producer
 from refstream.streams.synthetic import events_for_target, iter_shop_events
 from refstream.streams.topics import TopicNames, ensure_topics
@@ -118,11 +134,131 @@ def histogram_quantile(text: str, name: str, q: float) -> float:
     return float("nan")
 
 
+@dataclass
+class WorkerRun:
+    """One measured worker run: its rate against the same run's raw aiokafka copy, its
+    checkpoints, and (with --profile) where its CPU went."""
+
+    label: str
+    events: int
+    seconds: float
+    raw_seconds: float
+    metrics_text: str = ""
+    profile: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+    @property
+    def raw_rate(self) -> float:
+        return self.events / self.raw_seconds
+
+    def checkpoints(self) -> str:
+        text = self.metrics_text
+        count = metric(text, "refstream_checkpoint_seconds_count")
+        if not count:
+            return f"{self.label}: no checkpoint metrics"
+        held = metric(text, "refstream_checkpoint_seconds_sum")
+        snap_count = metric(text, "refstream_checkpoint_snapshot_seconds_count")
+        snap = metric(text, "refstream_checkpoint_snapshot_seconds_sum")
+        line = (f"{self.label}: {count:.0f} checkpoints held the event loop {held:.2f} s in all "
+                f"({held / count * 1000:.0f} ms each, {held / self.seconds:.0%} of the run)")
+        if snap_count:
+            line += f"; snapshot + commit {snap / snap_count * 1000:.0f} ms each"
+        return line
+
+
+class Profiler:
+    """py-spy sampling one process while it holds the GIL; `stop()` returns the breakdown."""
+
+    # (area, substrings of a frame's file or function): the first area found walking from
+    # the sampled frame towards the root takes the sample.
+    AREAS = [
+        ("checkpoint: fork, pickle, SQLite", ("checkpoint", "pickle", "sqlite", "snapshot")),
+        ("Avro decode/encode", ("schemas/codec", "fastavro", "avro", "schemas/events")),
+        # The compiled core runs as native code, which py-spy (without --native) counts as
+        # time of the Python frame that called it: PipelineRuntime.handle's own time.
+        ("the core (compiled; + the offset gate)", ("projections/", "fraud/", "rewards/",
+                                                    "PipelineRuntime.handle")),
+        ("ingest: validation, pseudonymising", ("streams/ingest", "pydantic", "privacy",
+                                               "schemas/shop", "vault")),
+        ("metrics (prometheus_client)", ("prometheus_client", "streams/metrics")),
+        ("aiokafka (fetch, produce, protocol)", ("aiokafka", "kafka/")),
+        ("refstream agents and stage loop", ("streams/pipeline_stage", "streams/faust_app",
+                                           "streams/pipeline_runtime")),
+        ("faust/mode per-message machinery", ("faust/", "mode/")),
+        ("asyncio event loop", ("asyncio", "uvloop")),
+    ]
+
+    def __init__(self, pid: int, out: Path) -> None:
+        self.out = out
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
+             "--format", "raw", "--output", str(out), "--rate", "200", "--gil",
+             "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self, top: int = 8) -> list[str]:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        if not self.out.exists():
+            return ["(py-spy wrote no profile: is ptrace allowed here?)"]
+        areas: Counter[str] = Counter()
+        functions: Counter[str] = Counter()
+        total = 0
+        for line in self.out.read_text().splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if not count_text.isdigit():
+                continue
+            count = int(count_text)
+            frames = stack.split(";")
+            total += count
+            functions[frames[-1]] += count
+            areas[self._area(frames)] += count
+        if not total:
+            return ["(no samples)"]
+        lines = [f"  {share / total:6.1%}  {area}" for area, share in areas.most_common()]
+        lines.append(f"  top functions (own time, {total:,} samples):")
+        lines += [f"  {share / total:6.1%}  {name[:110]}"
+                  for name, share in functions.most_common(top)]
+        return lines
+
+    def _area(self, frames: list[str]) -> str:
+        for frame in reversed(frames):
+            for area, marks in self.AREAS:
+                if any(mark in frame for mark in marks):
+                    return area
+        return "other"
+
+
+def _measure_worker(worker: WorkerProcess, done: Callable[[], bool], profile_to: Path | None,
+                    timeout: float = 900) -> tuple[float, str, list[str]]:
+    """Seconds from the worker being ready until `done()`, its metrics, its profile."""
+    assert worker.process is not None
+    profiler = Profiler(worker.process.pid, profile_to) if profile_to else None
+    started = time.perf_counter()
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, worker.log_tail()
+        assert worker.process.poll() is None, f"the worker exited: {worker.log_tail()}"
+        time.sleep(0.1)  # each poll scrapes /metrics, which costs the worker CPU
+    seconds = time.perf_counter() - started
+    profile = profiler.stop() if profiler else []
+    return seconds, worker.metrics(), profile
+
+
+def _log_count(worker: WorkerProcess, names: TopicNames) -> float:
+    return metric(worker.metrics(), "refstream_events_in_total", f'topic="{names.log}"')
+
+
 def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
-             pipeline: bool) -> tuple[float, float]:
-    """(refstream seconds, raw aiokafka seconds) for the same events."""
-    settings = isolated_settings(bootstrap, tmp / ("pipeline" if pipeline else "ingest"),
-                                 tick_interval_s=0)
+             pipeline: bool, profile: bool) -> WorkerRun:
+    """Ingest alone, or the whole path in one worker, against raw aiokafka."""
+    label = "whole path" if pipeline else "ingest"
+    settings = isolated_settings(bootstrap, tmp / label.replace(" ", "-"), tick_interval_s=0)
     names = TopicNames.from_settings(settings)
     ensure_topics(settings)
     publish(settings, names, events)
@@ -130,20 +266,46 @@ def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
     baseline = asyncio.run(raw_copy(bootstrap, list(names.shop_topics), names.prefix + ".raw",
                                     len(events)))
     worker = WorkerProcess(settings, [] if pipeline else ["--no-pipeline"]).start()
-    started = time.perf_counter()
     try:
         if pipeline:
-            deadline = time.monotonic() + 600
-            while metric(worker.metrics(), "refstream_events_in_total",
-                         f'topic="{names.log}"') < len(events):
-                assert time.monotonic() < deadline, worker.log_tail()
-                time.sleep(0.1)
+            def done() -> bool:
+                return _log_count(worker, names) >= len(events)
         else:
-            read_topic(bootstrap, names.log, expect=len(events), timeout=600)
-        seconds = time.perf_counter() - started
+            def done() -> bool:
+                return metric(worker.metrics(), "refstream_events_out_total",
+                              f'topic="{names.log}"') >= len(events)
+        seconds, text, prof = _measure_worker(
+            worker, done, tmp / f"{label}.profile" if profile else None)
     finally:
         worker.stop()
-    return seconds, baseline
+    return WorkerRun(label, len(events), seconds, baseline, text, prof)
+
+
+def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
+              profile: bool) -> WorkerRun:
+    """The pipeline stage alone: the log is filled first (by an ingest-only worker), then a
+    pipeline-only worker reads it; raw aiokafka copies the same log."""
+    settings = isolated_settings(bootstrap, tmp / "stage", tick_interval_s=0)
+    names = TopicNames.from_settings(settings)
+    ensure_topics(settings)
+    publish(settings, names, events)
+    ingest = WorkerProcess(settings.model_copy(update={"data_dir": tmp / "stage-ingest"}),
+                           ["--no-pipeline"]).start()
+    try:
+        read_topic(bootstrap, names.log, expect=len(events), timeout=900)
+    finally:
+        ingest.stop()
+    _create_topic(bootstrap, names.prefix + ".raw", settings.partitions)
+    baseline = asyncio.run(raw_copy(bootstrap, [names.log], names.prefix + ".raw",
+                                    len(events)))
+    worker = WorkerProcess(settings, ["--no-ingest"]).start()
+    try:
+        seconds, text, prof = _measure_worker(
+            worker, lambda: _log_count(worker, names) >= len(events),
+            tmp / "stage.profile" if profile else None)
+    finally:
+        worker.stop()
+    return WorkerRun("pipeline stage", len(events), seconds, baseline, text, prof)
 
 
 def run_latency(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
@@ -173,48 +335,108 @@ def run_latency(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]
             int(metric(text, f"{name}_count")))
 
 
+def checkpoint_costs(count: int, tmp: Path) -> str:
+    """The state after `count` log events (one partition, as a worker owning every shop)
+    checkpointed in the worker, and forked: what each holds the caller, and in all."""
+    from bench.bench_core import encoded_log
+
+    rules = load_rules(default_rules_path())
+    log_values = encoded_log(count, 42, rules, lambda message: print(message, file=sys.stderr))
+    names = TopicNames("shop", "bench")
+    runtime = PipelineRuntime(rules, Codec(), CheckpointStore(tmp / f"cp-{count}.sqlite"),
+                              names)
+    for offset, value in enumerate(log_values):
+        runtime.handle(0, offset, value)
+    started = time.perf_counter()
+    runtime.checkpoint()
+    in_worker = time.perf_counter() - started
+    size = len(runtime.store.load(names.log, 0).state)  # type: ignore[union-attr]
+    runtime.partitions[0].dirty = True
+    started = time.perf_counter()
+    pending = runtime.begin_background_checkpoint()
+    forked = time.perf_counter() - started
+    assert pending is not None
+    pending.finish()
+    total = time.perf_counter() - started
+    return (f"checkpoint at {len(log_values):,} events ({size / 1e6:.1f} MB state): in the "
+            f"worker {in_worker * 1000:,.0f} ms on the event loop; forked {forked * 1000:,.1f} "
+            f"ms on the event loop ({total * 1000:,.0f} ms until committed)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=100_000,
+                        help="shop events through each measured path (default 100,000)")
     parser.add_argument("--rate", type=float, default=2000.0, help="events/s for latency")
     parser.add_argument("--latency-seconds", type=float, default=30.0)
-    parser.add_argument("--only", choices=["ingest", "pipeline", "latency"])
+    parser.add_argument("--only", choices=["ingest", "stage", "whole", "latency", "checkpoint"])
+    parser.add_argument("--checkpoint-events", default="100000,1000000",
+                        help="comma-separated log sizes whose checkpoint is timed")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample each worker with py-spy and print its top costs")
     args = parser.parse_args(argv)
+    wanted = {args.only} if args.only else {"ingest", "stage", "whole", "latency",
+                                            "checkpoint"}
+    whole: WorkerRun | None = None
+    p99_one_process: float | None = None
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(scratch)
+        if "checkpoint" in wanted:
+            for count in (int(n) for n in args.checkpoint_events.split(",") if n):
+                print(checkpoint_costs(count, tmp))
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         broker = None
-        if not bootstrap:
+        if wanted - {"checkpoint"} and not bootstrap:
             port, controller = free_ports(2)
             broker = LocalKafka(port=port, controller_port=controller, data_dir=tmp / "kafka",
                                 die_with_parent=True, heap="1g").start(timeout=240)
             bootstrap = broker.bootstrap
         try:
-            print(f"broker {bootstrap}; preparing {args.events:,} events", file=sys.stderr)
-            events = encoded_events(args.events)
-            rows = []
-            for mode in ("ingest", "pipeline"):
-                if args.only in (None, mode):
-                    seconds, baseline = run_path(bootstrap, tmp, events, mode == "pipeline")
-                    rows.append((mode, len(events) / seconds, len(events) / baseline))
-            print(f"\n{'path':10} {'events/s':>12} {'raw aiokafka/s':>15} {'ratio':>7}")
-            for mode, eps, raw in rows:
-                print(f"{mode:10} {eps:12,.0f} {raw:15,.0f} {eps / raw:7.2f}")
-            if args.only in (None, "latency"):
-                count = int(args.rate * args.latency_seconds)
-                for split in (False, True):
-                    p50, p99, samples = run_latency(bootstrap, tmp, events[:count], args.rate,
-                                                    split)
-                    layout = ("ingest and pipeline in separate processes" if split
-                              else "one worker process")
-                    print(f"\nlatency at {args.rate:,.0f} events/s for "
-                          f"{args.latency_seconds:.0f}s, {layout} (append to refstream.log -> "
-                          f"derived event sent, {samples:,} samples): "
-                          f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
+            if wanted - {"checkpoint"}:
+                assert bootstrap is not None
+                print(f"broker {bootstrap}; preparing {args.events:,} events", file=sys.stderr)
+                events = encoded_events(args.events)
+                runs: list[WorkerRun] = []
+                if "ingest" in wanted:
+                    runs.append(run_path(bootstrap, tmp, events, False, args.profile))
+                if "stage" in wanted:
+                    runs.append(run_stage(bootstrap, tmp, events, args.profile))
+                if "whole" in wanted:
+                    whole = run_path(bootstrap, tmp, events, True, args.profile)
+                    runs.append(whole)
+                if runs:
+                    print(f"\n{'path':16} {'events/s':>10} {'raw aiokafka/s':>15} {'ratio':>6}")
+                for run in runs:
+                    print(f"{run.label:16} {run.rate:10,.0f} {run.raw_rate:15,.0f} "
+                          f"{run.rate / run.raw_rate:6.2f}")
+                for run in runs:
+                    print(run.checkpoints())
+                for run in runs:
+                    if run.profile:
+                        print(f"\nprofile, {run.label} worker (GIL-holding samples):")
+                        print("\n".join(run.profile))
+                if "latency" in wanted:
+                    count = int(args.rate * args.latency_seconds)
+                    for split in (False, True):
+                        p50, p99, samples = run_latency(bootstrap, tmp, events[:count],
+                                                        args.rate, split)
+                        if not split:
+                            p99_one_process = p99
+                        layout = ("ingest and pipeline in separate processes" if split
+                                  else "one worker process")
+                        print(f"\nlatency at {args.rate:,.0f} events/s for "
+                              f"{args.latency_seconds:.0f}s, {layout} (append to refstream.log"
+                              f" -> derived event sent, {samples:,} samples): "
+                              f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
         finally:
             if broker is not None:
                 broker.stop()
+    throughput = (f"{whole.rate:,.0f} events/s ({whole.rate / whole.raw_rate:.2f} of raw "
+                  "aiokafka)") if whole else "not measured"
+    p99_text = (f"{p99_one_process * 1000:.0f} ms" if p99_one_process is not None
+                else "not measured")
+    print(f"whole path: {throughput}; p99 {p99_text} at {args.rate:.0f} events/s")
     return 0
 
 

@@ -174,6 +174,8 @@ def least_privilege_roles(
                 *_topic(pipeline, outputs, write, describe),
                 # Literal: a prefix "refstream" would also match the finance group.
                 _group(pipeline, app_id, Pattern.LITERAL),
+                # The pipeline stage's own consumer group (streams/pipeline_stage.py).
+                _group(pipeline, f"{app_id}.pipeline", Pattern.LITERAL),
             ),
         ),
         Role(

@@ -3,12 +3,24 @@
 One SQLite row per log partition holds (next offset, rules version, state snapshot); rows
 of one batch are written in one transaction, so a crash leaves either the old or the new
 checkpoint of every partition, never state that disagrees with its offset.
+
+Serialising the state costs O(state) (seconds at a million events), so a live worker takes
+the snapshot in a forked child (`ForkedSnapshot`): the fork is a copy-on-write image of the
+state at one offset, taken in milliseconds; the child pickles it and hands back the bytes
+while the parent goes on consuming, then the parent writes them (in a thread: SQLite
+releases the GIL). The same idea as Redis' BGSAVE.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pickle
+import signal
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +40,10 @@ class CheckpointStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+        # Saved from a worker thread while the event loop may load: one lock serialises them.
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None,
+                                   check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(
@@ -39,6 +54,10 @@ class CheckpointStore:
         )
 
     def load(self, topic: str, partition: int) -> Checkpoint | None:
+        with self._lock:
+            return self._load(topic, partition)
+
+    def _load(self, topic: str, partition: int) -> Checkpoint | None:
         row = self._db.execute(
             "SELECT next_offset, rules_version, state FROM checkpoints"
             " WHERE topic = ? AND partition = ?", (topic, partition)).fetchone()
@@ -50,6 +69,10 @@ class CheckpointStore:
         """All of them or none of them. Never moves a partition's offset backwards."""
         if not checkpoints:
             return
+        with self._lock:
+            self._save(checkpoints)
+
+    def _save(self, checkpoints: list[Checkpoint]) -> None:
         now = time.time()
         self._db.execute("BEGIN IMMEDIATE")
         try:
@@ -83,8 +106,55 @@ class CheckpointStore:
             raise
 
     def offsets(self) -> dict[tuple[str, int], int]:
-        return {(t, p): o for t, p, o in self._db.execute(
-            "SELECT topic, partition, next_offset FROM checkpoints")}
+        with self._lock:
+            return {(t, p): o for t, p, o in self._db.execute(
+                "SELECT topic, partition, next_offset FROM checkpoints")}
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
+
+
+class SnapshotFailed(RuntimeError):
+    """The forked child did not hand back a complete snapshot (it died, or was stopped)."""
+
+
+class ForkedSnapshot:
+    """`make()` run in a forked child; `collect()` (blocking: call it from a thread) returns
+    its result. The child only pickles and writes to a pipe, and leaves with `os._exit`: it
+    touches no socket, SQLite handle or lock it inherited from the worker."""
+
+    def __init__(self, make: Callable[[], list[Checkpoint]]) -> None:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            status = 1
+            try:
+                # Signals are the worker's: the child must neither handle them nor wake
+                # the worker's event loop through the inherited wakeup descriptor.
+                signal.set_wakeup_fd(-1)
+                for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    signal.signal(number, signal.SIG_DFL)
+                os.close(read_end)
+                with os.fdopen(write_end, "wb") as pipe:
+                    pickle.dump(make(), pipe, protocol=pickle.HIGHEST_PROTOCOL)
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        self.pid = pid
+        self._read_end = read_end
+
+    def collect(self) -> list[Checkpoint]:
+        with os.fdopen(self._read_end, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(self.pid, 0)
+        if status != 0 or not data:
+            raise SnapshotFailed(f"snapshot child {self.pid} ended with wait status {status}")
+        checkpoints: list[Checkpoint] = pickle.loads(data)  # from our own child
+        return checkpoints
+
+    def abandon(self) -> None:
+        """Stop a child that takes too long; `collect` then raises SnapshotFailed."""
+        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+            os.kill(self.pid, signal.SIGKILL)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.app.base import BootStrategy
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
 from faust.types import TP
 from faust.types.auth import AuthProtocol
@@ -23,7 +24,7 @@ from faust.types.auth import AuthProtocol
 from refstream.replay.archive import ArchiveWriter, archive_log_records
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
-from refstream.schemas.events import FraudFlag, LateArrival, RewardDue, Tick
+from refstream.schemas.events import Tick
 from refstream.streams.checkpoint import CheckpointStore
 from refstream.streams.ingest import (
     Accepted,
@@ -39,11 +40,11 @@ from refstream.streams.log_range import read_log_range
 from refstream.streams.merge import EventTimeMerge
 from refstream.streams.metrics import Health, WorkerMetrics
 from refstream.streams.pipeline_runtime import (
-    Applied,
     CatchUp,
     OffsetGate,
     PipelineRuntime,
 )
+from refstream.streams.pipeline_stage import PipelineStage
 from refstream.streams.schema_registry import worker_codec
 from refstream.streams.settings import DEVELOPMENT_PII_SECRET, Settings
 from refstream.streams.supervision import CrashPolicy
@@ -232,7 +233,14 @@ def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bo
         _register_pipeline(app, context, rules)
     if archive_dir is not None:
         _register_archiver(app, context, archive_dir)
-    _register_lag(app, context)
+    if rules is not None and not with_ingest and archive_dir is None:
+        # Only the pipeline stage, which reads with a consumer of its own: faust's consumer
+        # would subscribe to nothing, which its conductor refuses. faust's documented startup
+        # strategy leaves it (and its conductor and tables) out. The stage measures its own
+        # lag; faust's consumer has none to measure.
+        app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False)
+    else:
+        _register_lag(app, context)
     return app
 
 
@@ -398,104 +406,21 @@ def _register_ingest(app: faust.App, context: WorkerContext) -> None:
 
 
 def _register_pipeline(app: faust.App, context: WorkerContext, rules: Rules) -> None:
-    settings, names, codec, metrics = (context.settings, context.names, context.codec,
-                                       context.metrics)
+    """The pipeline stage is a service of the app with a consumer of its own, not an agent:
+    it takes the log a fetch batch at a time beneath faust's per-message machinery
+    (streams/pipeline_stage.py says why). faust starts and stops it with the app."""
+    settings, names = context.settings, context.names
     store = CheckpointStore(settings.data_dir / "checkpoints.sqlite")
-    runtime = PipelineRuntime(rules, codec, store, names)
-    log_topic = raw_topic(app, names.log)
+    runtime = PipelineRuntime(rules, context.codec, store, names)
 
-    async def _revoked(revoked: set[TP]) -> None:
-        # Unsaved work of a revoked partition is redone by its next owner, identically.
-        runtime.forget(tp.partition for tp in revoked if tp.topic == names.log)
+    def gaps(partition: int, gap: CatchUp, still_owned: Callable[[], bool]
+             ) -> AsyncIterator[list[Any]]:
+        return gap_records(context, "pipeline", names.log, partition, gap,
+                           still_owned=still_owned)
 
-    on_partitions(app.on_partitions_revoked, _revoked)
-
-    # Held while a batch is applied and its outputs enqueued, and while checkpointing: a
-    # checkpoint must never include an event whose outputs are not yet handed to the producer.
-    batch_lock = asyncio.Lock()
-    consistent = [True]
-
-    async def checkpoint() -> None:
-        started = time.perf_counter()
-        await app.producer.flush()  # outputs first: a checkpoint never runs ahead of them
-        runtime.checkpoint()
-        for partition, state in runtime.partitions.items():
-            highwater = assigned_highwater(app.consumer, TP(names.log, partition))
-            if highwater is not None:
-                metrics.lag.labels(names.log, str(partition)).set(
-                    max(0, highwater - state.gate.next_offset))
-        metrics.checkpoint_seconds.observe(time.perf_counter() - started)
-
-    @app.agent(log_topic, name="refstream.pipeline", concurrency=1)
-    async def pipeline(stream: Any) -> None:
-        last_checkpoint = time.monotonic()
-        async for batch in stream.take_events(2000, within=0.2):
-            async with batch_lock:
-                # A batch cut short (cancelled at shutdown) leaves state ahead of its outputs:
-                # `consistent` stays False and no checkpoint is taken from it.
-                consistent[0] = False
-                for event in batch:
-                    await _apply(event.message)
-                consistent[0] = True
-                if time.monotonic() - last_checkpoint >= settings.checkpoint_interval_s:
-                    await checkpoint()
-                    last_checkpoint = time.monotonic()
-
-    async def _apply(message: Any) -> None:
-        metrics.events_in.labels(names.log).inc()
-        partition = message.partition
-        decision = runtime.handle(partition, message.offset, message.value)
-        if isinstance(decision, CatchUp):
-            await _catch_up(message.topic, partition, decision)
-            decision = runtime.handle(partition, message.offset, message.value)
-        if isinstance(decision, Applied) and decision.outputs:
-            await _emit(decision)
-            metrics.latency.observe(max(0.0, time.time() - message.timestamp))
-
-    async def _emit(applied: Applied) -> None:
-        for output in applied.outputs:
-            await send(app, output.topic, output.key, output.value)
-            metrics.events_out.labels(output.topic).inc()
-            _count_output(metrics, output.event)
-
-    async def _catch_up(topic: str, partition: int, gap: CatchUp) -> None:
-        state = runtime.partitions.get(partition)
-
-        def owned() -> bool:
-            return runtime.partitions.get(partition) is state
-
-        async for records in gap_records(context, "pipeline", topic, partition, gap,
-                                         still_owned=owned):
-            for record in records:
-                decision = runtime.handle(partition, record.offset, record.value)
-                if isinstance(decision, Applied):
-                    await _emit(decision)
-
-    @app.timer(interval=settings.checkpoint_interval_s)
-    async def checkpoint_when_idle() -> None:
-        # take_events yields nothing while the log is idle; commit what the last batch did.
-        async with batch_lock:
-            if any(state.dirty for state in runtime.partitions.values()):
-                await checkpoint()
-
-    async def _drain(sender: Any, *args: Any, **kwargs: Any) -> None:
-        # SIGTERM: the consumer has stopped; commit what the last complete batch did, if its
-        # outputs can be flushed in time. With the broker down they cannot: no checkpoint
-        # then (it would run ahead of its outputs); the next start redoes the batch.
-        if consistent[0] and not batch_lock.locked():
-            try:
-                await asyncio.wait_for(checkpoint(), timeout=settings.drain_timeout_s)
-            except TimeoutError:
-                log.warning("final checkpoint skipped: outputs not acknowledged within %.0fs; "
-                            "the next start resumes from the last checkpoint",
-                            settings.drain_timeout_s)
-            else:
-                log.info("final checkpoint committed")
-
-    # faust types receivers as taking `signal=` explicitly; ours absorb it in **kwargs.
-    before_shutdown: Any = app.on_before_shutdown
-    before_shutdown.connect(_drain)
-
+    stage = PipelineStage(settings, runtime, context.metrics, context.health, gaps,
+                          crash=context.crash)
+    app.add_dependency(stage)
     app.refstream_runtime = runtime  # type: ignore[attr-defined]
 
 
@@ -549,12 +474,3 @@ def _register_archiver(app: faust.App, context: WorkerContext, root: Path) -> No
         if writer.buffered:
             writer.flush()
 
-
-def _count_output(metrics: WorkerMetrics, event: Any) -> None:
-    if isinstance(event, RewardDue):
-        metrics.rewards_due.labels(event.currency).inc()
-        metrics.rewards_due_amount.labels(event.currency).inc(event.amount_minor)
-    elif isinstance(event, FraudFlag):
-        metrics.fraud_flags.labels(event.signal).inc()
-    elif isinstance(event, LateArrival):
-        metrics.late_events.labels(event.late_event_type).inc()

@@ -32,7 +32,7 @@ from refstream.schemas.events import (
     RewardReversal,
     RewardStatus,
 )
-from refstream.streams.checkpoint import Checkpoint, CheckpointStore
+from refstream.streams.checkpoint import Checkpoint, CheckpointStore, ForkedSnapshot
 from refstream.streams.topics import TopicNames
 
 log = logging.getLogger("refstream.pipeline")
@@ -170,12 +170,53 @@ class PipelineRuntime:
 
     def checkpoint(self) -> int:
         """Commit every partition changed since the last call; returns how many."""
-        dirty = [(p, s) for p, s in sorted(self.partitions.items()) if s.dirty]
-        self.store.save([
-            Checkpoint(self.names.log, p, s.gate.next_offset, self.rules.version,
-                       s.pipeline.snapshot())
-            for p, s in dirty
-        ])
+        dirty = self._dirty()
+        self.store.save(self._checkpoints(dirty))
         for _, s in dirty:
             s.dirty = False
         return len(dirty)
+
+    def begin_background_checkpoint(self) -> BackgroundCheckpoint | None:
+        """Fork a child that snapshots every changed partition as it is now (None: nothing
+        changed). The state may change again at once; `BackgroundCheckpoint.finish` commits
+        the snapshot, or marks the partitions changed again if the child failed."""
+        dirty = self._dirty()
+        if not dirty:
+            return None
+        snapshot = ForkedSnapshot(lambda: self._checkpoints(dirty))
+        for _, s in dirty:
+            s.dirty = False
+        return BackgroundCheckpoint(self, snapshot, dirty)
+
+    def _dirty(self) -> list[tuple[int, PartitionState]]:
+        return [(p, s) for p, s in sorted(self.partitions.items()) if s.dirty]
+
+    def _checkpoints(self, dirty: list[tuple[int, PartitionState]]) -> list[Checkpoint]:
+        return [Checkpoint(self.names.log, p, s.gate.next_offset, self.rules.version,
+                           s.pipeline.snapshot())
+                for p, s in dirty]
+
+
+@dataclass
+class BackgroundCheckpoint:
+    """A snapshot being taken by a forked child, of these partitions' states."""
+
+    runtime: PipelineRuntime
+    snapshot: ForkedSnapshot
+    partitions: list[tuple[int, PartitionState]]
+
+    def finish(self) -> dict[int, int]:
+        """Blocking (run it in a thread): wait for the child, commit its checkpoints in one
+        transaction; returns partition -> committed next offset."""
+        try:
+            checkpoints = self.snapshot.collect()
+            self.runtime.store.save(checkpoints)
+        except BaseException:
+            self.retry_later()
+            raise
+        return {cp.partition: cp.next_offset for cp in checkpoints}
+
+    def retry_later(self) -> None:
+        for partition, state in self.partitions:
+            if self.runtime.partitions.get(partition) is state:  # still ours
+                state.dirty = True

@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
     checkpoint_interval_s: float = 2.0
+    # The pipeline stage's consumer (streams/pipeline_stage.py): how long a fetch may wait for
+    # records (faust's own consumer waits 1.5 s, fixed), how many records one batch takes,
+    # and how long its producer lets a request fill before sending.
+    fetch_max_wait_ms: int = Field(default=25, ge=0)
+    pipeline_max_records: int = Field(default=5000, ge=1)
+    producer_linger_ms: int = Field(default=5, ge=0)
+    # Snapshot the pipeline's state in a forked child (streams/checkpoint.py), so the event
+    # loop pays only the fork; off (or without os.fork) it pickles in the worker itself.
+    checkpoint_in_background: bool = True
     # How fast the group notices a dead worker (kill -9) and moves its partitions.
     session_timeout_s: float = 10.0
     tick_interval_s: float = 5.0

@@ -48,3 +48,29 @@ def test_the_workers_producer_gets_a_producer_id(kafka_bootstrap: str, tmp_path:
             await producer.stop()
 
     assert asyncio.run(produce_one()) >= 0
+
+
+def test_the_pipeline_stages_producer_gets_a_producer_id(kafka_bootstrap: str,
+                                                          tmp_path: Path) -> None:
+    """The pipeline stage's own aiokafka producer (derived topics, reward-due), which sends
+    whole record batches (`send_batch`): the broker hands it a producer id too."""
+    from refstream.streams.pipeline_stage import stage_producer
+
+    settings = isolated_settings(kafka_bootstrap, tmp_path, partitions=1)
+    ensure_topics(settings)
+
+    async def produce_one() -> int:
+        producer = stage_producer(settings)
+        await producer.start()
+        try:
+            batch = producer.create_batch()
+            batch.append(key=b"k", value=b"v", timestamp=None)
+            sent = await producer.send_batch(batch, TopicNames.from_settings(settings).log,
+                                             partition=0)
+            await sent
+            assert producer._txn_manager is not None, "no idempotence manager: not idempotent"
+            return int(producer._txn_manager._pid_and_epoch.pid)
+        finally:
+            await producer.stop()
+
+    assert asyncio.run(produce_one()) >= 0

@@ -54,6 +54,8 @@ GROUP_MATRIX = {
     "pipeline": ("refstream", Pattern.LITERAL),
     "finance": (FINANCE_GROUP, Pattern.LITERAL),
 }
+# The pipeline stage's own consumer group (streams/pipeline_stage.py), literal as well.
+PIPELINE_STAGE_GROUP = ("pipeline", "refstream.pipeline", Pattern.LITERAL)
 
 
 def _roles() -> Any:
@@ -77,11 +79,12 @@ def test_topic_rights_are_exactly_the_matrix() -> None:
 
 def test_group_rights_are_exactly_the_matrix() -> None:
     groups = {
-        grant.principal: (grant.name, grant.pattern)
+        (grant.principal, grant.name, grant.pattern)
         for grant in grants_of(_roles())
         if grant.resource is Resource.GROUP
     }
-    assert groups == GROUP_MATRIX
+    assert groups == {(p, name, pattern) for p, (name, pattern) in GROUP_MATRIX.items()} | {
+        PIPELINE_STAGE_GROUP}
     assert {
         grant.operation for grant in grants_of(_roles()) if grant.resource is Resource.GROUP
     } == {Operation.READ}

@@ -1,0 +1,387 @@
+"""The pipeline stage: refstream.log -> the pure core -> derived topics, a fetch batch at a time.
+
+A mode `Service` the faust app starts and stops with itself (`app.add_dependency`). It owns an
+aiokafka consumer in a group of its own (`<app_id>.pipeline`) with its own assignment
+listener, and its own producer. faust stays the application (worker, signals, other agents,
+timers); only the hot path goes beneath faust's per-message Stream, event and sensor
+machinery, which cost more than the core itself (issue #23). Effectively-once is the
+runtime's, unchanged: the offset gate admits exactly the next offset of a partition, gaps are
+read from the log, and a checkpoint (state + offset) is committed only after every output of
+the events it covers was acknowledged by the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+from mode import Service
+
+from refstream.schemas.events import FraudFlag, LateArrival, RewardDue
+from refstream.streams.checkpoint import SnapshotFailed
+from refstream.streams.metrics import Health, WorkerMetrics
+from refstream.streams.pipeline_runtime import (
+    Applied,
+    BackgroundCheckpoint,
+    CatchUp,
+    Output,
+    PipelineRuntime,
+)
+from refstream.streams.settings import Settings
+from refstream.streams.supervision import CrashPolicy
+
+log = logging.getLogger("refstream.pipeline")
+
+# A forked snapshot child still busy after this long is stopped (and its partitions retried).
+SNAPSHOT_TIMEOUT_S = 300.0
+
+# (partition, gap, still owned?) -> batches of the log records the state lacks.
+GapReader = Callable[[int, CatchUp, Callable[[], bool]], AsyncIterator[list[Any]]]
+
+
+def pipeline_group(settings: Settings) -> str:
+    """The consumer group of the pipeline stage (apart from faust's group: faust's members
+    must never be handed log partitions meant for the pipeline, nor the reverse)."""
+    return f"{settings.app_id}.pipeline"
+
+
+def stage_producer(settings: Settings) -> AIOKafkaProducer:
+    """The stage's own producer (not started): idempotent like the worker's faust producer,
+    so a batch re-sent after a lost acknowledgement (broker restart, leader change) is
+    written once, in order."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","), acks="all",
+        enable_idempotence=True, linger_ms=settings.producer_linger_ms,
+        max_batch_size=512 * 1024, max_request_size=16 * 1024 * 1024,
+        **settings.aiokafka_security())
+
+
+class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, stage: PipelineStage) -> None:
+        self.stage = stage
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.stage.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.stage.on_assigned(assigned)
+
+
+class PipelineStage(Service):
+    """Consumes the canonical log in fetch batches and runs the core over them.
+
+    A failure of the consuming loop is handed to `crash` (streams/supervision.py: health
+    503, the process stops and exits 1) under the name the pipeline agent had."""
+
+    name = "refstream.pipeline"
+
+    def __init__(self, settings: Settings, runtime: PipelineRuntime, metrics: WorkerMetrics,
+                 health: Health, gap_reader: GapReader, *, crash: CrashPolicy | None = None,
+                 **kwargs: Any) -> None:
+        self.settings = settings
+        self.crash_policy = crash
+        self.runtime = runtime
+        self.metrics = metrics
+        self.health = health
+        self.gap_reader = gap_reader
+        self.topic = runtime.names.log
+        # Held while a batch is applied and its outputs handed to the producer, and while
+        # checkpointing: a checkpoint never includes an event whose outputs are not sent.
+        self.batch_lock = asyncio.Lock()
+        # A batch cut short (cancelled at shutdown) leaves state ahead of its outputs: no
+        # checkpoint is taken from it.
+        self.consistent = True
+        self.last_checkpoint = time.monotonic()
+        self.pending: asyncio.Future[None] | None = None
+        self.partitioner = DefaultPartitioner()
+        self.partitions_of_topic: dict[str, list[int]] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        super().__init__(**kwargs)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def on_start(self) -> None:
+        s = self.settings
+        self.producer = stage_producer(s)
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap.split(","), group_id=pipeline_group(s),
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            fetch_max_wait_ms=s.fetch_max_wait_ms, max_poll_records=s.pipeline_max_records,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+            session_timeout_ms=int(s.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(s.session_timeout_s * 1000 / 5),
+            **s.aiokafka_security())
+        await self.producer.start()
+        await self.consumer.start()
+        self.consumer.subscribe([self.topic], listener=_Assignments(self))
+
+    async def on_stop(self) -> None:
+        # mode calls this before it cancels the consuming task: wait for the batch in hand,
+        # then commit what it did (SIGTERM drains; the loop takes no batch after this), if
+        # its outputs are acknowledged within the drain bound. With the broker down they are
+        # not: no checkpoint then (it would run ahead of its outputs); the next start redoes
+        # the batch.
+        bound = self.settings.drain_timeout_s
+        try:
+            await asyncio.wait_for(self.batch_lock.acquire(), timeout=bound)
+        except TimeoutError:
+            log.warning("final checkpoint skipped: the batch in hand did not finish within "
+                        "%.0fs; the next start resumes from the last checkpoint", bound)
+            return
+        try:
+            if not self.consistent:
+                return
+            try:
+                await asyncio.wait_for(self._outputs_acknowledged(), timeout=bound)
+            except TimeoutError:
+                log.warning("final checkpoint skipped: outputs not acknowledged within "
+                            "%.0fs; the next start resumes from the last checkpoint", bound)
+                return
+            except KafkaError as exc:
+                log.error("final checkpoint skipped, outputs not acknowledged: %s", exc)
+                return
+            await self.checkpoint(final=True)
+            log.info("final checkpoint committed")
+        except KafkaError as exc:
+            log.error("final checkpoint: group offsets not committed: %s", exc)
+        finally:
+            self.batch_lock.release()
+
+    async def _outputs_acknowledged(self) -> None:
+        await self._finish_pending()
+        assert self.producer is not None
+        await self.producer.flush()
+
+    async def on_shutdown(self) -> None:
+        # The consuming task is cancelled by now; what it sent after the final checkpoint is
+        # delivered by the producer's stop (and redone identically by the next owner).
+        if self.consumer is not None:
+            await self.consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    # ---------------------------------------------------------------- assignments
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.health.ready.clear()
+        async with self.batch_lock:
+            # Unsaved work of a revoked partition is redone by its next owner, identically.
+            self.runtime.forget(tp.partition for tp in revoked if tp.topic == self.topic)
+        for tp in revoked:
+            with contextlib.suppress(KeyError):  # its next owner reports it
+                self.metrics.lag.remove(tp.topic, str(tp.partition))
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Start each partition at its checkpoint when the group's offset is behind it, so
+        a restart does not re-read what the checkpoint already holds. The offset gate keeps
+        correctness either way; this only saves the reading."""
+        assert self.consumer is not None
+        checkpoints = self.runtime.store.offsets()
+        for tp in assigned:
+            stored = checkpoints.get((tp.topic, tp.partition))
+            if stored is None:
+                continue
+            committed = await self.consumer.committed(tp)
+            if committed is None or committed < stored:
+                self.consumer.seek(tp, stored)
+        self.health.ready.set()
+
+    # ---------------------------------------------------------------- the hot path
+
+    @Service.task
+    async def _consume(self) -> None:
+        try:
+            await self._consume_batches()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # mode's own crash handling knows nothing of refstream's health or exit codes;
+            # the crash policy records it (health 503) and stops the process (exit 1).
+            if self.crash_policy is None:
+                raise
+            await self.crash_policy.on_agent_error(self, exc)
+
+    async def _consume_batches(self) -> None:
+        assert self.consumer is not None
+        wait_ms = max(self.settings.fetch_max_wait_ms, 1)
+        while not self.should_stop:
+            fetched = await self.consumer.getmany(timeout_ms=wait_ms,
+                                                  max_records=self.settings.pipeline_max_records)
+            async with self.batch_lock:
+                if self.should_stop:
+                    break
+                if fetched:
+                    self.consistent = False
+                    owned = self.consumer.assignment()
+                    for tp, records in fetched.items():
+                        if tp in owned:  # revoked meanwhile: the next owner does them
+                            await self._apply_batch(tp.partition, records)
+                    self.consistent = True
+                due = (time.monotonic() - self.last_checkpoint
+                       >= self.settings.checkpoint_interval_s)
+                if due and any(state.dirty for state in self.runtime.partitions.values()):
+                    await self.checkpoint()
+
+    async def _apply_batch(self, partition: int, records: list[Any]) -> None:
+        outputs: list[Output] = []
+        stamps: list[float] = []
+        for record in records:
+            decision = self.runtime.handle(partition, record.offset, record.value)
+            if isinstance(decision, CatchUp):
+                await self._catch_up(partition, decision)
+                decision = self.runtime.handle(partition, record.offset, record.value)
+            if isinstance(decision, Applied) and decision.outputs:
+                outputs.extend(decision.outputs)
+                stamps.append(record.timestamp / 1000)
+        await self._send(outputs)
+        now = time.time()
+        for appended in stamps:
+            self.metrics.latency.observe(max(0.0, now - appended))
+        self.metrics.events_in.labels(self.topic).inc(len(records))
+
+    async def _catch_up(self, partition: int, gap: CatchUp) -> None:
+        state = self.runtime.partitions.get(partition)
+
+        def owned() -> bool:
+            return self.runtime.partitions.get(partition) is state
+
+        async for records in self.gap_reader(partition, gap, owned):
+            outputs: list[Output] = []
+            for record in records:
+                decision = self.runtime.handle(partition, record.offset, record.value)
+                if isinstance(decision, Applied):
+                    outputs.extend(decision.outputs)
+            await self._send(outputs)
+
+    async def _send(self, outputs: list[Output]) -> None:
+        """Hand a batch's outputs to the producer as one record batch per topic partition
+        (aiokafka's `create_batch`/`send_batch`), partitioned as its default partitioner
+        (murmur2 of the key, as Kafka's Java client) would. Delivery is awaited once per
+        checkpoint (`flush`), not per record."""
+        if not outputs:
+            return
+        producer = self.producer
+        assert producer is not None
+        batches: dict[tuple[str, int], Any] = {}
+        for output in outputs:
+            target = (output.topic, await self._partition_of(output.topic, output.key))
+            batch = batches.get(target)
+            if batch is None:
+                batch = batches[target] = producer.create_batch()
+            if batch.append(key=output.key, value=output.value, timestamp=None) is None:
+                await producer.send_batch(batch, target[0], partition=target[1])  # full
+                batch = batches[target] = producer.create_batch()
+                batch.append(key=output.key, value=output.value, timestamp=None)
+        for (topic, partition), batch in batches.items():
+            await producer.send_batch(batch, topic, partition=partition)
+        count_outputs(self.metrics, outputs)
+
+    async def _partition_of(self, topic: str, key: bytes) -> int:
+        partitions = self.partitions_of_topic.get(topic)
+        if partitions is None:
+            assert self.producer is not None
+            partitions = sorted(await self.producer.partitions_for(topic))
+            self.partitions_of_topic[topic] = partitions
+        chosen: int = self.partitioner(key, partitions, partitions)
+        return chosen
+
+    # ---------------------------------------------------------------- checkpoints
+
+    async def checkpoint(self, *, final: bool = False) -> None:
+        """1. every output sent so far is acknowledged; 2. state + offsets committed in one
+        transaction, snapshotted by a forked child unless `final` or switched off (the loop
+        pays only the fork); 3. the group's offsets follow (informational: the gate decides).
+        At most one snapshot is in flight, so checkpoints land in order."""
+        assert self.producer is not None and self.consumer is not None
+        await self._finish_pending()
+        started = time.perf_counter()
+        await self.producer.flush()
+        if self.settings.checkpoint_in_background and hasattr(os, "fork") and not final:
+            pending = self.runtime.begin_background_checkpoint()
+            if pending is not None:
+                self.pending = asyncio.ensure_future(self._complete(pending))
+        else:
+            started_snapshot = time.perf_counter()
+            self.runtime.checkpoint()
+            self.metrics.checkpoint_snapshot_seconds.observe(
+                time.perf_counter() - started_snapshot)
+            await self._commit_group_offsets({
+                p: s.gate.next_offset for p, s in self.runtime.partitions.items()})
+        self.last_checkpoint = time.monotonic()
+        self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+        for partition, state in self.runtime.partitions.items():
+            highwater = self.consumer.highwater(TopicPartition(self.topic, partition))
+            if highwater is not None:
+                self.metrics.lag.labels(self.topic, str(partition)).set(
+                    max(0, highwater - state.gate.next_offset))
+
+    async def _complete(self, pending: BackgroundCheckpoint) -> None:
+        started = time.perf_counter()
+        # A child that hangs is stopped; its partitions are checkpointed next time.
+        timer = asyncio.get_running_loop().call_later(SNAPSHOT_TIMEOUT_S,
+                                                      pending.snapshot.abandon)
+        try:
+            committed = await asyncio.to_thread(pending.finish)
+        except (SnapshotFailed, OSError, sqlite3.Error) as exc:
+            log.error("checkpoint not committed, retried at the next interval: %s", exc)
+            return
+        finally:
+            timer.cancel()
+        self.metrics.checkpoint_snapshot_seconds.observe(time.perf_counter() - started)
+        await self._commit_group_offsets(committed)
+
+    async def _finish_pending(self) -> None:
+        if self.pending is not None:
+            await self.pending
+            self.pending = None
+
+    async def _commit_group_offsets(self, committed: dict[int, int]) -> None:
+        assert self.consumer is not None
+        owned = self.consumer.assignment()
+        offsets = {tp: committed[tp.partition] for tp in owned if tp.partition in committed}
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # A rebalance is under way; the checkpoint is what counts, the next one commits.
+            log.info("group offsets not committed (%s); the checkpoint holds them", exc)
+
+
+def count_outputs(metrics: WorkerMetrics, outputs: Iterable[Output]) -> None:
+    """The output counters, updated once per batch (a counter update costs a lock)."""
+    per_topic: Counter[str] = Counter()
+    rewards: Counter[str] = Counter()
+    amounts: Counter[str] = Counter()
+    flags: Counter[str] = Counter()
+    late: Counter[str] = Counter()
+    for output in outputs:
+        per_topic[output.topic] += 1
+        event = output.event
+        if isinstance(event, RewardDue):
+            rewards[event.currency] += 1
+            amounts[event.currency] += event.amount_minor
+        elif isinstance(event, FraudFlag):
+            flags[event.signal] += 1
+        elif isinstance(event, LateArrival):
+            late[event.late_event_type] += 1
+    for topic, n in per_topic.items():
+        metrics.events_out.labels(topic).inc(n)
+    for currency, n in rewards.items():
+        metrics.rewards_due.labels(currency).inc(n)
+        metrics.rewards_due_amount.labels(currency).inc(amounts[currency])
+    for signal, n in flags.items():
+        metrics.fraud_flags.labels(signal).inc(n)
+    for event_type, n in late.items():
+        metrics.late_events.labels(event_type).inc(n)
