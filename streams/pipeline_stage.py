@@ -321,7 +321,14 @@ class PipelineStage(Service):
         self.last_checkpoint = time.monotonic()
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
         for partition, state in self.runtime.partitions.items():
-            highwater = self.consumer.highwater(TopicPartition(self.topic, partition))
+            tp = TopicPartition(self.topic, partition)
+            # A rebalance may have revoked it a moment ago: aiokafka then asserts.
+            if tp not in self.consumer.assignment():
+                continue
+            try:
+                highwater = self.consumer.highwater(tp)
+            except AssertionError:
+                continue
             if highwater is not None:
                 self.metrics.lag.labels(self.topic, str(partition)).set(
                     max(0, highwater - state.gate.next_offset))
