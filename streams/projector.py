@@ -68,39 +68,14 @@ def run_projector(settings: Settings, rules: Rules, db_path: Path, snapshot_path
                   publish_every_s: float, *, loglevel: str) -> int:
     """`refstream projector` until SIGTERM: metrics, /healthz and /readyz on the metrics
     port (as the worker), a crashed agent ends it with exit 1, a stuck shutdown is cut off."""
-    from refstream.streams.exit_codes import EXIT_OK, EXIT_PROBLEM
-    from refstream.streams.metrics import Health, ProcessMetrics, serve_http, watch_broker
-    from refstream.streams.supervision import (
-        BoundedWorker,
-        BrokerProbe,
-        CrashPolicy,
-        ShutdownDeadline,
-        configure_logging,
-    )
+    from refstream.streams.metrics import ProcessMetrics
+    from refstream.streams.supervision import configure_logging, run_supervised
 
     configure_logging(loglevel)
-    metrics, health = ProcessMetrics(), Health()
-    crash = CrashPolicy(health, metrics)
-    server = serve_http(metrics, health, settings.metrics_host, settings.metrics_port)
-    log.warning("metrics on http://%s:%d/metrics", settings.metrics_host, server.server_port)
-    probe = BrokerProbe(settings, settings.client_timeout_s / 4)
-    watch_broker(probe, health, metrics, settings.broker_probe_interval_s)
-    app = build_projector_app(settings, rules, db_path, snapshot_path, publish_every_s,
-                              metrics=metrics, health=health, crash=crash)
-    deadline = ShutdownDeadline(settings.shutdown_timeout_s, health, crash)
-    worker = BoundedWorker(app, deadline, loglevel=loglevel, quiet=True, daemon=True,
-                           override_logging=False)
-    code = EXIT_OK
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    finally:
-        health.stopping.set()
-        deadline.disarm()
-        server.shutdown()
-        probe.close()
-    return EXIT_PROBLEM if crash.crashed else code
+    metrics = ProcessMetrics()
+    return run_supervised(settings, metrics, loglevel, lambda health, crash: build_projector_app(
+        settings, rules, db_path, snapshot_path, publish_every_s,
+        metrics=metrics, health=health, crash=crash))
 
 
 def build_projector_app(settings: Settings, rules: Rules, db_path: Path,

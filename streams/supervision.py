@@ -23,8 +23,14 @@ from typing import Any
 import faust
 from kafka.errors import KafkaError
 
-from refstream.streams.exit_codes import EXIT_PROBLEM, EXIT_UNAVAILABLE
-from refstream.streams.metrics import Health
+from refstream.streams.exit_codes import EXIT_OK, EXIT_PROBLEM, EXIT_UNAVAILABLE
+from refstream.streams.metrics import (
+    Health,
+    ProcessMetrics,
+    WorkerMetrics,
+    serve_http,
+    watch_broker,
+)
 from refstream.streams.settings import Settings
 
 log = logging.getLogger("refstream.supervision")
@@ -181,3 +187,34 @@ class BoundedWorker(faust.Worker):
     def _on_sigint(self) -> None:
         self.refstream_deadline.arm()
         super()._on_sigint()
+
+
+def run_supervised(settings: Settings, metrics: WorkerMetrics | ProcessMetrics, loglevel: str,
+                   build: Callable[[Health, CrashPolicy], faust.App]) -> int:
+    """Run a long-lived faust process (worker, projector) until SIGTERM: metrics, /healthz and
+    /readyz on the metrics port, readiness following a broker probe, a crashed agent ending
+    it with exit 1, a shutdown that cannot finish cut off after REFSTREAM_SHUTDOWN_TIMEOUT_S."""
+    health = Health()
+    crash = CrashPolicy(health, metrics)
+    server = serve_http(metrics, health, settings.metrics_host, settings.metrics_port)
+    log.warning("metrics on http://%s:%d/metrics", settings.metrics_host, server.server_port)
+    probe = BrokerProbe(settings, settings.client_timeout_s / 4)
+    watch_broker(probe, health, metrics, settings.broker_probe_interval_s)
+    deadline = ShutdownDeadline(settings.shutdown_timeout_s, health, crash)
+    worker = BoundedWorker(build(health, crash), deadline, loglevel=loglevel, quiet=True,
+                           daemon=True, override_logging=False)
+    code = EXIT_OK
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    finally:
+        health.stopping.set()
+        deadline.disarm()
+        server.shutdown()
+        probe.close()
+    if crash.crashed:
+        log.critical("exiting with code %d: agent crashed (%s)", EXIT_PROBLEM,
+                     health.why_not_ready())
+        return EXIT_PROBLEM
+    return code
