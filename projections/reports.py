@@ -830,7 +830,16 @@ ORDER BY r.successful DESC, r.rewards_due DESC, r.active DESC, r.shop_id, r.refe
 )
 
 # The flags a waiting referral waits on: the flag names it, its hold reason names the flag,
-# or the flag's evidence holds its signup or its qualifying order (a burst, a ring).
+# or the flag's evidence holds its signup or its qualifying order (a burst, a ring). Joins
+# `fraud_flags f` (and `orders o`) to `r`, a row of referrals; the review queue uses it too.
+FLAGS_OF_REFERRAL = """LEFT JOIN orders o
+        ON o.shop_id = r.shop_id AND o.order_id = r.qualifying_order_id
+    JOIN fraud_flags f ON f.shop_id = r.shop_id AND (
+         f.referral_id = r.referral_id
+         OR contains(r.reason, f.flag_id)
+         OR list_contains(f.evidence_event_ids, r.signup_event_id)
+         OR list_contains(f.evidence_event_ids, o.event_id))"""
+
 _WAITING_FLAGS = """waiting AS (
     SELECT r.* FROM referrals r
     WHERE r.status = 'held'
@@ -840,12 +849,7 @@ _WAITING_FLAGS = """waiting AS (
 waiting_flags AS (
     SELECT DISTINCT r.referral_id, f.flag_id, f.signal, f.flagged_at, f.evidence_event_ids
     FROM waiting r
-    LEFT JOIN orders o ON o.shop_id = r.shop_id AND o.order_id = r.qualifying_order_id
-    JOIN fraud_flags f ON f.shop_id = r.shop_id AND (
-         f.referral_id = r.referral_id
-         OR contains(r.reason, f.flag_id)
-         OR list_contains(f.evidence_event_ids, r.signup_event_id)
-         OR list_contains(f.evidence_event_ids, o.event_id))
+    """ + FLAGS_OF_REFERRAL + """
 )"""
 
 FRAUD_QUEUE = ReportSpec(

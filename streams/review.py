@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 
+from refstream.projections.reports import FLAGS_OF_REFERRAL
 from refstream.schemas.errors import RefstreamError
 from refstream.schemas.shop import ShopReview
 from refstream.streams.tables_output import render_rows
@@ -77,20 +78,13 @@ def review_queue(conn: duckdb.DuckDBPyConnection) -> list[QueueItem]:
             "SELECT referral_id, side, amount_minor, currency FROM rewards "
             "WHERE status = 'held' AND referral_id = ANY(?) ORDER BY reward_id", [ids]).fetchall():
         items[referral_id].held_rewards.append((side, int(amount), currency))
-    # A flag names one referral, but its evidence may hold others' signups and orders too
-    # (a burst from one IP, a device shared by a ring), and a referral's hold reason names
-    # the flag that held it: each of them waits on that flag.
+    # The same join as the fraud queue's (reports.FLAGS_OF_REFERRAL).
     for row in conn.execute("""
             SELECT DISTINCT r.referral_id, f.signal, f.action, f.entity_type, f.entity_key,
                    f.observed, f.threshold, f.window_ms, f.flagged_at, f.evidence_event_ids,
                    f.flag_id
             FROM referrals r
-            LEFT JOIN orders o ON o.shop_id = r.shop_id AND o.order_id = r.qualifying_order_id
-            JOIN fraud_flags f ON f.shop_id = r.shop_id AND (
-                 f.referral_id = r.referral_id
-                 OR contains(r.reason, f.flag_id)
-                 OR list_contains(f.evidence_event_ids, r.signup_event_id)
-                 OR list_contains(f.evidence_event_ids, o.event_id))
+            """ + FLAGS_OF_REFERRAL + """
             WHERE r.referral_id = ANY(?)
             ORDER BY f.flagged_at, f.flag_id""", [ids]).fetchall():
         (referral_id, signal, action, entity_type, entity_key, observed, threshold,
