@@ -351,13 +351,8 @@ def cmd_projector(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from refstream.streams.worker import run_worker
 
-    if not args.no_pipeline:
-        resolved, why = resolve_rules_path(args.rules)
-        args.rules = str(resolved)
-        from refstream.rewards.rules import load_rules
-
-        print(f"rules {load_rules(resolved).version} from {resolved} ({why})", file=sys.stderr)
-    return run_worker(_settings(args), args)
+    rules = None if args.no_pipeline else _rules(args.rules)
+    return run_worker(_settings(args), args, rules)
 
 
 # ---------------------------------------------------------------------------- archive & replay

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from refstream.rewards.rules import default_rules_path, load_rules
+from refstream.rewards.rules import Rules
 from refstream.streams.faust_app import build_app
 from refstream.streams.metrics import WorkerMetrics
 from refstream.streams.settings import Settings
@@ -20,13 +20,10 @@ from refstream.streams.supervision import configure_logging, run_supervised
 from refstream.streams.topics import ensure_topics
 
 
-def run_worker(settings: Settings, args: argparse.Namespace) -> int:
+def run_worker(settings: Settings, args: argparse.Namespace, rules: Rules | None) -> int:
+    """`rules` as the CLI resolved them (None for a worker without the pipeline)."""
     configure_logging(args.loglevel)
     ensure_topics(settings)
-    rules = None
-    if not args.no_pipeline:
-        rules = load_rules(Path(args.rules) if args.rules
-                           else settings.rules_path or Path(default_rules_path()))
     archive = Path(args.archive) if args.archive else None
     metrics = WorkerMetrics()
     return run_supervised(settings, metrics, args.loglevel, lambda health, crash: build_app(
