@@ -136,6 +136,8 @@ def least_privilege_roles(
     one shop from writing another's shop_id; ingest's known-shops check is that guard.
     """
     read, write, describe = Operation.READ, Operation.WRITE, Operation.DESCRIBE
+    from refstream.streams.topics import STAGES, stage_group
+
     pipeline = security.PIPELINE_PRINCIPAL
     own = dict(shop_principals or {})
     shared_and_own = sorted(set(own) & set(shop_producers))
@@ -166,16 +168,17 @@ def least_privilege_roles(
         *own_roles,
         Role(
             pipeline,
-            "refstream worker: ingest, pipeline, archiver (faust group = app id)",
+            "refstream worker: ingest, pipeline, archiver (a consumer group per stage)",
             (
                 *_topic(pipeline, names.shop_topics, read, describe),
                 *_topic(pipeline, names.own_shop_topics(own.values()), read, describe),
                 *_topic(pipeline, [names.log], read, write, describe),
                 *_topic(pipeline, outputs, write, describe),
-                # Literal: a prefix "refstream" would also match the finance group.
+                # Literal: a prefix "refstream" would also match the finance group. faust's
+                # group (app id) and each stage's own group (streams/topics.py).
                 _group(pipeline, app_id, Pattern.LITERAL),
-                # The pipeline stage's own consumer group (streams/pipeline_stage.py).
-                _group(pipeline, f"{app_id}.pipeline", Pattern.LITERAL),
+                *(_group(pipeline, stage_group(app_id, stage), Pattern.LITERAL)
+                  for stage in STAGES),
             ),
         ),
         Role(
@@ -707,7 +710,7 @@ def register_security_commands(subparsers: Any) -> None:
         help="least-privilege Kafka ACLs: show the table, apply it to a broker",
         description="Who may do what on Kafka, as code (refstream.deploy.acls). Topic "
         "names follow REFSTREAM_TOPIC_PREFIX / REFSTREAM_SHOP_TOPIC_PREFIX, the "
-        "pipeline's group REFSTREAM_APP_ID.",
+        "worker's groups REFSTREAM_APP_ID and REFSTREAM_APP_ID.<stage>.",
     )
     acl_commands = acls.add_subparsers(dest="acls_command", required=True, metavar="ACTION")
     producers = argparse.ArgumentParser(add_help=False)

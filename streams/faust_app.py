@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,27 +20,17 @@ from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
 from faust.types import TP
 from faust.types.auth import AuthProtocol
 
-from refstream.replay.archive import ArchiveWriter, archive_log_records
+from refstream.replay.archive import ArchiveWriter
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
-from refstream.schemas.events import Tick
+from refstream.streams.archive_stage import ArchiveStage
 from refstream.streams.checkpoint import CheckpointStore
-from refstream.streams.ingest import (
-    Accepted,
-    Duplicate,
-    EventTimeBounds,
-    Ingestor,
-    MergeMetrics,
-    Rejected,
-    ShopTopics,
-    SourceRef,
-)
+from refstream.streams.ingest import EventTimeBounds, Ingestor, ShopTopics
+from refstream.streams.ingest_stage import IngestStage
 from refstream.streams.log_range import read_log_range
-from refstream.streams.merge import EventTimeMerge
 from refstream.streams.metrics import Health, WorkerMetrics
 from refstream.streams.pipeline_runtime import (
     CatchUp,
-    OffsetGate,
     PipelineRuntime,
 )
 from refstream.streams.pipeline_stage import PipelineStage
@@ -96,37 +85,6 @@ class RefstreamApp(faust.App):
         await super()._on_agent_error(agent, exc)
         if self.crash_policy is not None:
             await self.crash_policy.on_agent_error(agent, exc)
-
-
-@dataclass
-class QuietShops:
-    """When each shop's last event was appended, in event time and in wall time."""
-
-    last_event_ms: dict[str, int] = field(default_factory=dict)
-    last_wall_s: dict[str, float] = field(default_factory=dict)
-    partition_of: dict[str, int] = field(default_factory=dict)
-
-    def saw(self, shop_id: str, occurred_at: int, wall_s: float, partition: int) -> None:
-        if occurred_at >= self.last_event_ms.get(shop_id, occurred_at):
-            self.last_event_ms[shop_id] = occurred_at
-        self.last_wall_s[shop_id] = wall_s
-        self.partition_of[shop_id] = partition
-
-    def forget_partitions(self, partitions: set[int]) -> None:
-        """Shops whose partition moved to another worker are that worker's to tick."""
-        for shop_id in [s for s, p in self.partition_of.items() if p in partitions]:
-            del self.last_event_ms[shop_id], self.last_wall_s[shop_id], self.partition_of[shop_id]
-
-    def due_ticks(self, wall_s: float, interval_s: float) -> list[tuple[str, int]]:
-        """(shop, stream time to announce) for shops quiet for at least one interval.
-
-        Time keeps passing for a quiet live shop: the tick carries the wall-clock time, and
-        never less than the shop's latest event time, so stream time never goes backwards.
-        """
-        wall_ms = int(wall_s * 1000)
-        return [(shop_id, max(self.last_event_ms[shop_id], wall_ms))
-                for shop_id in sorted(self.last_wall_s)
-                if wall_s - self.last_wall_s[shop_id] >= interval_s]
 
 
 def on_partitions(signal: Any, handler: Callable[[set[TP]], Awaitable[None]]) -> None:
@@ -186,7 +144,7 @@ def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bo
               archive_dir: Path | None = None, metrics: WorkerMetrics | None = None,
               health: Health | None = None, crash: CrashPolicy | None = None) -> faust.App:
     """The faust app with the agents this worker runs (the pipeline needs `rules`)."""
-    if settings.pii_secret.get_secret_value() == DEVELOPMENT_PII_SECRET:
+    if with_ingest and settings.pii_secret.get_secret_value() == DEVELOPMENT_PII_SECRET:
         log.warning("running with the development PII secret; set REFSTREAM_PII_SECRET")
     app = RefstreamApp(
         settings.app_id,
@@ -217,39 +175,17 @@ def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bo
                             metrics, health, crash or CrashPolicy(health, metrics))
     app.crash_policy = context.crash
 
-    # Not ready while a rebalance moves partitions; ready again once they are assigned.
-    async def _revoked_all(revoked: set[TP]) -> None:
-        context.health.ready.clear()
-
-    async def _assigned(assigned: set[TP]) -> None:
-        context.health.ready.set()
-
-    on_partitions(app.on_partitions_revoked, _revoked_all)
-    on_partitions(app.on_partitions_assigned, _assigned)
-
     if with_ingest:
         _register_ingest(app, context)
     if rules is not None:
         _register_pipeline(app, context, rules)
     if archive_dir is not None:
         _register_archiver(app, context, archive_dir)
-    if rules is not None and not with_ingest and archive_dir is None:
-        # Only the pipeline stage, which reads with a consumer of its own: faust's consumer
-        # would subscribe to nothing, which its conductor refuses. faust's documented startup
-        # strategy leaves it (and its conductor and tables) out. The stage measures its own
-        # lag; faust's consumer has none to measure.
-        app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False)
-    else:
-        _register_lag(app, context)
+    # Every stage reads with a consumer of its own: faust's consumer would subscribe to
+    # nothing, which its conductor refuses. faust's documented startup strategy leaves it
+    # (and its conductor and tables) out. The stages measure their own lag and readiness.
+    app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False)
     return app
-
-
-def _register_lag(app: faust.App, context: WorkerContext) -> None:
-    # The pipeline sets its log lag from its own state at each checkpoint (more exact than
-    # the group's position, which may run ahead of the state).
-    pipeline = getattr(app, "refstream_runtime", None) is not None
-    register_lag(app, context.metrics.lag, max(1.0, context.settings.checkpoint_interval_s),
-                 skip_topic=context.names.log if pipeline else None)
 
 
 def register_lag(app: faust.App, lag: Any, interval_s: float, *,
@@ -295,114 +231,23 @@ def assigned_highwater(consumer: Any, tp: TP) -> int | None:
 
 
 def _register_ingest(app: faust.App, context: WorkerContext) -> None:
-    settings, names, codec, metrics = (context.settings, context.names, context.codec,
-                                       context.metrics)
+    """The ingest stage is a service of the app with a consumer of its own, like the
+    pipeline stage (streams/ingest_stage.py says why). faust starts and stops it."""
+    settings, names = context.settings, context.names
     own_topics = ShopTopics(names.shop_prefix, frozenset(settings.shop_principals.values()))
     ingestor = Ingestor(
-        codec,
+        context.codec,
         pseudonymiser_from_settings(settings),
         frozenset(settings.known_shops),
         settings.max_event_bytes,
         event_time_bounds=EventTimeBounds.from_settings(settings),
         shop_topics=own_topics,
     )
-    source = raw_topic(app, *names.shop_topics,
-                       *names.own_shop_topics(own_topics.own_topic_shops))
-    quiet = QuietShops()
-    # A shop's topics are co-partitioned (same key, same partition count; faust assigns them
-    # together), so partition p of each is merged by event time. A record is acknowledged
-    # (so its offset committed) only once it, and every record before it in its
-    # topic-partition, left the merge: whatever is still buffered is read again after a crash.
-    merge: EventTimeMerge[Any] = EventTimeMerge(
-        settings.merge_idle_s, lambda topic, partition: (own_topics.topic_shop(topic), partition))
-    merge_metrics = MergeMetrics.register(metrics.registry)
-    merge_lock = asyncio.Lock()
-    streams: list[Any] = []
-
-    @app.agent(source, name="refstream.ingest", concurrency=1)
-    async def ingest(stream: Any) -> None:
-        streams[:] = [stream]
-        async for batch in stream.noack_take(2000, within=settings.ingest_batch_s):
-            async with merge_lock:
-                now = time.monotonic()
-                for event in batch:
-                    await _ingest_one(event, now)
-                await _release(stream, time.monotonic())
-
-    async def _ingest_one(event: Any, now: float) -> None:
-        message = event.message
-        tp = (message.topic, message.partition)
-        if not merge.owns(tp):
-            return  # fetched before its partition moved away: the next owner reads it again
-        ref = SourceRef(message.topic, message.partition, message.offset)
-        outcome = ingestor.accept(message.value, ref, names.event_type_of(message.topic),
-                                  now_ms=int(time.time() * 1000))
-        metrics.events_in.labels(message.topic).inc()
-        match outcome:
-            case Accepted(log_event):
-                merge.push(tp, message.offset, (event, log_event), now,
-                           shop=log_event.shop_id, occurred_at=log_event.occurred_at)
-                return
-            case Duplicate():
-                metrics.duplicates.inc()
-            case Rejected(dead_letter):
-                metrics.dead_letters.inc()
-                log.warning("dead letter from %s[%d]@%d: %s", ref.topic, ref.partition,
-                            ref.offset, dead_letter.error[:300])
-                await send(app, names.dlq, message.key, codec.encode(dead_letter))
-        merge.push(tp, message.offset, (event, None), now)
-
-    async def _release(stream: Any, now: float) -> None:
-        wall = time.time()
-        batch = merge.release(now)
-        for released in batch.appends:
-            _, log_event = released.item
-            merge_metrics.appended(released.tp[1], released.shop, released.occurred_at,
-                                   released.waited_out, settings.allowed_lateness_s)
-            quiet.saw(released.shop, released.occurred_at, wall, released.tp[1])
-            await send(app, names.log, released.shop.encode(), codec.encode(log_event))
-            metrics.events_out.labels(names.log).inc()
-        for event, _ in batch.acks:
-            await stream.ack(event)
-        merge_metrics.buffered.set(merge.buffered)
-
-    @app.timer(interval=max(0.05, min(0.25, settings.merge_idle_s / 4)))
-    async def release_waited_out() -> None:
-        # noack_take yields only when records come in; a co-partition that waited out its
-        # bound while nothing arrived is released here.
-        if streams and merge.buffered:
-            async with merge_lock:
-                await _release(streams[0], time.monotonic())
-
-    async def _merge_assigned(assigned: set[TP]) -> None:
-        merge.assign((tp.topic, tp.partition) for tp in assigned if tp.topic in source.topics)
-
-    async def _merge_revoked(revoked: set[TP]) -> None:
-        async with merge_lock:
-            for _, log_event in merge.revoke((tp.topic, tp.partition) for tp in revoked):
-                if log_event is not None:
-                    ingestor.forget(log_event)
-            merge_metrics.forget({tp.partition for tp in revoked if tp.topic in source.topics})
-
-    on_partitions(app.on_partitions_assigned, _merge_assigned)
-    on_partitions(app.on_partitions_revoked, _merge_revoked)
-
-    if settings.tick_interval_s <= 0:
-        return  # backfills switch ticks off, so history is not stamped with today's time
-
-    @app.timer(interval=settings.tick_interval_s)
-    async def tick_quiet_shops() -> None:
-        now = time.time()
-        for shop_id, stream_time in quiet.due_ticks(now, settings.tick_interval_s):
-            tick = Tick(f"tick:{shop_id}:{stream_time}", shop_id, stream_time)
-            await send(app, names.log, shop_id.encode(), codec.encode(tick))
-            quiet.saw(shop_id, stream_time, now, quiet.partition_of[shop_id])
-            metrics.ticks.inc()
-
-    async def _revoked(revoked: set[TP]) -> None:
-        quiet.forget_partitions({tp.partition for tp in revoked if tp.topic in names.shop_topics})
-
-    on_partitions(app.on_partitions_revoked, _revoked)
+    topics = [*names.shop_topics, *names.own_shop_topics(own_topics.own_topic_shops)]
+    app.add_dependency(IngestStage(
+        settings, names, context.codec, ingestor, topics=topics,
+        topic_shop=own_topics.topic_shop, metrics=context.metrics, health=context.health,
+        crash=context.crash))
 
 
 def _register_pipeline(app: faust.App, context: WorkerContext, rules: Rules) -> None:
@@ -425,52 +270,15 @@ def _register_pipeline(app: faust.App, context: WorkerContext, rules: Rules) -> 
 
 
 def _register_archiver(app: faust.App, context: WorkerContext, root: Path) -> None:
-    names, codec = context.names, context.codec
-    writer = ArchiveWriter(root)
-    gates: dict[int, OffsetGate] = {}
-    log_topic = raw_topic(app, names.log)
-    flush_every_s = context.settings.checkpoint_interval_s
+    """The archive stage is a service of the app with a consumer of its own
+    (streams/archive_stage.py)."""
+    names = context.names
 
-    async def _revoked(revoked: set[TP]) -> None:
-        # The next owner archives from the last commit; our unflushed tail would overlap it.
-        lost = {tp.partition for tp in revoked if tp.topic == names.log}
-        writer.forget(lost)
-        for partition in lost:
-            gates.pop(partition, None)
+    def gaps(partition: int, gap: CatchUp, still_owned: Callable[[], bool]
+             ) -> AsyncIterator[list[Any]]:
+        return gap_records(context, "archiver", names.log, partition, gap,
+                           still_owned=still_owned)
 
-    on_partitions(app.on_partitions_revoked, _revoked)
-
-    @app.agent(log_topic, name="refstream.archiver", concurrency=1)
-    async def archiver(stream: Any) -> None:
-        last_flush = time.monotonic()
-        async for batch in stream.take_events(5000, within=1.0):
-            for event in batch:
-                message = event.message
-                partition = message.partition
-                gate = gates.get(partition)
-                if gate is None:
-                    gate = gates[partition] = OffsetGate(writer.next_offset(partition))
-                verdict = gate.admit(message.offset)
-                if isinstance(verdict, CatchUp):
-                    await _catch_up(message.topic, partition, gate, verdict)
-                    verdict = gate.admit(message.offset)
-                if verdict is None:
-                    archive_log_records(writer, codec, iter([(
-                        partition, message.offset, int(message.timestamp * 1000),
-                        message.value)]))
-            if writer.buffered and time.monotonic() - last_flush >= flush_every_s:
-                writer.flush()
-                last_flush = time.monotonic()
-
-    async def _catch_up(topic: str, partition: int, gate: OffsetGate, gap: CatchUp) -> None:
-        async for records in gap_records(context, "archiver", topic, partition, gap,
-                                         still_owned=lambda: gates.get(partition) is gate):
-            archive_log_records(writer, codec, (
-                (partition, record.offset, record.timestamp, record.value)
-                for record in records if gate.admit(record.offset) is None))
-
-    @app.timer(interval=flush_every_s)
-    async def flush_archive_when_idle() -> None:
-        if writer.buffered:
-            writer.flush()
-
+    app.add_dependency(ArchiveStage(context.settings, names.log, context.codec,
+                                    ArchiveWriter(root), metrics=context.metrics,
+                                    gap_reader=gaps, crash=context.crash))

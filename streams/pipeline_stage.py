@@ -24,10 +24,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 from mode import Service
 
 from refstream.schemas.events import FraudFlag, LateArrival, RewardDue
+from refstream.streams.batch_produce import PartitionedSender, stage_producer
 from refstream.streams.checkpoint import SnapshotFailed
 from refstream.streams.metrics import Health, WorkerMetrics
 from refstream.streams.pipeline_runtime import (
@@ -39,6 +39,7 @@ from refstream.streams.pipeline_runtime import (
 )
 from refstream.streams.settings import Settings
 from refstream.streams.supervision import CrashPolicy
+from refstream.streams.topics import stage_group
 
 log = logging.getLogger("refstream.pipeline")
 
@@ -52,18 +53,7 @@ GapReader = Callable[[int, CatchUp, Callable[[], bool]], AsyncIterator[list[Any]
 def pipeline_group(settings: Settings) -> str:
     """The consumer group of the pipeline stage (apart from faust's group: faust's members
     must never be handed log partitions meant for the pipeline, nor the reverse)."""
-    return f"{settings.app_id}.pipeline"
-
-
-def stage_producer(settings: Settings) -> AIOKafkaProducer:
-    """The stage's own producer (not started): idempotent like the worker's faust producer,
-    so a batch re-sent after a lost acknowledgement (broker restart, leader change) is
-    written once, in order."""
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","), acks="all",
-        enable_idempotence=True, linger_ms=settings.producer_linger_ms,
-        max_batch_size=512 * 1024, max_request_size=16 * 1024 * 1024,
-        **settings.aiokafka_security())
+    return stage_group(settings.app_id, "pipeline")
 
 
 class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -103,8 +93,7 @@ class PipelineStage(Service):
         self.consistent = True
         self.last_checkpoint = time.monotonic()
         self.pending: asyncio.Future[None] | None = None
-        self.partitioner = DefaultPartitioner()
-        self.partitions_of_topic: dict[str, list[int]] = {}
+        self.sender: PartitionedSender | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         super().__init__(**kwargs)
@@ -114,6 +103,7 @@ class PipelineStage(Service):
     async def on_start(self) -> None:
         s = self.settings
         self.producer = stage_producer(s)
+        self.sender = PartitionedSender(self.producer)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap.split(","), group_id=pipeline_group(s),
             enable_auto_commit=False, auto_offset_reset="earliest",
@@ -265,36 +255,13 @@ class PipelineStage(Service):
             await self._send(outputs)
 
     async def _send(self, outputs: list[Output]) -> None:
-        """Hand a batch's outputs to the producer as one record batch per topic partition
-        (aiokafka's `create_batch`/`send_batch`), partitioned as its default partitioner
-        (murmur2 of the key, as Kafka's Java client) would. Delivery is awaited once per
-        checkpoint (`flush`), not per record."""
+        """Hand a batch's outputs to the producer, one record batch per topic partition.
+        Delivery is awaited once per checkpoint (`flush`), not per record."""
         if not outputs:
             return
-        producer = self.producer
-        assert producer is not None
-        batches: dict[tuple[str, int], Any] = {}
-        for output in outputs:
-            target = (output.topic, await self._partition_of(output.topic, output.key))
-            batch = batches.get(target)
-            if batch is None:
-                batch = batches[target] = producer.create_batch()
-            if batch.append(key=output.key, value=output.value, timestamp=None) is None:
-                await producer.send_batch(batch, target[0], partition=target[1])  # full
-                batch = batches[target] = producer.create_batch()
-                batch.append(key=output.key, value=output.value, timestamp=None)
-        for (topic, partition), batch in batches.items():
-            await producer.send_batch(batch, topic, partition=partition)
+        assert self.sender is not None
+        await self.sender.send((output.topic, output.key, output.value) for output in outputs)
         count_outputs(self.metrics, outputs)
-
-    async def _partition_of(self, topic: str, key: bytes) -> int:
-        partitions = self.partitions_of_topic.get(topic)
-        if partitions is None:
-            assert self.producer is not None
-            partitions = sorted(await self.producer.partitions_for(topic))
-            self.partitions_of_topic[topic] = partitions
-        chosen: int = self.partitioner(key, partitions, partitions)
-        return chosen
 
     # ---------------------------------------------------------------- checkpoints
 

@@ -50,9 +50,9 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
     checkpoint_interval_s: float = 2.0
-    # The pipeline stage's consumer (streams/pipeline_stage.py): how long a fetch may wait for
-    # records (faust's own consumer waits 1.5 s, fixed), how many records one batch takes,
-    # and how long its producer lets a request fill before sending.
+    # The stages' consumers (streams/ingest_stage.py, pipeline_stage.py): how long a fetch
+    # may wait for records (faust's own consumer waits 1.5 s, fixed), how many records one
+    # batch takes, and how long their producers let a request fill before sending.
     fetch_max_wait_ms: int = Field(default=25, ge=0)
     pipeline_max_records: int = Field(default=5000, ge=1)
     producer_linger_ms: int = Field(default=5, ge=0)
@@ -62,8 +62,10 @@ class Settings(BaseSettings):
     # How fast the group notices a dead worker (kill -9) and moves its partitions.
     session_timeout_s: float = 10.0
     tick_interval_s: float = 5.0
-    # Ingest takes the records it consumed within this window at once (then merges them).
-    ingest_batch_s: float = 0.25
+    ingest_max_records: int = Field(default=5000, ge=1)
+    # How often ingest commits its shop-topic offsets (after flushing what it appended): a
+    # crash re-reads at most this much, which the core dedupes.
+    ingest_commit_interval_s: float = Field(default=1.0, gt=0)
     # Event time at the edge (README, "Event time at ingest"). Ingest merges a shop's topics
     # by event time and waits at most this long (wall time) for an empty shop topic-partition
     # before appending the rest of its co-partition without it (Kafka Streams'

@@ -14,6 +14,14 @@ from refstream.streams.settings import Settings
 
 SHOP_EVENT_TYPES = tuple(SHOP_MODELS)
 FOREVER = "-1"
+# The worker's stages, each reading with a consumer group of its own (README, "Stages").
+STAGES = ("ingest", "pipeline", "archiver")
+
+
+def stage_group(app_id: str, stage: str) -> str:
+    """A stage's consumer group: apart from faust's group (the app id) and from each other,
+    so a member is never handed partitions meant for another stage."""
+    return f"{app_id}.{stage}"
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def test_the_pipeline_stages_producer_gets_a_producer_id(kafka_bootstrap: str,
                                                           tmp_path: Path) -> None:
     """The pipeline stage's own aiokafka producer (derived topics, reward-due), which sends
     whole record batches (`send_batch`): the broker hands it a producer id too."""
-    from refstream.streams.pipeline_stage import stage_producer
+    from refstream.streams.batch_produce import stage_producer
 
     settings = isolated_settings(kafka_bootstrap, tmp_path, partitions=1)
     ensure_topics(settings)

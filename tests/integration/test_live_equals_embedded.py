@@ -180,12 +180,9 @@ def read_until(bootstrap: str, topic: str, wanted: set[Any], key: Any,
         time.sleep(2.0)
 
 
-# With kills, on this branch alone: 1-2 referrals differ, next to ~90 events appended more
-# than 15 minutes late (the producers, starved while a worker restarts, drift apart by more
-# than the merge's bound). The core's late marking and compensation (issue #18, point 2)
-# are what make those rows pass; remove the xfail when they land.
-KILLED = pytest.param(4, id="one-worker-killed", marks=pytest.mark.xfail(
-    reason="needs the core to mark late rows (issue #18, point 2)", strict=False))
+# With kills: ingest's own offset commits (streams/ingest_stage.py) never run past a record
+# still in the event-time merge, so a restarted worker re-reads instead of reordering.
+KILLED = pytest.param(4, id="one-worker-killed")
 
 
 @pytest.mark.parametrize("kills", [pytest.param(0, id="steady"), KILLED])

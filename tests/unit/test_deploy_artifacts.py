@@ -1,13 +1,17 @@
 """The deployment artifacts stay valid and agree with the code: topics.yaml with the topic
 specs, manifests with the Kubernetes schemas, compose with the compose spec, dashboard and
 alerts with the metrics WorkerMetrics exports, Prometheus config with promtool where installed.
+Both layouts of the worker are checked: one process (the default) and ingest and pipeline as
+separate processes (compose profile `split`, the kustomize component deploy/k8s/split).
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -19,6 +23,7 @@ import pytest
 import yaml
 
 from refstream.deploy.render_topics import TOPICS_YAML, render_topics_yaml
+from refstream.streams.cli import build_parser
 from refstream.streams.metrics import WorkerMetrics
 from refstream.streams.settings import Settings
 from refstream.streams.topics import TopicNames, topic_specs
@@ -26,6 +31,7 @@ from refstream.streams.topics import TopicNames, topic_specs
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"
+SPLIT = K8S / "split"
 COMPOSE = DEPLOY / "compose.yaml"
 DOCKERFILE = DEPLOY / "Dockerfile"
 PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
@@ -38,6 +44,9 @@ METRICS_PORT = 9108
 WORKER_JOB = "refstream-workers"
 # Series Prometheus itself writes for every target; everything else must come from the code.
 PROMETHEUS_SYNTHETIC = frozenset({"up"})
+# The stages `refstream worker` can run in separate processes (`--no-ingest`,
+# `--no-pipeline`); a worker with neither flag runs both in one process.
+STAGES = ("ingest", "pipeline")
 
 
 def need(module: str, why: str) -> Any:
@@ -169,6 +178,17 @@ def one(kind: str, name: str | None = None) -> dict[str, Any]:
 K8S_IDS = [f"{f}:{d['kind']}/{d['metadata']['name']}" for f, d in k8s_documents()]
 
 
+def stages_run(args: list[str]) -> set[str]:
+    """The stages a `refstream worker ...` command line runs, as the CLI itself parses it (a
+    misspelled flag fails here, not in the container)."""
+    assert args[0] == "worker", args
+    try:
+        parsed = build_parser().parse_args(args)
+    except SystemExit:
+        pytest.fail(f"refstream rejects the command line {args}", pytrace=False)
+    return {stage for stage in STAGES if not getattr(parsed, f"no_{stage}")}
+
+
 @pytest.mark.parametrize("document", [d for _, d in k8s_documents()], ids=K8S_IDS)
 def test_manifest_validates_against_the_kubernetes_schema(document: dict[str, Any]) -> None:
     utils = need("kubernetes_validate.utils", "it ships the Kubernetes JSON schemas")
@@ -208,6 +228,7 @@ def test_worker_deployment_has_two_replicas_probes_resources_and_scrape_annotati
         template["metadata"]["labels"].items()
     container = worker_container()
     assert container["args"][0] == "worker"
+    assert stages_run(container["args"]) == set(STAGES), "the base worker runs both stages"
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": METRICS_PORT}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
@@ -317,6 +338,282 @@ def test_promtool_accepts_the_kubernetes_scrape_config(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# ------------------------------------------------------------------------ Kubernetes, split
+# deploy/k8s/split is a kustomize Component (an overlay cannot live inside its base's
+# directory). split_rendering() models what it makes of the base; where kustomize or kubectl
+# is installed, test_kustomize_builds_... holds the model to the real build.
+
+
+def split_component() -> dict[str, Any]:
+    document = yaml.safe_load((SPLIT / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert isinstance(document, dict)
+    return document
+
+
+def split_documents() -> Iterator[tuple[str, dict[str, Any]]]:
+    for path in sorted(SPLIT.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if document:
+                yield path.name, document
+
+
+def deleted_by_split() -> set[tuple[str, str]]:
+    deleted: set[tuple[str, str]] = set()
+    for entry in split_component()["patches"]:
+        patch = yaml.safe_load(entry["patch"])
+        assert patch.pop("$patch") == "delete", f"the component only deletes: {patch}"
+        # The base sets the namespace; a patch without it matches nothing (kustomize fails).
+        assert patch["metadata"]["namespace"] == "refstream"
+        deleted.add((patch["kind"], patch["metadata"]["name"]))
+    return deleted
+
+
+def topics_image() -> str:
+    (container,) = one("Job", "refstream-topics")["spec"]["template"]["spec"]["containers"]
+    return str(container["image"])
+
+
+def split_rendering() -> list[dict[str, Any]]:
+    """The base's objects less the deleted ones, plus the component's, whose Deployments take
+    the topics Job's image (the component's replacements)."""
+    deleted = deleted_by_split()
+    rendered = [copy.deepcopy(d) for _, d in k8s_documents()
+                if (d["kind"], d["metadata"]["name"]) not in deleted]
+    for _, original in split_documents():
+        document = copy.deepcopy(original)
+        if document["kind"] == "Deployment":
+            for container in document["spec"]["template"]["spec"]["containers"]:
+                container["image"] = topics_image()
+        rendered.append(document)
+    return rendered
+
+
+def only(documents: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in documents if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+def stage_container(deployment: dict[str, Any]) -> dict[str, Any]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+def pod_labels(deployment: dict[str, Any]) -> dict[str, str]:
+    return dict(deployment["spec"]["template"]["metadata"]["labels"])
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
+def cpu_cores(quantity: str) -> float:
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def check_runs_only(deployment: dict[str, Any], stage: str) -> None:
+    args = stage_container(deployment)["args"]
+    assert stages_run(args) == {stage}, f"{deployment['metadata']['name']} must run only {stage}"
+
+
+def check_holds_pii_secret_and_vault(deployment: dict[str, Any]) -> None:
+    """Ingest pseudonymises: the PII secret and the person vault's shared claim."""
+    container = stage_container(deployment)
+    sources = {next(iter(s.values()))["name"] for s in container.get("envFrom", [])}
+    assert {"refstream-settings", "refstream-secrets"} <= sources
+    assert "REFSTREAM_PII_SECRET" in one("Secret", "refstream-secrets")["stringData"]
+    vault = Path(one("ConfigMap", "refstream-settings")["data"]["REFSTREAM_PERSON_VAULT"])
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert str(vault.parent) in mounts, "the vault's directory is not mounted"
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    claim = volumes[mounts[str(vault.parent)]]["persistentVolumeClaim"]["claimName"]
+    assert claim == "refstream-person-vault"  # the claim the one-process workers use
+    assert one("PersistentVolumeClaim", claim)["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def check_holds_no_pii(deployment: dict[str, Any]) -> None:
+    """The pipeline reads pseudonymised events: no PII secret, no vault."""
+    container = stage_container(deployment)
+    sources = {next(iter(s.values()))["name"] for s in container.get("envFrom", [])}
+    assert sources == {"refstream-settings"}, "the whole refstream-secrets holds the PII secret"
+    secret_keys = {(e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+                   for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+    assert secret_keys == {("refstream-secrets", "REFSTREAM_SASL_USERNAME"),
+                           ("refstream-secrets", "REFSTREAM_SASL_PASSWORD")}
+    assert "REFSTREAM_PII_SECRET" not in {e["name"] for e in container.get("env", [])}
+    claims = [v for v in deployment["spec"]["template"]["spec"]["volumes"]
+              if "persistentVolumeClaim" in v]
+    assert not claims, f"the pipeline mounts {claims}: the vault is ingest's"
+
+
+SPLIT_IDS = [f"split/{f}:{d['kind']}/{d['metadata']['name']}" for f, d in split_documents()]
+
+
+@pytest.mark.parametrize("document", [d for _, d in split_documents()], ids=SPLIT_IDS)
+def test_split_manifest_validates_against_the_kubernetes_schema(document: dict[str, Any]) -> None:
+    utils = need("kubernetes_validate.utils", "it ships the Kubernetes JSON schemas")
+    utils.validate(document, KUBERNETES_VERSION, strict=True)
+    assert document["metadata"]["namespace"] == "refstream"
+
+
+def test_split_component_replaces_only_the_one_process_worker() -> None:
+    component = split_component()
+    assert component["apiVersion"] == "kustomize.config.k8s.io/v1alpha1"
+    assert component["kind"] == "Component"
+    # Only what split_rendering models: a new field needs the model (and a test) first.
+    assert set(component) <= {"apiVersion", "kind", "resources", "patches", "replacements"}
+    assert set(component["resources"]) == ({p.name for p in SPLIT.glob("*.yaml")}
+                                           - {"kustomization.yaml"})
+    assert deleted_by_split() == {("Deployment", "refstream-worker"),
+                                  ("PodDisruptionBudget", "refstream-worker")}
+    (replacement,) = component["replacements"]
+    assert replacement["source"] == {
+        "kind": "Job", "name": "refstream-topics",
+        "fieldPath": "spec.template.spec.containers.[name=topics].image"}
+    targets = {(t["select"]["kind"], t["select"]["name"]): t["fieldPaths"]
+               for t in replacement["targets"]}
+    assert targets == {("Deployment", f"refstream-{stage}"):
+                       [f"spec.template.spec.containers.[name={stage}].image"]
+                       for stage in STAGES}
+    for stage in STAGES:  # the names the replacement selects
+        deployment = only(split_rendering(), "Deployment", f"refstream-{stage}")
+        assert stage_container(deployment)["name"] == stage
+    # The base does not include it: `kubectl apply -k deploy/k8s` stays one process.
+    base = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert "components" not in base
+    assert not [r for r in base["resources"] if r.startswith("split")]
+
+
+def test_split_runs_ingest_and_pipeline_as_two_deployments() -> None:
+    documents = split_rendering()
+    assert {d["metadata"]["name"] for d in documents if d["kind"] == "Deployment"} == {
+        "refstream-ingest", "refstream-pipeline"}
+    ingest = only(documents, "Deployment", "refstream-ingest")
+    pipeline = only(documents, "Deployment", "refstream-pipeline")
+    check_runs_only(ingest, "ingest")
+    check_holds_pii_secret_and_vault(ingest)
+    check_runs_only(pipeline, "pipeline")
+    check_holds_no_pii(pipeline)
+    data_dir = one("ConfigMap", "refstream-settings")["data"]["REFSTREAM_DATA_DIR"]
+    for deployment in (ingest, pipeline):  # writable despite the read-only root
+        assert data_dir in {m["mountPath"] for m in stage_container(deployment)["volumeMounts"]}
+
+
+def test_the_stage_checks_tell_the_layouts_apart() -> None:
+    documents = split_rendering()
+    ingest = only(documents, "Deployment", "refstream-ingest")
+    pipeline = only(documents, "Deployment", "refstream-pipeline")
+    one_process = one("Deployment", "refstream-worker")
+    for deployment, stage in ((pipeline, "ingest"), (ingest, "pipeline"),
+                              (one_process, "ingest"), (one_process, "pipeline")):
+        with pytest.raises(AssertionError, match="must run only"):
+            check_runs_only(deployment, stage)
+    with pytest.raises(AssertionError):
+        check_holds_pii_secret_and_vault(pipeline)
+    for deployment in (ingest, one_process):
+        with pytest.raises(AssertionError):
+            check_holds_no_pii(deployment)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_split_stage_keeps_the_base_workers_probes_scraping_and_security(stage: str) -> None:
+    deployment = only(split_rendering(), "Deployment", f"refstream-{stage}")
+    base = one("Deployment", "refstream-worker")
+    container, base_container = stage_container(deployment), worker_container()
+    for key in ("ports", "startupProbe", "livenessProbe", "readinessProbe", "securityContext"):
+        assert container[key] == base_container[key], f"{key} differs from the base worker's"
+    pod, base_pod = deployment["spec"]["template"]["spec"], base["spec"]["template"]["spec"]
+    for key in ("securityContext", "terminationGracePeriodSeconds"):
+        assert pod[key] == base_pod[key], f"{key} differs from the base worker's"
+    assert deployment["spec"]["template"]["metadata"]["annotations"] == \
+        base["spec"]["template"]["metadata"]["annotations"]
+    assert deployment["spec"]["replicas"] >= 2
+    assert deployment["spec"]["strategy"] == base["spec"]["strategy"]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selects(selector, pod_labels(deployment))
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["labelSelector"]["matchLabels"] == selector
+    # A core of its own is the point of splitting.
+    assert cpu_cores(container["resources"]["requests"]["cpu"]) >= 1
+    assert "memory" in container["resources"]["limits"]
+    assert container["image"] == topics_image()
+
+
+def test_split_pdbs_service_and_scrape_job_cover_each_stage() -> None:
+    documents = split_rendering()
+    deployments = [d for d in documents if d["kind"] == "Deployment"]
+    pdbs = [d for d in documents if d["kind"] == "PodDisruptionBudget"]
+    service = only(documents, "Service", "refstream-worker-metrics")
+    config = yaml.safe_load(only(documents, "ConfigMap", "refstream-prometheus-scrape")[
+        "data"]["refstream-scrape.yml"])
+    (job,) = config["scrape_configs"]
+    keep = next(r["regex"] for r in job["relabel_configs"] if r.get("action") == "keep" and
+                r["source_labels"] == ["__meta_kubernetes_pod_label_app_kubernetes_io_component"])
+    for deployment in deployments:
+        name, labels = deployment["metadata"]["name"], pod_labels(deployment)
+        # One PDB each: a pod two PDBs select cannot be evicted at all.
+        (pdb,) = [p for p in pdbs if selects(p["spec"]["selector"]["matchLabels"], labels)]
+        assert pdb["spec"]["minAvailable"] == 1
+        assert pdb["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+        for other in deployments:  # Deployments that select each other's pods fight over them
+            if other is not deployment:
+                assert not selects(other["spec"]["selector"]["matchLabels"], labels), name
+        assert selects(service["spec"]["selector"], labels), f"{name}: not behind the Service"
+        assert re.fullmatch(keep, labels["app.kubernetes.io/component"]), \
+            f"{name}: the scrape job {WORKER_JOB} would drop its pods"
+    assert len(pdbs) == len(deployments)
+
+
+def kustomize() -> list[str]:
+    for tool, command in (("kustomize", ["build"]), ("kubectl", ["kustomize"])):
+        found = shutil.which(tool)
+        if found:
+            return [found, *command]
+    pytest.skip("neither kustomize nor kubectl installed; the split component was checked "
+                "against its model only")
+
+
+def kustomize_build(directory: Path) -> list[dict[str, Any]]:
+    result = subprocess.run([*kustomize(), str(directory)], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def by_identity(documents: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    keyed = {(d["kind"], d["metadata"]["name"]): d for d in documents}
+    assert len(keyed) == len(documents), "two objects of one kind share a name"
+    return keyed
+
+
+def overlay_with_split(directory: Path, **extra: Any) -> Path:
+    """A kustomization of an operator's own, outside the checkout: the base plus the split."""
+    directory.mkdir()
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(K8S, directory)],
+        "components": [os.path.relpath(SPLIT, directory)], **extra}), encoding="utf-8")
+    return directory
+
+
+def test_kustomize_builds_the_base_as_one_process_and_the_split_as_modelled(
+        tmp_path: Path) -> None:
+    base = by_identity(kustomize_build(K8S))
+    assert base == by_identity([d for _, d in k8s_documents()])
+    split = by_identity(kustomize_build(overlay_with_split(tmp_path / "split")))
+    assert split == by_identity(split_rendering())
+
+
+def test_the_split_stages_follow_the_image_set_once(tmp_path: Path) -> None:
+    image = {"name": "refstream", "newName": "registry.example/refstream", "newTag": "9.9.9"}
+    documents = kustomize_build(overlay_with_split(tmp_path / "split", images=[image]))
+    images = {c["image"] for d in documents if d["kind"] in {"Deployment", "Job"}
+              for c in d["spec"]["template"]["spec"]["containers"]}
+    assert images == {"registry.example/refstream:9.9.9"}
+
+
 # ------------------------------------------------------------------------ compose
 
 
@@ -357,10 +654,17 @@ def test_the_compose_schema_rejects_a_misplaced_key() -> None:
     assert any("replicas" in error for error in compose_errors(document))
 
 
+# The compose services that run `refstream worker`, and the stages each runs.
+COMPOSE_WORKERS = {"worker": set(STAGES), "ingest": {"ingest"}, "pipeline": {"pipeline"}}
+
+
 def test_compose_runs_kafka_topics_workers_finance_prometheus_and_grafana() -> None:
     services = compose()["services"]
-    assert set(services) == {"kafka", "topics", "worker", "finance-tail", "prometheus",
-                             "grafana"}
+    assert set(services) == {"kafka", "topics", "worker", "ingest", "pipeline",
+                             "finance-tail", "prometheus", "grafana"}
+    # What `docker compose up` starts without a profile: the one-process layout.
+    assert {name for name, s in services.items() if not s.get("profiles")} == {
+        "kafka", "topics", "worker", "finance-tail", "prometheus", "grafana"}
     assert services["kafka"]["image"].startswith("apache/kafka:3.9.")
     kafka_env = services["kafka"]["environment"]
     assert kafka_env["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
@@ -375,15 +679,59 @@ def test_compose_runs_kafka_topics_workers_finance_prometheus_and_grafana() -> N
         assert services[name]["depends_on"]["topics"]["condition"] == \
             "service_completed_successfully"
     assert services["finance-tail"]["command"][0] == "finance-tail"
-    for name in ("topics", "worker", "finance-tail"):
+    for name in ("topics", "worker", "ingest", "pipeline", "finance-tail"):
         env = services[name]["environment"]
         settings_env_names(f"compose service {name}", set(env))
         assert env["REFSTREAM_METRICS_HOST"] == "0.0.0.0"
         assert env["REFSTREAM_METRICS_PORT"] == str(METRICS_PORT)
-        assert env["REFSTREAM_PII_SECRET"].startswith("${REFSTREAM_PII_SECRET:?"), (
-            "the PII secret must come from the operator, with no default")
+        if name != "pipeline":  # the one process that never sees a raw value
+            assert env["REFSTREAM_PII_SECRET"].startswith("${REFSTREAM_PII_SECRET:?"), (
+                "the PII secret must come from the operator, with no default")
         build = services[name]["build"]
         assert (COMPOSE.parent / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
+
+
+def compose_volumes(service: dict[str, Any]) -> dict[str, str]:
+    """A service's named volumes: mount target -> volume."""
+    mounts = (volume.split(":")[:2] for volume in service.get("volumes", []))
+    return {target: source for source, target in mounts if not source.startswith((".", "/"))}
+
+
+def test_compose_split_profile_runs_ingest_and_pipeline_as_separate_processes() -> None:
+    document = compose()
+    services = document["services"]
+    for name, stages in COMPOSE_WORKERS.items():
+        service = services[name]
+        assert stages_run(service["command"]) == stages, f"{name} must run {sorted(stages)}"
+        assert service.get("profiles", []) == ([] if name == "worker" else ["split"])
+        assert "/healthz" in " ".join(service["healthcheck"]["test"])
+        assert str(METRICS_PORT) in " ".join(service["healthcheck"]["test"])
+        assert service["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+        assert service["stop_grace_period"] == services["worker"]["stop_grace_period"]
+        assert service["deploy"]["resources"]["limits"]["cpus"] == "1.0"
+        assert service["deploy"]["replicas"] >= 1
+    # Compose refuses an always-on service that depends on one a profile leaves out.
+    always_on = {name for name, s in services.items() if not s.get("profiles")}
+    for name in always_on:
+        assert set(services[name].get("depends_on", [])) <= always_on, name
+    for name, service in services.items():
+        for volume in compose_volumes(service).values():
+            assert volume in document["volumes"], f"{name}: volume {volume} is not declared"
+
+
+def test_compose_ingest_holds_the_pii_secret_and_the_vault_and_the_pipeline_neither() -> None:
+    services = compose()["services"]
+    worker, ingest, pipeline = (services[n] for n in ("worker", "ingest", "pipeline"))
+    vault = Path(ingest["environment"]["REFSTREAM_PERSON_VAULT"])
+    assert Path(worker["environment"]["REFSTREAM_PERSON_VAULT"]) == vault
+    vault_volume = compose_volumes(ingest)[str(vault.parent)]
+    # The same vault file whichever layout runs: switching must not lose a person's token.
+    assert compose_volumes(worker)[str(vault.parent)] == vault_volume
+    env = pipeline["environment"]
+    assert not {"REFSTREAM_PII_SECRET", "REFSTREAM_PERSON_VAULT"} & set(env)
+    assert vault_volume not in compose_volumes(pipeline).values()
+    # The checkpoints outlive a container, shared by the pipeline's replicas.
+    assert env["REFSTREAM_DATA_DIR"] in compose_volumes(pipeline)
 
 
 def test_compose_bind_mounts_exist_and_grafana_gets_datasource_and_dashboard() -> None:
@@ -461,6 +809,21 @@ def test_prometheus_scrapes_every_worker_replica_of_compose() -> None:
     assert discovery["type"] == "A"
     assert discovery["port"] == METRICS_PORT
     assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+
+
+def test_prometheus_finds_the_worker_processes_of_either_compose_layout() -> None:
+    (discovery,) = {job["job_name"]: job for job in prometheus_config()["scrape_configs"]}[
+        WORKER_JOB]["dns_sd_configs"]
+    services = compose()["services"]
+    workers = {n for n, s in services.items() if s.get("command", [""])[0] == "worker"}
+    assert workers == set(COMPOSE_WORKERS)
+    for name in workers:
+        networks = services[name].get("networks", {})
+        assert isinstance(networks, dict), f"{name}: networks as a mapping, with aliases"
+        aliases = set(networks.get("default", {}).get("aliases", []))
+        # A DNS name Prometheus resolves must answer with this service's containers.
+        assert ({name} | aliases) & set(discovery["names"]), f"{name} would not be scraped"
+        assert str(METRICS_PORT) in services[name]["expose"]
 
 
 def test_alert_rules_use_only_exported_metrics() -> None:

@@ -1,0 +1,361 @@
+"""The ingest stage: shop topics -> validated, pseudonymised, event-time-merged refstream.log.
+
+A mode `Service` the faust app starts and stops with itself, like the pipeline stage: it owns
+an aiokafka consumer in a group of its own (`<app_id>.ingest`) with its own assignment
+listener, and its own idempotent producer, and takes the shop topics a fetch batch at a
+time. Offsets are committed by the stage itself, never past a record that has not left the
+event-time merge (streams/merge.py) and been acknowledged by the broker: the producer is
+flushed first, and a topic-partition's offset is the one after its last record that left in
+order. A crash therefore re-reads what was not committed (the core dedupes event ids); it
+never skips a record. faust's own acknowledgement bookkeeping is not used: it commits the
+first run of consecutive acknowledged offsets it holds, which a merge releasing records
+across a rebalance can make run past a record still buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from mode import Service
+
+from refstream.schemas.codec import Codec
+from refstream.schemas.events import Tick
+from refstream.streams.batch_produce import PartitionedSender, stage_producer
+from refstream.streams.ingest import (
+    Accepted,
+    Duplicate,
+    Ingestor,
+    MergeMetrics,
+    Rejected,
+    SourceRef,
+)
+from refstream.streams.merge import EventTimeMerge
+from refstream.streams.metrics import Health, WorkerMetrics
+from refstream.streams.settings import Settings
+from refstream.streams.supervision import CrashPolicy
+from refstream.streams.topics import TopicNames, stage_group
+
+log = logging.getLogger("refstream.ingest")
+
+
+def ingest_group(settings: Settings) -> str:
+    """The consumer group of the ingest stage (streams/topics.py, `stage_group`)."""
+    return stage_group(settings.app_id, "ingest")
+
+
+class QuietShops:
+    """When each shop's last event was appended, in event time and in wall time."""
+
+    def __init__(self) -> None:
+        self.last_event_ms: dict[str, int] = {}
+        self.last_wall_s: dict[str, float] = {}
+        self.partition_of: dict[str, int] = {}
+
+    def saw(self, shop_id: str, occurred_at: int, wall_s: float, partition: int) -> None:
+        if occurred_at >= self.last_event_ms.get(shop_id, occurred_at):
+            self.last_event_ms[shop_id] = occurred_at
+        self.last_wall_s[shop_id] = wall_s
+        self.partition_of[shop_id] = partition
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        """Shops whose partition moved to another worker are that worker's to tick."""
+        for shop_id in [s for s, p in self.partition_of.items() if p in partitions]:
+            del self.last_event_ms[shop_id], self.last_wall_s[shop_id], self.partition_of[shop_id]
+
+    def due_ticks(self, wall_s: float, interval_s: float) -> list[tuple[str, int]]:
+        """(shop, stream time to announce) for shops quiet for at least one interval.
+
+        Time keeps passing for a quiet live shop: the tick carries the wall-clock time, and
+        never less than the shop's latest event time, so stream time never goes backwards.
+        """
+        wall_ms = int(wall_s * 1000)
+        return [(shop_id, max(self.last_event_ms[shop_id], wall_ms))
+                for shop_id in sorted(self.last_wall_s)
+                if wall_s - self.last_wall_s[shop_id] >= interval_s]
+
+
+class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, stage: IngestStage) -> None:
+        self.stage = stage
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.stage.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.stage.on_assigned(assigned)
+
+
+class IngestStage(Service):
+    """Reads the shop topics in fetch batches, appends accepted events to the log in each
+    shop's event-time order, dead-letters the rest, and ticks quiet shops.
+
+    A failure of the consuming loop is handed to `crash` (health 503, exit 1)."""
+
+    name = "refstream.ingest"
+
+    def __init__(self, settings: Settings, names: TopicNames, codec: Codec,
+                 ingestor: Ingestor, *, topics: Sequence[str],
+                 topic_shop: Callable[[str], str | None], metrics: WorkerMetrics,
+                 health: Health, crash: CrashPolicy | None = None, **kwargs: Any) -> None:
+        self.settings = settings
+        self.names = names
+        self.codec = codec
+        self.ingestor = ingestor
+        self.topics = list(topics)
+        self.metrics = metrics
+        self.health = health
+        self.crash_policy = crash
+        # A shop's topics are co-partitioned (same key, same partition count), so partition
+        # p of each is merged by event time; a shop's own topics form their own group.
+        # Items: (topic-partition, offset, the log event to append or None).
+        self.merge: EventTimeMerge[tuple[TopicPartition, int, Any]] = EventTimeMerge(
+            settings.merge_idle_s, lambda topic, partition: (topic_shop(topic), partition))
+        self.merge_metrics = MergeMetrics.register(metrics.registry)
+        self.quiet = QuietShops()
+        # Held while a fetch batch is merged and its appends handed to the producer, and
+        # while offsets are committed or partitions change hands.
+        self.lock = asyncio.Lock()
+        # Bumped at every rebalance: a fetch returned before it and processed after it
+        # holds records the new assignment reads again from the committed offsets.
+        self.generation = 0
+        # Per topic-partition: the offset after the last record that left the merge in order
+        # (what may be committed once the producer is flushed), and what was committed.
+        self.done: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, int] = {}
+        self.last_commit = time.monotonic()
+        self.last_tick = time.monotonic()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.sender: PartitionedSender | None = None
+        super().__init__(**kwargs)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def on_start(self) -> None:
+        s = self.settings
+        self.producer = stage_producer(s)
+        self.sender = PartitionedSender(self.producer)
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap.split(","), group_id=ingest_group(s),
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            # The range assignor hands partition p of every shop topic (same partition
+            # count) to the same member: the co-partition the merge orders by event time.
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            fetch_max_wait_ms=s.fetch_max_wait_ms, max_poll_records=s.ingest_max_records,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+            session_timeout_ms=int(s.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(s.session_timeout_s * 1000 / 5),
+            **s.aiokafka_security())
+        await self.producer.start()
+        await self.consumer.start()
+        self.consumer.subscribe(self.topics, listener=_Assignments(self))
+
+    async def on_stop(self) -> None:
+        # Before mode cancels the consuming task: finish the batch in hand, then commit what
+        # left the merge, if the broker acknowledges it within the drain bound. Records
+        # still buffered in the merge are read again by the next start.
+        bound = self.settings.drain_timeout_s
+        try:
+            await asyncio.wait_for(self.lock.acquire(), timeout=bound)
+        except TimeoutError:
+            log.warning("final commit skipped: the batch in hand did not finish within %.0fs",
+                        bound)
+            return
+        try:
+            await asyncio.wait_for(self._commit(), timeout=bound)
+        except (TimeoutError, KafkaError) as exc:
+            log.warning("final commit skipped (%s); the next start re-reads from the last "
+                        "commit", exc or "outputs not acknowledged in time")
+        finally:
+            self.lock.release()
+
+    async def on_shutdown(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    # ---------------------------------------------------------------- assignments
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.health.ready.clear()
+        async with self.lock:
+            self.generation += 1
+            # What left the merge is committed now, so the next owner does not redo it.
+            try:
+                await self._commit(only=revoked)
+            except KafkaError as exc:
+                log.info("offsets of revoked partitions not committed (%s); their next "
+                         "owner re-reads from the last commit", exc)
+            # Buffered records go with their partitions (uncommitted: read again there).
+            for _, _, log_event in self.merge.revoke((tp.topic, tp.partition) for tp in revoked):
+                if log_event is not None:
+                    self.ingestor.forget(log_event)
+            partitions = {tp.partition for tp in revoked}
+            self.merge_metrics.forget(partitions)
+            self.quiet.forget_partitions(partitions)
+            for tp in revoked:
+                self.done.pop(tp, None)
+                self.committed.pop(tp, None)
+                with contextlib.suppress(KeyError):  # its next owner reports it
+                    self.metrics.lag.remove(tp.topic, str(tp.partition))
+            self.merge_metrics.buffered.set(self.merge.buffered)
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self.lock:
+            self.generation += 1
+            self.merge.assign((tp.topic, tp.partition) for tp in assigned)
+        self.health.ready.set()
+
+    # ---------------------------------------------------------------- the hot path
+
+    @Service.task
+    async def _consume(self) -> None:
+        try:
+            await self._consume_batches()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if self.crash_policy is None:
+                raise
+            await self.crash_policy.on_agent_error(self, exc)
+
+    async def _consume_batches(self) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        wait_ms = max(self.settings.fetch_max_wait_ms, 1)
+        while not self.should_stop:
+            fetched = await consumer.getmany(timeout_ms=self._wait_ms(wait_ms),
+                                             max_records=self.settings.ingest_max_records)
+            # aiokafka returns only records at the current assignment's positions; a
+            # rebalance that completes before the lock is ours resets those positions to
+            # the committed offsets, so this fetch will be read again: drop it then.
+            generation = self.generation
+            async with self.lock:
+                if self.should_stop:
+                    break
+                if fetched and generation == self.generation:
+                    await self._ingest(fetched)
+                await self._release()
+                now = time.monotonic()
+                if now - self.last_commit >= self.settings.ingest_commit_interval_s:
+                    await self._commit()
+                if (self.settings.tick_interval_s > 0
+                        and now - self.last_tick >= self.settings.tick_interval_s):
+                    await self._tick_quiet_shops()
+
+    def _wait_ms(self, wait_ms: int) -> int:
+        """The fetch wait, shortened when a shop in the merge stops waiting sooner."""
+        deadline = self.merge.next_deadline()
+        if deadline is None:
+            return wait_ms
+        return max(1, min(wait_ms, int((deadline - time.monotonic()) * 1000) + 1))
+
+    async def _ingest(self, fetched: dict[TopicPartition, list[Any]]) -> None:
+        now, now_ms = time.monotonic(), int(time.time() * 1000)
+        dead: list[tuple[str, bytes, bytes]] = []
+        merge, ingestor, names = self.merge, self.ingestor, self.names
+        dead_letters = duplicates = 0
+        for tp, records in fetched.items():
+            key = (tp.topic, tp.partition)
+            if not merge.owns(key) or not records:
+                continue
+            expected_type = names.event_type_of(tp.topic)
+            for record in records:
+                ref = SourceRef(tp.topic, tp.partition, record.offset)
+                match ingestor.accept(record.value, ref, expected_type, now_ms=now_ms):
+                    case Accepted(log_event):
+                        merge.push(key, record.offset, (tp, record.offset, log_event), now,
+                                   shop=log_event.shop_id, occurred_at=log_event.occurred_at)
+                        continue
+                    case Duplicate():
+                        duplicates += 1
+                    case Rejected(dead_letter):
+                        dead_letters += 1
+                        log.warning("dead letter from %s[%d]@%d: %s", ref.topic, ref.partition,
+                                    ref.offset, dead_letter.error[:300])
+                        dead.append((names.dlq, record.key or b"",
+                                     self.codec.encode(dead_letter)))
+                merge.push(key, record.offset, (tp, record.offset, None), now)
+            self.metrics.events_in.labels(tp.topic).inc(len(records))
+            self._measure_lag(tp, records[-1].offset + 1)
+        if duplicates:
+            self.metrics.duplicates.inc(duplicates)
+        if dead:
+            self.metrics.dead_letters.inc(dead_letters)
+            assert self.sender is not None
+            await self.sender.send(dead)
+
+    async def _release(self) -> None:
+        """Append what the merge lets go, then note the offsets it lets be committed."""
+        batch = self.merge.release(time.monotonic())
+        if batch.appends:
+            wall = time.time()
+            appends: list[tuple[str, bytes, bytes]] = []
+            lateness_s = self.settings.allowed_lateness_s
+            for released in batch.appends:
+                self.merge_metrics.appended(released.tp[1], released.shop,
+                                            released.occurred_at, released.waited_out,
+                                            lateness_s)
+                self.quiet.saw(released.shop, released.occurred_at, wall, released.tp[1])
+                appends.append((self.names.log, released.shop.encode(),
+                                self.codec.encode(released.item[2])))
+            assert self.sender is not None
+            await self.sender.send(appends)
+            self.metrics.events_out.labels(self.names.log).inc(len(appends))
+        for tp, offset, _ in batch.acks:
+            self.done[tp] = offset + 1
+        self.merge_metrics.buffered.set(self.merge.buffered)
+
+    async def _commit(self, only: set[TopicPartition] | None = None) -> None:
+        """Flush the producer, then commit each owned topic-partition's offset after the
+        last record that left the merge in order (and was therefore sent)."""
+        self.last_commit = time.monotonic()
+        consumer, producer = self.consumer, self.producer
+        assert consumer is not None and producer is not None
+        owned = consumer.assignment()
+        offsets = {tp: offset for tp, offset in self.done.items()
+                   if tp in owned and (only is None or tp in only)
+                   and self.committed.get(tp) != offset}
+        if not offsets:
+            return
+        await producer.flush()
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            # A rebalance is under way, or the broker is away: the next commit (or the next
+            # owner, re-reading) takes it from here.
+            log.info("ingest offsets not committed (%s); retried at the next commit", exc)
+            return
+        self.committed.update(offsets)
+
+    async def _tick_quiet_shops(self) -> None:
+        now = time.time()
+        self.last_tick = time.monotonic()
+        ticks = []
+        for shop_id, stream_time in self.quiet.due_ticks(now, self.settings.tick_interval_s):
+            tick = Tick(f"tick:{shop_id}:{stream_time}", shop_id, stream_time)
+            ticks.append((self.names.log, shop_id.encode(), self.codec.encode(tick)))
+            self.quiet.saw(shop_id, stream_time, now, self.quiet.partition_of[shop_id])
+        if ticks:
+            assert self.sender is not None
+            await self.sender.send(ticks)
+            self.metrics.ticks.inc(len(ticks))
+
+    def _measure_lag(self, tp: TopicPartition, position: int) -> None:
+        assert self.consumer is not None
+        try:
+            highwater = self.consumer.highwater(tp)
+        except AssertionError:  # revoked a moment ago
+            return
+        if highwater is not None:
+            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(
+                max(0, highwater - position))
