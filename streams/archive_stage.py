@@ -17,17 +17,16 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
-from mode import Service
 
 from refstream.replay.archive import ArchiveWriter, archive_log_records
 from refstream.schemas.codec import Codec
 from refstream.streams.metrics import WorkerMetrics
 from refstream.streams.pipeline_runtime import CatchUp, OffsetGate
 from refstream.streams.settings import Settings
+from refstream.streams.stage import ConsumerStage
 from refstream.streams.supervision import CrashPolicy
-from refstream.streams.topics import stage_group
 
 log = logging.getLogger("refstream.archiver")
 
@@ -35,22 +34,12 @@ log = logging.getLogger("refstream.archiver")
 GapReader = Callable[[int, CatchUp, Callable[[], bool]], AsyncIterator[list[Any]]]
 
 
-class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, stage: ArchiveStage) -> None:
-        self.stage = stage
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.stage.on_revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.stage.on_assigned(assigned)
-
-
-class ArchiveStage(Service):
+class ArchiveStage(ConsumerStage):
     """Appends the log's records to the archive and flushes (commits segments) every
     `flush_every_s`. A failure of the consuming loop is handed to `crash` (exit 1)."""
 
     name = "refstream.archiver"
+    stage = "archiver"
 
     def __init__(self, settings: Settings, topic: str, codec: Codec, writer: ArchiveWriter,
                  *, metrics: WorkerMetrics, gap_reader: GapReader,
@@ -66,22 +55,11 @@ class ArchiveStage(Service):
         self.gates: dict[int, OffsetGate] = {}
         self.lock = asyncio.Lock()
         self.last_flush = time.monotonic()
-        self.consumer: AIOKafkaConsumer | None = None
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
-        s = self.settings
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap.split(","),
-            group_id=stage_group(s.app_id, "archiver"),
-            enable_auto_commit=False, auto_offset_reset="earliest",
-            fetch_max_wait_ms=s.fetch_max_wait_ms, max_poll_records=s.pipeline_max_records,
-            max_partition_fetch_bytes=16 * 1024 * 1024,
-            session_timeout_ms=int(s.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(s.session_timeout_s * 1000 / 5),
-            **s.aiokafka_security())
-        await self.consumer.start()
-        self.consumer.subscribe([self.topic], listener=_Assignments(self))
+        self.new_consumer(self.settings, self.settings.pipeline_max_records)
+        await self.subscribe([self.topic])
 
     async def on_stop(self) -> None:
         # Flush what is in hand before the consuming task is cancelled (SIGTERM drains).
@@ -120,18 +98,7 @@ class ArchiveStage(Service):
                 self.gates[tp.partition] = OffsetGate(start)
                 self.consumer.seek(tp, start)
 
-    @Service.task
-    async def _consume(self) -> None:
-        try:
-            await self._consume_batches()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if self.crash_policy is None:
-                raise
-            await self.crash_policy.on_agent_error(self, exc)
-
-    async def _consume_batches(self) -> None:
+    async def consume_batches(self) -> None:
         consumer = self.consumer
         assert consumer is not None
         wait_ms = max(self.settings.fetch_max_wait_ms, 1)

@@ -21,10 +21,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from mode import Service
 
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import Tick
@@ -40,15 +39,11 @@ from refstream.streams.ingest import (
 from refstream.streams.merge import EventTimeMerge
 from refstream.streams.metrics import Health, WorkerMetrics
 from refstream.streams.settings import Settings
+from refstream.streams.stage import ConsumerStage
 from refstream.streams.supervision import CrashPolicy
-from refstream.streams.topics import TopicNames, stage_group
+from refstream.streams.topics import TopicNames
 
 log = logging.getLogger("refstream.ingest")
-
-
-def ingest_group(settings: Settings) -> str:
-    """The consumer group of the ingest stage (streams/topics.py, `stage_group`)."""
-    return stage_group(settings.app_id, "ingest")
 
 
 class QuietShops:
@@ -82,24 +77,14 @@ class QuietShops:
                 if wall_s - self.last_wall_s[shop_id] >= interval_s]
 
 
-class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, stage: IngestStage) -> None:
-        self.stage = stage
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.stage.on_revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.stage.on_assigned(assigned)
-
-
-class IngestStage(Service):
+class IngestStage(ConsumerStage):
     """Reads the shop topics in fetch batches, appends accepted events to the log in each
     shop's event-time order, dead-letters the rest, and ticks quiet shops.
 
     A failure of the consuming loop is handed to `crash` (health 503, exit 1)."""
 
     name = "refstream.ingest"
+    stage = "ingest"
 
     def __init__(self, settings: Settings, names: TopicNames, codec: Codec,
                  ingestor: Ingestor, *, topics: Sequence[str],
@@ -132,7 +117,6 @@ class IngestStage(Service):
         self.committed: dict[TopicPartition, int] = {}
         self.last_commit = time.monotonic()
         self.last_tick = time.monotonic()
-        self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.sender: PartitionedSender | None = None
         super().__init__(**kwargs)
@@ -143,20 +127,12 @@ class IngestStage(Service):
         s = self.settings
         self.producer = stage_producer(s)
         self.sender = PartitionedSender(self.producer)
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap.split(","), group_id=ingest_group(s),
-            enable_auto_commit=False, auto_offset_reset="earliest",
-            # The range assignor hands partition p of every shop topic (same partition
-            # count) to the same member: the co-partition the merge orders by event time.
-            partition_assignment_strategy=(RangePartitionAssignor,),
-            fetch_max_wait_ms=s.fetch_max_wait_ms, max_poll_records=s.ingest_max_records,
-            max_partition_fetch_bytes=16 * 1024 * 1024,
-            session_timeout_ms=int(s.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(s.session_timeout_s * 1000 / 5),
-            **s.aiokafka_security())
+        # The range assignor hands partition p of every shop topic (same partition count)
+        # to the same member: the co-partition the merge orders by event time.
+        self.new_consumer(s, s.ingest_max_records,
+                          partition_assignment_strategy=(RangePartitionAssignor,))
         await self.producer.start()
-        await self.consumer.start()
-        self.consumer.subscribe(self.topics, listener=_Assignments(self))
+        await self.subscribe(self.topics)
 
     async def on_stop(self) -> None:
         # Before mode cancels the consuming task: finish the batch in hand, then commit what
@@ -217,18 +193,7 @@ class IngestStage(Service):
 
     # ---------------------------------------------------------------- the hot path
 
-    @Service.task
-    async def _consume(self) -> None:
-        try:
-            await self._consume_batches()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if self.crash_policy is None:
-                raise
-            await self.crash_policy.on_agent_error(self, exc)
-
-    async def _consume_batches(self) -> None:
+    async def consume_batches(self) -> None:
         consumer = self.consumer
         assert consumer is not None
         wait_ms = max(self.settings.fetch_max_wait_ms, 1)
@@ -286,7 +251,7 @@ class IngestStage(Service):
                                      self.codec.encode(dead_letter)))
                 merge.push(key, record.offset, (tp, record.offset, None), now)
             self.metrics.events_in.labels(tp.topic).inc(len(records))
-            self._measure_lag(tp, records[-1].offset + 1)
+            self.report_lag(self.metrics, tp, records[-1].offset + 1)
         if duplicates:
             self.metrics.duplicates.inc(duplicates)
         if dead:
@@ -349,13 +314,3 @@ class IngestStage(Service):
             assert self.sender is not None
             await self.sender.send(ticks)
             self.metrics.ticks.inc(len(ticks))
-
-    def _measure_lag(self, tp: TopicPartition, position: int) -> None:
-        assert self.consumer is not None
-        try:
-            highwater = self.consumer.highwater(tp)
-        except AssertionError:  # revoked a moment ago
-            return
-        if highwater is not None:
-            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(
-                max(0, highwater - position))

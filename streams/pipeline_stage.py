@@ -22,9 +22,8 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from mode import Service
 
 from refstream.schemas.events import FraudFlag, LateArrival, RewardDue
 from refstream.streams.batch_produce import PartitionedSender, stage_producer
@@ -38,8 +37,8 @@ from refstream.streams.pipeline_runtime import (
     PipelineRuntime,
 )
 from refstream.streams.settings import Settings
+from refstream.streams.stage import ConsumerStage
 from refstream.streams.supervision import CrashPolicy
-from refstream.streams.topics import stage_group
 
 log = logging.getLogger("refstream.pipeline")
 
@@ -50,30 +49,14 @@ SNAPSHOT_TIMEOUT_S = 300.0
 GapReader = Callable[[int, CatchUp, Callable[[], bool]], AsyncIterator[list[Any]]]
 
 
-def pipeline_group(settings: Settings) -> str:
-    """The consumer group of the pipeline stage (apart from faust's group: faust's members
-    must never be handed log partitions meant for the pipeline, nor the reverse)."""
-    return stage_group(settings.app_id, "pipeline")
-
-
-class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, stage: PipelineStage) -> None:
-        self.stage = stage
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.stage.on_revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.stage.on_assigned(assigned)
-
-
-class PipelineStage(Service):
+class PipelineStage(ConsumerStage):
     """Consumes the canonical log in fetch batches and runs the core over them.
 
     A failure of the consuming loop is handed to `crash` (streams/supervision.py: health
     503, the process stops and exits 1) under the name the pipeline agent had."""
 
     name = "refstream.pipeline"
+    stage = "pipeline"
 
     def __init__(self, settings: Settings, runtime: PipelineRuntime, metrics: WorkerMetrics,
                  health: Health, gap_reader: GapReader, *, crash: CrashPolicy | None = None,
@@ -94,7 +77,6 @@ class PipelineStage(Service):
         self.last_checkpoint = time.monotonic()
         self.pending: asyncio.Future[None] | None = None
         self.sender: PartitionedSender | None = None
-        self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         super().__init__(**kwargs)
 
@@ -104,17 +86,9 @@ class PipelineStage(Service):
         s = self.settings
         self.producer = stage_producer(s)
         self.sender = PartitionedSender(self.producer)
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap.split(","), group_id=pipeline_group(s),
-            enable_auto_commit=False, auto_offset_reset="earliest",
-            fetch_max_wait_ms=s.fetch_max_wait_ms, max_poll_records=s.pipeline_max_records,
-            max_partition_fetch_bytes=16 * 1024 * 1024,
-            session_timeout_ms=int(s.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(s.session_timeout_s * 1000 / 5),
-            **s.aiokafka_security())
+        self.new_consumer(s, s.pipeline_max_records)
         await self.producer.start()
-        await self.consumer.start()
-        self.consumer.subscribe([self.topic], listener=_Assignments(self))
+        await self.subscribe([self.topic])
 
     async def on_stop(self) -> None:
         # mode calls this before it cancels the consuming task: wait for the batch in hand,
@@ -189,20 +163,7 @@ class PipelineStage(Service):
 
     # ---------------------------------------------------------------- the hot path
 
-    @Service.task
-    async def _consume(self) -> None:
-        try:
-            await self._consume_batches()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # mode's own crash handling knows nothing of refstream's health or exit codes;
-            # the crash policy records it (health 503) and stops the process (exit 1).
-            if self.crash_policy is None:
-                raise
-            await self.crash_policy.on_agent_error(self, exc)
-
-    async def _consume_batches(self) -> None:
+    async def consume_batches(self) -> None:
         assert self.consumer is not None
         wait_ms = max(self.settings.fetch_max_wait_ms, 1)
         while not self.should_stop:

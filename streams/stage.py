@@ -1,0 +1,90 @@
+"""What the worker's stages share: a mode `Service` with an aiokafka consumer of its own.
+
+Each stage (ingest, pipeline, archiver) runs beneath faust's per-message machinery, a fetch
+batch at a time, in a consumer group of its own (`stage_group`), with its own rebalance
+listener; faust starts and stops it with the app (`app.add_dependency`). A failure of the
+consuming loop goes to the crash policy (health 503, the process stops and exits 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from mode import Service
+
+from refstream.streams.metrics import WorkerMetrics
+from refstream.streams.settings import Settings
+from refstream.streams.supervision import CrashPolicy
+from refstream.streams.topics import stage_group
+
+
+class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, stage: ConsumerStage) -> None:
+        self.stage = stage
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.stage.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.stage.on_assigned(assigned)
+
+
+class ConsumerStage(Service):
+    """A stage's consumer lifecycle; subclasses implement the three hooks below."""
+
+    stage = ""
+    consumer: AIOKafkaConsumer | None = None
+    crash_policy: CrashPolicy | None = None
+
+    def new_consumer(self, settings: Settings, max_records: int,
+                     **options: Any) -> AIOKafkaConsumer:
+        """The stage's consumer (not started): its own group, offsets committed by the
+        stage only, a fetch wait of `REFSTREAM_FETCH_MAX_WAIT_MS`."""
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap.split(","),
+            group_id=stage_group(settings.app_id, self.stage),
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            fetch_max_wait_ms=settings.fetch_max_wait_ms, max_poll_records=max_records,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+            session_timeout_ms=int(settings.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(settings.session_timeout_s * 1000 / 5),
+            **options, **settings.aiokafka_security())
+        return self.consumer
+
+    async def subscribe(self, topics: list[str]) -> None:
+        assert self.consumer is not None
+        await self.consumer.start()
+        self.consumer.subscribe(topics, listener=_Assignments(self))
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        raise NotImplementedError
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        raise NotImplementedError
+
+    async def consume_batches(self) -> None:
+        raise NotImplementedError
+
+    @Service.task
+    async def _consume(self) -> None:
+        try:
+            await self.consume_batches()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # mode's own crash handling knows nothing of refstream's health or exit codes.
+            if self.crash_policy is None:
+                raise
+            await self.crash_policy.on_agent_error(self, exc)
+
+    def report_lag(self, metrics: WorkerMetrics, tp: TopicPartition, position: int) -> None:
+        """Records of `tp` behind the end of the partition, seen from `position`."""
+        assert self.consumer is not None
+        try:
+            highwater = self.consumer.highwater(tp)
+        except AssertionError:  # revoked a moment ago
+            return
+        if highwater is not None:
+            metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
