@@ -351,8 +351,8 @@ def cmd_projector(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from refstream.streams.worker import run_worker
 
-    rules = None if args.no_pipeline else _rules(args.rules)
-    return run_worker(_settings(args), args, rules)
+    # Ingest needs the rules too: their allowed lateness is what counts as a late append.
+    return run_worker(_settings(args), args, _rules(args.rules))
 
 
 # ---------------------------------------------------------------------------- archive & replay

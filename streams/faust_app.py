@@ -141,9 +141,11 @@ async def gap_records(context: WorkerContext, agent: str, topic: str, partition:
 
 
 def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bool = True,
-              archive_dir: Path | None = None, metrics: WorkerMetrics | None = None,
+              with_pipeline: bool = True, archive_dir: Path | None = None,
+              metrics: WorkerMetrics | None = None,
               health: Health | None = None, crash: CrashPolicy | None = None) -> faust.App:
-    """The faust app with the agents this worker runs (the pipeline needs `rules`)."""
+    """The faust app with the stages this worker runs (the pipeline needs `rules`; ingest
+    takes their allowed lateness, or none without them)."""
     if with_ingest and settings.pii_secret.get_secret_value() == DEVELOPMENT_PII_SECRET:
         log.warning("running with the development PII secret; set REFSTREAM_PII_SECRET")
     app = RefstreamApp(
@@ -176,8 +178,9 @@ def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bo
     app.crash_policy = context.crash
 
     if with_ingest:
-        _register_ingest(app, context)
-    if rules is not None:
+        _register_ingest(app, context,
+                         rules.event_time.allowed_lateness_ms if rules is not None else 0)
+    if rules is not None and with_pipeline:
         _register_pipeline(app, context, rules)
     if archive_dir is not None:
         _register_archiver(app, context, archive_dir)
@@ -230,7 +233,7 @@ def assigned_highwater(consumer: Any, tp: TP) -> int | None:
     return int(highwater) if highwater is not None else None
 
 
-def _register_ingest(app: faust.App, context: WorkerContext) -> None:
+def _register_ingest(app: faust.App, context: WorkerContext, allowed_lateness_ms: int) -> None:
     """The ingest stage is a service of the app with a consumer of its own, like the
     pipeline stage (streams/ingest_stage.py says why). faust starts and stops it."""
     settings, names = context.settings, context.names
@@ -246,7 +249,8 @@ def _register_ingest(app: faust.App, context: WorkerContext) -> None:
     topics = [*names.shop_topics, *names.own_shop_topics(own_topics.own_topic_shops)]
     app.add_dependency(IngestStage(
         settings, names, context.codec, ingestor, topics=topics,
-        topic_shop=own_topics.topic_shop, metrics=context.metrics, health=context.health,
+        topic_shop=own_topics.topic_shop, allowed_lateness_ms=allowed_lateness_ms,
+        metrics=context.metrics, health=context.health,
         crash=context.crash))
 
 

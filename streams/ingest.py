@@ -289,7 +289,7 @@ class MergeMetrics:
         return cls(
             Counter("refstream_ingest_late_appends",
                     "events appended further behind their shop's latest appended event than "
-                    "REFSTREAM_ALLOWED_LATENESS_S", registry=registry),
+                    "the rules' allowed lateness", registry=registry),
             Counter("refstream_ingest_waited_out",
                     "events appended after the merge stopped waiting (REFSTREAM_MERGE_IDLE_S) "
                     "for an empty topic-partition of their co-partition", registry=registry),
@@ -298,10 +298,10 @@ class MergeMetrics:
         )
 
     def appended(self, partition: int, shop_id: str, occurred_at: int, waited_out: bool,
-                 allowed_lateness_s: float) -> None:
+                 allowed_lateness_ms: int) -> None:
         key = (partition, shop_id)
         latest = self.latest.get(key)
-        if latest is not None and latest - occurred_at > allowed_lateness_s * 1000:
+        if latest is not None and latest - occurred_at > allowed_lateness_ms:
             self.late_appends.inc()
         if latest is None or occurred_at > latest:
             self.latest[key] = occurred_at

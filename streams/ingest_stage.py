@@ -88,13 +88,17 @@ class IngestStage(ConsumerStage):
 
     def __init__(self, settings: Settings, names: TopicNames, codec: Codec,
                  ingestor: Ingestor, *, topics: Sequence[str],
-                 topic_shop: Callable[[str], str | None], metrics: WorkerMetrics,
+                 topic_shop: Callable[[str], str | None], allowed_lateness_ms: int,
+                 metrics: WorkerMetrics,
                  health: Health, crash: CrashPolicy | None = None, **kwargs: Any) -> None:
         self.settings = settings
         self.names = names
         self.codec = codec
         self.ingestor = ingestor
         self.topics = list(topics)
+        # The rules' allowed lateness: an append further behind its shop's latest counts
+        # as late (the core reports it as a LateArrival too).
+        self.allowed_lateness_ms = allowed_lateness_ms
         self.metrics = metrics
         self.health = health
         self.crash_policy = crash
@@ -265,11 +269,10 @@ class IngestStage(ConsumerStage):
         if batch.appends:
             wall = time.time()
             appends: list[tuple[str, bytes, bytes]] = []
-            lateness_s = self.settings.allowed_lateness_s
             for released in batch.appends:
                 self.merge_metrics.appended(released.tp[1], released.shop,
                                             released.occurred_at, released.waited_out,
-                                            lateness_s)
+                                            self.allowed_lateness_ms)
                 self.quiet.saw(released.shop, released.occurred_at, wall, released.tp[1])
                 appends.append((self.names.log, released.shop.encode(),
                                 self.codec.encode(released.item[2])))

@@ -71,9 +71,6 @@ class Settings(BaseSettings):
     # before appending the rest of its co-partition without it (Kafka Streams'
     # max.task.idle.ms): a stall up to this long delays the log instead of reordering it.
     merge_idle_s: float = Field(default=1.0, ge=0)
-    # An append this far behind its shop's latest appended event counts as late
-    # (refstream_ingest_late_appends_total); keep it equal to the rules' allowed lateness.
-    allowed_lateness_s: float = Field(default=900.0, ge=0)
     # Dead-letter events dated further ahead of ingest's wall clock than this (clock skew)
     # or older than the horizon (1970 and the like; raise it for older backfills).
     future_tolerance_s: float = Field(default=300.0, ge=0)

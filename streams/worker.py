@@ -20,12 +20,13 @@ from refstream.streams.supervision import configure_logging, run_supervised
 from refstream.streams.topics import ensure_topics
 
 
-def run_worker(settings: Settings, args: argparse.Namespace, rules: Rules | None) -> int:
-    """`rules` as the CLI resolved them (None for a worker without the pipeline)."""
+def run_worker(settings: Settings, args: argparse.Namespace, rules: Rules) -> int:
+    """`rules` as the CLI resolved them (the pipeline's, and ingest's allowed lateness)."""
     configure_logging(args.loglevel)
     ensure_topics(settings)
     archive = Path(args.archive) if args.archive else None
     metrics = WorkerMetrics()
     return run_supervised(settings, metrics, args.loglevel, lambda health, crash: build_app(
-        settings, rules, with_ingest=not args.no_ingest, archive_dir=archive,
+        settings, rules, with_ingest=not args.no_ingest,
+        with_pipeline=not args.no_pipeline, archive_dir=archive,
         metrics=metrics, health=health, crash=crash))

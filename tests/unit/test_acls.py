@@ -55,7 +55,9 @@ GROUP_MATRIX = {
     "finance": (FINANCE_GROUP, Pattern.LITERAL),
 }
 # The pipeline stage's own consumer group (streams/pipeline_stage.py), literal as well.
-PIPELINE_STAGE_GROUP = ("pipeline", "refstream.pipeline", Pattern.LITERAL)
+# Each stage of the worker reads in a group of its own (streams/topics.py, STAGES).
+STAGE_GROUPS = {("pipeline", f"refstream.{stage}", Pattern.LITERAL)
+                for stage in ("ingest", "pipeline", "archiver")}
 
 
 def _roles() -> Any:
@@ -83,8 +85,8 @@ def test_group_rights_are_exactly_the_matrix() -> None:
         for grant in grants_of(_roles())
         if grant.resource is Resource.GROUP
     }
-    assert groups == {(p, name, pattern) for p, (name, pattern) in GROUP_MATRIX.items()} | {
-        PIPELINE_STAGE_GROUP}
+    assert groups == {(p, name, pattern) for p, (name, pattern) in GROUP_MATRIX.items()
+                      } | STAGE_GROUPS
     assert {
         grant.operation for grant in grants_of(_roles()) if grant.resource is Resource.GROUP
     } == {Operation.READ}

@@ -13,12 +13,12 @@ MINUTE = 60_000
 def test_late_appends_are_counted_per_shop_and_forgotten_with_their_partition() -> None:
     registry = CollectorRegistry()
     metrics = MergeMetrics.register(registry)
-    metrics.appended(0, "a", 100 * MINUTE, False, 900)
-    metrics.appended(0, "a", 86 * MINUTE, True, 900)   # 14 minutes behind: in time
-    metrics.appended(0, "b", 10 * MINUTE, False, 900)  # another shop: its own time
-    metrics.appended(0, "a", 84 * MINUTE, False, 900)  # 16 minutes behind: late
+    metrics.appended(0, "a", 100 * MINUTE, False, 15 * MINUTE)
+    metrics.appended(0, "a", 86 * MINUTE, True, 15 * MINUTE)   # 14 minutes behind: in time
+    metrics.appended(0, "b", 10 * MINUTE, False, 15 * MINUTE)  # another shop: its own time
+    metrics.appended(0, "a", 84 * MINUTE, False, 15 * MINUTE)  # 16 minutes behind: late
     assert registry.get_sample_value("refstream_ingest_late_appends_total") == 1
     assert registry.get_sample_value("refstream_ingest_waited_out_total") == 1
     metrics.forget({0})
-    metrics.appended(0, "a", 50 * MINUTE, False, 900)  # the partition came back: afresh
+    metrics.appended(0, "a", 50 * MINUTE, False, 15 * MINUTE)  # the partition came back: afresh
     assert registry.get_sample_value("refstream_ingest_late_appends_total") == 1
