@@ -394,12 +394,13 @@ def truncate_derived_and_shop_topics(settings: Settings) -> dict[str, int]:
     stay for finance. Returns topic -> records deleted."""
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-    from refstream.streams.topics import TopicNames
+    from refstream.streams.topics import TopicNames, stage_group
 
     names = TopicNames.from_settings(settings)
     bound_ms = int(settings.client_timeout_s * 1000)
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                             group_id=settings.app_id, enable_auto_commit=False,
+                             group_id=stage_group(settings.app_id, "ingest"),
+                             enable_auto_commit=False,
                              request_timeout_ms=max(1000, min(30_000, bound_ms // 2)),
                              **settings.kafka_security())
     derived = (names.attributions, names.fraud_flags)

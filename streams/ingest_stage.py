@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
@@ -193,7 +194,36 @@ class IngestStage(ConsumerStage):
         async with self.lock:
             self.generation += 1
             self.merge.assign((tp.topic, tp.partition) for tp in assigned)
+            await self._resume_from_faust_group(assigned)
         self.health.ready.set()
+
+    async def _resume_from_faust_group(self, assigned: set[TopicPartition]) -> None:
+        """A deployment upgraded from ingest as a faust agent: where this stage's group has
+        no offset yet, start where faust's group (the app id) left off, instead of reading
+        every shop topic again from the start."""
+        assert self.consumer is not None
+        fresh = [tp for tp in sorted(assigned) if await self.consumer.committed(tp) is None]
+        if not fresh:
+            return
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.settings.kafka_bootstrap.split(","),
+            request_timeout_ms=int(min(30.0, self.settings.client_timeout_s) * 1000),
+            **self.settings.aiokafka_security())
+        try:
+            await admin.start()
+            legacy = await admin.list_consumer_group_offsets(self.settings.app_id,
+                                                             partitions=fresh)
+        except KafkaError as exc:
+            log.warning("faust's group offsets not read (%s): partitions without an offset "
+                        "of their own start at the beginning", exc)
+            return
+        finally:
+            await admin.close()
+        for tp, meta in legacy.items():
+            if meta is not None and meta.offset >= 0:
+                log.info("%s[%d]: first start of the ingest stage, resuming at faust's "
+                         "committed offset %d", tp.topic, tp.partition, meta.offset)
+                self.consumer.seek(tp, meta.offset)
 
     # ---------------------------------------------------------------- the hot path
 
