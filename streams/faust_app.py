@@ -1,7 +1,8 @@
-"""The faust application: its settings, topics and agents (ingest, ticks, pipeline).
+"""The faust application: its settings and the stages it starts (ingest, pipeline, archiver).
 
-Agents stay thin: decode, call the shared logic (`Ingestor`, the pure core), encode, send.
-The app is built by a factory from `Settings`; nothing here is a module-level global.
+faust is the application (worker, signals, startup and shutdown, producer, crash handling);
+each stage is a service with a consumer of its own, added with `app.add_dependency`. The app
+is built by a factory from `Settings`; nothing here is a module-level global.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Ingest: turn one raw shop record into a canonical log event or a dead letter.
 
-The faust agent and the embedded runner both call `Ingestor.accept`; it never raises for
-bad input, so a poison record can't block a partition, and it never drops one silently.
+The ingest stage (streams/ingest_stage.py) and the embedded runner both call
+`Ingestor.accept`; it never raises for bad input, so a poison record can't block a
+partition, and it never drops one silently.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from tests.integration.pipeline_expectations import expected_outputs
 pytestmark = [pytest.mark.integration, pytest.mark.failure, pytest.mark.slow]
 RULES = load_rules(default_rules_path())
 CODEC = Codec()
-CHAOS_SECONDS = 100
+CHAOS_SECONDS = 70
 SEED_ENV = "REFSTREAM_CHAOS_SEED"
 
 
