@@ -31,10 +31,15 @@ class PartitionedSender:
     """Builds one record batch per (topic, partition) and hands each to the producer.
     Delivery is not awaited here: the caller flushes the producer before it commits."""
 
+    # Keys whose partition is remembered (a shop id keys every log append of its shop);
+    # forgotten all at once when full, so one-off keys (reward ids) cannot grow it.
+    KEY_CACHE = 50_000
+
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self.producer = producer
         self.partitioner = DefaultPartitioner()
         self.partitions_of_topic: dict[str, list[int]] = {}
+        self.partition_of_key: dict[tuple[str, bytes], int] = {}
 
     async def send(self, records: Iterable[tuple[str, bytes, bytes]]) -> int:
         """Send (topic, key, value) records, each topic partition's in the given order;
@@ -57,9 +62,15 @@ class PartitionedSender:
         return count
 
     async def partition_of(self, topic: str, key: bytes) -> int:
+        known = self.partition_of_key.get((topic, key))
+        if known is not None:
+            return known
         partitions = self.partitions_of_topic.get(topic)
         if partitions is None:
             partitions = sorted(await self.producer.partitions_for(topic))
             self.partitions_of_topic[topic] = partitions
         chosen: int = self.partitioner(key, partitions, partitions)
+        if len(self.partition_of_key) >= self.KEY_CACHE:
+            self.partition_of_key.clear()
+        self.partition_of_key[topic, key] = chosen
         return chosen
