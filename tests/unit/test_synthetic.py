@@ -1,5 +1,6 @@
-"""The synthetic shop: same seed same bytes, one global time order, valid events, DOMAIN.md
-funnel figures, and every injected fraud pattern both labelled and visible in the stream."""
+"""The synthetic shop: same seed same bytes, one global time order, valid events, the
+documented funnel figures (docs/benchmarks.md), and every injected fraud pattern both labelled
+and visible in the stream."""
 
 from __future__ import annotations
 

@@ -103,7 +103,7 @@ def test_later_orders_do_not_qualify_again() -> None:
 
 
 def test_points_per_unit_spent_two_points_on_400_units_make_800() -> None:
-    # DOMAIN.md: 2 points per unit spent, first order of 400 -> 800 points.
+    # The rules: 2 points per unit spent, first order of 400 -> 800 points.
     log = ShopLog()
     _referred(log, "bob", referrer="inf-001", campaign="vip")
     log.order("o-1", "bob", 40_000, at=ORDER_AT)

@@ -1,4 +1,5 @@
-"""KPI status against DOMAIN.md's scorecard: the edges of every band, and the module stays pure."""
+"""KPI status against the scorecard of docs/benchmarks.md: the edges of every band, and the
+module stays pure."""
 
 from __future__ import annotations
 
@@ -65,8 +66,8 @@ def test_status_bands(benchmark: Benchmark, value: float, status: str) -> None:
 
 
 def test_domain_k_factor_example() -> None:
-    # DOMAIN.md: 4 invites per customer converting at 12.5% give K = 0.5. "> 0.5" is the top
-    # quartile, so 0.5 itself is rated median (above the 0.04-0.45 band, not above 0.5).
+    # docs/benchmarks.md: 4 invites per customer converting at 12.5% give K = 0.5. "> 0.5" is the
+    # top quartile, so 0.5 itself is rated median (above the 0.04-0.45 band, not above 0.5).
     k = 4 * 0.125
     assert k == 0.5
     assert K_FACTOR_BENCHMARK.status(k) == STATUS_MEDIAN
