@@ -11,7 +11,6 @@ are committed after each flush, for lag tools only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -72,10 +71,6 @@ class ArchiveStage(ConsumerStage):
         finally:
             self.lock.release()
 
-    async def on_shutdown(self) -> None:
-        if self.consumer is not None:
-            await self.consumer.stop()
-
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.lock:
             # The next owner archives from the last flush; our unflushed tail would overlap.
@@ -83,8 +78,6 @@ class ArchiveStage(ConsumerStage):
             self.writer.forget(lost)
             for partition in lost:
                 self.gates.pop(partition, None)
-                with contextlib.suppress(KeyError):
-                    self.metrics.lag.remove(self.topic, str(partition))
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         """Resume each partition where the archive ends (it may have been extended by

@@ -15,13 +15,12 @@ across a rebalance can make run past a record still buffered.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -122,7 +121,6 @@ class IngestStage(ConsumerStage):
         self.committed: dict[TopicPartition, int] = {}
         self.last_commit = time.monotonic()
         self.last_tick = time.monotonic()
-        self.producer: AIOKafkaProducer | None = None
         self.sender: PartitionedSender | None = None
         super().__init__(**kwargs)
 
@@ -158,14 +156,6 @@ class IngestStage(ConsumerStage):
         finally:
             self.lock.release()
 
-    async def on_shutdown(self) -> None:
-        if self.consumer is not None:
-            await self.consumer.stop()
-        if self.producer is not None:
-            await self.producer.stop()
-
-    # ---------------------------------------------------------------- assignments
-
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         self.health.ready.clear()
         async with self.lock:
@@ -186,8 +176,7 @@ class IngestStage(ConsumerStage):
             for tp in revoked:
                 self.done.pop(tp, None)
                 self.committed.pop(tp, None)
-                with contextlib.suppress(KeyError):  # its next owner reports it
-                    self.metrics.lag.remove(tp.topic, str(tp.partition))
+            self.forget_lag(self.metrics, revoked)
             self.merge_metrics.buffered.set(self.merge.buffered)
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:

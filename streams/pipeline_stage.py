@@ -13,7 +13,6 @@ the events it covers was acknowledged by the broker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import sqlite3
@@ -22,7 +21,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from refstream.schemas.events import FraudFlag, LateArrival, RewardDue
@@ -77,7 +76,6 @@ class PipelineStage(ConsumerStage):
         self.last_checkpoint = time.monotonic()
         self.pending: asyncio.Future[None] | None = None
         self.sender: PartitionedSender | None = None
-        self.producer: AIOKafkaProducer | None = None
         super().__init__(**kwargs)
 
     # ------------------------------------------------------------------ lifecycle
@@ -127,24 +125,12 @@ class PipelineStage(ConsumerStage):
         assert self.producer is not None
         await self.producer.flush()
 
-    async def on_shutdown(self) -> None:
-        # The consuming task is cancelled by now; what it sent after the final checkpoint is
-        # delivered by the producer's stop (and redone identically by the next owner).
-        if self.consumer is not None:
-            await self.consumer.stop()
-        if self.producer is not None:
-            await self.producer.stop()
-
-    # ---------------------------------------------------------------- assignments
-
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         self.health.ready.clear()
         async with self.batch_lock:
             # Unsaved work of a revoked partition is redone by its next owner, identically.
             self.runtime.forget(tp.partition for tp in revoked if tp.topic == self.topic)
-        for tp in revoked:
-            with contextlib.suppress(KeyError):  # its next owner reports it
-                self.metrics.lag.remove(tp.topic, str(tp.partition))
+        self.forget_lag(self.metrics, revoked)
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         """Start each partition at its checkpoint when the group's offset is behind it, so

@@ -9,9 +9,11 @@ consuming loop goes to the crash policy (health 503, the process stops and exits
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from mode import Service
 
 from refstream.streams.metrics import WorkerMetrics
@@ -36,6 +38,7 @@ class ConsumerStage(Service):
 
     stage = ""
     consumer: AIOKafkaConsumer | None = None
+    producer: AIOKafkaProducer | None = None
     crash_policy: CrashPolicy | None = None
 
     def new_consumer(self, settings: Settings, max_records: int,
@@ -58,6 +61,15 @@ class ConsumerStage(Service):
         await self.consumer.start()
         self.consumer.subscribe(topics, listener=_Assignments(self))
 
+    async def on_shutdown(self) -> None:
+        # The consuming task is cancelled by now (the stage's on_stop drained what it could);
+        # what was sent after the last commit is delivered by the producer's stop, and redone
+        # identically by the next owner.
+        if self.consumer is not None:
+            await self.consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         raise NotImplementedError
 
@@ -78,6 +90,13 @@ class ConsumerStage(Service):
             if self.crash_policy is None:
                 raise
             await self.crash_policy.on_agent_error(self, exc)
+
+    @staticmethod
+    def forget_lag(metrics: WorkerMetrics, tps: Iterable[TopicPartition]) -> None:
+        """Partitions moved away: their next owner reports their lag."""
+        for tp in tps:
+            with contextlib.suppress(KeyError):
+                metrics.lag.remove(tp.topic, str(tp.partition))
 
     def report_lag(self, metrics: WorkerMetrics, tp: TopicPartition, position: int) -> None:
         """Records of `tp` behind the end of the partition, seen from `position`."""
