@@ -105,6 +105,15 @@ def test_two_ingest_workers_split_the_shop_topics_co_partitioned(kafka_bootstrap
         assert again.stop() == 0, again.log_tail()
 
 
+def _partitions(consumer: KafkaConsumer, topic: str) -> set[int]:
+    """The topic's partitions, once the client's metadata knows them (None until then)."""
+    wait_for(lambda: consumer.partitions_for_topic(topic) is not None, 30,
+             f"metadata of {topic}")
+    partitions = consumer.partitions_for_topic(topic)
+    assert partitions, topic
+    return set(partitions)
+
+
 def test_an_upgraded_deployment_resumes_where_fausts_group_left_off(kafka_bootstrap: str,
                                                                    tmp_path: Path) -> None:
     """Before the ingest stage, ingest was a faust agent in the app id's group: a first start
@@ -121,7 +130,7 @@ def test_an_upgraded_deployment_resumes_where_fausts_group_left_off(kafka_bootst
                            enable_auto_commit=False)
     try:
         tps = [TopicPartition(topic, p) for topic in names.shop_topics
-               for p in legacy.partitions_for_topic(topic) or ()]
+               for p in _partitions(legacy, topic)]
         ends = legacy.end_offsets(tps)
         legacy.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in ends.items()})
     finally:
