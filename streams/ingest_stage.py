@@ -27,7 +27,6 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import Tick
-from refstream.streams.batch_produce import PartitionedSender, stage_producer
 from refstream.streams.ingest import (
     Accepted,
     Duplicate,
@@ -121,20 +120,17 @@ class IngestStage(ConsumerStage):
         self.committed: dict[TopicPartition, int] = {}
         self.last_commit = time.monotonic()
         self.last_tick = time.monotonic()
-        self.sender: PartitionedSender | None = None
         super().__init__(**kwargs)
 
     # ------------------------------------------------------------------ lifecycle
 
     async def on_start(self) -> None:
         s = self.settings
-        self.producer = stage_producer(s)
-        self.sender = PartitionedSender(self.producer)
         # The range assignor hands partition p of every shop topic (same partition count)
         # to the same member: the co-partition the merge orders by event time.
         self.new_consumer(s, s.ingest_max_records,
                           partition_assignment_strategy=(RangePartitionAssignor,))
-        await self.producer.start()
+        await self.start_producer(s)
         await self.subscribe(self.topics)
 
     async def on_stop(self) -> None:

@@ -25,7 +25,6 @@ from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from refstream.schemas.events import FraudFlag, LateArrival, RewardDue
-from refstream.streams.batch_produce import PartitionedSender, stage_producer
 from refstream.streams.checkpoint import SnapshotFailed
 from refstream.streams.metrics import Health, WorkerMetrics
 from refstream.streams.pipeline_runtime import (
@@ -75,17 +74,14 @@ class PipelineStage(ConsumerStage):
         self.consistent = True
         self.last_checkpoint = time.monotonic()
         self.pending: asyncio.Future[None] | None = None
-        self.sender: PartitionedSender | None = None
         super().__init__(**kwargs)
 
     # ------------------------------------------------------------------ lifecycle
 
     async def on_start(self) -> None:
         s = self.settings
-        self.producer = stage_producer(s)
-        self.sender = PartitionedSender(self.producer)
         self.new_consumer(s, s.pipeline_max_records)
-        await self.producer.start()
+        await self.start_producer(s)
         await self.subscribe([self.topic])
 
     async def on_stop(self) -> None:

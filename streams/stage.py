@@ -16,6 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from mode import Service
 
+from refstream.streams.batch_produce import PartitionedSender, stage_producer
 from refstream.streams.metrics import WorkerMetrics
 from refstream.streams.settings import Settings
 from refstream.streams.supervision import CrashPolicy
@@ -39,6 +40,7 @@ class ConsumerStage(Service):
     stage = ""
     consumer: AIOKafkaConsumer | None = None
     producer: AIOKafkaProducer | None = None
+    sender: PartitionedSender | None = None
     crash_policy: CrashPolicy | None = None
 
     def new_consumer(self, settings: Settings, max_records: int,
@@ -55,6 +57,13 @@ class ConsumerStage(Service):
             heartbeat_interval_ms=int(settings.session_timeout_s * 1000 / 5),
             **options, **settings.aiokafka_security())
         return self.consumer
+
+    async def start_producer(self, settings: Settings) -> PartitionedSender:
+        """The stage's own idempotent producer, started, and its batch sender."""
+        self.producer = stage_producer(settings)
+        self.sender = PartitionedSender(self.producer)
+        await self.producer.start()
+        return self.sender
 
     async def subscribe(self, topics: list[str]) -> None:
         assert self.consumer is not None
