@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
-from kafka.structs import OffsetAndMetadata
 
 from refstream.schemas.codec import Codec
 from refstream.streams.producer import publish_shop_events
@@ -103,43 +101,3 @@ def test_two_ingest_workers_split_the_shop_topics_co_partitioned(kafka_bootstrap
             f"{len(log) - len(events) - len(markers)} committed records appended again")
     finally:
         assert again.stop() == 0, again.log_tail()
-
-
-def _partitions(consumer: KafkaConsumer, topic: str) -> set[int]:
-    """The topic's partitions, once the client's metadata knows them (None until then)."""
-    wait_for(lambda: consumer.partitions_for_topic(topic) is not None, 30,
-             f"metadata of {topic}")
-    partitions = consumer.partitions_for_topic(topic)
-    assert partitions, topic
-    return set(partitions)
-
-
-def test_an_upgraded_deployment_resumes_where_fausts_group_left_off(kafka_bootstrap: str,
-                                                                   tmp_path: Path) -> None:
-    """Before the ingest stage, ingest was a faust agent in the app id's group: a first start
-    of the stage continues from that group's offsets instead of re-reading every shop topic."""
-    settings = isolated_settings(kafka_bootstrap, tmp_path, partitions=2, tick_interval_s=0)
-    names = TopicNames.from_settings(settings)
-    ensure_topics(settings)
-    events = list(iter_shop_events(SyntheticConfig(seed=8, shops=3, customers_per_shop=20,
-                                                   days=10)))
-    before, after = events[:len(events) // 2], events[len(events) // 2:]
-    publish_shop_events(settings, before)
-    # What faust's group had committed: everything published so far.
-    legacy = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=settings.app_id,
-                           enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(topic, p) for topic in names.shop_topics
-               for p in _partitions(legacy, topic)]
-        ends = legacy.end_offsets(tps)
-        legacy.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in ends.items()})
-    finally:
-        legacy.close()
-    publish_shop_events(settings, after)
-    worker = WorkerProcess(settings, ["--no-pipeline"]).start()
-    try:
-        log = read_topic(kafka_bootstrap, names.log, expect=len(after), timeout=60, settle=3.0)
-    finally:
-        assert worker.stop() == 0, worker.log_tail()
-    ids = {CODEC.decode_log_event(record.value).event_id for record in log}
-    assert ids == {event.event_id for event in after}
