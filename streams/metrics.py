@@ -23,13 +23,33 @@ from prometheus_client import (
 
 
 @dataclass
-class WorkerMetrics:
+class ProcessMetrics:
+    """The metrics of a long-running process other than the worker (projector, finance-tail):
+    records in, lag per topic and partition, crashes, broker reachability."""
+
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
         r = self.registry
         self.events_in = Counter("refstream_events_in_total", "records consumed", ["topic"],
                                  registry=r)
+        self.lag = Gauge("refstream_consumer_lag",
+                         "records behind the end of a consumed topic partition",
+                         ["topic", "partition"], registry=r)
+        self.agent_crashes = Counter("refstream_agent_crashes_total",
+                                     "agents that crashed (the process then exits non-zero)",
+                                     ["agent"], registry=r)
+        self.broker_up = Gauge("refstream_broker_reachable",
+                               "1 while the last broker probe was answered, else 0", registry=r)
+
+
+@dataclass
+class WorkerMetrics(ProcessMetrics):
+    """A worker's metrics: a long-running process's, plus its stages' own."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        r = self.registry
         self.events_out = Counter("refstream_events_out_total", "records produced", ["topic"],
                                   registry=r)
         self.dead_letters = Counter("refstream_dlq_total", "records sent to the DLQ", registry=r)
@@ -39,9 +59,6 @@ class WorkerMetrics:
             "refstream_processing_latency_seconds",
             "from append to the canonical log to the derived event being sent",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
-        self.lag = Gauge("refstream_consumer_lag",
-                         "records behind the end of a consumed topic partition",
-                         ["topic", "partition"], registry=r)
         self.rewards_due = Counter("refstream_rewards_due_total", "reward-due events",
                                    ["currency"], registry=r)
         self.rewards_due_amount = Counter("refstream_rewards_due_amount_minor_total",
@@ -67,32 +84,6 @@ class WorkerMetrics:
             registry=r)
         self.ticks = Counter("refstream_ticks_total", "stream-time ticks appended for quiet shops",
                              registry=r)
-        self.agent_crashes = Counter("refstream_agent_crashes_total",
-                                     "agents that crashed (the process then exits non-zero)",
-                                     ["agent"], registry=r)
-        self.broker_up = Gauge("refstream_broker_reachable",
-                               "1 while the last broker probe was answered, else 0", registry=r)
-
-
-@dataclass
-class ProcessMetrics:
-    """The metrics of a long-running process other than the worker (projector, finance-tail):
-    records in, lag per topic and partition, crashes, broker reachability."""
-
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
-
-    def __post_init__(self) -> None:
-        r = self.registry
-        self.events_in = Counter("refstream_events_in_total", "records consumed", ["topic"],
-                                 registry=r)
-        self.lag = Gauge("refstream_consumer_lag",
-                         "records behind the end of a consumed topic partition",
-                         ["topic", "partition"], registry=r)
-        self.agent_crashes = Counter("refstream_agent_crashes_total",
-                                     "agents that crashed (the process then exits non-zero)",
-                                     ["agent"], registry=r)
-        self.broker_up = Gauge("refstream_broker_reachable",
-                               "1 while the last broker probe was answered, else 0", registry=r)
 
 
 @dataclass
