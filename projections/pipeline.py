@@ -112,7 +112,9 @@ class Pipeline:
         """Take one log event; the derived events it lets the core decide, in a deterministic
         order. An event waits until the shop's watermark reaches its time, then is applied
         in event-time order; one that comes after the watermark passed it is applied at once
-        and reported by a LateArrival first (nothing if it is a repeat)."""
+        and reported by a LateArrival first (nothing if it repeats an event id; only the
+        report if its natural key, an order id, return id or customer's signup, is held by
+        an event applied already)."""
         if type(event) not in _FOLDED:
             raise TypeError(f"the pipeline does not apply {type(event).__name__} events; "
                             "it folds the canonical log's events only")
@@ -129,13 +131,22 @@ class Pipeline:
             return self._advance_only(shop, at)
         key = event.event_id
         remember = self.repeats is None or key in self.repeats
-        if (remember and key in shop.seen_events) or _claimed(shop, event):
-            # A repeat: of an event id, or of a natural key an applied event holds. Nothing
-            # moves, not even time.
-            return []
+        if remember and key in shop.seen_events:
+            return []  # a repeat of an event id: nothing moves, not even time
+        watermark = shop.watermark
+        if _claimed(shop, event):
+            # A natural key an applied event holds (a retried order, a second signup of a
+            # customer): nothing moves, not even time. If the watermark had passed it, the
+            # time-ordered log could have made it the one that counts (it may be earlier
+            # than the holder): so it is reported late, once, like any late event. Its id
+            # is remembered, so coming again it is a plain repeat, whatever time it is.
+            if remember:
+                shop.seen_events[key] = None
+            if watermark is None or at >= watermark:
+                return []
+            return [self._late_report(shop, event, watermark)]
         if remember:
             shop.seen_events[key] = None
-        watermark = shop.watermark
         if watermark is not None and at < watermark:
             return self._late(shop, event, watermark)
         if watermark is not None and not self.lateness:
@@ -151,11 +162,12 @@ class Pipeline:
     def _late(self, shop: ShopState, event: LogEvent, watermark: int) -> list[DerivedEvent]:
         """An event the watermark passed already: applied now, after the report of it."""
         applied = self._apply_now(shop, event)
-        if applied is None:
-            return []  # a repeat of an event applied already: nothing arrived late
-        report = LateArrival(event.event_id, shop.shop_id, watermark, self.rules.version,
-                             event.event_type, event.occurred_at, watermark - event.occurred_at)
-        return [report, *applied]
+        report = self._late_report(shop, event, watermark)
+        return [report] if applied is None else [report, *applied]
+
+    def _late_report(self, shop: ShopState, event: LogEvent, watermark: int) -> LateArrival:
+        return LateArrival(event.event_id, shop.shop_id, watermark, self.rules.version,
+                           event.event_type, event.occurred_at, watermark - event.occurred_at)
 
     def _apply_now(self, shop: ShopState, event: LogEvent) -> list[DerivedEvent] | None:
         """Fold one event at the shop's watermark (or its own time, if later); None if it is

@@ -954,7 +954,33 @@ ORDER BY c.day""",
      Column("reversals", "count")),
 )
 
+_ISO = "'%Y-%m-%dT%H:%M:%SZ'"
+
+LATE = ReportSpec(
+    "late", "Referrals a late event may have changed",
+    "events appended after their shop's watermark had passed them (the late_events table) "
+    "were applied all the same, but decisions taken before they arrived did not see them; "
+    "from the earliest late event's time on, a shop's decisions may differ from what the "
+    "time-ordered log gives. Every referral whose latest decision or reward change came at "
+    "or after that time (view referrals_marked_late), with its rewards: check these, or "
+    "replay the archive (events in time order) to see the time-ordered decision",
+    f"""SELECT m.shop_id, m.referral_id, m.referee_id, m.referrer_id, m.referral_status,
+       strftime(timezone('UTC', m.decided_at), {_ISO}) AS decided_at,
+       w.reward_id, w.side, w.status AS reward_status, w.amount_minor, w.currency,
+       strftime(timezone('UTC', m.late_since), {_ISO}) AS late_since,
+       m.late_events AS late_events_in_shop
+FROM referrals_marked_late m
+LEFT JOIN rewards w ON w.referral_id = m.referral_id
+ORDER BY m.shop_id, m.decided_at, m.referral_id, w.reward_id""",
+    (Column("shop_id", "text"), Column("referral_id", "text"), Column("referee_id", "text"),
+     Column("referrer_id", "text"), Column("referral_status", "text"),
+     Column("decided_at", "text"), Column("reward_id", "text"), Column("side", "text"),
+     Column("reward_status", "text"), Column("amount_minor", "money", "currency"),
+     Column("currency", "text"), Column("late_since", "text"),
+     Column("late_events_in_shop", "count")),
+)
+
 REPORTS: dict[str, ReportSpec] = {
     spec.name: spec
-    for spec in (FUNNEL, COHORTS, CAMPAIGNS, REFERRERS, FRAUD_QUEUE, LIABILITY, DAILY)
+    for spec in (FUNNEL, COHORTS, CAMPAIGNS, REFERRERS, FRAUD_QUEUE, LIABILITY, DAILY, LATE)
 }

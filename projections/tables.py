@@ -159,6 +159,27 @@ VIEWS: tuple[tuple[str, str], ...] = (
           ON r.shop_id = o.shop_id AND r.referee_id = o.customer_id
          AND r.status IN ('attributed', 'qualified', 'held')
     """),
+    # README "Event time": before the earliest late event of a shop, every decision is the
+    # one the time-ordered log gives; from its time on, a decision may have missed it. So a
+    # referral is marked late when its latest decision or any change of its rewards came at
+    # or after that time (tests/property/test_event_time_properties.py holds the claim).
+    ("referrals_marked_late", """
+        WITH since AS (
+            SELECT shop_id, min(event_occurred_at) AS late_since, count(*) AS late_events
+            FROM late_events GROUP BY shop_id
+        ),
+        changed AS (
+            SELECT referral_id, max(updated_at) AS last_reward_change
+            FROM rewards GROUP BY referral_id
+        )
+        SELECT r.shop_id, r.referral_id, r.referee_id, r.referrer_id,
+               r.status AS referral_status, r.decided_at, c.last_reward_change,
+               s.late_since, s.late_events
+        FROM referrals r
+        JOIN since s ON s.shop_id = r.shop_id
+        LEFT JOIN changed c ON c.referral_id = r.referral_id
+        WHERE r.decided_at >= s.late_since OR c.last_reward_change >= s.late_since
+    """),
 )
 
 

@@ -4,7 +4,9 @@
   position (and equal times in log order) gives the same derived events as the sorted log:
   referrals, flags, rewards, amounts, all of them;
 - every event that arrives after its shop's watermark passed it, and only such an event, is
-  reported once by a LateArrival (a repeat of an applied event is no late arrival).
+  reported once by a LateArrival (a repeat of an applied event is no late arrival);
+- events later than the lateness change nothing decided before their time, and every
+  referral whose money differs from the sorted log's is marked late by the read model.
 """
 
 from __future__ import annotations
@@ -12,17 +14,23 @@ from __future__ import annotations
 from collections import Counter
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import event as note_case
 from hypothesis import strategies as st
 
 from refstream.projections.pipeline import Pipeline, is_organic
+from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import Rules
 from refstream.schemas.events import (
+    Attribution,
     Click,
     DerivedEvent,
     LateArrival,
     LogEvent,
     OrderPlaced,
     OrderReturned,
+    RewardDue,
+    RewardReversal,
+    RewardStatus,
     Signup,
     Tick,
 )
@@ -82,8 +90,8 @@ SETTINGS = settings(max_examples=200, deadline=None,
 
 
 @st.composite
-def shop_logs(draw: st.DrawFn) -> list[LogEvent]:
-    length = draw(st.integers(1, MAX_LOG))
+def shop_logs(draw: st.DrawFn, min_length: int = 1) -> list[LogEvent]:
+    length = draw(st.integers(min_length, MAX_LOG))
     choices = draw(st.binary(min_size=length * DRAWS_PER_EVENT,
                              max_size=length * DRAWS_PER_EVENT))
     return build_log(IndexChooser(choices), length)
@@ -167,3 +175,106 @@ def _without_natural_key_repeats(events: list[LogEvent]) -> list[LogEvent]:
             continue
         kept.append(event)
     return kept
+
+
+# --------------------------------------------------------------- late events (issue #18, 3)
+
+def _stamped_before(outputs: list[DerivedEvent], since: int) -> dict[str, list[DerivedEvent]]:
+    """Per shop, the derived events decided before `since` (a LateArrival is stamped when
+    its event was applied, so it never falls here)."""
+    return _by_shop([o for o in outputs if o.occurred_at < since
+                     and not isinstance(o, LateArrival)])
+
+
+def _money(outputs: list[DerivedEvent]) -> dict[str, tuple[object, ...]]:
+    """Per referral id: its status and, per reward, status, amount, currency and what the
+    ledger told finance (due, reversals) — the rows the read model keeps, latest wins."""
+    status: dict[str, str] = {}
+    rewards: dict[str, tuple[str, str, int, str]] = {}
+    ledger: dict[str, list[tuple[str, int]]] = {}
+    for o in outputs:
+        if isinstance(o, Attribution):
+            status[o.referral_id] = o.status
+        elif isinstance(o, RewardStatus):
+            rewards[o.reward_id] = (o.referral_id, o.status, o.amount_minor, o.currency)
+        elif isinstance(o, RewardDue):
+            ledger.setdefault(o.reward_id, []).append(("due", o.amount_minor))
+        elif isinstance(o, RewardReversal):
+            ledger.setdefault(o.reward_id, []).append(("reversal", o.amount_minor))
+    per_referral: dict[str, list[object]] = {r: [s] for r, s in status.items()}
+    for reward_id, (referral, reward_status, amount, currency) in sorted(rewards.items()):
+        per_referral.setdefault(referral, [None]).append(
+            (reward_id, reward_status, amount, currency, tuple(ledger.get(reward_id, ()))))
+    return {r: tuple(v) for r, v in per_referral.items()}
+
+
+def _marked_late(outputs: list[DerivedEvent]) -> set[str]:
+    """The referral ids the read model marks late (the `referrals_marked_late` view over
+    the tables these outputs fill), asked of DuckDB as an analyst would."""
+    store = ProjectionStore(":memory:")
+    try:
+        store.add_all(outputs)
+        store.flush()
+        rows = store.connection.execute(
+            "SELECT DISTINCT referral_id FROM referrals_marked_late").fetchall()
+    finally:
+        store.close()
+    return {r for (r,) in rows}
+
+
+def _first_decision(outputs: list[DerivedEvent]) -> dict[str, int]:
+    first: dict[str, int] = {}
+    for o in outputs:
+        referral = getattr(o, "referral_id", None)
+        if isinstance(o, Attribution | RewardStatus) and referral is not None:
+            first.setdefault(referral, o.occurred_at)
+    return first
+
+
+LATE_VARIANTS = (*VARIANTS, _with_lateness(RULE_VARIANTS[0], 0),
+                 _with_lateness(RULE_VARIANTS[1], 30 * MINUTE))
+
+
+@settings(SETTINGS, max_examples=400)
+@given(shop_logs(min_length=10), st.sampled_from(LATE_VARIANTS), st.data())
+def test_late_events_change_only_what_comes_after_them_and_the_rows_marked_late(
+        log: list[LogEvent], rules: Rules, data: st.DataObject) -> None:
+    """Events appended later than the allowed lateness: everything decided before the
+    earliest late event's time is what the time-sorted log decides, and every referral
+    whose money ends up different is marked late by the read model (or, missing from this
+    run, was first decided after the earliest late event's time: the late_events table
+    names it)."""
+    in_time = _time_sorted(log)
+    lateness = rules.event_time.allowed_lateness_ms
+    delays = data.draw(st.lists(st.sampled_from((0, 0, 0, MINUTE, HOUR, lateness + HOUR,
+                                                 lateness + DAY, lateness + 20 * DAY)),
+                                min_size=len(in_time), max_size=len(in_time)), label="delays")
+    appended = _arrival(in_time, delays)
+    expected = _run(rules, in_time)
+    outputs = _run(rules, appended)
+
+    late_since: dict[str, int] = {}
+    for o in outputs:
+        if isinstance(o, LateArrival):
+            late_since[o.shop_id] = min(late_since.get(o.shop_id, o.event_occurred_at),
+                                        o.event_occurred_at)
+    never = max(e.occurred_at for e in log) + 1000 * DAY
+    for shop in {e.shop_id for e in log}:
+        since = late_since.get(shop, never)
+        # Never a silent edit: before the late event's time, both runs decided the same.
+        assert (_stamped_before(outputs, since).get(shop, [])
+                == _stamped_before(expected, since).get(shop, []))
+
+    want, got = _money(expected), _money(outputs)
+    differ = sorted(r for r in want.keys() | got.keys() if want.get(r) != got.get(r))
+    note_case(f"late events: {bool(late_since)}; referrals that differ: {len(differ)}")
+    marked = _marked_late(outputs) if any(r in got for r in differ) else set()
+    first = _first_decision(expected)
+    shop_of = {o.referral_id: o.shop_id for o in expected + outputs
+               if isinstance(o, Attribution | RewardStatus) and o.referral_id is not None}
+    for referral in differ:
+        if referral in got:
+            assert referral in marked, (referral, want.get(referral), got[referral])
+        else:
+            since = late_since.get(shop_of[referral], never)
+            assert first[referral] >= since, (referral, want[referral])
