@@ -20,7 +20,13 @@ import pytest
 from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
-from refstream.schemas.events import Attribution, RewardDue, RewardReversal, RewardStatus
+from refstream.schemas.events import (
+    Attribution,
+    LateArrival,
+    RewardDue,
+    RewardReversal,
+    RewardStatus,
+)
 from refstream.schemas.jsonl import to_json_object
 from refstream.schemas.shop import ShopClick, ShopEvent
 from refstream.streams.embedded import EmbeddedRunner
@@ -49,11 +55,6 @@ FIRST_PRODUCER = ("share", "click")
 MERGE_IDLE_S = 3.0  # this deployment's wait bound for a lagging shop topic
 
 
-def marked_late(event: Any) -> bool:
-    """A derived row the core marks as decided after its allowed lateness (issue #18, 2)."""
-    return bool(getattr(event, "late", False))
-
-
 @dataclass
 class Money:
     """Referrals, rewards and amounts: the final revision of each, keyed by its id."""
@@ -62,12 +63,17 @@ class Money:
     rewards: dict[str, Any] = field(default_factory=dict)
     due: dict[str, Any] = field(default_factory=dict)
     reversals: dict[str, Any] = field(default_factory=dict)
+    # Per shop, the time of its earliest late event (README "Event time").
+    late_since: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, derived: Iterable[Any]) -> Money:
         money = cls()
         for event in derived:
             match event:
+                case LateArrival():
+                    since = money.late_since.get(event.shop_id, event.event_occurred_at)
+                    money.late_since[event.shop_id] = min(since, event.event_occurred_at)
                 case Attribution():
                     _keep_latest(money.referrals, event.referral_id, event)
                 case RewardStatus():
@@ -89,6 +95,13 @@ class Money:
             "amount_reversed_minor": sum(r.amount_minor for r in self.reversals.values()),
         }
 
+    def marked_late(self, event: Any) -> bool:
+        """A row decided at or after its shop's earliest late event: what the view
+        `referrals_marked_late` marks (tests/property/test_event_time_properties.py)."""
+        if event is None:
+            return False
+        return event.occurred_at >= self.late_since.get(event.shop_id, event.occurred_at + 1)
+
     def differences(self, other: Money) -> list[str]:
         """Rows that differ, unless the row on either side is marked late."""
         found = []
@@ -96,7 +109,8 @@ class Money:
             mine, theirs = getattr(self, table), getattr(other, table)
             for key in sorted(set(mine) | set(theirs)):
                 a, b = mine.get(key), theirs.get(key)
-                if _comparable(a) != _comparable(b) and not (marked_late(a) or marked_late(b)):
+                if (_comparable(a) != _comparable(b)
+                        and not (self.marked_late(a) or other.marked_late(b))):
                     found.append(f"{table} {key}: embedded {a!r} / live {b!r}")
         return found
 
