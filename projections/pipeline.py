@@ -22,7 +22,7 @@ import heapq
 import pickle
 from collections.abc import Callable
 from itertools import pairwise
-from typing import Final
+from typing import Final, NamedTuple
 
 from refstream.fraud import identity
 from refstream.fraud import signals as fraud
@@ -75,6 +75,31 @@ _FOLDED: Final = frozenset({Share, Click, Signup, OrderPlaced, OrderReturned, Re
                             Tick, CodeIssued})
 
 
+class Foresight(NamedTuple):
+    """What a pipeline is told of the log ahead, by a caller that has seen all of it (replay
+    of an archived partition that holds its shops' whole log). A frozen value: the core
+    reads it and never changes a derived event because of it; it only keeps less state and
+    lets the caller skip rows the core promises not to need (`Pipeline.only_moves_time`).
+
+    - `repeats`: the event ids, order ids and return ids that occur more than once. The
+      pipeline remembers those alone for idempotence: an id that comes once is never asked
+      about again (remembering every id cost ~7% of the core: cache misses in a dict the
+      size of the log).
+    - `deciding_visitors`: the visitor ids on the log's signups and orders. A decision reads
+      the touches of its customer's visitor, which comes from a signup or an order, so the
+      pipeline keeps no touch of anyone else (87% of the clicks through a code or campaign
+      in the benchmark's log); their code uses still count for fraud.
+    - `active_customers`: the customers who sign up, type a code at checkout, share a code
+      or are issued one (as referrer).
+    - `signup_visitors`: the visitor ids on the log's signups.
+    """
+
+    repeats: frozenset[str]
+    deciding_visitors: frozenset[str]
+    active_customers: frozenset[str]
+    signup_visitors: frozenset[str]
+
+
 class SnapshotError(RefstreamError):
     """A snapshot this pipeline cannot continue from (other format or rules version)."""
 
@@ -82,29 +107,27 @@ class SnapshotError(RefstreamError):
 class Pipeline:
     """attribution -> fraud -> rewards for every shop of a log partition; one per partition."""
 
-    __slots__ = ("deciding_visitors", "lateness", "repeats", "rules", "signals", "state")
+    __slots__ = ("_deciding", "_repeats", "foresight", "lateness", "rules", "signals", "state")
 
-    def __init__(self, rules: Rules, state: PipelineState | None = None) -> None:
+    def __init__(self, rules: Rules, state: PipelineState | None = None,
+                 foresight: Foresight | None = None) -> None:
+        """`foresight`: what the log ahead holds, when the caller has seen all of it (replay);
+        None (the live log): nothing is known ahead. It never changes a derived event."""
         self.rules = rules
         self.signals = fraud.FraudSignals.from_rules(rules)
         self.lateness = rules.event_time.allowed_lateness_ms  # read on every event
         self.state = state if state is not None else PipelineState()
-        # The event ids that may come more than once in what this pipeline is given; None
-        # (the live log): any may. Replay, which sees the whole log before folding it, sets
-        # the few ids that do repeat, and the pipeline remembers only those for idempotence:
-        # an id that comes once is never asked about again, and remembering every id cost
-        # ~7% of the core (cache misses in a dict the size of the log; same events folded
-        # both ways in one process, 4 alternating rounds). Natural keys likewise: an order
-        # id or a return id is remembered only if listed (replay lists the ones that repeat).
-        self.repeats: frozenset[str] | None = None
-        # The visitors whose touches a decision may read; None (the live log): any visitor
-        # may still sign up. A decision reads the touches of its customer's visitor id, which
-        # comes from a signup or an order (`_new_customer`, `_signed_up_before_ordering`);
-        # replay sets the visitor ids on the log's signups and orders, and the pipeline keeps
-        # no touch of any other visitor: no decision could read it (in the benchmark's log,
-        # 87% of the clicks through a code or campaign are by visitors who never sign up
-        # or order). Their code uses still count for fraud.
-        self.deciding_visitors: frozenset[str] | None = None
+        self.foresight = foresight
+        # Read on every event: the two sets the hot path asks (see Foresight).
+        self._repeats = None if foresight is None else foresight.repeats
+        self._deciding = None if foresight is None else foresight.deciding_visitors
+
+    def with_foresight(self, foresight: Foresight | None) -> Pipeline:
+        """This pipeline's state under the same rules, told `foresight` (replay: per
+        partition, each the whole log of its shops, or None when it is not)."""
+        told = Pipeline(self.rules, self.state, foresight)
+        told.signals = self.signals  # the same rules: no need to build them again
+        return told
 
     # ------------------------------------------------------------------------- public
 
@@ -130,7 +153,7 @@ class Pipeline:
             # time, which stream time has reached already.
             return self._advance_only(shop, at)
         key = event.event_id
-        remember = self.repeats is None or key in self.repeats
+        remember = self._repeats is None or key in self._repeats
         if remember and key in shop.seen_events:
             return []  # a repeat of an event id: nothing moves, not even time
         watermark = shop.watermark
@@ -173,7 +196,7 @@ class Pipeline:
         """Fold one event at the shop's watermark (or its own time, if later); None if it is
         a repeat (event ids are claimed as they arrive, natural keys as events are applied:
         of two orders with one order id, the first in event time is the order)."""
-        repeats = self.repeats
+        repeats = self._repeats
         # Natural keys: a second order with the same order id is the same order, whatever
         # its event id; likewise a return, and a customer's signup.
         if isinstance(event, OrderPlaced):
@@ -224,9 +247,10 @@ class Pipeline:
              times: list[int], emit: Callable[[DerivedEvent], object]) -> None:
         """Rows of the log in order, as replay hands them over: a row with an event is
         applied; a row without one only moves the time of `organic_shops[row]` to
-        `times[row]` (see `advance`): an organic click, or a row replay knows no output can
-        depend on (replay/engine.py: a click without a code by a visitor outside
-        `deciding_visitors`, a quiet order); with no shop either, a record passed over.
+        `times[row]` (see `advance`): a row the core promised not to need
+        (`only_moves_time`: an organic click; told the foresight, a click without a code by
+        a visitor outside the deciding visitors, a quiet order); with no shop either, a
+        record passed over.
         Every derived event goes to `emit`, in order. Compiled with the core, so this loop
         runs as C, not as interpreted bytecode around each call.
 
@@ -267,7 +291,7 @@ class Pipeline:
 
     def snapshot(self) -> bytes:
         """The whole state, to continue later with `Pipeline.restore` under the same rules."""
-        if self.repeats is not None or self.deciding_visitors is not None:
+        if self.foresight is not None:
             raise SnapshotError("this pipeline was told what the rest of its log holds "
                                 "(replay: the ids that repeat, the visitors who sign up or "
                                 "order): its state cannot continue a live log")
@@ -379,8 +403,44 @@ class Pipeline:
 
     # ------------------------------------------------------------------------ handlers
 
+    # What replay may skip is promised here, next to the handlers that keep the promise:
+    # a change to `_on_click`, `_on_order` or to what a new customer leaves behind
+    # (`_new_customer`, `_existed_before_log`) is a change to `only_moves_time` too.
+    # tests/property/test_replay_properties.py holds replay's column-wise twin to it.
+
+    def only_moves_time(self, event: LogEvent) -> bool:
+        """The core's promise: applied in time (the watermark has not passed it), `event`
+        derives nothing and leaves nothing a later decision reads, beyond moving its shop's
+        time. Any pipeline: an organic click (`is_organic`). Told the `foresight`, also:
+
+        - a click without a code by a visitor outside `deciding_visitors`: `_on_click`
+          keeps no touch of them, and without a code it is no code use;
+        - a quiet order: of a customer not in `active_customers`, by a visitor on none of
+          the signups (or none). No decision is ever taken for such a customer (decisions
+          follow signups), nobody is referred through a code of theirs (codes are
+          registered by shares and issues), so their identity is never compared, no fraud
+          window or ledger entry names them, and their grace timers fire with nothing to
+          do; the one trace others read is `visitor_customers`, read for a signup's
+          visitor alone.
+
+        Never a row whose event id or order id repeats: of such rows, the first decides
+        whether a later one is a repeat or (reported) late."""
+        if isinstance(event, Click) and is_organic(self.rules, event):
+            return True
+        foresight = self.foresight
+        if foresight is None or event.event_id in foresight.repeats:
+            return False
+        if isinstance(event, Click):
+            return not event.referral_code and event.visitor_id not in foresight.deciding_visitors
+        if isinstance(event, OrderPlaced):
+            return (event.order_id not in foresight.repeats
+                    and event.customer_id not in foresight.active_customers
+                    and (event.visitor_id is None
+                         or event.visitor_id not in foresight.signup_visitors))
+        return False
+
     def _on_click(self, step: Step, event: Click) -> None:
-        deciding = self.deciding_visitors
+        deciding = self._deciding
         if deciding is None or event.visitor_id in deciding:
             attribution.record_click(step.shop, self.rules, event)
         code = event.referral_code

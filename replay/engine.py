@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from refstream.projections.pipeline import UNREAD_FIELDS, Pipeline
+from refstream.projections.pipeline import UNREAD_FIELDS, Foresight, Pipeline
 from refstream.replay.archive import PASSED_OVER, ArchiveReader, table_events
 from refstream.replay.sources import AsOf
 from refstream.replay.store import ProjectionStore, usable_cpus
@@ -112,24 +112,39 @@ def organic_clicks(rules: Rules, log: pa.Table) -> pa.ChunkedArray:
     return pc.and_not(pc.and_not(click, coded), campaign)
 
 
-def deciding_visitors(log: pa.Table) -> pa.Array:
-    """The visitor ids on the signups and orders among archived rows: the only visitors
-    whose touches a decision can read (see `Pipeline.deciding_visitors`)."""
+def foresee(store: ProjectionStore, log: pa.Table) -> Foresight:
+    """What `log`, the whole log of its shops, holds ahead, as the core asks to be told
+    (`projections.pipeline.Foresight`): computed here column-wise, read by the core."""
     types = log.column("event_type")
-    mask = pc.or_(pc.equal(types, Signup.event_type), pc.equal(types, OrderPlaced.event_type))
-    unique: pa.Array = pc.unique(log.column("visitor_id").filter(mask)).drop_null()
-    return unique
+    signups = pc.equal(types, Signup.event_type)
+    orders = pc.equal(types, OrderPlaced.event_type)
+    typed = pc.and_(orders, pc.fill_null(pc.not_equal(log.column("discount_code"), ""), False))
+    sharers = pc.is_in(types, value_set=pa.array([Share.event_type, CodeIssued.event_type]))
+
+    def distinct(column: str, rows: pa.ChunkedArray | pa.Array) -> frozenset[str]:
+        return frozenset(pc.unique(log.column(column).filter(rows)).drop_null().to_pylist())
+
+    return Foresight(
+        repeats=store.repeated_ids(log),
+        deciding_visitors=distinct("visitor_id", pc.or_(signups, orders)),
+        active_customers=(distinct("customer_id", pc.or_(signups, typed))
+                          | distinct("referrer_id", sharers)),
+        signup_visitors=distinct("visitor_id", signups))
 
 
-def untouched_clicks(log: pa.Table, deciding: pa.Array,
+def _known(values: frozenset[str]) -> pa.Array:
+    return pa.array(sorted(values), pa.string())
+
+
+def untouched_clicks(log: pa.Table, foresight: Foresight,
                      organic: pa.ChunkedArray) -> pa.ChunkedArray:
     """Clicks through a campaign (not `organic`, no referral code) by visitors outside
-    `deciding`: told those are the deciding visitors, the core keeps no touch of them, and
-    a click without a code is no code use either, so such a click only moves time."""
+    the deciding visitors: column-wise, the click case of `Pipeline.only_moves_time`."""
     coded = pc.fill_null(pc.not_equal(log.column("referral_code"), ""), False)
     click = pc.equal(log.column("event_type"), Click.event_type)
     campaign = pc.and_not(pc.and_not(click, coded), organic)
-    return pc.and_not(campaign, _among(log, "visitor_id", deciding, campaign, missing=False))
+    return pc.and_not(campaign, _among(log, "visitor_id", _known(foresight.deciding_visitors),
+                                       campaign, missing=False))
 
 
 def _among(log: pa.Table, column: str, known: pa.Array, rows: pa.ChunkedArray, *,
@@ -142,59 +157,35 @@ def _among(log: pa.Table, column: str, known: pa.Array, rows: pa.ChunkedArray, *
     return pc.replace_with_mask(mask, mask, found.combine_chunks())
 
 
-def quiet_orders(log: pa.Table) -> pa.ChunkedArray:
-    """Orders the core's outputs cannot depend on, given that `log` is the whole log of its
-    shops: orders of a customer who never signs up, never shares a code (nor is issued one)
-    and never types one at checkout in it, placed by a visitor on none of its signups.
-
-    Such a customer is only ever one from before the log (`Pipeline._existed_before_log`)
-    with no referral: no decision is taken for them (decisions follow signups), nobody is
-    referred through a code of theirs (codes are registered by shares), so their identity is
-    never compared (self-referral checks read referees' and referrers'), no fraud window or
-    ledger entry ever names them, and their grace timers fire with nothing to do. The one
-    trace their orders leave that others read is `visitor_customers`, which decides whether
-    a later click of that visitor is a touch; touches are read only for the visitor of a
-    signup, hence the last condition. Replay lets these orders only move time (their fact
-    rows go in set-wise as always); tests/unit/replay/test_columnar_replay.py holds it to
-    folding every event. Identifiers are not qualified by shop: a collision across shops
-    only makes fewer orders quiet."""
-    types = log.column("event_type")
-    signups = pc.equal(types, Signup.event_type)
-    orders = pc.equal(types, OrderPlaced.event_type)
-    typed = pc.and_(orders, pc.fill_null(pc.not_equal(log.column("discount_code"), ""), False))
-    active = pa.concat_arrays([
-        pc.unique(log.column("customer_id").filter(pc.or_(signups, typed))),
-        pc.unique(log.column("referrer_id").filter(
-            pc.is_in(types, value_set=pa.array([Share.event_type, CodeIssued.event_type]))))])
-    signup_visitors = pc.unique(log.column("visitor_id").filter(signups))
-
-    inactive = pc.and_not(orders, _among(log, "customer_id", active, orders, missing=True))
-    return pc.and_not(inactive,
-                      _among(log, "visitor_id", signup_visitors, inactive, missing=False))
+def quiet_orders(log: pa.Table, foresight: Foresight) -> pa.ChunkedArray:
+    """Orders of a customer outside the active customers, by a visitor on none of the
+    signups (or none): column-wise, the order case of `Pipeline.only_moves_time`, which
+    says why the core's outputs cannot depend on them. Identifiers are not qualified by
+    shop: a collision across shops only makes fewer orders quiet."""
+    orders = pc.equal(log.column("event_type"), OrderPlaced.event_type)
+    inactive = pc.and_not(orders, _among(log, "customer_id",
+                                         _known(foresight.active_customers), orders,
+                                         missing=True))
+    return pc.and_not(inactive, _among(log, "visitor_id", _known(foresight.signup_visitors),
+                                       inactive, missing=False))
 
 
-def look_ahead(pipeline: Pipeline, store: ProjectionStore, log: pa.Table, *,
-               whole_log: bool) -> pa.ChunkedArray:
-    """The rows of one partition that only move their shop's time, having told the pipeline
-    what the rest of `log` holds if it is its shops' whole log: the ids that repeat (the
-    pipeline remembers only those) and the deciding visitors (it keeps touches of those
-    alone). The organic clicks always; with the whole log, also the clicks without a code
-    by anyone else (`untouched_clicks`) and the `quiet_orders`."""
-    organic = organic_clicks(pipeline.rules, log)
+def look_ahead(store: ProjectionStore, rules: Rules, log: pa.Table, *,
+               whole_log: bool) -> tuple[Foresight | None, pa.ChunkedArray]:
+    """For one partition: the `Foresight` to tell the pipeline if `log` is its shops' whole
+    log (else None), and the rows that only move their shop's time, column-wise as
+    `Pipeline.only_moves_time` decides them row by row (tests/property/
+    test_replay_properties.py holds the two equal)."""
+    organic = organic_clicks(rules, log)
     if not whole_log:
-        pipeline.repeats = pipeline.deciding_visitors = None
-        return organic
-    deciding = deciding_visitors(log)
-    pipeline.repeats = store.repeated_ids(log)
-    pipeline.deciding_visitors = frozenset(deciding.to_pylist())
-    unread = pc.or_(untouched_clicks(log, deciding, organic), quiet_orders(log))
-    if pipeline.repeats:
-        # The core claims an event's ids as it applies it: of records that repeat an id, the
-        # first decides whether a later one is a repeat or (reported) late, so all are read.
-        repeats = pa.array(sorted(pipeline.repeats), pa.string())
+        return None, organic
+    foresight = foresee(store, log)
+    unread = pc.or_(untouched_clicks(log, foresight, organic), quiet_orders(log, foresight))
+    if foresight.repeats:
+        repeats = _known(foresight.repeats)
         for column in ("event_id", "order_id"):
             unread = pc.and_not(unread, _among(log, column, repeats, unread, missing=False))
-    return pc.or_(organic, unread)
+    return foresight, pc.or_(organic, unread)
 
 
 def cut_rows(log: pa.Table, as_of: AsOf) -> pa.Table:
@@ -342,8 +333,9 @@ def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
             with counts.step("looking ahead in the partition"):
                 # A shop also held by another partition may repeat an id, or sign a visitor
                 # up, there: this partition is not its whole log.
-                time_only = look_ahead(pipeline, store, log, whole_log=not any(
+                foresight, time_only = look_ahead(store, rules, log, whole_log=not any(
                     len(held[s]) > 1 for s in shops_here))
+            pipeline = pipeline.with_foresight(foresight)
             fold_table(pipeline, store, log, counts, time_only=time_only, progress=progress,
                        last_here={s for s in shops_here if max(held[s]) == partition},
                        overlap=overlap)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from refstream.projections.pipeline import Pipeline, SnapshotError
+from refstream.projections.pipeline import Foresight, Pipeline, SnapshotError
 from refstream.schemas.events import (
     Attribution,
     DeadLetter,
@@ -58,13 +58,12 @@ def test_an_event_applied_twice_changes_nothing_the_second_time() -> None:
 
 
 def test_told_which_ids_repeat_a_pipeline_remembers_those_alone() -> None:
-    # Replay tells the pipeline the event ids that come more than once (Pipeline.repeats):
+    # Replay tells the pipeline the event ids that come more than once (Foresight.repeats):
     # their second coming is ignored as always, and no other id is remembered.
     log = _referred_order_log()
     click = log.events[1]
     for repeats in ({click.event_id}, {e.event_id for e in log.events}):
-        pipeline = Pipeline(DEFAULT_RULES)
-        pipeline.repeats = frozenset(repeats)
+        pipeline = Pipeline(DEFAULT_RULES, foresight=told(repeats, {"v-bob"}))
         outputs = [pipeline.apply(event) for event in log.events]
         assert pipeline.apply(click) == []
         live = Pipeline(DEFAULT_RULES)
@@ -72,8 +71,7 @@ def test_told_which_ids_repeat_a_pipeline_remembers_those_alone() -> None:
         assert set(pipeline.state.shops[SHOP].seen_events) == repeats
         assert len(pipeline.state.shops[SHOP].visitors["v-bob"]) == 1
     # What remembering is for: an id not listed comes again and is applied again.
-    pipeline = Pipeline(DEFAULT_RULES)
-    pipeline.repeats = frozenset()
+    pipeline = Pipeline(DEFAULT_RULES, foresight=told(deciding={"v-bob"}))
     for event in [*log.events, click]:
         pipeline.apply(event)
     assert not pipeline.state.shops[SHOP].seen_events
@@ -91,12 +89,10 @@ def test_told_which_order_ids_repeat_a_pipeline_claims_those_alone() -> None:
     live = Pipeline(DEFAULT_RULES)
     expected = [live.apply(event) for event in [*log.events, retried]]
     assert expected[-1] == []
-    pipeline = Pipeline(DEFAULT_RULES)
-    pipeline.repeats = frozenset({order.order_id})
+    pipeline = Pipeline(DEFAULT_RULES, foresight=told({order.order_id}, {"v-bob"}))
     assert [pipeline.apply(event) for event in [*log.events, retried]] == expected
     assert set(pipeline.state.shops[SHOP].seen_orders) == {order.order_id}
-    pipeline = Pipeline(DEFAULT_RULES)
-    pipeline.repeats = frozenset()
+    pipeline = Pipeline(DEFAULT_RULES, foresight=told(deciding={"v-bob"}))
     for event in log.events:
         pipeline.apply(event)
     assert not pipeline.state.shops[SHOP].seen_orders
@@ -111,8 +107,7 @@ def test_told_the_deciding_visitors_a_pipeline_keeps_no_other_touch() -> None:
     live = Pipeline(DEFAULT_RULES)
     expected = [live.apply(event) for event in log.events]
     assert set(live.state.shops[SHOP].visitors) == {"v-bob", "v-stranger"}
-    pipeline = Pipeline(DEFAULT_RULES)
-    pipeline.deciding_visitors = frozenset({"v-bob"})
+    pipeline = Pipeline(DEFAULT_RULES, foresight=told(deciding={"v-bob"}))
     assert [pipeline.apply(event) for event in log.events] == expected
     shop = pipeline.state.shops[SHOP]
     assert set(shop.visitors) == {"v-bob"}
@@ -120,11 +115,17 @@ def test_told_the_deciding_visitors_a_pipeline_keeps_no_other_touch() -> None:
 
 
 def test_a_pipeline_told_what_its_log_holds_cannot_be_snapshotted() -> None:
-    for knob in ("repeats", "deciding_visitors"):
-        pipeline = Pipeline(DEFAULT_RULES)
-        setattr(pipeline, knob, frozenset())
-        with pytest.raises(SnapshotError, match="cannot continue a live log"):
-            pipeline.snapshot()
+    pipeline = Pipeline(DEFAULT_RULES).with_foresight(told())
+    with pytest.raises(SnapshotError, match="cannot continue a live log"):
+        pipeline.snapshot()
+    assert Pipeline(DEFAULT_RULES).with_foresight(None).snapshot()
+
+
+def told(repeats: set[str] | None = None, deciding: set[str] | None = None) -> Foresight:
+    """A Foresight listing `repeats` and the `deciding` visitors (none of either by
+    default): what replay tells a pipeline about a log it has seen whole."""
+    return Foresight(frozenset(repeats or ()), frozenset(deciding or ()), frozenset(),
+                     frozenset())
 
 
 def test_a_second_order_with_the_same_order_id_is_the_same_order() -> None:

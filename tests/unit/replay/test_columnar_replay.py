@@ -298,8 +298,10 @@ def test_replay_tells_the_pipeline_what_each_partition_holds_ahead(
 
     def spy(pipeline: Pipeline, store: ProjectionStore, log: pa.Table, *args: object,
             **kwargs: object) -> None:
-        told[log.column("partition")[0].as_py()] = (pipeline.repeats,
-                                                    pipeline.deciding_visitors)
+        foresight = pipeline.foresight
+        assert foresight is not None
+        told[log.column("partition")[0].as_py()] = (foresight.repeats,
+                                                    foresight.deciding_visitors)
         fold_table(pipeline, store, log, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(engine, "fold_table", spy)
@@ -353,8 +355,8 @@ def test_strangers_who_never_sign_up_still_count_as_a_codes_visitors(tmp_path: P
 
 def test_orders_replay_lets_only_move_time_change_nothing(tmp_path: Path) -> None:
     # Replay lets orders only move time when no output can depend on them
-    # (engine.quiet_orders); each customer here breaks exactly one of its conditions, so
-    # letting their orders only move time would change the tables.
+    # (Pipeline.only_moves_time, engine.quiet_orders); each customer here breaks exactly
+    # one of its conditions, so letting their orders only move time would change the tables.
     day, hour = 24 * 3_600_000, 3_600_000
     t = 1_790_000_000_000
     shop = "shop-q"
@@ -389,8 +391,15 @@ def test_orders_replay_lets_only_move_time_change_nothing(tmp_path: Path) -> Non
     write_archive(tmp_path / "archive", events)
     reader = ArchiveReader(tmp_path / "archive")
     (partition,) = reader.partitions()
-    assert engine.quiet_orders(reader.read_partition_table(partition)).to_pylist() == [
+    table = reader.read_partition_table(partition)
+    store = ProjectionStore(tmp_path / "foresight.duckdb")
+    foresight = engine.foresee(store, table)
+    store.close()
+    assert engine.quiet_orders(table, foresight).to_pylist() == [
         e.order_id == "order-6" if isinstance(e, OrderPlaced) else False for e in events]
+    told = Pipeline(RULES, foresight=foresight)
+    assert [told.only_moves_time(e) for e in events if isinstance(e, OrderPlaced)] == [
+        e.order_id == "order-6" for e in events if isinstance(e, OrderPlaced)]
     slow, fast = replay_both(tmp_path)
     assert fast == slow
     referrals = {row[2]: row[7] for row in slow["referrals"]}  # referee -> status
