@@ -2,9 +2,10 @@
 # the README's two commands.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PACKAGES := schemas projections rewards fraud streams replay deploy web
+PACKAGES := schemas projections rewards fraud streams replay persistence deploy web
 
-.PHONY: install demo test fast lint typecheck tools bench clean native
+.PHONY: install demo test fast lint typecheck tools bench clean native FORCE
+FORCE:
 
 install: $(VENV)/.installed native
 
@@ -26,8 +27,9 @@ demo: install
 	$(VENV)/bin/refstream demo
 
 # mypy cannot follow setuptools' editable import hook, so it reads the packages through a
-# symlink tree that spells the installed names (refstream.schemas -> schemas/ ...).
-build/ns/refstream:
+# symlink tree that spells the installed names (refstream.schemas -> schemas/ ...). Rebuilt on
+# every run, so a tree made before a room was added gets its link.
+build/ns/refstream: FORCE
 	mkdir -p build/ns/refstream
 	for p in $(PACKAGES); do ln -sfn ../../../$$p build/ns/refstream/$$p; done
 

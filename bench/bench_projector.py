@@ -20,9 +20,9 @@ from typing import Any
 
 import duckdb
 
+from refstream.persistence.store import ProjectionStore
 from refstream.projections.reports import REPORTS, SCORECARD
 from refstream.projections.tables import ALL_TABLES, row_for
-from refstream.replay.store import ProjectionStore
 from refstream.schemas.events import (
     Attribution,
     Click,

@@ -23,10 +23,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from refstream.replay.archive import ArchiveReader, ArchiveWriter
+from refstream.persistence.archive import ArchiveReader, ArchiveWriter
+from refstream.persistence.store import ProjectionStore
 from refstream.replay.engine import replay_archive
 from refstream.replay.sources import archive_records, events_of
-from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas import native
 from refstream.schemas.codec import Codec

@@ -40,6 +40,8 @@ NATIVE_MODULES: Final = (
     "projections/referrals.py",
     "projections/pipeline.py",
 )
+# Packages the compiled modules import without being compiled: staged for mypyc's type check.
+IMPORTED_PACKAGES: Final = ("persistence",)
 PURE_ENV: Final = "REFSTREAM_PURE_PYTHON"
 # One shared runtime library for the group, inside a package the loader already extends.
 GROUP_NAME: Final = "refstream.projections.native"
@@ -99,7 +101,8 @@ def build(quiet: bool = True) -> int:
     shutil.rmtree(stage, ignore_errors=True)
     shutil.rmtree(BUILD_ROOT, ignore_errors=True)
     # mypyc names modules by their path: stage the sources under refstream/ as installed.
-    for package in sorted({name.split("/")[0] for name in NATIVE_MODULES}):
+    for package in sorted({name.split("/")[0] for name in NATIVE_MODULES}
+                          | set(IMPORTED_PACKAGES)):
         shutil.copytree(SOURCE_ROOT / package, stage / "refstream" / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
     (stage / "refstream" / "__init__.py").write_text("")

@@ -129,7 +129,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from refstream.replay.store import ProjectionStore
+    from refstream.persistence.store import ProjectionStore
     from refstream.streams.embedded import DEAD_LETTER_KINDS, EmbeddedRunner
 
     events_path = Path(args.events)
@@ -225,8 +225,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import time as _time
     from dataclasses import replace
 
-    from refstream.replay.archive import ArchiveWriter
-    from refstream.replay.store import ProjectionStore
+    from refstream.persistence.archive import ArchiveWriter
+    from refstream.persistence.store import ProjectionStore
     from refstream.schemas.codec import Codec
     from refstream.streams.embedded import EmbeddedLog, EmbeddedRunner
     from refstream.streams.finance import EmbeddedPayer, FinanceLedger
@@ -380,7 +380,7 @@ def _rules(path: str | None) -> Any:
 
 def cmd_archive(args: argparse.Namespace) -> int:
     """Copy the canonical log topic to the Parquet archive, from where the archive ends."""
-    from refstream.replay.archive import ArchiveWriter, archive_log_records
+    from refstream.persistence.archive import ArchiveWriter, archive_log_records
     from refstream.replay.sources import topic_raw_records
     from refstream.schemas.codec import Codec
     from refstream.streams.topics import TopicNames
@@ -407,10 +407,10 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from refstream.replay.archive import ArchiveReader
+    from refstream.persistence.archive import ArchiveReader
+    from refstream.persistence.store import ProjectionStore
     from refstream.replay.engine import replay_archive, replay_events
     from refstream.replay.sources import AsOf, events_of, topic_records
-    from refstream.replay.store import ProjectionStore
     from refstream.streams.topics import TopicNames
 
     rules = _rules(args.rules)
@@ -518,8 +518,8 @@ def cmd_compare_models(args: argparse.Namespace) -> int:
     """First vs last touch, code override on/off, over the same log."""
     import tempfile
 
+    from refstream.persistence.store import ProjectionStore
     from refstream.replay.engine import replay_archive
-    from refstream.replay.store import ProjectionStore
     from refstream.streams.tables_output import render_rows
 
     base = _rules(args.rules)

@@ -245,7 +245,7 @@ def cmd_review_decide(args: argparse.Namespace) -> int:
 
 
 def _decide_embedded(args: argparse.Namespace, event: ShopReview) -> int:
-    from refstream.replay.store import ProjectionStore
+    from refstream.persistence.store import ProjectionStore
     from refstream.schemas.jsonl import to_json_object
     from refstream.streams.cli import _rules
     from refstream.streams.embedded import EmbeddedRunner
@@ -260,7 +260,7 @@ def _decide_embedded(args: argparse.Namespace, event: ShopReview) -> int:
     settings = Settings()
     log = None
     if args.archive:
-        from refstream.replay.archive import ArchiveWriter
+        from refstream.persistence.archive import ArchiveWriter
         from refstream.schemas.codec import Codec
         from refstream.streams.embedded import EmbeddedLog
 

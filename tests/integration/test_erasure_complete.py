@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from refstream.replay.archive import ArchiveReader
+from refstream.persistence.archive import ArchiveReader
+from refstream.persistence.vault import PersonNotFound, PersonVault
 from refstream.schemas.codec import Codec
 from refstream.streams.producer import publish_shop_events
 from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
 from refstream.streams.topics import TopicNames, ensure_topics
-from refstream.streams.vault import PersonNotFound, PersonVault
 from tests.integration.kafka_helpers import (
     WorkerProcess,
     isolated_settings,

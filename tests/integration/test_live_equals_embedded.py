@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from refstream.replay.store import ProjectionStore
+from refstream.persistence.store import ProjectionStore
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import Attribution, RewardDue, RewardReversal, RewardStatus

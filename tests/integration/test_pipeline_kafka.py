@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from refstream.replay.archive import ArchiveReader
+from refstream.persistence.archive import ArchiveReader
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import RewardDue, Tick

@@ -11,8 +11,8 @@ from typing import Any
 import duckdb
 import pytest
 
+from refstream.persistence.store import ProjectionStore
 from refstream.projections.reports import ALL_SHOPS
-from refstream.replay.store import ProjectionStore
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import RewardDue
 from refstream.streams.cli import EXIT_OK, main

@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from refstream.persistence.store import ProjectionStore
 from refstream.projections.reports import (
     ALL_SHOPS,
     STATUS_ABOVE_HEALTHY,
@@ -21,7 +22,6 @@ from refstream.projections.reports import (
     STATUS_MEDIAN,
     STATUS_TOP_QUARTILE,
 )
-from refstream.replay.store import ProjectionStore
 from refstream.streams.reporting import KpiResult, scorecard
 from tests.unit.reports.sample_log import SHOP_A, SHOP_B
 

@@ -14,8 +14,9 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from refstream.replay.archive import ArchiveReader, ArchiveWriter
-from refstream.replay.store import ProjectionStore
+from refstream.persistence.archive import ArchiveReader, ArchiveWriter
+from refstream.persistence.store import ProjectionStore
+from refstream.persistence.vault import PersonNotFound, PersonVault
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import Click, LogEvent, OrderPlaced, ReviewDecided, Share, Signup
@@ -24,7 +25,6 @@ from refstream.streams.embedded import EmbeddedLog, EmbeddedRunner
 from refstream.streams.erasure import ErasureError, erase_person
 from refstream.streams.settings import Settings
 from refstream.streams.synthetic import SyntheticConfig, write_jsonl
-from refstream.streams.vault import PersonNotFound, PersonVault
 
 CODEC = Codec()
 # Not the user agent: a browser string shared by a crowd (see streams/erasure.py).

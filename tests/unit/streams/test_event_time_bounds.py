@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from refstream.replay.store import ProjectionStore
+from refstream.persistence.store import ProjectionStore
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
 from refstream.schemas.jsonl import to_json_object
