@@ -2,7 +2,7 @@
 # the README's two commands.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PACKAGES := schemas projections rewards fraud streams replay persistence deploy web
+PACKAGES := schemas projections rewards fraud streams replay persistence reports deploy web
 
 .PHONY: install demo test fast lint typecheck tools bench clean native FORCE
 FORCE:

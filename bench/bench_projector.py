@@ -21,8 +21,9 @@ from typing import Any
 import duckdb
 
 from refstream.persistence.store import ProjectionStore
-from refstream.projections.reports import REPORTS, SCORECARD
 from refstream.projections.tables import ALL_TABLES, row_for
+from refstream.reports.definitions import REPORTS, SCORECARD
+from refstream.reports.reporting import kpi_rows, run_report, scorecard
 from refstream.schemas.events import (
     Attribution,
     Click,
@@ -35,7 +36,6 @@ from refstream.schemas.events import (
     Share,
     Signup,
 )
-from refstream.streams.reporting import kpi_rows, run_report, scorecard
 
 DEFAULT_EVENTS = 1_000_000
 DEFAULT_BATCH_ROWS = 200_000

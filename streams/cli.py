@@ -227,11 +227,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from refstream.persistence.archive import ArchiveWriter
     from refstream.persistence.store import ProjectionStore
+    from refstream.reports.html_report import write_html_report
+    from refstream.reports.reporting import open_read_only, render_table, run_report
     from refstream.schemas.codec import Codec
     from refstream.streams.embedded import EmbeddedLog, EmbeddedRunner
     from refstream.streams.finance import EmbeddedPayer, FinanceLedger
-    from refstream.streams.html_report import write_html_report
-    from refstream.streams.reporting import open_read_only, render_table, run_report
     from refstream.streams.synthetic import SyntheticConfig, write_jsonl
 
     started = _time.perf_counter()
@@ -307,8 +307,8 @@ def _print_front_door(out: Path, settings: Settings) -> None:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     """Any SQL against a projection database, read-only (analysts never lock the writer)."""
-    from refstream.streams.reporting import open_read_only
-    from refstream.streams.tables_output import render_rows
+    from refstream.reports.reporting import open_read_only
+    from refstream.reports.tables_output import render_rows
 
     conn = open_read_only(args.db)
     try:
@@ -475,7 +475,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def _print_diff(before: Path, after: Path, fmt: str) -> int:
     from refstream.replay.diff import diff_projections
-    from refstream.streams.tables_output import render_rows
+    from refstream.reports.tables_output import render_rows
 
     diff = diff_projections(before, after)
     if diff.before_version != diff.after_version:
@@ -520,7 +520,7 @@ def cmd_compare_models(args: argparse.Namespace) -> int:
 
     from refstream.persistence.store import ProjectionStore
     from refstream.replay.engine import replay_archive
-    from refstream.streams.tables_output import render_rows
+    from refstream.reports.tables_output import render_rows
 
     base = _rules(args.rules)
     rows = []
@@ -780,12 +780,12 @@ def build_parser() -> argparse.ArgumentParser:
     finance.set_defaults(func=cmd_finance_tail)
 
     from refstream.deploy.acls import register_security_commands
+    from refstream.reports.reporting import register_report_commands
     from refstream.streams.dlq import register_dlq_commands
     from refstream.streams.erasure import register_erasure_commands
-    from refstream.streams.reporting import register_report_commands
 
     register_report_commands(sub)
-    from refstream.streams.review import register_review_commands
+    from refstream.reports.review import register_review_commands
 
     register_review_commands(sub)
     register_dlq_commands(sub)

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from refstream.streams.reporting import ReportError, open_read_only, register_report_commands
+from refstream.reports.reporting import ReportError, open_read_only, register_report_commands
 
 
 def parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 
 from refstream.persistence.store import ProjectionStore
-from refstream.streams.html_report import nice_ticks, render_html_report, write_html_report
+from refstream.reports.html_report import nice_ticks, render_html_report, write_html_report
 
 FIXED = datetime(2026, 4, 1, tzinfo=UTC)
 

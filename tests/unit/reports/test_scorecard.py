@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from refstream.persistence.store import ProjectionStore
-from refstream.projections.reports import (
+from refstream.reports.definitions import (
     ALL_SHOPS,
     STATUS_ABOVE_HEALTHY,
     STATUS_ALERT,
@@ -22,7 +22,7 @@ from refstream.projections.reports import (
     STATUS_MEDIAN,
     STATUS_TOP_QUARTILE,
 )
-from refstream.streams.reporting import KpiResult, scorecard
+from refstream.reports.reporting import KpiResult, scorecard
 from tests.unit.reports.sample_log import SHOP_A, SHOP_B
 
 

@@ -1,4 +1,4 @@
-"""Runs the analyst reports of `projections/reports.py` on a DuckDB connection and renders them.
+"""Runs the analyst reports of `reports/definitions.py` on a DuckDB connection and renders them.
 
 Owns the `refstream report ...` subcommands: terminal tables, CSV and JSON output, and
 `explain`, which prints the SQL and the counts behind a KPI.
@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from refstream.projections.reports import (
+from refstream.reports.definitions import (
     ALL_SHOPS,
     KPIS,
     NO_PAYOUTS_NOTE,
@@ -481,7 +481,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if args.report == "explain":
             _emit(explain(conn, args.kpi) + "\n", args.out)
         elif args.report == "html":
-            from refstream.streams.html_report import write_html_report
+            from refstream.reports.html_report import write_html_report
 
             target = write_html_report(conn, Path(args.out))
             print(f"wrote {target}", file=sys.stderr)

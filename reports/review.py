@@ -17,10 +17,10 @@ from typing import Any
 
 import duckdb
 
-from refstream.projections.reports import FLAGS_OF_REFERRAL
+from refstream.reports.definitions import FLAGS_OF_REFERRAL
+from refstream.reports.tables_output import render_rows
 from refstream.schemas.errors import RefstreamError
 from refstream.schemas.shop import ShopReview
-from refstream.streams.tables_output import render_rows
 
 MINUTES_PER_HOUR, HOURS_PER_DAY = 60, 24
 
@@ -172,7 +172,7 @@ def queue_rows(items: list[QueueItem]) -> tuple[list[str], list[tuple[Any, ...]]
 
 
 def _open(db: str) -> duckdb.DuckDBPyConnection:
-    from refstream.streams.reporting import open_read_only
+    from refstream.reports.reporting import open_read_only
 
     return open_read_only(db)
 
