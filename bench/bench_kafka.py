@@ -42,8 +42,8 @@ from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
 from refstream.streams.pipeline_runtime import PipelineRuntime
 from refstream.streams.producer import kafka_producer
-from refstream.streams.synthetic import events_for_target, iter_shop_events
 from refstream.streams.topics import TopicNames, ensure_topics
+from refstream.tools.synthetic import events_for_target, iter_shop_events
 from tests.integration.kafka_helpers import WorkerProcess, isolated_settings, read_topic
 
 

@@ -1,5 +1,5 @@
 """refstream.fraud"""
 
-from refstream.schemas.native import prefer_native
+from refstream.tools.native import prefer_native
 
 prefer_native("fraud", __path__)

@@ -1,5 +1,5 @@
 """refstream.schemas"""
 
-from refstream.schemas.native import prefer_native
+from refstream.tools.native import prefer_native
 
 prefer_native("schemas", __path__)

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from refstream.schemas.collector import tune_garbage_collector
+from refstream.replay.collector import tune_garbage_collector
 from refstream.schemas.errors import RefstreamError
 from refstream.streams.exit_codes import (
     EXIT_DEAD_LETTERS,
@@ -66,7 +66,7 @@ def _default_rules_path() -> Path:
 def cmd_generate(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from refstream.streams.synthetic import SyntheticConfig, events_for_target, write_jsonl
+    from refstream.tools.synthetic import SyntheticConfig, events_for_target, write_jsonl
 
     if args.events:
         config = replace(events_for_target(args.events, seed=args.seed), fraud=not args.no_fraud)
@@ -232,7 +232,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from refstream.schemas.codec import Codec
     from refstream.streams.embedded import EmbeddedLog, EmbeddedRunner
     from refstream.streams.finance import EmbeddedPayer, FinanceLedger
-    from refstream.streams.synthetic import SyntheticConfig, write_jsonl
+    from refstream.tools.synthetic import SyntheticConfig, write_jsonl
 
     started = _time.perf_counter()
     out = Path(args.out)
@@ -782,7 +782,7 @@ def build_parser() -> argparse.ArgumentParser:
     from refstream.deploy.acls import register_security_commands
     from refstream.reports.reporting import register_report_commands
     from refstream.streams.dlq import register_dlq_commands
-    from refstream.streams.erasure import register_erasure_commands
+    from refstream.tools.erasure import register_erasure_commands
 
     register_report_commands(sub)
     from refstream.reports.review import register_review_commands

@@ -22,8 +22,8 @@ from refstream.persistence.archive import ArchiveReader
 from refstream.persistence.vault import PersonNotFound, PersonVault
 from refstream.schemas.codec import Codec
 from refstream.streams.producer import publish_shop_events
-from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
 from refstream.streams.topics import TopicNames, ensure_topics
+from refstream.tools.synthetic import SyntheticConfig, iter_shop_events
 from tests.integration.kafka_helpers import (
     WorkerProcess,
     isolated_settings,

@@ -26,8 +26,8 @@ from refstream.schemas.shop import ShopClick, ShopEvent
 from refstream.streams.embedded import EmbeddedRunner
 from refstream.streams.producer import publish_shop_events
 from refstream.streams.settings import Settings
-from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
 from refstream.streams.topics import TopicNames, ensure_topics
+from refstream.tools.synthetic import SyntheticConfig, iter_shop_events
 from tests.integration.kafka_helpers import (
     TEST_SECRET,
     WorkerProcess,

@@ -37,11 +37,11 @@ from refstream.replay.engine import (
 )
 from refstream.replay.sources import AsOf, archive_records, events_of
 from refstream.rewards.rules import default_rules_path, load_rules
-from refstream.schemas import native
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import Click, LogEvent, OrderPlaced, OrderReturned, Share, Signup
 from refstream.schemas.privacy import Pseudonymiser
-from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
+from refstream.tools import native
+from refstream.tools.synthetic import SyntheticConfig, iter_shop_events
 
 RULES = load_rules(default_rules_path())
 CODEC = Codec()

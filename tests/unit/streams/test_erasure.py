@@ -22,12 +22,12 @@ from refstream.schemas.codec import Codec
 from refstream.schemas.events import Click, LogEvent, OrderPlaced, ReviewDecided, Share, Signup
 from refstream.streams.cli import main as refstream
 from refstream.streams.embedded import EmbeddedLog, EmbeddedRunner
-from refstream.streams.erasure import ErasureError, erase_person
 from refstream.streams.settings import Settings
-from refstream.streams.synthetic import SyntheticConfig, write_jsonl
+from refstream.tools.erasure import ErasureError, erase_person
+from refstream.tools.synthetic import SyntheticConfig, write_jsonl
 
 CODEC = Codec()
-# Not the user agent: a browser string shared by a crowd (see streams/erasure.py).
+# Not the user agent: a browser string shared by a crowd (see tools/erasure.py).
 PERSONAL_COLUMNS = ("email_hash", "ip_hash", "device_id", "payment_hash", "shipping_hash",
                     "visitor_id")
 

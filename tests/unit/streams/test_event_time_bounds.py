@@ -27,8 +27,8 @@ from refstream.streams.ingest import (
     SourceRef,
 )
 from refstream.streams.settings import Settings
-from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
 from refstream.streams.topics import TopicNames
+from refstream.tools.synthetic import SyntheticConfig, iter_shop_events
 
 CODEC = Codec()
 RULES = load_rules(Path(default_rules_path()))

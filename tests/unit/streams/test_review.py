@@ -14,7 +14,7 @@ import pytest
 from refstream.reports.review import review_queue
 from refstream.streams.cli import EXIT_OK, EXIT_USAGE, main
 from refstream.streams.embedded import RUN_STATE_TABLE
-from refstream.streams.synthetic import SyntheticConfig, write_jsonl
+from refstream.tools.synthetic import SyntheticConfig, write_jsonl
 
 
 @pytest.fixture

@@ -315,7 +315,7 @@ def rewrite_archive(root: Path, shop_id: str, customer_id: str, token: str, *,
             raise ErasureError(
                 f"the person's data would remain in {len(leaks)} place(s) after the rewrite "
                 f"({', '.join(leaks[:10])}); nothing was changed. These columns are not "
-                "rewritten by erasure: remove the value by hand or extend streams/erasure.py")
+                "rewritten by erasure: remove the value by hand or extend tools/erasure.py")
     except BaseException:
         for path in staged:
             _staging(path).unlink(missing_ok=True)
