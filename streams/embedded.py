@@ -19,7 +19,6 @@ from typing import Any
 
 from refstream.persistence.archive import ArchiveWriter
 from refstream.persistence.store import ProjectionStore
-from refstream.persistence.vault import pseudonymiser_from_settings
 from refstream.projections.pipeline import Pipeline
 from refstream.replay.engine import FoldCounts, apply_event
 from refstream.rewards.rules import Rules
@@ -33,6 +32,7 @@ from refstream.streams.ingest import (
     Ingestor,
     SourceRef,
     content_digest,
+    pseudonymiser_from_settings,
 )
 from refstream.streams.settings import Settings
 

@@ -23,11 +23,15 @@ from faust.types.auth import AuthProtocol
 
 from refstream.persistence.archive import ArchiveWriter
 from refstream.persistence.checkpoint import CheckpointStore
-from refstream.persistence.vault import pseudonymiser_from_settings
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
 from refstream.streams.archive_stage import ArchiveStage
-from refstream.streams.ingest import EventTimeBounds, Ingestor, ShopTopics
+from refstream.streams.ingest import (
+    EventTimeBounds,
+    Ingestor,
+    ShopTopics,
+    pseudonymiser_from_settings,
+)
 from refstream.streams.ingest_stage import IngestStage
 from refstream.streams.log_range import read_log_range
 from refstream.streams.metrics import Health, WorkerMetrics
