@@ -23,7 +23,7 @@ import duckdb
 from refstream.persistence.store import ProjectionStore
 from refstream.projections.tables import ALL_TABLES, row_for
 from refstream.reports.definitions import REPORTS, SCORECARD
-from refstream.reports.reporting import kpi_rows, run_report, scorecard
+from refstream.reports.results import kpi_rows, run_report, scorecard
 from refstream.schemas.events import (
     Attribution,
     Click,

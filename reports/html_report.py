@@ -31,7 +31,7 @@ from refstream.reports.definitions import (
     STATUS_NO_DATA,
     STATUS_TOP_QUARTILE,
 )
-from refstream.reports.reporting import (
+from refstream.reports.results import (
     KpiResult,
     ReportResult,
     format_measure,

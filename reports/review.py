@@ -172,7 +172,7 @@ def queue_rows(items: list[QueueItem]) -> tuple[list[str], list[tuple[Any, ...]]
 
 
 def _open(db: str) -> duckdb.DuckDBPyConnection:
-    from refstream.reports.reporting import open_read_only
+    from refstream.reports.results import open_read_only
 
     return open_read_only(db)
 

@@ -228,7 +228,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from refstream.persistence.archive import ArchiveWriter
     from refstream.persistence.store import ProjectionStore
     from refstream.reports.html_report import write_html_report
-    from refstream.reports.reporting import open_read_only, render_table, run_report
+    from refstream.reports.results import open_read_only, render_table, run_report
     from refstream.schemas.codec import Codec
     from refstream.streams.embedded import EmbeddedLog, EmbeddedRunner
     from refstream.streams.finance import EmbeddedPayer, FinanceLedger
@@ -307,7 +307,7 @@ def _print_front_door(out: Path, settings: Settings) -> None:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     """Any SQL against a projection database, read-only (analysts never lock the writer)."""
-    from refstream.reports.reporting import open_read_only
+    from refstream.reports.results import open_read_only
     from refstream.reports.tables_output import render_rows
 
     conn = open_read_only(args.db)

@@ -7,7 +7,7 @@ import duckdb
 import pytest
 
 from refstream.reports.definitions import ALL_SHOPS
-from refstream.reports.reporting import scorecard
+from refstream.reports.results import scorecard
 from refstream.streams.cli import EXIT_OK, main
 
 pytestmark = pytest.mark.slow

@@ -82,7 +82,7 @@ def test_participation_band_and_missing_values() -> None:
 
 
 def test_reports_module_is_pure() -> None:
-    # The report SQL is text: its module imports no DuckDB (reports/reporting.py runs it).
+    # The report SQL is text: its module imports no DuckDB (reports/results.py runs it).
     tree = ast.parse(Path(definitions.__file__).read_text(encoding="utf-8"))
     imported = {alias.name.split(".")[0] for node in ast.walk(tree)
                 if isinstance(node, ast.Import) for alias in node.names}

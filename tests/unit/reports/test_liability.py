@@ -13,7 +13,7 @@ import pytest
 
 from refstream.persistence.store import ProjectionStore
 from refstream.reports.definitions import ALL_SHOPS
-from refstream.reports.reporting import render_table, run_report
+from refstream.reports.results import render_table, run_report
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import RewardDue
 from refstream.streams.cli import EXIT_OK, main

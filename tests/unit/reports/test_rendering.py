@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from refstream.reports.definitions import ALL_SHOPS, KPIS
-from refstream.reports.reporting import (
+from refstream.reports.results import (
     ReportError,
     explain,
     format_money,

@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from refstream.reports.definitions import ALL_SHOPS, NO_PAYOUTS_NOTE
-from refstream.reports.reporting import ReportError, run_report
+from refstream.reports.results import ReportError, run_report
 from tests.unit.reports.sample_log import SHOP_A, SHOP_B
 
 

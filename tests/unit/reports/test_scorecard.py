@@ -22,7 +22,7 @@ from refstream.reports.definitions import (
     STATUS_MEDIAN,
     STATUS_TOP_QUARTILE,
 )
-from refstream.reports.reporting import KpiResult, scorecard
+from refstream.reports.results import KpiResult, scorecard
 from tests.unit.reports.sample_log import SHOP_A, SHOP_B
 
 
