@@ -1,4 +1,5 @@
-"""refstream.fraud"""
+"""Fraud signals of the pure core: velocity windows, multi-accounting, self-referral,
+broadcasting and return abuse, each flag with its evidence. Pure; imports only schemas."""
 
 from refstream.tools.native import prefer_native
 

@@ -1,4 +1,5 @@
-"""refstream.schemas"""
+"""The event contract: Avro schemas (every version), event dataclasses and shop pydantic models,
+the single-object wire codec, compatibility checks, pseudonymisation and JSON Lines."""
 
 from refstream.tools.native import prefer_native
 
