@@ -32,7 +32,7 @@ from tests.integration.kafka_helpers import (
     settings_env,
     wait_for,
 )
-from tests.unit.streams.test_erasure import archive_bytes_containing, personal_values, table
+from tests.unit.tools.test_erasure import archive_bytes_containing, personal_values, table
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CODEC = Codec()
