@@ -2,9 +2,10 @@
 # the README's two commands.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PACKAGES := schemas projections rewards fraud streams replay deploy web
+PACKAGES := schemas projections rewards fraud streams replay persistence reports tools deploy web
 
-.PHONY: install demo test fast lint typecheck tools bench clean native
+.PHONY: install demo test fast lint typecheck tools bench clean native FORCE
+FORCE:
 
 install: $(VENV)/.installed native
 
@@ -15,19 +16,20 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-# The pure core compiled with mypyc (schemas/native.py); used only while current with its
+# The pure core compiled with mypyc (tools/native.py); used only while current with its
 # sources. `ensure` rebuilds only when a compiled source changed. Without a C compiler the
 # build is skipped and the core runs as Python.
 native: $(VENV)/.installed
-	@$(PY) -c "from refstream.schemas.native import main; raise SystemExit(main(['ensure']))" \
+	@$(PY) -c "from refstream.tools.native import main; raise SystemExit(main(['ensure']))" \
 	  || echo "warning: the compiled core was not built; the core runs as Python"
 
 demo: install
 	$(VENV)/bin/refstream demo
 
 # mypy cannot follow setuptools' editable import hook, so it reads the packages through a
-# symlink tree that spells the installed names (refstream.schemas -> schemas/ ...).
-build/ns/refstream:
+# symlink tree that spells the installed names (refstream.schemas -> schemas/ ...). Rebuilt on
+# every run, so a tree made before a room was added gets its link.
+build/ns/refstream: FORCE
 	mkdir -p build/ns/refstream
 	for p in $(PACKAGES); do ln -sfn ../../../$$p build/ns/refstream/$$p; done
 

@@ -25,7 +25,7 @@ from refstream.schemas.privacy import Pseudonymiser
 from refstream.schemas.registry import confluent_id_header, legacy_single_object_header
 from refstream.schemas.shop import ShopEvent
 from refstream.streams.ingest import Accepted, Ingestor, RecentIds, SourceRef
-from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
+from refstream.tools.synthetic import SyntheticConfig, iter_shop_events
 
 PII_SECRET = b"bench-secret-bench-secret-bench!"
 

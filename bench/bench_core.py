@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from refstream.projections.pipeline import Pipeline
+from refstream.replay.collector import collector_paused, tune_garbage_collector
 from refstream.rewards.rules import Rules, default_rules_path, load_rules
-from refstream.schemas import native
 from refstream.schemas.codec import Codec
-from refstream.schemas.collector import collector_paused, tune_garbage_collector
 from refstream.schemas.events import Tick
 from refstream.schemas.privacy import Pseudonymiser
-from refstream.streams.synthetic import events_for_target, iter_shop_events
+from refstream.tools import native
+from refstream.tools.synthetic import events_for_target, iter_shop_events
 
 # A fixed secret: the benchmark's log must be the same on every run.
 BENCH_SECRET = b"refstream-benchmark-secret-000000"

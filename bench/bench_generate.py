@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from refstream.streams.synthetic import events_for_target, iter_event_dicts, write_jsonl
+from refstream.tools.synthetic import events_for_target, iter_event_dicts, write_jsonl
 
 
 def _baseline_seconds(count: int) -> float:

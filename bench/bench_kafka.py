@@ -37,13 +37,13 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from refstream.deploy.kafka_launcher import LocalKafka, free_ports
+from refstream.persistence.checkpoint import CheckpointStore
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
-from refstream.streams.checkpoint import CheckpointStore
 from refstream.streams.pipeline_runtime import PipelineRuntime
 from refstream.streams.producer import kafka_producer
-from refstream.streams.synthetic import events_for_target, iter_shop_events
 from refstream.streams.topics import TopicNames, ensure_topics
+from refstream.tools.synthetic import events_for_target, iter_shop_events
 from tests.integration.kafka_helpers import WorkerProcess, isolated_settings, read_topic
 
 

@@ -20,9 +20,10 @@ from typing import Any
 
 import duckdb
 
-from refstream.projections.reports import REPORTS, SCORECARD
+from refstream.persistence.store import ProjectionStore
 from refstream.projections.tables import ALL_TABLES, row_for
-from refstream.replay.store import ProjectionStore
+from refstream.reports.definitions import REPORTS, SCORECARD
+from refstream.reports.results import kpi_rows, run_report, scorecard
 from refstream.schemas.events import (
     Attribution,
     Click,
@@ -35,7 +36,6 @@ from refstream.schemas.events import (
     Share,
     Signup,
 )
-from refstream.streams.reporting import kpi_rows, run_report, scorecard
 
 DEFAULT_EVENTS = 1_000_000
 DEFAULT_BATCH_ROWS = 200_000
@@ -137,7 +137,7 @@ def synthetic_events(target: int) -> Iterator[Any]:
     from refstream.projections.pipeline import Pipeline
     from refstream.rewards.rules import default_rules_path, load_rules
     from refstream.schemas.privacy import Pseudonymiser
-    from refstream.streams.synthetic import events_for_target, iter_shop_events
+    from refstream.tools.synthetic import events_for_target, iter_shop_events
 
     pseudonymiser = Pseudonymiser(PII_SECRET)
     pipeline = Pipeline(load_rules(default_rules_path()))
@@ -153,7 +153,7 @@ def pick_source(name: str) -> tuple[str, Callable[[int], Iterator[Any]]]:
     if name in {"auto", "synthetic"}:
         try:
             import refstream.projections.pipeline
-            import refstream.streams.synthetic  # noqa: F401
+            import refstream.tools.synthetic  # noqa: F401
         except ImportError:
             if name == "synthetic":
                 raise

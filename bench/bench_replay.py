@@ -23,16 +23,16 @@ from typing import Any
 
 from tqdm import tqdm
 
-from refstream.replay.archive import ArchiveReader, ArchiveWriter
+from refstream.persistence.archive import ArchiveReader, ArchiveWriter
+from refstream.persistence.store import ProjectionStore
+from refstream.replay.collector import tune_garbage_collector
 from refstream.replay.engine import replay_archive
 from refstream.replay.sources import archive_records, events_of
-from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import Rules, default_rules_path, load_rules
-from refstream.schemas import native
 from refstream.schemas.codec import Codec
-from refstream.schemas.collector import tune_garbage_collector
 from refstream.schemas.privacy import Pseudonymiser
-from refstream.streams.synthetic import events_for_target, iter_shop_events
+from refstream.tools import native
+from refstream.tools.synthetic import events_for_target, iter_shop_events
 
 PARTITIONS = 6
 HUNDRED_MILLION = 100_000_000

@@ -247,7 +247,7 @@ def table_rows(roles: Iterable[Role]) -> list[tuple[str, str, str, str, str]]:
 
 
 def render_table(roles: Sequence[Role], fmt: str = "table") -> str:
-    from refstream.streams.tables_output import render_rows
+    from refstream.reports.tables_output import render_rows
 
     header = ["principal", "resource", "pattern", "name", "operations"]
     text = render_rows(header, table_rows(roles), fmt)

@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
-from refstream.schemas.records import by_fields
+from refstream.persistence.records import by_fields
 
 # (at, event id, members): one member per dimension, e.g. (referral_id,) or (visitor, source).
 # A plain tuple: windows add one per click with a code, and a NamedTuple costs 5x to build.

@@ -13,9 +13,9 @@ from typing import Final, NamedTuple
 
 from refstream.fraud.identity import Identity
 from refstream.fraud.signals import FraudSignals, FraudState
+from refstream.persistence.records import by_fields
 from refstream.rewards.ledger import LedgerState
 from refstream.schemas.events import LogEvent
-from refstream.schemas.records import by_fields
 
 # Attribution statuses (Attribution.status).
 ATTRIBUTED: Final = "attributed"

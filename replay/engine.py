@@ -17,12 +17,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from refstream.persistence.archive import PASSED_OVER, ArchiveReader, table_events
+from refstream.persistence.store import ProjectionStore, usable_cpus
 from refstream.projections.pipeline import UNREAD_FIELDS, Foresight, Pipeline
-from refstream.replay.archive import PASSED_OVER, ArchiveReader, table_events
+from refstream.replay.collector import collector_paused
 from refstream.replay.sources import AsOf
-from refstream.replay.store import ProjectionStore, usable_cpus
 from refstream.rewards.rules import Rules
-from refstream.schemas.collector import collector_paused
 from refstream.schemas.events import (
     Click,
     CodeIssued,

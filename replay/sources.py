@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from refstream.replay.archive import ArchiveReader
+from refstream.persistence.archive import ArchiveReader
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import LogEvent
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+from refstream.persistence.records import by_fields
 from refstream.rewards.eligibility import reward_amount
 from refstream.rewards.rules import Cap, RewardSpec, Rules
 from refstream.schemas.events import RewardDue, RewardReversal, RewardStatus
 from refstream.schemas.ids import reversal_id, reward_id
-from refstream.schemas.records import by_fields
 
 PENDING: Final = "pending"
 HELD: Final = "held"

@@ -1,5 +1,6 @@
-"""refstream.schemas"""
+"""The event contract: Avro schemas (every version), event dataclasses and shop pydantic models,
+the single-object wire codec, compatibility checks, pseudonymisation and JSON Lines."""
 
-from refstream.schemas.native import prefer_native
+from refstream.tools.native import prefer_native
 
 prefer_native("schemas", __path__)

@@ -1,4 +1,5 @@
-"""Error types of the event contract; each message says what was wrong and where."""
+"""Error types of the event contract (bad bytes, invalid events, unreadable input files), and
+`RefstreamError`, the root of every error refstream raises on purpose; messages say what/where."""
 
 from __future__ import annotations
 

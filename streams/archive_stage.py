@@ -1,4 +1,4 @@
-"""The archive stage: refstream.log -> Parquet segments (replay/archive.py) in fetch batches.
+"""The archive stage: refstream.log -> Parquet segments (persistence/archive.py) in fetch batches.
 
 A mode `Service` the faust app starts and stops with itself, with a consumer of its own in
 group `<app_id>.archiver`, like the ingest and pipeline stages. The archive itself says
@@ -19,7 +19,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from refstream.replay.archive import ArchiveWriter, archive_log_records
+from refstream.persistence.archive import ArchiveWriter, archive_log_records
 from refstream.schemas.codec import Codec
 from refstream.streams.metrics import WorkerMetrics
 from refstream.streams.pipeline_runtime import CatchUp, OffsetGate

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from refstream.schemas.collector import tune_garbage_collector
+from refstream.replay.collector import tune_garbage_collector
 from refstream.schemas.errors import RefstreamError
 from refstream.streams.exit_codes import (
     EXIT_DEAD_LETTERS,
@@ -66,7 +66,7 @@ def _default_rules_path() -> Path:
 def cmd_generate(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from refstream.streams.synthetic import SyntheticConfig, events_for_target, write_jsonl
+    from refstream.tools.synthetic import SyntheticConfig, events_for_target, write_jsonl
 
     if args.events:
         config = replace(events_for_target(args.events, seed=args.seed), fraud=not args.no_fraud)
@@ -129,7 +129,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from refstream.replay.store import ProjectionStore
+    from refstream.persistence.store import ProjectionStore
     from refstream.streams.embedded import DEAD_LETTER_KINDS, EmbeddedRunner
 
     events_path = Path(args.events)
@@ -225,14 +225,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import time as _time
     from dataclasses import replace
 
-    from refstream.replay.archive import ArchiveWriter
-    from refstream.replay.store import ProjectionStore
+    from refstream.persistence.archive import ArchiveWriter
+    from refstream.persistence.store import ProjectionStore
+    from refstream.reports.html_report import write_html_report
+    from refstream.reports.results import open_read_only, render_table, run_report
     from refstream.schemas.codec import Codec
     from refstream.streams.embedded import EmbeddedLog, EmbeddedRunner
     from refstream.streams.finance import EmbeddedPayer, FinanceLedger
-    from refstream.streams.html_report import write_html_report
-    from refstream.streams.reporting import open_read_only, render_table, run_report
-    from refstream.streams.synthetic import SyntheticConfig, write_jsonl
+    from refstream.tools.synthetic import SyntheticConfig, write_jsonl
 
     started = _time.perf_counter()
     out = Path(args.out)
@@ -307,8 +307,8 @@ def _print_front_door(out: Path, settings: Settings) -> None:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     """Any SQL against a projection database, read-only (analysts never lock the writer)."""
-    from refstream.streams.reporting import open_read_only
-    from refstream.streams.tables_output import render_rows
+    from refstream.reports.results import open_read_only
+    from refstream.reports.tables_output import render_rows
 
     conn = open_read_only(args.db)
     try:
@@ -380,7 +380,7 @@ def _rules(path: str | None) -> Any:
 
 def cmd_archive(args: argparse.Namespace) -> int:
     """Copy the canonical log topic to the Parquet archive, from where the archive ends."""
-    from refstream.replay.archive import ArchiveWriter, archive_log_records
+    from refstream.persistence.archive import ArchiveWriter, archive_log_records
     from refstream.replay.sources import topic_raw_records
     from refstream.schemas.codec import Codec
     from refstream.streams.topics import TopicNames
@@ -407,10 +407,10 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from refstream.replay.archive import ArchiveReader
+    from refstream.persistence.archive import ArchiveReader
+    from refstream.persistence.store import ProjectionStore
     from refstream.replay.engine import replay_archive, replay_events
     from refstream.replay.sources import AsOf, events_of, topic_records
-    from refstream.replay.store import ProjectionStore
     from refstream.streams.topics import TopicNames
 
     rules = _rules(args.rules)
@@ -475,7 +475,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def _print_diff(before: Path, after: Path, fmt: str) -> int:
     from refstream.replay.diff import diff_projections
-    from refstream.streams.tables_output import render_rows
+    from refstream.reports.tables_output import render_rows
 
     diff = diff_projections(before, after)
     if diff.before_version != diff.after_version:
@@ -518,9 +518,9 @@ def cmd_compare_models(args: argparse.Namespace) -> int:
     """First vs last touch, code override on/off, over the same log."""
     import tempfile
 
+    from refstream.persistence.store import ProjectionStore
     from refstream.replay.engine import replay_archive
-    from refstream.replay.store import ProjectionStore
-    from refstream.streams.tables_output import render_rows
+    from refstream.reports.tables_output import render_rows
 
     base = _rules(args.rules)
     rows = []
@@ -780,12 +780,12 @@ def build_parser() -> argparse.ArgumentParser:
     finance.set_defaults(func=cmd_finance_tail)
 
     from refstream.deploy.acls import register_security_commands
+    from refstream.reports.reporting import register_report_commands
     from refstream.streams.dlq import register_dlq_commands
-    from refstream.streams.erasure import register_erasure_commands
-    from refstream.streams.reporting import register_report_commands
+    from refstream.tools.erasure import register_erasure_commands
 
     register_report_commands(sub)
-    from refstream.streams.review import register_review_commands
+    from refstream.reports.review import register_review_commands
 
     register_review_commands(sub)
     register_dlq_commands(sub)

@@ -401,7 +401,7 @@ def _scan_selected(args: argparse.Namespace, codec: Codec
 
 
 def cmd_dlq_list(args: argparse.Namespace) -> int:
-    from refstream.streams.tables_output import render_rows
+    from refstream.reports.tables_output import render_rows
 
     codec = reader_codec(_settings(args))  # registry-framed originals decode too
     scan, redriven, entries = _scan_selected(args, codec)

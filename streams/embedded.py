@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from refstream.persistence.archive import ArchiveWriter
+from refstream.persistence.store import ProjectionStore
 from refstream.projections.pipeline import Pipeline
-from refstream.replay.archive import ArchiveWriter
 from refstream.replay.engine import FoldCounts, apply_event
-from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
 from refstream.schemas.errors import InvalidEvent, RefstreamError
@@ -32,9 +32,9 @@ from refstream.streams.ingest import (
     Ingestor,
     SourceRef,
     content_digest,
+    pseudonymiser_from_settings,
 )
 from refstream.streams.settings import Settings
-from refstream.streams.vault import pseudonymiser_from_settings
 
 ProgressCallback = Callable[[int], None]
 

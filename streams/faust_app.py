@@ -21,12 +21,17 @@ from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
 from faust.types import TP
 from faust.types.auth import AuthProtocol
 
-from refstream.replay.archive import ArchiveWriter
+from refstream.persistence.archive import ArchiveWriter
+from refstream.persistence.checkpoint import CheckpointStore
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
 from refstream.streams.archive_stage import ArchiveStage
-from refstream.streams.checkpoint import CheckpointStore
-from refstream.streams.ingest import EventTimeBounds, Ingestor, ShopTopics
+from refstream.streams.ingest import (
+    EventTimeBounds,
+    Ingestor,
+    ShopTopics,
+    pseudonymiser_from_settings,
+)
 from refstream.streams.ingest_stage import IngestStage
 from refstream.streams.log_range import read_log_range
 from refstream.streams.metrics import Health, WorkerMetrics
@@ -39,7 +44,6 @@ from refstream.streams.schema_registry import worker_codec
 from refstream.streams.settings import DEVELOPMENT_PII_SECRET, Settings
 from refstream.streams.supervision import CrashPolicy
 from refstream.streams.topics import TopicNames
-from refstream.streams.vault import pseudonymiser_from_settings
 
 log = logging.getLogger("refstream.streams")
 

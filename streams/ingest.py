@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from refstream.persistence.vault import PersonVault
 from refstream.schemas.codec import Codec
 from refstream.schemas.errors import DecodeError, InvalidEvent
 from refstream.schemas.events import DeadLetter, LogEvent
@@ -25,6 +26,12 @@ if TYPE_CHECKING:
     from refstream.streams.settings import Settings
 
 DAY_MS = 86_400_000
+
+
+def pseudonymiser_from_settings(settings: Settings) -> Pseudonymiser:
+    """The ingest pseudonymiser: with the person vault when REFSTREAM_PERSON_VAULT is set."""
+    vault = PersonVault(settings.person_vault) if settings.person_vault is not None else None
+    return Pseudonymiser(settings.pii_secret_bytes(), vault)
 
 
 @dataclass(frozen=True, slots=True)

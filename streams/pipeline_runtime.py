@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from refstream.persistence.checkpoint import Checkpoint, CheckpointStore, ForkedSnapshot
 from refstream.projections.pipeline import Pipeline, SnapshotError
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
@@ -32,7 +33,6 @@ from refstream.schemas.events import (
     RewardReversal,
     RewardStatus,
 )
-from refstream.streams.checkpoint import Checkpoint, CheckpointStore, ForkedSnapshot
 from refstream.streams.topics import TopicNames
 
 log = logging.getLogger("refstream.pipeline")

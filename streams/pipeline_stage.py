@@ -24,8 +24,8 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from refstream.persistence.checkpoint import SnapshotFailed
 from refstream.schemas.events import FraudFlag, LateArrival, RewardDue
-from refstream.streams.checkpoint import SnapshotFailed
 from refstream.streams.metrics import Health, WorkerMetrics
 from refstream.streams.pipeline_runtime import (
     Applied,

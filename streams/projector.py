@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 
-from refstream.replay.store import ProjectionStore
+from refstream.persistence.store import ProjectionStore
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
 from refstream.streams.faust_app import RefstreamApp, broker_credentials, raw_topic, register_lag

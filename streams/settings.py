@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(default=25, ge=0)
     pipeline_max_records: int = Field(default=5000, ge=1)
     producer_linger_ms: int = Field(default=5, ge=0)
-    # Snapshot the pipeline's state in a forked child (streams/checkpoint.py), so the event
+    # Snapshot the pipeline's state in a forked child (persistence/checkpoint.py), so the event
     # loop pays only the fork; off (or without os.fork) it pickles in the worker itself.
     checkpoint_in_background: bool = True
     # How fast the group notices a dead worker (kill -9) and moves its partitions.

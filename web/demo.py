@@ -1,4 +1,5 @@
-"""The demo's way in to the edge: a status link and a share page for its busiest referrer."""
+"""The demo's way in to the edge: a status link and a share page for its busiest referrer,
+whose codes the edge's registry adopts from the demo's projection database."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""QR codes of share links, as SVG (to print) and PNG (to send), made with segno."""
+"""QR codes of share links, as SVG (to print) and PNG (to send), made with segno; the
+edge serves them and `links issue --qr-dir` writes them."""
 
 from __future__ import annotations
 

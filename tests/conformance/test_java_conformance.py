@@ -18,8 +18,8 @@ import pytest
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
 from refstream.schemas.shop import ShopEvent
-from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
 from refstream.streams.topics import TopicNames, ensure_topics
+from refstream.tools.synthetic import SyntheticConfig, iter_shop_events
 from tests.conformance import java_program
 from tests.conformance.make_golden import avro_json, sample_records
 from tests.conformance.samples import shop_events

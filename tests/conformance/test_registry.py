@@ -23,8 +23,8 @@ from refstream.streams.schema_registry import (
     RegistryRejected,
     output_records,
 )
-from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
 from refstream.streams.topics import TopicNames, ensure_topics
+from refstream.tools.synthetic import SyntheticConfig, iter_shop_events
 from tests.conformance.samples import shop_events
 from tests.integration.kafka_helpers import WorkerProcess, isolated_settings, read_topic
 from tests.integration.pipeline_expectations import expected_outputs

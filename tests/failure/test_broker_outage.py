@@ -28,8 +28,8 @@ from kafka import KafkaConsumer, TopicPartition
 from refstream.deploy.kafka_launcher import LocalKafka
 from refstream.schemas.codec import Codec
 from refstream.streams.settings import Settings
-from refstream.streams.synthetic import events_for_target, write_jsonl
 from refstream.streams.topics import TopicNames, ensure_topics
+from refstream.tools.synthetic import events_for_target, write_jsonl
 from tests.failure.conftest import kill_broker, restart_broker
 from tests.integration.kafka_helpers import (
     WorkerProcess,

@@ -28,8 +28,8 @@ from refstream.projections.pipeline import Pipeline
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
 from refstream.streams.producer import publish_shop_events
-from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
 from refstream.streams.topics import TopicNames, ensure_topics
+from refstream.tools.synthetic import SyntheticConfig, iter_shop_events
 from tests.failure.conftest import kill_broker, restart_broker
 from tests.integration.kafka_helpers import (
     WorkerProcess,

@@ -125,7 +125,7 @@ def _has_series(port: int, name: str, **labels: str) -> bool:
 def test_every_long_running_process_exports_metrics_and_lag_per_topic_partition(
         kafka_bootstrap: str, tmp_path: Path) -> None:
     from refstream.streams.producer import publish_shop_events
-    from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
+    from refstream.tools.synthetic import SyntheticConfig, iter_shop_events
     from tests.integration.kafka_helpers import WorkerProcess
 
     settings = isolated_settings(kafka_bootstrap, tmp_path / "state", partitions=2,

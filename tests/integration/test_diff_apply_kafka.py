@@ -14,7 +14,7 @@ from refstream.rewards.rules import default_rules_path
 from refstream.schemas.codec import Codec
 from refstream.streams.cli import EXIT_OK, main
 from refstream.streams.finance import FinanceLedger, PaymentOutcome, tail
-from refstream.streams.synthetic import SyntheticConfig, write_jsonl
+from refstream.tools.synthetic import SyntheticConfig, write_jsonl
 
 pytestmark = pytest.mark.integration
 

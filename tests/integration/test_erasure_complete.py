@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from refstream.replay.archive import ArchiveReader
+from refstream.persistence.archive import ArchiveReader
+from refstream.persistence.vault import PersonNotFound, PersonVault
 from refstream.schemas.codec import Codec
 from refstream.streams.producer import publish_shop_events
-from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
 from refstream.streams.topics import TopicNames, ensure_topics
-from refstream.streams.vault import PersonNotFound, PersonVault
+from refstream.tools.synthetic import SyntheticConfig, iter_shop_events
 from tests.integration.kafka_helpers import (
     WorkerProcess,
     isolated_settings,
@@ -32,7 +32,7 @@ from tests.integration.kafka_helpers import (
     settings_env,
     wait_for,
 )
-from tests.unit.streams.test_erasure import archive_bytes_containing, personal_values, table
+from tests.unit.tools.test_erasure import archive_bytes_containing, personal_values, table
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CODEC = Codec()

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from refstream.replay.archive import ArchiveReader, ArchiveWriter, archive_log_records
+from refstream.persistence.archive import ArchiveReader, ArchiveWriter, archive_log_records
+from refstream.persistence.vault import PersonVault
 from refstream.replay.sources import topic_raw_records
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import OrderPlaced, Signup, Tick
-from refstream.streams.erasure import erase_person
 from refstream.streams.topics import ensure_topics
-from refstream.streams.vault import PersonVault
+from refstream.tools.erasure import erase_person
 from tests.integration.kafka_helpers import isolated_settings, read_topic, topic_names
 
 pytestmark = pytest.mark.integration

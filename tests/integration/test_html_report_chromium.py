@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from refstream.streams.html_report import write_html_report
+from refstream.reports.html_report import write_html_report
 from tests.unit.reports.sample_log import build_sample_db
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ from kafka.admin import KafkaAdminClient
 
 from refstream.schemas.codec import Codec
 from refstream.streams.producer import publish_shop_events
-from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
 from refstream.streams.topics import TopicNames, ensure_topics, stage_group
+from refstream.tools.synthetic import SyntheticConfig, iter_shop_events
 from tests.integration.kafka_helpers import (
     WorkerProcess,
     isolated_settings,

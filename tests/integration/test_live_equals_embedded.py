@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from refstream.replay.store import ProjectionStore
+from refstream.persistence.store import ProjectionStore
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import (
@@ -32,8 +32,8 @@ from refstream.schemas.shop import ShopClick, ShopEvent
 from refstream.streams.embedded import EmbeddedRunner
 from refstream.streams.producer import publish_shop_events
 from refstream.streams.settings import Settings
-from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
 from refstream.streams.topics import TopicNames, ensure_topics
+from refstream.tools.synthetic import SyntheticConfig, iter_shop_events
 from tests.integration.kafka_helpers import (
     TEST_SECRET,
     WorkerProcess,

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from refstream.streams.erasure import truncate_log_topic
 from refstream.streams.log_range import LogGapError, read_log_range
 from refstream.streams.settings import Settings
 from refstream.streams.topics import ensure_topics
+from refstream.tools.erasure import truncate_log_topic
 from tests.integration.kafka_helpers import isolated_settings, topic_names
 
 pytestmark = pytest.mark.integration

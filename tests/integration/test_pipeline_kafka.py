@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from refstream.replay.archive import ArchiveReader
+from refstream.persistence.archive import ArchiveReader
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import RewardDue, Tick
 from refstream.schemas.shop import ShopClick, ShopEvent, ShopOrder, ShopShare, ShopSignup
 from refstream.streams.producer import publish_shop_events
 from refstream.streams.settings import Settings
-from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
 from refstream.streams.topics import TopicNames, ensure_topics
+from refstream.tools.synthetic import SyntheticConfig, iter_shop_events
 from tests.integration.kafka_helpers import (
     WorkerProcess,
     isolated_settings,

@@ -8,8 +8,8 @@ import pytest
 
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.streams.producer import publish_shop_events
-from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
 from refstream.streams.topics import TopicNames, ensure_topics
+from refstream.tools.synthetic import SyntheticConfig, iter_shop_events
 from tests.integration.kafka_helpers import WorkerProcess, isolated_settings, read_topic
 from tests.integration.pipeline_expectations import (
     expected_outputs,

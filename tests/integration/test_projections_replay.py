@@ -14,15 +14,15 @@ from typing import Any
 import duckdb
 import pytest
 
+from refstream.persistence.store import ProjectionStore
 from refstream.projections.tables import ALL_TABLES, PAYOUTS
 from refstream.replay.engine import replay_archive, replay_events
 from refstream.replay.sources import events_of, topic_records
-from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.streams.cli import main as refstream
 from refstream.streams.producer import publish_shop_events
-from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
 from refstream.streams.topics import TopicNames, ensure_topics
+from refstream.tools.synthetic import SyntheticConfig, iter_shop_events
 from tests.integration.kafka_helpers import WorkerProcess, isolated_settings, settings_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as note_case
 from hypothesis import strategies as st
 
+from refstream.persistence.store import ProjectionStore
 from refstream.projections.pipeline import Pipeline, is_organic
-from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import Rules
 from refstream.schemas.events import (
     Attribution,

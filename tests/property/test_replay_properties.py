@@ -17,13 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from refstream.persistence.archive import ArchiveReader, ArchiveWriter, archive_log_records
+from refstream.persistence.store import ProjectionStore
 from refstream.projections.pipeline import Pipeline
 from refstream.projections.tables import ALL_TABLES
 from refstream.replay import engine
-from refstream.replay.archive import ArchiveReader, ArchiveWriter, archive_log_records
 from refstream.replay.engine import replay_archive, replay_events
 from refstream.replay.sources import archive_records, events_of
-from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import LogEvent

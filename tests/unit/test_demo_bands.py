@@ -6,9 +6,9 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from refstream.projections.reports import ALL_SHOPS
+from refstream.reports.definitions import ALL_SHOPS
+from refstream.reports.results import scorecard
 from refstream.streams.cli import EXIT_OK, main
-from refstream.streams.reporting import scorecard
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def test_participation_is_in_the_healthy_band(demo_scorecard: dict[str, float]) 
 
 
 def test_no_headline_kpi_is_in_alert(demo_scorecard: dict[str, float]) -> None:
-    from refstream.projections.reports import KPIS
+    from refstream.reports.definitions import KPIS
 
     alerts = [name for name, value in demo_scorecard.items()
               if KPIS[name].rating.status(value) == "alert"]

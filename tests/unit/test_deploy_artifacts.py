@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -782,6 +783,17 @@ def test_dockerfile_builds_from_python_311_slim_with_the_lock_and_runs_unprivile
     env = " ".join(a for i, a in instructions if i == "ENV")
     assert "REFSTREAM_METRICS_HOST=0.0.0.0" in env
     assert f"REFSTREAM_METRICS_PORT={METRICS_PORT}" in env
+
+
+def test_dockerfile_copies_every_package_folder() -> None:
+    # pyproject maps each refstream.<room> to a top-level folder; a folder the build stage
+    # does not copy fails `pip install .` inside the image ("package directory ... does not
+    # exist"), which no test here would otherwise see without a Docker engine.
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    folders = set(pyproject["tool"]["setuptools"]["package-dir"].values())
+    copied = {argument.split()[0] for instruction, argument in dockerfile_instructions()
+              if instruction == "COPY" and not argument.startswith("--from")}
+    assert folders <= copied, f"COPY missing for {sorted(folders - copied)}"
 
 
 # ------------------------------------------------------------------------ Prometheus

@@ -1,4 +1,4 @@
-"""The compiled core (mypyc, schemas/native.py) and the Python sources give the same bytes.
+"""The compiled core (mypyc, tools/native.py) and the Python sources give the same bytes.
 
 Two fresh interpreters fold one synthetic log: one with the compiled core, one forced to
 the sources (REFSTREAM_PURE_PYTHON=1). Their derived events, encoded with the log codec,
@@ -14,16 +14,16 @@ import sys
 
 import pytest
 
-from refstream.schemas import native
+from refstream.tools import native
 
 FOLD = """
 import hashlib, json
 from refstream.projections.pipeline import Pipeline
 from refstream.rewards.rules import default_rules_path, load_rules
-from refstream.schemas import native
+from refstream.tools import native
 from refstream.schemas.codec import Codec
 from refstream.schemas.privacy import Pseudonymiser
-from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
+from refstream.tools.synthetic import SyntheticConfig, iter_shop_events
 
 codec, digest, count = Codec(), hashlib.sha256(), 0
 pipeline = Pipeline(load_rules(default_rules_path()))

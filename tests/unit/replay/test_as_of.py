@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from refstream.replay.archive import ArchiveWriter
+from refstream.persistence.archive import ArchiveWriter
 from refstream.replay.sources import AsOf, archive_records, events_of
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import LogEvent

@@ -18,15 +18,16 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from refstream.projections.pipeline import UNREAD_FIELDS, Pipeline, is_organic
-from refstream.projections.tables import ALL_TABLES, CLICKS, FACT_COLUMNS, row_for
-from refstream.replay import engine
-from refstream.replay.archive import (
+from refstream.persistence.archive import (
     ArchiveReader,
     ArchiveWriter,
     archive_log_records,
     table_events,
 )
+from refstream.persistence.store import ProjectionStore
+from refstream.projections.pipeline import UNREAD_FIELDS, Pipeline, is_organic
+from refstream.projections.tables import ALL_TABLES, CLICKS, FACT_COLUMNS, row_for
+from refstream.replay import engine
 from refstream.replay.engine import (
     FoldCounts,
     fold_table,
@@ -35,13 +36,12 @@ from refstream.replay.engine import (
     replay_events,
 )
 from refstream.replay.sources import AsOf, archive_records, events_of
-from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import default_rules_path, load_rules
-from refstream.schemas import native
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import Click, LogEvent, OrderPlaced, OrderReturned, Share, Signup
 from refstream.schemas.privacy import Pseudonymiser
-from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
+from refstream.tools import native
+from refstream.tools.synthetic import SyntheticConfig, iter_shop_events
 
 RULES = load_rules(default_rules_path())
 CODEC = Codec()

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from refstream.persistence.store import ProjectionStore
 from refstream.replay.diff import corrections, diff_projections
 from refstream.replay.engine import replay_events
-from refstream.replay.store import ProjectionStore
 from refstream.rewards.rules import Rules
 from refstream.schemas.events import LogEvent, RewardDue, RewardReversal
 from refstream.streams.cli import main as refstream

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from refstream.replay.store import ProjectionStore
+from refstream.persistence.store import ProjectionStore
 from refstream.schemas.events import (
     Attribution,
     Click,

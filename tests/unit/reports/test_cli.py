@@ -11,7 +11,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from refstream.streams.reporting import ReportError, open_read_only, register_report_commands
+from refstream.reports.reporting import register_report_commands
+from refstream.reports.results import ReportError, open_read_only
 
 
 def parser() -> argparse.ArgumentParser:

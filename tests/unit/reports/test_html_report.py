@@ -8,8 +8,8 @@ from pathlib import Path
 
 import duckdb
 
-from refstream.replay.store import ProjectionStore
-from refstream.streams.html_report import nice_ticks, render_html_report, write_html_report
+from refstream.persistence.store import ProjectionStore
+from refstream.reports.html_report import nice_ticks, render_html_report, write_html_report
 
 FIXED = datetime(2026, 4, 1, tzinfo=UTC)
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import duckdb
 
+from refstream.persistence.store import ProjectionStore
 from refstream.projections.pipeline import Pipeline
-from refstream.replay.store import ProjectionStore
-from refstream.streams.reporting import run_report
+from refstream.reports.results import run_report
 from tests.unit.core.builders import DEFAULT_RULES, SHOP, ShopLog, when
 
 

@@ -11,13 +11,13 @@ from typing import Any
 import duckdb
 import pytest
 
-from refstream.projections.reports import ALL_SHOPS
-from refstream.replay.store import ProjectionStore
+from refstream.persistence.store import ProjectionStore
+from refstream.reports.definitions import ALL_SHOPS
+from refstream.reports.results import render_table, run_report
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import RewardDue
 from refstream.streams.cli import EXIT_OK, main
 from refstream.streams.finance import FinanceLedger
-from refstream.streams.reporting import render_table, run_report
 
 from .sample_log import RULES, SHOP_A, at, build_sample_db
 

@@ -11,8 +11,8 @@ import json
 import duckdb
 import pytest
 
-from refstream.projections.reports import ALL_SHOPS, KPIS
-from refstream.streams.reporting import (
+from refstream.reports.definitions import ALL_SHOPS, KPIS
+from refstream.reports.results import (
     ReportError,
     explain,
     format_money,

@@ -10,8 +10,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from refstream.projections.reports import ALL_SHOPS, NO_PAYOUTS_NOTE
-from refstream.streams.reporting import ReportError, run_report
+from refstream.reports.definitions import ALL_SHOPS, NO_PAYOUTS_NOTE
+from refstream.reports.results import ReportError, run_report
 from tests.unit.reports.sample_log import SHOP_A, SHOP_B
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from refstream.projections.reports import (
+from refstream.persistence.store import ProjectionStore
+from refstream.reports.definitions import (
     ALL_SHOPS,
     STATUS_ABOVE_HEALTHY,
     STATUS_ALERT,
@@ -21,8 +22,7 @@ from refstream.projections.reports import (
     STATUS_MEDIAN,
     STATUS_TOP_QUARTILE,
 )
-from refstream.replay.store import ProjectionStore
-from refstream.streams.reporting import KpiResult, scorecard
+from refstream.reports.results import KpiResult, scorecard
 from tests.unit.reports.sample_log import SHOP_A, SHOP_B
 
 

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from refstream.persistence.checkpoint import CheckpointStore, ForkedSnapshot, SnapshotFailed
 from refstream.projections.pipeline import Pipeline
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import RewardDue
-from refstream.streams.checkpoint import CheckpointStore, ForkedSnapshot, SnapshotFailed
 from refstream.streams.metrics import WorkerMetrics
 from refstream.streams.pipeline_runtime import Applied, Output, PipelineRuntime
 from refstream.streams.pipeline_stage import count_outputs

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from refstream.replay.store import ProjectionStore
+from refstream.persistence.store import ProjectionStore
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
 from refstream.schemas.jsonl import to_json_object
@@ -27,8 +27,8 @@ from refstream.streams.ingest import (
     SourceRef,
 )
 from refstream.streams.settings import Settings
-from refstream.streams.synthetic import SyntheticConfig, iter_shop_events
 from refstream.streams.topics import TopicNames
+from refstream.tools.synthetic import SyntheticConfig, iter_shop_events
 
 CODEC = Codec()
 RULES = load_rules(Path(default_rules_path()))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from refstream.persistence.checkpoint import CheckpointStore
 from refstream.projections.pipeline import Pipeline
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
-from refstream.streams.checkpoint import CheckpointStore
 from refstream.streams.pipeline_runtime import (
     Applied,
     CatchUp,

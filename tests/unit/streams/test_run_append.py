@@ -12,7 +12,7 @@ import pytest
 
 from refstream.streams.cli import EXIT_OK, EXIT_USAGE, main
 from refstream.streams.embedded import RUN_STATE_TABLE
-from refstream.streams.synthetic import SyntheticConfig, write_jsonl
+from refstream.tools.synthetic import SyntheticConfig, write_jsonl
 
 
 @pytest.fixture(scope="module")

@@ -152,7 +152,7 @@ class ProjectionStore:
 
     def repeated_ids(self, log: pa.Table) -> frozenset[str]:
         """The identifiers that come more than once among archived log records (columns as
-        in replay/archive.py): event ids, and the natural keys the core claims (order ids
+        in persistence/archive.py): event ids, and the natural keys the core claims (order ids
         among orders, return ids among returns). Usually none. Set-wise in DuckDB (~0.1 s
         for 1M rows)."""
         db = self.connection
@@ -175,7 +175,7 @@ class ProjectionStore:
 
     def insert_facts(self, log: pa.Table, *, background: bool = False,
                      tables: Iterable[str] = FACT_COLUMNS) -> None:
-        """The fact rows of archived log records (columns as in replay/archive.py), set-wise,
+        """The fact rows of archived log records (columns as in persistence/archive.py), set-wise,
         into the fact `tables` (all by default).
 
         Same rows as `add` builds one event at a time: the first record of a key in log

@@ -14,20 +14,20 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from refstream.replay.archive import ArchiveReader, ArchiveWriter
-from refstream.replay.store import ProjectionStore
+from refstream.persistence.archive import ArchiveReader, ArchiveWriter
+from refstream.persistence.store import ProjectionStore
+from refstream.persistence.vault import PersonNotFound, PersonVault
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import Click, LogEvent, OrderPlaced, ReviewDecided, Share, Signup
 from refstream.streams.cli import main as refstream
 from refstream.streams.embedded import EmbeddedLog, EmbeddedRunner
-from refstream.streams.erasure import ErasureError, erase_person
 from refstream.streams.settings import Settings
-from refstream.streams.synthetic import SyntheticConfig, write_jsonl
-from refstream.streams.vault import PersonNotFound, PersonVault
+from refstream.tools.erasure import ErasureError, erase_person
+from refstream.tools.synthetic import SyntheticConfig, write_jsonl
 
 CODEC = Codec()
-# Not the user agent: a browser string shared by a crowd (see streams/erasure.py).
+# Not the user agent: a browser string shared by a crowd (see tools/erasure.py).
 PERSONAL_COLUMNS = ("email_hash", "ip_hash", "device_id", "payment_hash", "shipping_hash",
                     "visitor_id")
 

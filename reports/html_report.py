@@ -17,7 +17,7 @@ from typing import Any
 
 import duckdb
 
-from refstream.projections.reports import (
+from refstream.reports.definitions import (
     ALL_SHOPS,
     NO_PAYOUTS_NOTE,
     SCORECARD,
@@ -31,7 +31,7 @@ from refstream.projections.reports import (
     STATUS_NO_DATA,
     STATUS_TOP_QUARTILE,
 )
-from refstream.streams.reporting import (
+from refstream.reports.results import (
     KpiResult,
     ReportResult,
     format_measure,
@@ -548,7 +548,7 @@ def _review_queue_table(conn: duckdb.DuckDBPyConnection, points: Collection[str]
                         limit: int = TABLE_ROW_LIMIT) -> tuple[int, str]:
     """The referrals waiting for a reviewer, with people, orders and signals named in words
     (the same queue as `refstream review list`); returns (entries, html)."""
-    from refstream.streams.review import review_queue
+    from refstream.reports.review import review_queue
 
     queue = review_queue(conn)
     body = []

@@ -1,6 +1,6 @@
 """The analyst reports as text: KPI definitions with their benchmarks, and report SQL.
 
-Pure (no DuckDB here): `streams/reporting.py` runs these statements on a read-only connection,
+Pure (no DuckDB here): `reports/results.py` runs these statements on a read-only connection,
 so every number a report prints traces back to one statement below (`refstream report explain`).
 
 Definitions used throughout (each statement spells them out again in its own SQL):

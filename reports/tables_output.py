@@ -1,4 +1,5 @@
-"""Rendering rows for people and scripts: aligned terminal tables, CSV and JSON."""
+"""Rendering rows for people and scripts: aligned terminal tables, CSV and JSON, for the
+listings that are not reports (DLQ entries, ACLs, the review queue, SQL results, diffs)."""
 
 from __future__ import annotations
 

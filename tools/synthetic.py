@@ -16,7 +16,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from refstream.schemas.collector import collector_paused
+from refstream.replay.collector import collector_paused
 from refstream.schemas.shop import SHOP_MODELS, ShopEvent
 
 SECOND_MS = 1_000

@@ -16,7 +16,7 @@ import pytest
 from refstream.schemas.jsonl import parse_line
 from refstream.schemas.privacy import normalise_email
 from refstream.schemas.shop import ShopClick, ShopEvent, ShopOrder, ShopSignup
-from refstream.streams.synthetic import (
+from refstream.tools.synthetic import (
     PATTERNS,
     GroundTruth,
     SyntheticConfig,
@@ -447,7 +447,7 @@ def test_signup_models_parse_aliases_as_emails(small: Stream) -> None:
 
 def test_identity_spaces_are_large_enough_to_stay_collision_free() -> None:
     """Addresses and IPs are bijections of the person number only if the tables cover the bits."""
-    from refstream.streams import synthetic
+    from refstream.tools import synthetic
 
     assert (len(synthetic._STREETS) * synthetic._HOUSE_NUMBERS * synthetic._POSTCODE_TAILS
             * len(synthetic._CITIES)) >= 2 ** synthetic._ADDRESS_BITS

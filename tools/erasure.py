@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from refstream.replay.archive import (
+from refstream.persistence.archive import (
     ARCHIVE_SCHEMA,
     EVENT_FIELDS,
     ArchiveReader,
@@ -35,11 +35,11 @@ from refstream.replay.archive import (
     segment_shop,
     write_segment,
 )
+from refstream.persistence.vault import PersonNotFound, PersonVault
 from refstream.schemas.codec import Codec
 from refstream.schemas.errors import RefstreamError
 from refstream.schemas.events import LOG_EVENT_TYPES, LogEvent
 from refstream.streams.settings import Settings
-from refstream.streams.vault import PersonNotFound, PersonVault
 
 # Columns that name the person: their events are those whose value here is their token.
 PERSON_COLUMNS = ("customer_id", "referrer_id")
@@ -315,7 +315,7 @@ def rewrite_archive(root: Path, shop_id: str, customer_id: str, token: str, *,
             raise ErasureError(
                 f"the person's data would remain in {len(leaks)} place(s) after the rewrite "
                 f"({', '.join(leaks[:10])}); nothing was changed. These columns are not "
-                "rewritten by erasure: remove the value by hand or extend streams/erasure.py")
+                "rewritten by erasure: remove the value by hand or extend tools/erasure.py")
     except BaseException:
         for path in staged:
             _staging(path).unlink(missing_ok=True)
@@ -331,7 +331,7 @@ def check_checkpoints_behind_archive(store_path: Path, archive: Path, shop_id: s
                                      settings: Settings) -> None:
     """Refuse (before anything changes) a checkpoint ahead of the archive: rebuilding it
     from the archive would move it back, and its outputs would be re-derived differently."""
-    from refstream.streams.checkpoint import CheckpointStore
+    from refstream.persistence.checkpoint import CheckpointStore
     from refstream.streams.topics import TopicNames
 
     if not store_path.is_file():
@@ -361,8 +361,8 @@ def rebuild_checkpoints(store_path: Path, archive: Path, shop_id: str, rules: An
 
     The worker that owns the store must be stopped. A checkpoint ahead of the archive
     would be moved back and its outputs re-derived differently: refused, archive first."""
+    from refstream.persistence.checkpoint import Checkpoint, CheckpointStore
     from refstream.projections.pipeline import Pipeline
-    from refstream.streams.checkpoint import Checkpoint, CheckpointStore
     from refstream.streams.topics import TopicNames
 
     check_checkpoints_behind_archive(store_path, archive, shop_id, settings)

@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from refstream.replay import archive
-from refstream.replay.archive import (
+from refstream.persistence import archive
+from refstream.persistence.archive import (
     ArchiveError,
     ArchiveReader,
     ArchiveWriter,

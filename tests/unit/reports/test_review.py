@@ -11,10 +11,10 @@ from typing import Any
 import duckdb
 import pytest
 
+from refstream.reports.review import review_queue
 from refstream.streams.cli import EXIT_OK, EXIT_USAGE, main
 from refstream.streams.embedded import RUN_STATE_TABLE
-from refstream.streams.review import review_queue
-from refstream.streams.synthetic import SyntheticConfig, write_jsonl
+from refstream.tools.synthetic import SyntheticConfig, write_jsonl
 
 
 @pytest.fixture

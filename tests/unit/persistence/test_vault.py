@@ -9,17 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from refstream.schemas.codec import Codec
-from refstream.schemas.privacy import Pseudonymiser
-from refstream.schemas.shop import ShopOrder, ShopReturn, ShopShare, ShopSignup
-from refstream.streams.ingest import Accepted, Ingestor
-from refstream.streams.settings import Settings
-from refstream.streams.vault import (
+from refstream.persistence.vault import (
     TOKEN_PREFIX,
     PersonNotFound,
     PersonVault,
-    pseudonymiser_from_settings,
 )
+from refstream.schemas.codec import Codec
+from refstream.schemas.privacy import Pseudonymiser
+from refstream.schemas.shop import ShopOrder, ShopReturn, ShopShare, ShopSignup
+from refstream.streams.ingest import Accepted, Ingestor, pseudonymiser_from_settings
+from refstream.streams.settings import Settings
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 WHEN = datetime(2026, 10, 3, tzinfo=UTC)

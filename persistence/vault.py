@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 
 from refstream.schemas.errors import RefstreamError
-from refstream.schemas.privacy import Pseudonymiser
-from refstream.streams.settings import Settings
 
 TOKEN_PREFIX = "cus_"
 # 24 hex digits = 96 bits: a collision among a shop's customers is out of reach.
@@ -123,9 +121,3 @@ class PersonVault:
     def count(self) -> int:
         row = self._db.execute("SELECT count(*) FROM persons").fetchone()
         return int(row[0])
-
-
-def pseudonymiser_from_settings(settings: Settings) -> Pseudonymiser:
-    """The ingest pseudonymiser: with the person vault when REFSTREAM_PERSON_VAULT is set."""
-    vault = PersonVault(settings.person_vault) if settings.person_vault is not None else None
-    return Pseudonymiser(settings.pii_secret_bytes(), vault)

@@ -12,7 +12,7 @@ import pytest
 PROBE = """
 import os, sys
 os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-from refstream.replay.store import ProjectionStore
+from refstream.persistence.store import ProjectionStore
 store = ProjectionStore(sys.argv[1])
 print(store.connection.execute("SELECT current_setting('threads')").fetchone()[0])
 """
@@ -30,7 +30,7 @@ def test_an_unpinned_store_keeps_duckdbs_own_choice_up_to_the_cpus_it_may_use(
         tmp_path: Path) -> None:
     import duckdb
 
-    from refstream.replay.store import ProjectionStore
+    from refstream.persistence.store import ProjectionStore
 
     own = duckdb.connect().execute("SELECT current_setting('threads')").fetchone()
     store = ProjectionStore(tmp_path / "free.duckdb")

@@ -1,7 +1,7 @@
 """The compiled core: the pure core's own modules built with mypyc, used when they are current.
 
 The attribution, fraud and reward modules are plain typed Python. `make install` also
-compiles them with mypyc (`python -m refstream.schemas.native build`) into `build/native/`,
+compiles them with mypyc (`python -m refstream.tools.native build`) into `build/native/`,
 stamped with a hash of the sources they came from. Each core package calls `prefer_native`
 from its `__init__`: when the stamp matches the sources on disk, the compiled directory goes
 first on the package's `__path__`, so `import refstream.projections.pipeline` loads the
@@ -40,6 +40,8 @@ NATIVE_MODULES: Final = (
     "projections/referrals.py",
     "projections/pipeline.py",
 )
+# Packages the compiled modules import without being compiled: staged for mypyc's type check.
+IMPORTED_PACKAGES: Final = ("persistence", "tools")
 PURE_ENV: Final = "REFSTREAM_PURE_PYTHON"
 # One shared runtime library for the group, inside a package the loader already extends.
 GROUP_NAME: Final = "refstream.projections.native"
@@ -99,7 +101,8 @@ def build(quiet: bool = True) -> int:
     shutil.rmtree(stage, ignore_errors=True)
     shutil.rmtree(BUILD_ROOT, ignore_errors=True)
     # mypyc names modules by their path: stage the sources under refstream/ as installed.
-    for package in sorted({name.split("/")[0] for name in NATIVE_MODULES}):
+    for package in sorted({name.split("/")[0] for name in NATIVE_MODULES}
+                          | set(IMPORTED_PACKAGES)):
         shutil.copytree(SOURCE_ROOT / package, stage / "refstream" / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
     (stage / "refstream" / "__init__.py").write_text("")
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         state = "compiled (mypyc), current" if current() else "Python sources"
         print(f"refstream core: {state}")
         return 0
-    print("usage: refstream.schemas.native.main([build|ensure|status])", file=sys.stderr)
+    print("usage: refstream.tools.native.main([build|ensure|status])", file=sys.stderr)
     return 2
 
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import duckdb
 
-from refstream.projections.reports import FLAGS_OF_REFERRAL
+from refstream.reports.definitions import FLAGS_OF_REFERRAL
+from refstream.reports.tables_output import render_rows
 from refstream.schemas.errors import RefstreamError
 from refstream.schemas.shop import ShopReview
-from refstream.streams.tables_output import render_rows
 
 MINUTES_PER_HOUR, HOURS_PER_DAY = 60, 24
 
@@ -172,7 +172,7 @@ def queue_rows(items: list[QueueItem]) -> tuple[list[str], list[tuple[Any, ...]]
 
 
 def _open(db: str) -> duckdb.DuckDBPyConnection:
-    from refstream.streams.reporting import open_read_only
+    from refstream.reports.results import open_read_only
 
     return open_read_only(db)
 
@@ -245,7 +245,7 @@ def cmd_review_decide(args: argparse.Namespace) -> int:
 
 
 def _decide_embedded(args: argparse.Namespace, event: ShopReview) -> int:
-    from refstream.replay.store import ProjectionStore
+    from refstream.persistence.store import ProjectionStore
     from refstream.schemas.jsonl import to_json_object
     from refstream.streams.cli import _rules
     from refstream.streams.embedded import EmbeddedRunner
@@ -260,7 +260,7 @@ def _decide_embedded(args: argparse.Namespace, event: ShopReview) -> int:
     settings = Settings()
     log = None
     if args.archive:
-        from refstream.replay.archive import ArchiveWriter
+        from refstream.persistence.archive import ArchiveWriter
         from refstream.schemas.codec import Codec
         from refstream.streams.embedded import EmbeddedLog
 
