@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from pydantic import SecretStr
 
@@ -26,7 +26,7 @@ from refstream.deploy.kafka_launcher import (
     TLS_LISTENER,
     read_properties,
 )
-from refstream.schemas.errors import RefstreamError
+from refstream.schemas.errors import EXIT_UNAVAILABLE, EXIT_USAGE, RefstreamError
 
 if TYPE_CHECKING:
     from refstream.streams.settings import Settings
@@ -46,9 +46,13 @@ EXIT_OK: Final = 0
 class AclError(RefstreamError):
     """ACLs or SCRAM users could not be read or changed on the broker."""
 
+    exit_code: ClassVar[int] = EXIT_USAGE
+
 
 class AdminConnectionError(AclError):
     """No admin connection: unreachable broker, wrong credentials or not a super user."""
+
+    exit_code: ClassVar[int] = EXIT_UNAVAILABLE
 
 
 class Operation(StrEnum):

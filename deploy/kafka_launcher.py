@@ -27,7 +27,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, Self
+from typing import Any, ClassVar, Final, Self
+
+from refstream.schemas.errors import EXIT_PROBLEM, EXIT_UNAVAILABLE, EXIT_USAGE, RefstreamError
 
 try:
     from refstream.deploy import security as broker_security
@@ -69,28 +71,40 @@ _CONTROL_ESCAPES: Final = MappingProxyType({"\n": "\\n", "\r": "\\r", "\t": "\\t
 # --------------------------------------------------------------------------- errors
 
 
-class LocalKafkaError(RuntimeError):
+class LocalKafkaError(RefstreamError):
     """Base class: anything that stops the local broker from being usable."""
+
+    exit_code: ClassVar[int] = EXIT_PROBLEM
 
 
 class LocalKafkaConfigError(LocalKafkaError, ValueError):
     """The requested broker configuration is inconsistent."""
 
+    exit_code: ClassVar[int] = EXIT_USAGE
+
 
 class JavaNotFoundError(LocalKafkaError):
     """No `java` executable to run the broker with."""
+
+    exit_code: ClassVar[int] = EXIT_UNAVAILABLE
 
 
 class KafkaJarsError(LocalKafkaError):
     """The broker jars are missing and could not be fetched."""
 
+    exit_code: ClassVar[int] = EXIT_UNAVAILABLE
+
 
 class PortInUseError(LocalKafkaError):
     """A port the broker needs is already bound by another process."""
 
+    exit_code: ClassVar[int] = EXIT_USAGE
+
 
 class BrokerAlreadyRunningError(LocalKafkaError):
     """A broker launched from the same data directory is still alive."""
+
+    exit_code: ClassVar[int] = EXIT_USAGE
 
 
 class StorageFormatError(LocalKafkaError):
@@ -100,6 +114,8 @@ class StorageFormatError(LocalKafkaError):
 class BrokerStartError(LocalKafkaError):
     """The broker exited during startup or did not answer in time."""
 
+    exit_code: ClassVar[int] = EXIT_UNAVAILABLE
+
 
 class BrokerStopError(LocalKafkaError):
     """The broker process survived SIGTERM and SIGKILL."""
@@ -107,6 +123,8 @@ class BrokerStopError(LocalKafkaError):
 
 class KafkaProtocolError(LocalKafkaError):
     """Something answered on the broker port, but not a sane Metadata response."""
+
+    exit_code: ClassVar[int] = EXIT_UNAVAILABLE
 
 
 # --------------------------------------------------------------------------- config

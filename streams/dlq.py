@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from refstream.schemas.codec import Codec
-from refstream.schemas.errors import DecodeError, RefstreamError
+from refstream.schemas.errors import EXIT_USAGE, DecodeError, RefstreamError
 from refstream.schemas.events import DeadLetter
 from refstream.schemas.jsonl import parse_line, read_lines
 from refstream.schemas.shop import ShopEvent
@@ -35,6 +35,8 @@ _SHOP_RECORD_PREFIX = "refstream.shop."
 
 class DlqError(RefstreamError):
     """The DLQ or a fixed file cannot be used as asked; the message says what to do."""
+
+    exit_code: ClassVar[int] = EXIT_USAGE
 
 
 # ------------------------------------------------------------------------------ reading

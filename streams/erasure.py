@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,7 +36,7 @@ from refstream.replay.archive import (
     write_segment,
 )
 from refstream.schemas.codec import Codec
-from refstream.schemas.errors import RefstreamError
+from refstream.schemas.errors import EXIT_USAGE, RefstreamError
 from refstream.schemas.events import LOG_EVENT_TYPES, LogEvent
 from refstream.streams.settings import Settings
 from refstream.streams.vault import PersonNotFound, PersonVault
@@ -65,6 +65,8 @@ _URL_DELIMITERS = "/?&=#;"
 
 class ErasureError(RefstreamError):
     """Erasure could not be completed; nothing in the archive was changed."""
+
+    exit_code: ClassVar[int] = EXIT_USAGE
 
 
 @dataclass

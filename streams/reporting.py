@@ -15,7 +15,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import duckdb
 
@@ -30,7 +30,8 @@ from refstream.projections.reports import (
     Kpi,
     ReportSpec,
 )
-from refstream.schemas.errors import RefstreamError
+from refstream.schemas.errors import EXIT_USAGE, RefstreamError
+from refstream.streams.tables_output import draw_table
 
 SCORECARD_REPORT = "scorecard"
 REPORT_NAMES: tuple[str, ...] = (SCORECARD_REPORT, *REPORTS)
@@ -55,6 +56,8 @@ REQUIRED_TABLES = ("referrals", "rewards", "reward_ledger", "orders", "clicks")
 
 class ReportError(RefstreamError):
     """A report that cannot run: unknown name, missing or locked database, wrong file."""
+
+    exit_code: ClassVar[int] = EXIT_USAGE
 
 
 @dataclass(frozen=True)
@@ -327,22 +330,14 @@ def render_table(result: ReportResult, show_columns: Sequence[str] | None = None
     records = result.records() if result.rows else []
     cells = [[_format_cell(c, rec[c.name], rec, result.points_units) for c in shown]
              for rec in records]
-    widths = [max([len(c.name), *(len(row[i]) for row in cells)]) for i, c in enumerate(shown)]
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(
-            v.rjust(w) if c.kind in _NUMERIC_KINDS else v.ljust(w)
-            for v, w, c in zip(values, widths, shown, strict=True)).rstrip()
-
     out = []
     if heading:
         out.append(result.title)
         if result.description:
             out.append(result.description)
         out.append("")
-    out.append(line([c.name for c in shown]))
-    out.append("  ".join("-" * w for w in widths))
-    out.extend(line(row) for row in cells)
+    out.append(draw_table([c.name for c in shown], cells,
+                          [c.kind in _NUMERIC_KINDS for c in shown]))
     if not cells:
         out.append("(no rows)")
     if result.notes:

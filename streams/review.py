@@ -13,12 +13,12 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import duckdb
 
 from refstream.projections.reports import FLAGS_OF_REFERRAL
-from refstream.schemas.errors import RefstreamError
+from refstream.schemas.errors import EXIT_USAGE, RefstreamError
 from refstream.schemas.shop import ShopReview
 from refstream.streams.tables_output import render_rows
 
@@ -27,6 +27,8 @@ MINUTES_PER_HOUR, HOURS_PER_DAY = 60, 24
 
 class ReviewError(RefstreamError):
     """A review command that cannot go ahead; the message says why and what to do."""
+
+    exit_code: ClassVar[int] = EXIT_USAGE
 
 
 @dataclass
