@@ -2,7 +2,7 @@
 # the README's two commands.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PACKAGES := schemas projections rewards fraud streams replay deploy web cli
+PACKAGES := schemas projections rewards fraud streams replay deploy web cli jobs
 
 .PHONY: install demo test fast lint typecheck tools bench clean native
 

@@ -6,7 +6,6 @@ Owns the `refstream report ...` subcommands: terminal tables, CSV and JSON outpu
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -467,34 +466,35 @@ def use_payer_ledger(conn: duckdb.DuckDBPyConnection, ledger_path: str | Path) -
     return len(rows)
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    """Entry point of `refstream report ...`; exit 0 on success."""
-    conn = open_read_only(args.db)
+def write_report(db: str | Path, name: str, *, fmt: str = "table", out: str | None = None,
+                 kpi: str | None = None, payer_ledger: str | None = None) -> int:
+    """Run report `name` (`explain` of `kpi`, `html` into `out`) on `db`; exit 0."""
+    conn = open_read_only(db)
     try:
-        if getattr(args, "payer_ledger", None):
-            use_payer_ledger(conn, args.payer_ledger)
-        if args.report == "explain":
-            _emit(explain(conn, args.kpi) + "\n", args.out)
-        elif args.report == "html":
+        if payer_ledger:
+            use_payer_ledger(conn, payer_ledger)
+        if name == "explain":
+            _emit(explain(conn, kpi or "") + "\n", out)
+        elif name == "html":
             from refstream.streams.html_report import write_html_report
 
-            target = write_html_report(conn, Path(args.out))
+            target = write_html_report(conn, Path(out or "report.html"))
             print(f"wrote {target}", file=sys.stderr)
         else:
-            result = run_report(conn, args.report)
-            if args.format == "csv" and result.notes:
+            result = run_report(conn, name)
+            if fmt == "csv" and result.notes:
                 # stdout stays a clean CSV document; the notes still reach the reader
                 for note in result.notes:
                     print(f"note: {note}", file=sys.stderr)
-            _emit(render(result, args.format), args.out)
+            _emit(render(result, fmt), out)
     except duckdb.Error as exc:
-        raise ReportError(f"report {args.report} failed on {args.db}: {exc}") from exc
+        raise ReportError(f"report {name} failed on {db}: {exc}") from exc
     finally:
         conn.close()
     return 0
 
 
-_REPORT_HELP: dict[str, str] = {
+REPORT_HELP: dict[str, str] = {
     SCORECARD_REPORT: "the six KPIs of docs/benchmarks.md with status vs median/top quartile/alert",
     "funnel": "share -> click -> signup -> first order -> qualified -> due -> paid",
     "cohorts": "referred visitors by ISO week of first click, conversion by weeks since",
@@ -507,63 +507,8 @@ _REPORT_HELP: dict[str, str] = {
 }
 
 
-def _add_db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", required=True,
-                        help="DuckDB projection file (opened read-only; use a published "
-                             "snapshot, not the file a writer holds)")
-    parser.add_argument("--payer-ledger", metavar="SQLITE",
-                        help="the payer's ledger (`finance-tail --ledger`): what it paid is "
-                             "reported as paid (default: the database's payouts table, which "
-                             "`refstream demo` fills)")
-
-
-def register_report_commands(subparsers: Any) -> argparse.ArgumentParser:
-    """Add `report` and its subcommands to an argparse subparsers object; returns `report`."""
-    kpi_lines = "\n".join(f"  {k.name:27} {k.definition}" for k in SCORECARD)
-    report: argparse.ArgumentParser = subparsers.add_parser(
-        "report", help="analyst reports from a DuckDB projection (read-only)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Query the read model: scorecard, funnel, cohorts, campaigns, top "
-                    "referrers, fraud review queue, reward liability; explain any KPI; "
-                    "write a self-contained HTML report.\n\nKPIs:\n" + kpi_lines)
-    sub = report.add_subparsers(dest="report", required=True, metavar="REPORT")
-    for name in REPORT_NAMES:
-        spec = REPORTS.get(name)
-        description = spec.description if spec else (
-            "Every KPI per shop and for all shops, rated against the medians, top "
-            "quartile and alert thresholds of docs/benchmarks.md. Money KPIs are per "
-            "currency.")
-        parser = sub.add_parser(name, help=_REPORT_HELP[name], description=description)
-        _add_db(parser)
-        parser.add_argument("--format", choices=FORMATS, default="table",
-                            help="table: aligned, money in major units (default); csv and "
-                                 "json: raw values, money in minor units, ratios as fractions")
-        parser.add_argument("--out", help="write to this file instead of stdout")
-        parser.set_defaults(func=cmd_report)
-
-    explain_parser = sub.add_parser(
-        "explain", help="print the SQL and the numerator/denominator behind a KPI",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Show a KPI's definition, benchmark, the exact SQL it runs and its "
-                    "numerator, denominator and value per shop.\n\nKPIs:\n" + kpi_lines)
-    explain_parser.add_argument("kpi", choices=list(KPIS), metavar="KPI",
-                                help=f"one of: {', '.join(KPIS)}")
-    _add_db(explain_parser)
-    explain_parser.add_argument("--out", help="write to this file instead of stdout")
-    explain_parser.set_defaults(func=cmd_report)
-
-    html = sub.add_parser(
-        "html", help="write a self-contained HTML report with charts",
-        description="One HTML file, no external scripts, styles or fonts: scorecard, funnel, "
-                    "cohort curves, daily referrals and rewards, liability, top referrers.")
-    _add_db(html)
-    html.add_argument("--out", required=True, help="the HTML file to write")
-    html.set_defaults(func=cmd_report)
-    return report
-
-
 __all__ = [
-    "ALL_SHOPS", "KpiResult", "ReportError", "ReportResult", "cmd_report", "explain",
-    "format_money", "kpi_rows", "open_read_only", "register_report_commands", "render",
-    "render_csv", "render_json", "render_table", "run_report", "scorecard",
+    "ALL_SHOPS", "KpiResult", "ReportError", "ReportResult", "explain",
+    "format_money", "kpi_rows", "open_read_only", "render",
+    "render_csv", "render_json", "render_table", "run_report", "scorecard", "write_report",
 ]
