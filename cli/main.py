@@ -78,10 +78,12 @@ def _command_path(args: Sequence[str]) -> str:
 
 
 def _as_broker_error(args: Sequence[str], exc: Exception) -> RefstreamError | None:
-    """A Kafka client error no command turned into a message of its own, as one."""
+    """A Kafka client error (kafka-python's or aiokafka's) no command turned into a message
+    of its own, as one."""
+    from aiokafka.errors import KafkaError as AioKafkaError
     from kafka.errors import KafkaError
 
-    if not isinstance(exc, KafkaError):
+    if not isinstance(exc, KafkaError | AioKafkaError):
         return None
     from refstream.cli.options import settings
     from refstream.streams.exit_codes import broker_error

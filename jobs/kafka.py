@@ -98,7 +98,8 @@ def archive_log(settings: Settings, archive: Path) -> int:
     writer = ArchiveWriter(archive)
     codec = Codec()
     records = topic_raw_records(settings.kafka_bootstrap, topic, settings.kafka_security(),
-                                start_at=writer.next_offset)
+                                start_at=writer.next_offset,
+                                stall_timeout_s=settings.client_timeout_s)
     total = 0
     try:
         with progress_bar(None, "rec", "archive") as advance:

@@ -27,19 +27,21 @@ def replay(settings: Settings, db_path: Path, *, archive: str | None, rules_path
     as_of = AsOf.parse(epoch_ms(as_of_time), as_of_offsets)
     db_path.unlink(missing_ok=True)
     store = ProjectionStore(db_path)
-    if archive and Path(archive, "_commits").is_dir():
-        source = f"archive {archive}"
-        total = ArchiveReader(archive).record_count
-        with progress_bar(total, "ev", f"replay {rules.version}") as advance:
-            counts = replay_archive(archive, rules, store, as_of, advance)
-    else:
-        topic = TopicNames.from_settings(settings).log
-        records = topic_records(settings.kafka_bootstrap, topic, settings.kafka_security(),
-                                as_of, stall_timeout_s=settings.client_timeout_s)
-        source = f"topic {topic} from offset 0"
-        with progress_bar(None, "ev", f"replay {rules.version}") as advance:
-            counts = replay_events(events_of(records), rules, store, advance)
-    store.close()
+    try:
+        if archive and Path(archive, "_commits").is_dir():
+            source = f"archive {archive}"
+            total = ArchiveReader(archive).record_count
+            with progress_bar(total, "ev", f"replay {rules.version}") as advance:
+                counts = replay_archive(archive, rules, store, as_of, advance)
+        else:
+            topic = TopicNames.from_settings(settings).log
+            records = topic_records(settings.kafka_bootstrap, topic, settings.kafka_security(),
+                                    as_of, stall_timeout_s=settings.client_timeout_s)
+            source = f"topic {topic} from offset 0"
+            with progress_bar(None, "ev", f"replay {rules.version}") as advance:
+                counts = replay_events(events_of(records), rules, store, advance)
+    finally:
+        store.close()
     print(f"replayed {counts.events} events from {source} with rules {rules.version} "
           f"in {counts.seconds:.1f}s ({counts.events_per_second:,.0f} events/s) -> {db_path}")
     if diff_against is not None:

@@ -118,6 +118,7 @@ def deliver_webhooks(settings: Settings, *, source: str, group: str,
                 TopicNames.from_settings(settings).reward_due,
                 bootstrap_servers=settings.kafka_bootstrap, group_id=group,
                 enable_auto_commit=False, auto_offset_reset="earliest",
+                bootstrap_timeout_ms=int(settings.client_timeout_s * 1000),
                 **settings.kafka_security())
             try:
                 run_from_kafka(consumer, outbox, deliverer, Codec(), idle_exit_s=idle_exit)
