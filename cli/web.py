@@ -35,7 +35,8 @@ def _rules(path: str | None) -> Rules:
 @options.loglevel()
 @click.option("--proxy-headers", is_flag=True,
               help="trust X-Forwarded-For from --forwarded-allow-ips (behind a proxy)")
-@click.option("--forwarded-allow-ips", default="127.0.0.1", show_default=True)
+@click.option("--forwarded-allow-ips", default="127.0.0.1", show_default=True,
+              help="the proxies whose X-Forwarded-For is trusted (comma-separated, or *)")
 def serve(host: str | None, port: int | None, public_url: str | None, publish_to: str | None,
           event_log: str | None, snapshot: str | None, registry: str | None,
           bootstrap: str | None, rules_path: str | None, loglevel: str, proxy_headers: bool,
@@ -68,15 +69,16 @@ def links() -> None:
 
 
 @links.command()
-@click.option("--shop", required=True)
-@click.option("--referrer", required=True)
+@click.option("--shop", required=True, help="the shop id")
+@click.option("--referrer", required=True, help="the referrer's customer id at the shop")
 @click.option("--registry", help="the edge's SQLite file [default: $REFSTREAM_WEB_REGISTRY]")
 @click.option("--campaign", help="campaign id from the rules [default: none]")
 @options.rules("rules YAML [default: the packaged default]")
-@click.option("--publish-to", type=_PUBLISH_TO)
-@click.option("--event-log")
+@click.option("--publish-to", type=_PUBLISH_TO,
+              help="where the code_issued event goes: the event log or Kafka")
+@click.option("--event-log", help="JSON Lines event log (with --publish-to log)")
 @options.bootstrap()
-@click.option("--public-url")
+@click.option("--public-url", help="the address visitors reach (links and QR codes)")
 @click.option("--qr-dir", type=click.Path(file_okay=False, path_type=Path),
               help="also write CODE.svg and CODE.png here")
 @click.option("--status-link", is_flag=True,
@@ -102,8 +104,8 @@ def issue(shop: str, referrer: str, registry: str | None, campaign: str | None,
 
 
 @links.command()
-@click.option("--shop", required=True)
-@click.option("--referrer", required=True)
+@click.option("--shop", required=True, help="the shop id")
+@click.option("--referrer", required=True, help="the referrer's customer id at the shop")
 @click.option("--registry", help="the edge's SQLite file [default: $REFSTREAM_WEB_REGISTRY]")
 def revoke(shop: str, referrer: str, registry: str | None) -> int:
     """Revoke every status link of a referrer."""
@@ -129,7 +131,8 @@ def webhooks() -> None:
 @options.bootstrap()
 @click.option("--snapshot", help="the published DuckDB snapshot")
 @click.option("--outbox", help="the delivery log (SQLite)")
-@click.option("--group", default="refstream-webhooks", show_default=True)
+@click.option("--group", default="refstream-webhooks", show_default=True,
+              help="consumer group of the delivery worker (with --source kafka)")
 @click.option("--idle-exit", type=float, default=None,
               help="exit after this many seconds with nothing to do")
 def run_command(source: str, bootstrap: str | None, snapshot: str | None, outbox: str | None,
