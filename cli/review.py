@@ -48,10 +48,12 @@ def _decision_command(action: str, verb: str) -> click.Command:
     def command(referral_id: str, reviewer: str, note: str | None, at: str | None,
                 events: str | None, db: str | None, archive: str | None,
                 rules_path: str | None, bootstrap: str | None, shop: str | None) -> int:
+        from refstream.jobs.common import parse_moment
         from refstream.jobs.review import decide
         from refstream.streams.review import Decision
 
-        return decide(Decision(action, referral_id, reviewer, note, at), events=events, db=db,
+        when = parse_moment(at, "--at", zone_required=True) if at else None
+        return decide(Decision(action, referral_id, reviewer, note, when), events=events, db=db,
                       archive=archive, rules_path=rules_path, bootstrap=bootstrap, shop=shop)
 
     return click.command(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,35 +41,33 @@ def as_jsonable(value: Any) -> Any:
     return value
 
 
-def fixed_clock(iso: str) -> Callable[[], int]:
-    """A clock stopped at `iso` (the end of a recorded or simulated history)."""
-    from datetime import datetime
-
-    try:
-        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise RefstreamError(f"--wall-clock {iso!r} is not an ISO-8601 time such as "
-                             "2026-11-30T00:00:00Z") from exc
-    if moment.tzinfo is None:
-        raise RefstreamError(f"--wall-clock {iso!r} needs a zone, e.g. {iso}Z")
-    ms = int(moment.timestamp() * 1000)
-    return lambda: ms
-
-
-def epoch_ms(text: str | None) -> int | None:
-    """An ISO-8601 time (UTC when it names no zone) as epoch milliseconds."""
-    if not text:
-        return None
-    from datetime import UTC, datetime
-
+def parse_moment(text: str, option: str, *, zone_required: bool) -> datetime:
+    """An ISO-8601 time given as `option`, in UTC; without a zone it is UTC unless
+    `zone_required` (then it is refused, as an ambiguous time)."""
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise RefstreamError(f"{text!r} is not an ISO-8601 time such as "
+        raise RefstreamError(f"{option} {text!r} is not an ISO-8601 time such as "
                              "2026-11-30T00:00:00Z") from exc
     if moment.tzinfo is None:
+        if zone_required:
+            raise RefstreamError(f"{option} {text!r} has no zone; write it in UTC, e.g. "
+                                 f"{text}Z")
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    return moment.astimezone(UTC)
+
+
+def fixed_clock(iso: str) -> Callable[[], int]:
+    """A clock stopped at `iso` (the end of a recorded or simulated history)."""
+    ms = int(parse_moment(iso, "--wall-clock", zone_required=True).timestamp() * 1000)
+    return lambda: ms
+
+
+def epoch_ms(text: str | None, option: str) -> int | None:
+    """An ISO-8601 time (UTC when it names no zone) as epoch milliseconds."""
+    if not text:
+        return None
+    return int(parse_moment(text, option, zone_required=False).timestamp() * 1000)
 
 
 def count_lines(path: Path) -> int:

@@ -24,7 +24,7 @@ def replay(settings: Settings, db_path: Path, *, archive: str | None, rules_path
     from refstream.streams.topics import TopicNames
 
     rules = announced_rules(rules_path)
-    as_of = AsOf.parse(epoch_ms(as_of_time), as_of_offsets)
+    as_of = AsOf.parse(epoch_ms(as_of_time, "--as-of-time"), as_of_offsets)
     db_path.unlink(missing_ok=True)
     store = ProjectionStore(db_path)
     try:

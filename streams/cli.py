@@ -6,18 +6,9 @@ from __future__ import annotations
 import sys
 
 from refstream.cli.main import main
-from refstream.streams.exit_codes import (
-    EXIT_DEAD_LETTERS,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_PROBLEM,
-    EXIT_REFUSED,
-    EXIT_UNAVAILABLE,
-    EXIT_USAGE,
-)
+from refstream.streams.exit_codes import EXIT_DEAD_LETTERS, EXIT_OK, EXIT_USAGE
 
-__all__ = ["EXIT_DEAD_LETTERS", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PROBLEM", "EXIT_REFUSED",
-           "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
+__all__ = ["EXIT_DEAD_LETTERS", "EXIT_OK", "EXIT_USAGE", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

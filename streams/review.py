@@ -197,20 +197,6 @@ def list_queue(db: str, fmt: str) -> int:
     return 0
 
 
-def _parse_at(text: str | None) -> datetime:
-    if not text:
-        return datetime.now(UTC)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ReviewError(f"--at {text!r} is not an ISO-8601 time such as "
-                          "2026-11-02T09:00:00Z") from exc
-    if moment.tzinfo is None:
-        raise ReviewError(f"--at {text!r} has no timezone; write it in UTC, e.g. "
-                          "2026-11-02T09:00:00Z")
-    return moment.astimezone(UTC)
-
-
 @dataclass(frozen=True)
 class Decision:
     """What a reviewer decided about one held referral, as the command line said it."""
@@ -219,7 +205,7 @@ class Decision:
     referral_id: str
     reviewer: str
     note: str | None = None
-    at: str | None = None  # ISO-8601 UTC; None: now
+    at: datetime | None = None  # None: now
 
 
 def decision_event(decision: Decision, shop_id: str) -> ShopReview:
@@ -227,7 +213,7 @@ def decision_event(decision: Decision, shop_id: str) -> ShopReview:
     the same decision twice is a harmless duplicate."""
     verdict = "approve" if decision.action == "approve" else "reject"
     return ShopReview(event_id=f"review:{decision.referral_id}:{verdict}:{decision.reviewer}",
-                      shop_id=shop_id, occurred_at=_parse_at(decision.at),
+                      shop_id=shop_id, occurred_at=decision.at or datetime.now(UTC),
                       referral_id=decision.referral_id, decision=verdict,  # type: ignore[arg-type]
                       reviewer_id=decision.reviewer, note=decision.note)
 
