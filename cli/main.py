@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{_command_path(args)}: {exc}", file=sys.stderr)
         return exit_code_for(exc)
     except Exception as exc:
-        failure = _as_broker_error(args, exc)
+        failure = _as_settings_error(exc) or _as_broker_error(args, exc)
         if failure is None:
             raise  # a bug: the traceback (exit 1) is what to report
         print(f"{_command_path(args)}: {failure}", file=sys.stderr)
@@ -75,6 +75,19 @@ def _command_path(args: Sequence[str]) -> str:
         words.append(arg)
         group = group.commands[arg]
     return " ".join(words)
+
+
+def _as_settings_error(exc: Exception) -> RefstreamError | None:
+    """Settings the environment (REFSTREAM_*) or the command line gave that cannot be used."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    if isinstance(exc, SettingsError) or (isinstance(exc, ValidationError)
+                                          and exc.title == "Settings"):
+        cause = f": {exc.__cause__}" if exc.__cause__ else ""
+        return RefstreamError(f"invalid settings ({exc}{cause}); fix the REFSTREAM_* "
+                              "variable or the option it names (README, Configuration)")
+    return None
 
 
 def _as_broker_error(args: Sequence[str], exc: Exception) -> RefstreamError | None:

@@ -24,7 +24,8 @@ def _rules(path: str | None) -> Rules:
 
 @click.command()
 @click.option("--host", help="address to listen on [default: $REFSTREAM_WEB_HOST]")
-@click.option("--port", type=int, help="port to listen on [default: $REFSTREAM_WEB_PORT]")
+@click.option("--port", type=click.IntRange(0, 65535),
+              help="port to listen on [default: $REFSTREAM_WEB_PORT]")
 @click.option("--public-url", help="the address visitors reach (links and QR codes)")
 @click.option("--publish-to", type=_PUBLISH_TO, help="where events go: the event log or Kafka")
 @click.option("--event-log", help="JSON Lines event log (with --publish-to log)")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from refstream.rewards.rules import Rules
-from refstream.streams.exit_codes import EXIT_OK, EXIT_USAGE
+from refstream.streams.exit_codes import EXIT_OK
 from refstream.streams.settings import Settings
 
 
@@ -95,16 +95,15 @@ def deliver_webhooks(settings: Settings, *, source: str, group: str,
     """The webhook delivery worker, from Kafka's reward-due or the published snapshot."""
     from refstream.web.webhooks import (
         Outbox,
+        WebhookConfigError,
         deliverer_from_settings,
         run_from_kafka,
         run_from_snapshot,
     )
 
     if not settings.webhook_endpoints:
-        print("refstream webhooks run: no endpoints; set REFSTREAM_WEBHOOK_ENDPOINTS "
-              '(JSON: {"shop-1": "https://..."}) and REFSTREAM_WEBHOOK_SECRETS',
-              file=sys.stderr)
-        return EXIT_USAGE
+        raise WebhookConfigError("no endpoints; set REFSTREAM_WEBHOOK_ENDPOINTS (JSON: "
+                                 '{"shop-1": "https://..."}) and REFSTREAM_WEBHOOK_SECRETS')
     outbox = Outbox(settings.webhook_outbox)
     try:
         deliverer = deliverer_from_settings(settings, outbox)

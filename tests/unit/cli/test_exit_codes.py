@@ -53,6 +53,7 @@ class Case:
     argv: tuple[str, ...]
     code: int
     says: str  # a piece of what stderr must tell the person
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def refstream(argv: list[str], tmp_path: Path, **env: str
@@ -94,6 +95,10 @@ OFFLINE = [
          EXIT_USAGE, "refstream run"),
     Case("a time that is not a time", ("run", "--events", "good.jsonl", "--db", "r.duckdb",
                                        "--wall-clock", "yesterday"), EXIT_USAGE, "ISO-8601"),
+    Case("a setting in the environment that is not one", ("topics", "list"), EXIT_USAGE,
+         "invalid settings", env=(("REFSTREAM_PARTITIONS", "many"),)),
+    Case("a port that is not a port", ("serve", "--port", "99999999"), EXIT_USAGE,
+         "not in the range"),
     Case("run dead-letters a line", ("run", "--events", "bad.jsonl", "--db", "r.duckdb"),
          EXIT_INPUT_REJECTED, ""),
     Case("invalid fixes: nothing published", ("dlq", "redrive", "fixes.jsonl"),
@@ -103,7 +108,7 @@ OFFLINE = [
 
 @pytest.mark.parametrize("case", OFFLINE, ids=[c.name for c in OFFLINE])
 def test_exit_code_without_a_broker(case: Case, inputs: Path) -> None:
-    done = refstream(list(case.argv), inputs)
+    done = refstream(list(case.argv), inputs, **dict(case.env))
     assert done.returncode == case.code, done.stdout[-2000:] + done.stderr[-2000:]
     assert case.says in done.stderr + (done.stdout if case.code == EXIT_OK else "")
     if case.code in (EXIT_USAGE, EXIT_INPUT_REJECTED, EXIT_PROBLEM):
