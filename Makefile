@@ -2,7 +2,7 @@
 # the README's two commands.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PACKAGES := schemas projections rewards fraud streams replay persistence reports tools deploy web
+PACKAGES := schemas projections rewards fraud streams replay persistence reports tools deploy web cli jobs
 
 .PHONY: install demo test fast lint typecheck tools bench clean native FORCE
 FORCE:

@@ -6,16 +6,15 @@ and `refstream kafka-users create|list` (SCRAM users through the admin API).
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from pydantic import SecretStr
 
@@ -26,7 +25,7 @@ from refstream.deploy.kafka_launcher import (
     TLS_LISTENER,
     read_properties,
 )
-from refstream.schemas.errors import RefstreamError
+from refstream.schemas.errors import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, RefstreamError
 
 if TYPE_CHECKING:
     from refstream.streams.settings import Settings
@@ -40,15 +39,18 @@ ADMIN_TIMEOUT_MS: Final = 30_000
 # the metadata log a moment later (about a second on a small machine).
 ACL_SETTLE_TIMEOUT_S: Final = 30.0
 ACL_SETTLE_POLL_S: Final = 0.2
-EXIT_OK: Final = 0
 
 
 class AclError(RefstreamError):
     """ACLs or SCRAM users could not be read or changed on the broker."""
 
+    exit_code: ClassVar[int] = EXIT_USAGE
+
 
 class AdminConnectionError(AclError):
     """No admin connection: unreachable broker, wrong credentials or not a super user."""
+
+    exit_code: ClassVar[int] = EXIT_UNAVAILABLE
 
 
 class Operation(StrEnum):
@@ -524,32 +526,34 @@ class LocalBroker:
         )
 
 
-def admin_settings(args: argparse.Namespace) -> Settings:
+def admin_settings(*, bootstrap: str | None = None, admin_user: str | None = None,
+                   local_broker: Path | None = None) -> Settings:
     """Settings for the admin connection: REFSTREAM_* env, then the command line.
 
-    --local-broker DIR takes everything from a broker started by deploy/kafka.sh;
-    --admin-user takes the password from $REFSTREAM_ADMIN_PASSWORD, else a prompt.
+    `local_broker` (--local-broker DIR) takes everything from a broker started by
+    deploy/kafka.sh; `admin_user` takes the password from $REFSTREAM_ADMIN_PASSWORD, else a
+    prompt.
     """
     from refstream.streams.settings import Settings
 
     settings = Settings()
-    if args.local_broker:
-        settings = LocalBroker(Path(args.local_broker)).admin_settings(settings)
-    if args.bootstrap:
-        settings = settings.model_copy(update={"kafka_bootstrap": args.bootstrap})
-    if args.admin_user:
+    if local_broker is not None:
+        settings = LocalBroker(local_broker).admin_settings(settings)
+    if bootstrap:
+        settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
+    if admin_user:
         password = os.environ.get(ENV_ADMIN_PASSWORD)
         if password is None:
             if not sys.stdin.isatty():
                 raise AdminConnectionError(
-                    f"--admin-user {args.admin_user}: set ${ENV_ADMIN_PASSWORD} "
+                    f"--admin-user {admin_user}: set ${ENV_ADMIN_PASSWORD} "
                     "(no terminal to prompt for the password)"
                 )
-            password = getpass.getpass(f"password of Kafka user {args.admin_user}: ")
+            password = getpass.getpass(f"password of Kafka user {admin_user}: ")
         protocol = settings.security_protocol
         settings = settings.model_copy(
             update={
-                "sasl_username": args.admin_user,
+                "sasl_username": admin_user,
                 "sasl_password": SecretStr(password),
                 "security_protocol": protocol if protocol.startswith("SASL") else "SASL_SSL",
             }
@@ -567,7 +571,8 @@ def open_admin(settings: Settings) -> Any:
             bootstrap_servers=settings.kafka_bootstrap,
             client_id="refstream-acls",
             request_timeout_ms=ADMIN_TIMEOUT_MS,
-            bootstrap_timeout_ms=ADMIN_TIMEOUT_MS,
+            # Within the command's bound (REFSTREAM_CLIENT_TIMEOUT_S) when that is shorter.
+            bootstrap_timeout_ms=min(ADMIN_TIMEOUT_MS, int(settings.client_timeout_s * 1000)),
             **settings.kafka_security(),
         )
     except KafkaError as exc:
@@ -586,31 +591,33 @@ def open_admin(settings: Settings) -> Any:
 # --------------------------------------------------------------------------- CLI
 
 
-def _cmd_acls_show(args: argparse.Namespace) -> int:
+def show_acls(shop_producers: Sequence[str], fmt: str) -> int:
+    """Print the ACL table (no broker needed)."""
     from refstream.streams.settings import Settings
 
-    print(render_table(roles_for(Settings(), _shop_producers(args)), args.format))
+    print(render_table(roles_for(Settings(), _shop_producers(shop_producers)), fmt))
     return EXIT_OK
 
 
-def _cmd_acls_apply(args: argparse.Namespace) -> int:
-    settings = admin_settings(args)
-    roles = roles_for(settings, _shop_producers(args))
+def apply_acls_to_broker(settings: Settings, shop_producers: Sequence[str], *, prune: bool,
+                         dry_run: bool) -> int:
+    """Create the ACLs the broker lacks (idempotent); with `prune`, delete unlisted ones."""
+    roles = roles_for(settings, _shop_producers(shop_producers))
     admin = open_admin(settings)
     try:
-        result = apply_acls(admin, roles, prune=args.prune, dry_run=args.dry_run)
+        result = apply_acls(admin, roles, prune=prune, dry_run=dry_run)
     finally:
         admin.close()
     for grant in result.created:
-        print(f"{'would create' if args.dry_run else 'created'}: {_describe(grant)}")
+        print(f"{'would create' if dry_run else 'created'}: {_describe(grant)}")
     for acl in result.removed:
-        print(f"{'would remove' if args.dry_run else 'removed'}: {acl}")
-    print(result.summary(dry_run=args.dry_run) + f" on {settings.kafka_bootstrap}")
+        print(f"{'would remove' if dry_run else 'removed'}: {acl}")
+    print(result.summary(dry_run=dry_run) + f" on {settings.kafka_bootstrap}")
     return EXIT_OK
 
 
-def _shop_producers(args: argparse.Namespace) -> tuple[str, ...]:
-    return tuple(args.shop_producer or (security.SHOP_PRODUCER_PRINCIPAL,))
+def _shop_producers(names: Sequence[str]) -> tuple[str, ...]:
+    return tuple(names or (security.SHOP_PRODUCER_PRINCIPAL,))
 
 
 def _describe(grant: Grant) -> str:
@@ -620,11 +627,11 @@ def _describe(grant: Grant) -> str:
     )
 
 
-def _cmd_users_create(args: argparse.Namespace) -> int:
-    settings = admin_settings(args)
-    name = security.check_principal(args.name)
-    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
-    local = LocalBroker(Path(args.local_broker)) if args.local_broker else None
+def create_user(settings: Settings, name: str, *, password: str | None,
+                local_broker: Path | None) -> int:
+    """Create a SCRAM user (or change its password); without `password` one is generated."""
+    name = security.check_principal(name)
+    local = LocalBroker(local_broker) if local_broker is not None else None
     if local is not None:
         # Kept in the credentials file with a client certificate and env files,
         # like the users made at format time.
@@ -658,8 +665,8 @@ def _cmd_users_create(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_users_list(args: argparse.Namespace) -> int:
-    settings = admin_settings(args)
+def list_users(settings: Settings) -> int:
+    """Print the broker's SCRAM users and their mechanisms."""
     admin = open_admin(settings)
     try:
         users = list_scram_users(admin)
@@ -668,95 +675,3 @@ def _cmd_users_list(args: argparse.Namespace) -> int:
     for user, mechanisms in users.items():
         print(f"{user:20} {', '.join(mechanisms)}")
     return EXIT_OK
-
-
-def _admin_options() -> argparse.ArgumentParser:
-    options = argparse.ArgumentParser(add_help=False)
-    options.add_argument("--bootstrap", help="broker host:port [$REFSTREAM_KAFKA_BOOTSTRAP]")
-    options.add_argument(
-        "--admin-user",
-        help=f"SCRAM user to connect as (a super user); password from ${ENV_ADMIN_PASSWORD} "
-        "or a prompt [default: REFSTREAM_SASL_* / REFSTREAM_SSL_* settings]",
-    )
-    options.add_argument(
-        "--local-broker",
-        metavar="DATA_DIR",
-        help="connect as admin to the broker deploy/kafka.sh start --secure runs from "
-        "DATA_DIR (address, CA and password from its files)",
-    )
-    return options
-
-
-Command = Callable[[argparse.Namespace], int]
-
-
-def _translating(command: Command) -> Command:
-    """`command` with key-material errors turned into AclError, which the CLI reports."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except security.SecuritySetupError as exc:
-            raise AclError(str(exc)) from exc
-
-    return run
-
-
-def register_security_commands(subparsers: Any) -> None:
-    """Add `acls show|apply` and `kafka-users create|list` to the refstream CLI."""
-    admin = _admin_options()
-    acls = subparsers.add_parser(
-        "acls",
-        help="least-privilege Kafka ACLs: show the table, apply it to a broker",
-        description="Who may do what on Kafka, as code (refstream.deploy.acls). Topic "
-        "names follow REFSTREAM_TOPIC_PREFIX / REFSTREAM_SHOP_TOPIC_PREFIX, the "
-        "worker's groups REFSTREAM_APP_ID and REFSTREAM_APP_ID.<stage>.",
-    )
-    acl_commands = acls.add_subparsers(dest="acls_command", required=True, metavar="ACTION")
-    producers = argparse.ArgumentParser(add_help=False)
-    producers.add_argument(
-        "--shop-producer",
-        action="append",
-        metavar="NAME",
-        help="a principal with the shop producers' rights, repeatable, e.g. one per shop "
-        f"[default: {security.SHOP_PRODUCER_PRINCIPAL}]",
-    )
-    show = acl_commands.add_parser("show", parents=[producers], help="print the ACL table")
-    show.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    show.set_defaults(func=_cmd_acls_show)
-    apply = acl_commands.add_parser(
-        "apply",
-        parents=[admin, producers],
-        help="create the missing ACLs (idempotent)",
-        description="Creates every ACL of the table that the broker lacks; existing ones "
-        "are left alone, so running it again changes nothing.",
-    )
-    apply.add_argument(
-        "--prune",
-        action="store_true",
-        help="also delete ACLs of refstream's principals that the table does not list",
-    )
-    apply.add_argument("--dry-run", action="store_true", help="print the changes only")
-    apply.set_defaults(func=_translating(_cmd_acls_apply))
-
-    users = subparsers.add_parser(
-        "kafka-users",
-        help="SCRAM-SHA-512 users on the broker (create, list)",
-        description="Manage SCRAM users through the admin API; the admin itself is "
-        "created when the secure broker is formatted.",
-    )
-    user_commands = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
-    create = user_commands.add_parser(
-        "create",
-        parents=[admin],
-        help="create a user or change its password",
-        description="Without --password-stdin a password is generated: saved in the "
-        "credentials file with --local-broker, printed once otherwise.",
-    )
-    create.add_argument("name", help="user name, e.g. shop-acme")
-    create.add_argument(
-        "--password-stdin", action="store_true", help="read the password from stdin"
-    )
-    create.set_defaults(func=_translating(_cmd_users_create))
-    listing = user_commands.add_parser("list", parents=[admin], help="list SCRAM users")
-    listing.set_defaults(func=_translating(_cmd_users_list))

@@ -6,7 +6,6 @@ ACLs in secure mode) and the JVM lifecycle.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import ctypes
@@ -27,7 +26,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, Self
+from typing import Any, ClassVar, Final, Self
+
+from refstream.schemas.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_PROBLEM,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    RefstreamError,
+)
 
 try:
     from refstream.deploy import security as broker_security
@@ -69,28 +76,40 @@ _CONTROL_ESCAPES: Final = MappingProxyType({"\n": "\\n", "\r": "\\r", "\t": "\\t
 # --------------------------------------------------------------------------- errors
 
 
-class LocalKafkaError(RuntimeError):
+class LocalKafkaError(RefstreamError):
     """Base class: anything that stops the local broker from being usable."""
+
+    exit_code: ClassVar[int] = EXIT_PROBLEM
 
 
 class LocalKafkaConfigError(LocalKafkaError, ValueError):
     """The requested broker configuration is inconsistent."""
 
+    exit_code: ClassVar[int] = EXIT_USAGE
+
 
 class JavaNotFoundError(LocalKafkaError):
     """No `java` executable to run the broker with."""
+
+    exit_code: ClassVar[int] = EXIT_UNAVAILABLE
 
 
 class KafkaJarsError(LocalKafkaError):
     """The broker jars are missing and could not be fetched."""
 
+    exit_code: ClassVar[int] = EXIT_UNAVAILABLE
+
 
 class PortInUseError(LocalKafkaError):
     """A port the broker needs is already bound by another process."""
 
+    exit_code: ClassVar[int] = EXIT_USAGE
+
 
 class BrokerAlreadyRunningError(LocalKafkaError):
     """A broker launched from the same data directory is still alive."""
+
+    exit_code: ClassVar[int] = EXIT_USAGE
 
 
 class StorageFormatError(LocalKafkaError):
@@ -100,6 +119,8 @@ class StorageFormatError(LocalKafkaError):
 class BrokerStartError(LocalKafkaError):
     """The broker exited during startup or did not answer in time."""
 
+    exit_code: ClassVar[int] = EXIT_UNAVAILABLE
+
 
 class BrokerStopError(LocalKafkaError):
     """The broker process survived SIGTERM and SIGKILL."""
@@ -107,6 +128,8 @@ class BrokerStopError(LocalKafkaError):
 
 class KafkaProtocolError(LocalKafkaError):
     """Something answered on the broker port, but not a sane Metadata response."""
+
+    exit_code: ClassVar[int] = EXIT_UNAVAILABLE
 
 
 # --------------------------------------------------------------------------- config
@@ -1133,173 +1156,176 @@ def _env_port(environ: Mapping[str, str], name: str, default: int) -> int:
 # --------------------------------------------------------------------------- CLI
 
 
-def _parse_property(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.strip(), value
+def _parse_properties(_ctx: Any, _param: Any, values: Sequence[str]) -> dict[str, str]:
+    import click
+
+    parsed: dict[str, str] = {}
+    for text in values:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {text!r}")
+        parsed[key.strip()] = value
+    return parsed
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    env = os.environ
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--port",
-        type=int,
-        default=_env_port(env, ENV_PORT, DEFAULT_PORT),
-        help=f"client (PLAINTEXT) port on 127.0.0.1 [${ENV_PORT}, default %(default)s]",
-    )
-    common.add_argument(
-        "--sasl-port",
-        type=int,
-        default=_env_port(env, ENV_SASL_PORT, DEFAULT_SASL_PORT),
-        help=f"SASL_SSL (SCRAM-SHA-512) port of --secure [${ENV_SASL_PORT}, default %(default)s]",
-    )
-    common.add_argument(
-        "--controller-port",
-        type=int,
-        default=_env_port(env, ENV_CONTROLLER_PORT, DEFAULT_CONTROLLER_PORT),
-        help=f"KRaft controller port [${ENV_CONTROLLER_PORT}, default %(default)s]",
-    )
-    common.add_argument(
-        "--data-dir",
-        type=Path,
-        default=default_data_dir(env),
-        help=f"config, pid file, log and topic data [${ENV_DATA_DIR}, default %(default)s]",
-    )
-    common.add_argument(
-        "--jars-dir",
-        type=Path,
-        default=default_jars_dir(env),
-        help=f"broker jars [${ENV_JARS_DIR}, default %(default)s]",
-    )
-    common.add_argument(
-        "--heap",
-        default=env.get(ENV_HEAP) or DEFAULT_HEAP,
-        help=f"JVM max heap [${ENV_HEAP}, default %(default)s]",
-    )
-    common.add_argument(
-        "--property",
-        "-P",
-        dest="properties",
-        type=_parse_property,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra server.properties entry, repeatable; overrides the generated value",
-    )
+_EPILOG = """\b
+commands:
+  fetch   download the broker jars (skipped when present)
+  start   fetch if needed, format storage on first use, launch the broker in
+          the background and return once it answers Metadata requests;
+          --secure: TLS + SCRAM-SHA-512 + ACLs (see docs/security.md)
+  stop    SIGTERM the broker from the pid file, SIGKILL if it hangs
+  status  exit 0 = running and answering, 1 = process up but not answering,
+          3 = not running
 
-    parser = argparse.ArgumentParser(
-        prog="kafka_launcher",
-        description=(
-            f"Run a real single-node Apache Kafka {KAFKA_VERSION} broker (KRaft mode: broker "
-            "and controller in one JVM) on 127.0.0.1, without Docker. The jars come from "
-            "Maven Central once and are cached; all broker state lives in --data-dir."
-        ),
-        epilog=(
-            "commands:\n"
-            "  fetch   download the broker jars (skipped when present)\n"
-            "  start   fetch if needed, format storage on first use, launch the broker in\n"
-            "          the background and return once it answers Metadata requests;\n"
-            "          --secure: TLS + SCRAM-SHA-512 + ACLs (see docs/security.md)\n"
-            "  stop    SIGTERM the broker from the pid file, SIGKILL if it hangs\n"
-            "  status  exit 0 = running and answering, 1 = process up but not answering,\n"
-            "          3 = not running\n\n"
-            "Run '<command> --help' for the options; each defaults from the environment\n"
-            "variable shown in brackets. Java 17 and (for fetch) Maven are required."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    fetch = commands.add_parser("fetch", parents=[common], help="download the broker jars")
-    fetch.add_argument("--force", action="store_true", help="download even if present")
-    start = commands.add_parser("start", parents=[common], help="start in the background")
-    start.add_argument(
-        "--timeout", type=float, default=90.0, help="seconds to wait for readiness [%(default)s]"
-    )
-    start.add_argument(
-        "--secure",
-        action="store_true",
-        help=(
-            "secure mode: mutual TLS on --port, SCRAM-SHA-512 over TLS on --sasl-port, "
-            "controller on mutual TLS, ACL authorizer denying by default; makes a local CA, "
-            "certificates and SCRAM users (admin, shop-producer, pipeline, finance, replay) "
-            "under DATA_DIR/security, with client env files in DATA_DIR/security/clients"
-        ),
-    )
-    stop = commands.add_parser("stop", parents=[common], help="stop the broker")
-    stop.add_argument(
-        "--timeout",
-        type=float,
-        default=30.0,
-        help="seconds between SIGTERM and SIGKILL [%(default)s]",
-    )
-    commands.add_parser("status", parents=[common], help="report whether it runs")
-    return parser
+Run '<command> --help' for the options; each defaults from the environment variable shown in
+brackets. Java 17 and (for fetch) Maven are required."""
+
+
+def _build_cli(env: Mapping[str, str]) -> Any:
+    """The launcher's Click group; option defaults read from `env` when it is built."""
+    import click
+
+    def common(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed((
+            click.option("--port", type=int, default=_env_port(env, ENV_PORT, DEFAULT_PORT),
+                         show_default=True,
+                         help=f"client (PLAINTEXT) port on 127.0.0.1 [${ENV_PORT}]"),
+            click.option("--sasl-port", type=int,
+                         default=_env_port(env, ENV_SASL_PORT, DEFAULT_SASL_PORT),
+                         show_default=True,
+                         help=f"SASL_SSL (SCRAM-SHA-512) port of --secure [${ENV_SASL_PORT}]"),
+            click.option("--controller-port", type=int,
+                         default=_env_port(env, ENV_CONTROLLER_PORT, DEFAULT_CONTROLLER_PORT),
+                         show_default=True,
+                         help=f"KRaft controller port [${ENV_CONTROLLER_PORT}]"),
+            click.option("--data-dir", type=click.Path(path_type=Path),
+                         default=default_data_dir(env), show_default=True,
+                         help=f"config, pid file, log and topic data [${ENV_DATA_DIR}]"),
+            click.option("--jars-dir", type=click.Path(path_type=Path),
+                         default=default_jars_dir(env), show_default=True,
+                         help=f"broker jars [${ENV_JARS_DIR}]"),
+            click.option("--heap", default=env.get(ENV_HEAP) or DEFAULT_HEAP,
+                         show_default=True, help=f"JVM max heap [${ENV_HEAP}]"),
+            click.option("--property", "-P", "properties", multiple=True, metavar="KEY=VALUE",
+                         callback=_parse_properties,
+                         help="extra server.properties entry, repeatable; overrides the "
+                              "generated value"),
+        )):
+            command = option(command)
+        return command
+
+    def broker(*, port: int, sasl_port: int, controller_port: int, data_dir: Path,
+               jars_dir: Path, heap: str, properties: dict[str, str],
+               secure: bool = False) -> LocalKafka:
+        return LocalKafka(port=port, controller_port=controller_port, data_dir=data_dir,
+                          jars_dir=jars_dir, heap=heap, extra_properties=properties,
+                          security=SecureBroker(sasl_port=sasl_port) if secure else None)
+
+    @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=_EPILOG,
+                 help=f"Run a real single-node Apache Kafka {KAFKA_VERSION} broker (KRaft mode: "
+                      "broker and controller in one JVM) on 127.0.0.1, without Docker. The "
+                      "jars come from Maven Central once and are cached; all broker state "
+                      "lives in --data-dir.")
+    def launcher() -> None:
+        pass
+
+    @launcher.command(help="Download the broker jars.")
+    @common
+    @click.option("--force", is_flag=True, help="download even if present")
+    def fetch(force: bool, **options: Any) -> int:
+        print(broker(**options).fetch_jars(force=force))
+        return 0
+
+    @launcher.command(help="Start in the background.")
+    @common
+    @click.option("--timeout", type=float, default=90.0, show_default=True,
+                  help="seconds to wait for readiness")
+    @click.option("--secure", is_flag=True,
+                  help="secure mode: mutual TLS on --port, SCRAM-SHA-512 over TLS on "
+                       "--sasl-port, controller on mutual TLS, ACL authorizer denying by "
+                       "default; makes a local CA, certificates and SCRAM users (admin, "
+                       "shop-producer, pipeline, finance, replay) under DATA_DIR/security, "
+                       "with client env files in DATA_DIR/security/clients")
+    def start(timeout: float, secure: bool, **options: Any) -> int:
+        return _start(broker(**options, secure=secure), timeout)
+
+    @launcher.command(help="Stop the broker.")
+    @common
+    @click.option("--timeout", type=float, default=30.0, show_default=True,
+                  help="seconds between SIGTERM and SIGKILL")
+    def stop(timeout: float, **options: Any) -> int:
+        stopped = broker(**options).stop(timeout)
+        print(f"stopped: pid {stopped}" if stopped is not None else "not running")
+        return 0
+
+    @launcher.command(help="Report whether it runs: exit 0 running and answering, 1 process "
+                           "up but not answering, 3 not running.")
+    @common
+    def status(**options: Any) -> int:
+        return _status(broker(**options))
+
+    return launcher
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (deploy/kafka.sh); returns the process exit status."""
     import logging
 
-    args = _build_parser().parse_args(argv)
+    import click
+
     logging.basicConfig(level=logging.INFO, format="kafka: %(message)s", stream=sys.stderr)
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        secure = getattr(args, "secure", False)
-        kafka = LocalKafka(
-            port=args.port,
-            controller_port=args.controller_port,
-            data_dir=args.data_dir,
-            jars_dir=args.jars_dir,
-            heap=args.heap,
-            extra_properties=dict(args.properties),
-            security=SecureBroker(sasl_port=args.sasl_port) if secure else None,
-        )
-        return _run(kafka, args)
-    except (LocalKafkaError, broker_security.SecuritySetupError, OSError) as exc:
+        result = _build_cli(os.environ).main(args=args, prog_name="kafka_launcher",
+                                             standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        return EXIT_INTERRUPTED
+    except RefstreamError as exc:  # LocalKafkaError, SecuritySetupError: their own codes
         print(f"kafka: error: {exc}", file=sys.stderr)
-        return 2
+        return type(exc).exit_code
+    except OSError as exc:
+        print(f"kafka: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return int(result)
 
 
-def _run(kafka: LocalKafka, args: argparse.Namespace) -> int:
-    command: str = args.command
-    if command == "fetch":
-        print(kafka.fetch_jars(force=args.force))
-        return 0
-    if command == "stop":
-        stopped = kafka.stop(args.timeout)
-        print(f"stopped: pid {stopped}" if stopped is not None else "not running")
-        return 0
+def _start(kafka: LocalKafka, timeout: float) -> int:
     pid = kafka.pid()
     if pid is not None:
         kafka = _as_running(kafka)
-    if command == "start":
-        if pid is not None:
-            kafka.wait_ready(args.timeout)
-            print(f"already running: pid {pid}, {_endpoints(kafka)}")
-            return 0
-        credentials = kafka.security_dir / broker_security.CREDENTIALS_FILE
-        if kafka.security is None and credentials.is_file() and kafka.cluster_id() is not None:
-            raise LocalKafkaConfigError(
-                f"{kafka.data_dir} holds a secure broker (it has {credentials}); start it "
-                "with --secure, or delete the directory for a plaintext broker"
-            )
-        started = time.monotonic()
-        kafka.start(args.timeout, detach=True)
-        print(
-            f"started: pid {kafka.pid()}, {_endpoints(kafka)}, "
-            f"ready in {time.monotonic() - started:.1f}s, log {kafka.log_file}"
-        )
-        if kafka.security is not None:
-            print(
-                f"client settings: {kafka.security_dir / broker_security.CLIENTS_DIR}/"
-                "<principal>.{sasl,tls}.env  (set -a; . FILE; set +a)"
-            )
+        kafka.wait_ready(timeout)
+        print(f"already running: pid {pid}, {_endpoints(kafka)}")
         return 0
-    # status
+    credentials = kafka.security_dir / broker_security.CREDENTIALS_FILE
+    if kafka.security is None and credentials.is_file() and kafka.cluster_id() is not None:
+        raise LocalKafkaConfigError(
+            f"{kafka.data_dir} holds a secure broker (it has {credentials}); start it "
+            "with --secure, or delete the directory for a plaintext broker"
+        )
+    started = time.monotonic()
+    kafka.start(timeout, detach=True)
+    print(
+        f"started: pid {kafka.pid()}, {_endpoints(kafka)}, "
+        f"ready in {time.monotonic() - started:.1f}s, log {kafka.log_file}"
+    )
+    if kafka.security is not None:
+        print(
+            f"client settings: {kafka.security_dir / broker_security.CLIENTS_DIR}/"
+            "<principal>.{sasl,tls}.env  (set -a; . FILE; set +a)"
+        )
+    return 0
+
+
+def _status(kafka: LocalKafka) -> int:
+    pid = kafka.pid()
     if pid is None:
         print(f"not running (data dir {kafka.data_dir})")
         return 3
+    kafka = _as_running(kafka)
     if kafka.is_ready():
         print(f"running: pid {pid}, {_endpoints(kafka)}")
         return 0

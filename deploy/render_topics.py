@@ -5,11 +5,11 @@ The YAML is for people and GitOps tools; the code stays the source: `--check` fa
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
+import click
 import yaml
 
 from refstream.streams.settings import Settings
@@ -53,26 +53,36 @@ def render_topics_yaml() -> str:
                                     width=100)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m refstream.deploy.render_topics",
-        description="Write deploy/topics.yaml from the topic specs in streams/topics.py.")
-    parser.add_argument("--out", type=Path, default=TOPICS_YAML, help="file to write")
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 if the file differs from the code")
-    args = parser.parse_args(argv)
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=TOPICS_YAML,
+              show_default=True, help="file to write")
+@click.option("--check", is_flag=True,
+              help="write nothing; exit 1 if the file differs from the code")
+def render_command(out: Path, check: bool) -> int:
+    """Write deploy/topics.yaml from the topic specs in streams/topics.py."""
     rendered = render_topics_yaml()
-    if args.check:
-        current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
+    if check:
+        current = out.read_text(encoding="utf-8") if out.exists() else ""
         if current != rendered:
-            print(f"{args.out} is stale; run python -m refstream.deploy.render_topics",
+            print(f"{out} is stale; run python -m refstream.deploy.render_topics",
                   file=sys.stderr)
             return 1
-        print(f"{args.out} matches the topic specs")
+        print(f"{out} matches the topic specs")
         return 0
-    args.out.write_text(rendered, encoding="utf-8")
-    print(f"wrote {args.out}")
+    out.write_text(rendered, encoding="utf-8")
+    print(f"wrote {out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m refstream.deploy.render_topics [--check] [--out FILE]`; the exit status."""
+    try:
+        result = render_command.main(args=argv, standalone_mode=False,
+                                     prog_name="python -m refstream.deploy.render_topics")
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return int(result)
 
 
 if __name__ == "__main__":

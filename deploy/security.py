@@ -20,7 +20,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import ClassVar, Final, Literal
+
+from refstream.schemas.errors import (
+    EXIT_INPUT_REJECTED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    RefstreamError,
+)
 
 # Stdlib only, like kafka_launcher.py: deploy/kafka.sh may run both with a bare python3.
 
@@ -78,16 +85,22 @@ _ENV_SUFFIX: Final = MappingProxyType({"SASL_SSL": "sasl", "SSL": "tls"})
 # --------------------------------------------------------------------------- errors
 
 
-class SecuritySetupError(RuntimeError):
+class SecuritySetupError(RefstreamError):
     """Base class: the secure broker's key material or credentials are unusable."""
+
+    exit_code: ClassVar[int] = EXIT_USAGE
 
 
 class OpensslError(SecuritySetupError):
     """The openssl CLI is missing or one of its commands failed."""
 
+    exit_code: ClassVar[int] = EXIT_UNAVAILABLE
+
 
 class CredentialsFileError(SecuritySetupError):
     """The credentials file is unreadable, malformed or lacks a principal."""
+
+    exit_code: ClassVar[int] = EXIT_INPUT_REJECTED
 
 
 class PrincipalNameError(SecuritySetupError, ValueError):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,7 +24,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from refstream.schemas.codec import Codec
-from refstream.schemas.errors import RefstreamError
+from refstream.schemas.errors import EXIT_INPUT_REJECTED, RefstreamError
 from refstream.schemas.events import LOG_EVENT_CONSTRUCTORS, LOG_EVENT_TYPES, LogEvent
 
 COMMITS = "_commits"
@@ -77,6 +77,8 @@ _Buffered = tuple[int, int, LogEvent | None, bytes]
 
 class ArchiveError(RefstreamError):
     """The archive on disk is not what refstream wrote (a gap, an overlap, a bad marker)."""
+
+    exit_code: ClassVar[int] = EXIT_INPUT_REJECTED
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
+
+from refstream.schemas.errors import EXIT_PROBLEM, RefstreamError
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +118,10 @@ class CheckpointStore:
             self._db.close()
 
 
-class SnapshotFailed(RuntimeError):
+class SnapshotFailed(RefstreamError):
     """The forked child did not hand back a complete snapshot (it died, or was stopped)."""
+
+    exit_code: ClassVar[int] = EXIT_PROBLEM
 
 
 class ForkedSnapshot:

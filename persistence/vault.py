@@ -12,8 +12,9 @@ import os
 import sqlite3
 import time
 from pathlib import Path
+from typing import ClassVar
 
-from refstream.schemas.errors import RefstreamError
+from refstream.schemas.errors import EXIT_USAGE, RefstreamError
 
 TOKEN_PREFIX = "cus_"
 # 24 hex digits = 96 bits: a collision among a shop's customers is out of reach.
@@ -35,6 +36,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS persons_by_token ON persons (shop_id, token);
 
 class PersonNotFound(RefstreamError):
     """The vault has no entry for this person or token (never seen, or already erased)."""
+
+    exit_code: ClassVar[int] = EXIT_USAGE
 
 
 def person_token(person_key: bytes, shop_id: str, customer_id: str) -> str:

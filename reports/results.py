@@ -1,8 +1,8 @@
 """Report results: the analyst reports of `reports/definitions.py` run on a read-only DuckDB
 connection, and their rows rendered for a terminal, CSV and JSON.
 
-`explain` prints the SQL and the counts behind a KPI; the `report` command
-(`reports/reporting.py`) and the HTML report (`reports/html_report.py`) both build on this.
+`explain` prints the SQL and the counts behind a KPI; `write_report` is what `refstream
+report` runs (cli/reports.py), and the HTML report (`reports/html_report.py`) builds on this.
 """
 
 from __future__ import annotations
@@ -10,15 +10,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import duckdb
 
 from refstream.reports.definitions import (
+    ALL_SHOPS,
     KPIS,
     NO_PAYOUTS_NOTE,
     PAYOUTS_TABLE,
@@ -28,7 +30,8 @@ from refstream.reports.definitions import (
     Kpi,
     ReportSpec,
 )
-from refstream.schemas.errors import RefstreamError
+from refstream.reports.tables_output import draw_table
+from refstream.schemas.errors import EXIT_USAGE, RefstreamError
 
 SCORECARD_REPORT = "scorecard"
 REPORT_NAMES: tuple[str, ...] = (SCORECARD_REPORT, *REPORTS)
@@ -53,6 +56,8 @@ REQUIRED_TABLES = ("referrals", "rewards", "reward_ledger", "orders", "clicks")
 
 class ReportError(RefstreamError):
     """A report that cannot run: unknown name, missing or locked database, wrong file."""
+
+    exit_code: ClassVar[int] = EXIT_USAGE
 
 
 @dataclass(frozen=True)
@@ -325,22 +330,14 @@ def render_table(result: ReportResult, show_columns: Sequence[str] | None = None
     records = result.records() if result.rows else []
     cells = [[_format_cell(c, rec[c.name], rec, result.points_units) for c in shown]
              for rec in records]
-    widths = [max([len(c.name), *(len(row[i]) for row in cells)]) for i, c in enumerate(shown)]
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(
-            v.rjust(w) if c.kind in _NUMERIC_KINDS else v.ljust(w)
-            for v, w, c in zip(values, widths, shown, strict=True)).rstrip()
-
     out = []
     if heading:
         out.append(result.title)
         if result.description:
             out.append(result.description)
         out.append("")
-    out.append(line([c.name for c in shown]))
-    out.append("  ".join("-" * w for w in widths))
-    out.extend(line(row) for row in cells)
+    out.append(draw_table([c.name for c in shown], cells,
+                          [c.kind in _NUMERIC_KINDS for c in shown]))
     if not cells:
         out.append("(no rows)")
     if result.notes:
@@ -458,3 +455,62 @@ def use_payer_ledger(conn: duckdb.DuckDBPyConnection, ledger_path: str | Path) -
     conn.register("refstream_payer_ledger", payments)
     conn.execute(f"CREATE TEMP VIEW {PAYOUTS_TABLE} AS SELECT * FROM refstream_payer_ledger")
     return len(rows)
+
+
+def _emit(text: str, out: str | None) -> None:
+    if out:
+        target = Path(out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        print(f"wrote {target}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+
+
+def write_report(db: str | Path, name: str, *, fmt: str = "table", out: str | None = None,
+                 kpi: str | None = None, payer_ledger: str | None = None) -> int:
+    """Run report `name` (`explain` of `kpi`, `html` into `out`) on `db`; exit 0."""
+    conn = open_read_only(db)
+    try:
+        if payer_ledger:
+            use_payer_ledger(conn, payer_ledger)
+        if name == "explain":
+            _emit(explain(conn, kpi or "") + "\n", out)
+        elif name == "html":
+            from refstream.reports.html_report import write_html_report
+
+            target = write_html_report(conn, Path(out or "report.html"))
+            print(f"wrote {target}", file=sys.stderr)
+        else:
+            result = run_report(conn, name)
+            if fmt == "csv" and result.notes:
+                # stdout stays a clean CSV document; the notes still reach the reader
+                for note in result.notes:
+                    print(f"note: {note}", file=sys.stderr)
+            _emit(render(result, fmt), out)
+    except duckdb.Error as exc:
+        raise ReportError(f"report {name} failed on {db}: {exc}") from exc
+    finally:
+        conn.close()
+    return 0
+
+
+REPORT_HELP: dict[str, str] = {
+    SCORECARD_REPORT: "the six KPIs of docs/benchmarks.md with status vs median/top quartile/alert",
+    "funnel": "share -> click -> signup -> first order -> qualified -> due -> paid",
+    "cohorts": "referred visitors by ISO week of first click, conversion by weeks since",
+    "campaigns": "referred customers and revenue per campaign (first orders and all)",
+    "referrers": "top referrers by successful referrals and reward amounts due",
+    "fraud-queue": "every referral waiting for a reviewer, once, with its signals and evidence",
+    "liability": "reward amounts by status (pending, held, due = owed and not yet paid, paid, "
+                 "reversed) and currency",
+    "daily": "referrals decided and reward messages sent per day",
+    "late": "referrals decided or changed after an event of their shop arrived late",
+}
+
+
+__all__ = [
+    "ALL_SHOPS", "KpiResult", "ReportError", "ReportResult", "explain",
+    "format_money", "kpi_rows", "open_read_only", "render",
+    "render_csv", "render_json", "render_table", "run_report", "scorecard", "write_report",
+]

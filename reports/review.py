@@ -1,4 +1,5 @@
-"""`refstream review list|approve|reject`: the fraud review queue and the decisions on it.
+"""The fraud review queue (`refstream review list`) and the review event of a decision
+(`jobs/review.py` records it: `refstream review approve|reject`).
 
 The queue holds every referral that waits for a person (status held) and every referral
 with a held reward, once each, with all its flags and their evidence in words. A decision
@@ -8,18 +9,15 @@ or the shop.review topic that ingest appends to refstream.log), so replay decide
 
 from __future__ import annotations
 
-import argparse
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import duckdb
 
 from refstream.reports.definitions import FLAGS_OF_REFERRAL
 from refstream.reports.tables_output import render_rows
-from refstream.schemas.errors import RefstreamError
+from refstream.schemas.errors import EXIT_USAGE, RefstreamError
 from refstream.schemas.shop import ShopReview
 
 MINUTES_PER_HOUR, HOURS_PER_DAY = 60, 24
@@ -27,6 +25,8 @@ MINUTES_PER_HOUR, HOURS_PER_DAY = 60, 24
 
 class ReviewError(RefstreamError):
     """A review command that cannot go ahead; the message says why and what to do."""
+
+    exit_code: ClassVar[int] = EXIT_USAGE
 
 
 @dataclass
@@ -177,14 +177,15 @@ def _open(db: str) -> duckdb.DuckDBPyConnection:
     return open_read_only(db)
 
 
-def cmd_review_list(args: argparse.Namespace) -> int:
-    conn = _open(args.db)
+def list_queue(db: str, fmt: str) -> int:
+    """Print every referral waiting for a reviewer with its flags' evidence in words."""
+    conn = _open(db)
     try:
         items = review_queue(conn)
     finally:
         conn.close()
     header, rows = queue_rows(items)
-    if args.format == "table":
+    if fmt == "table":
         print(f"{len(items)} referrals wait for a reviewer")
         for item, row in zip(items, rows, strict=True):
             print(f"\n{item.referral_id} ({item.shop_id}): referee {item.referee_id}, referrer "
@@ -192,31 +193,33 @@ def cmd_review_list(args: argparse.Namespace) -> int:
             for line in item.evidence:
                 print(f"  - {line}")
         return 0
-    print(render_rows(header, rows, args.format), end="" if args.format == "csv" else "\n")
+    print(render_rows(header, rows, fmt), end="" if fmt == "csv" else "\n")
     return 0
 
 
-def _parse_at(text: str | None) -> datetime:
-    if not text:
-        return datetime.now(UTC)
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        raise ReviewError(f"--at {text!r} has no timezone; write it in UTC, e.g. "
-                          "2026-11-02T09:00:00Z")
-    return moment.astimezone(UTC)
+@dataclass(frozen=True)
+class Decision:
+    """What a reviewer decided about one held referral, as the command line said it."""
+
+    action: str  # approve | reject
+    referral_id: str
+    reviewer: str
+    note: str | None = None
+    at: datetime | None = None  # None: now
 
 
-def decision_event(args: argparse.Namespace, shop_id: str) -> ShopReview:
+def decision_event(decision: Decision, shop_id: str) -> ShopReview:
     """The review event for a decision; its id is fixed by what was decided, so recording
     the same decision twice is a harmless duplicate."""
-    decision = "approve" if args.action == "approve" else "reject"
-    return ShopReview(event_id=f"review:{args.referral_id}:{decision}:{args.reviewer}",
-                      shop_id=shop_id, occurred_at=_parse_at(args.at),
-                      referral_id=args.referral_id, decision=decision,  # type: ignore[arg-type]
-                      reviewer_id=args.reviewer, note=args.note)
+    verdict = "approve" if decision.action == "approve" else "reject"
+    return ShopReview(event_id=f"review:{decision.referral_id}:{verdict}:{decision.reviewer}",
+                      shop_id=shop_id, occurred_at=decision.at or datetime.now(UTC),
+                      referral_id=decision.referral_id, decision=verdict,  # type: ignore[arg-type]
+                      reviewer_id=decision.reviewer, note=decision.note)
 
 
-def _held_referral_shop(db: str, referral_id: str) -> str:
+def held_referral_shop(db: str, referral_id: str) -> str:
+    """The shop of a referral that waits for review in `db`; ReviewError otherwise."""
     conn = _open(db)
     try:
         items = {i.referral_id: i for i in review_queue(conn)}
@@ -231,131 +234,3 @@ def _held_referral_shop(db: str, referral_id: str) -> str:
         raise ReviewError(f"referral {referral_id} is {row[1]}, not waiting for review; "
                           "a decision on it would change nothing")
     return str(row[0])
-
-
-def cmd_review_decide(args: argparse.Namespace) -> int:
-    if args.bootstrap:
-        return _decide_on_kafka(args)
-    if not (args.events and args.db):
-        raise ReviewError("say where the log is: --events FILE.jsonl --db FILE.duckdb for an "
-                          "embedded run, or --bootstrap HOST:PORT for Kafka")
-    shop_id = _held_referral_shop(args.db, args.referral_id)
-    event = decision_event(args, shop_id)
-    return _decide_embedded(args, event)
-
-
-def _decide_embedded(args: argparse.Namespace, event: ShopReview) -> int:
-    from refstream.persistence.store import ProjectionStore
-    from refstream.schemas.jsonl import to_json_object
-    from refstream.streams.cli import _rules
-    from refstream.streams.embedded import EmbeddedRunner
-    from refstream.streams.settings import Settings
-
-    events_path, db_path = Path(args.events), Path(args.db)
-    if not events_path.is_file():
-        raise ReviewError(f"no events file at {events_path}: the decision is appended to the "
-                          "log the database was built from")
-    line = json.dumps(to_json_object(event), separators=(",", ":"))
-    rules = _rules(args.rules)
-    settings = Settings()
-    log = None
-    if args.archive:
-        from refstream.persistence.archive import ArchiveWriter
-        from refstream.schemas.codec import Codec
-        from refstream.streams.embedded import EmbeddedLog
-
-        # The demo's log archive: replay from it sees the decision too.
-        log = EmbeddedLog(ArchiveWriter(Path(args.archive)), Codec(), settings.partitions)
-    store = ProjectionStore(db_path)
-    try:
-        runner = EmbeddedRunner(settings, rules, store,
-                                log.append if log is not None else None)
-        runner.restore_state()
-        number = _append_line(events_path, line)
-        summary = runner.run_lines(str(events_path), [(number, line)])
-        runner.save_state()
-        status = store.connection.execute(
-            "SELECT status FROM referrals WHERE referral_id = ?", [event.referral_id]).fetchone()
-    finally:
-        if log is not None:
-            log.close()
-        store.close()
-    if summary.dead_letters:
-        raise ReviewError(summary.dead_letters[0].error)
-    print(f"{event.decision}d referral {event.referral_id} as {event.reviewer_id}: appended "
-          f"to {events_path}:{number} and applied to {db_path}; the referral is now "
-          f"{status[0] if status else '?'}")
-    return 0
-
-
-def _append_line(path: Path, line: str) -> int:
-    """Append one line to a JSON Lines file; returns its line number."""
-    with path.open("rb") as stream:
-        data = stream.read()
-    with path.open("ab") as stream:
-        if data and not data.endswith(b"\n"):
-            stream.write(b"\n")
-        stream.write(line.encode("utf-8") + b"\n")
-    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0) + 1
-
-
-def _decide_on_kafka(args: argparse.Namespace) -> int:
-    from refstream.streams.producer import publish_shop_events
-    from refstream.streams.settings import Settings
-    from refstream.streams.topics import TopicNames, ensure_topics
-
-    if args.db:
-        shop_id = _held_referral_shop(args.db, args.referral_id)
-    elif args.shop:
-        shop_id = args.shop
-    else:
-        raise ReviewError("on Kafka, name the shop (--shop) or the analysts' snapshot to "
-                          "check the referral against (--db)")
-    settings = Settings(kafka_bootstrap=args.bootstrap)
-    ensure_topics(settings)
-    event = decision_event(args, shop_id)
-    publish_shop_events(settings, [event])
-    topic = TopicNames.from_settings(settings).shop("review")
-    print(f"{event.decision}d referral {event.referral_id} as {event.reviewer_id}: published "
-          f"to {topic}; ingest appends it to the canonical log and the pipeline applies it")
-    return 0
-
-
-def register_review_commands(subparsers: Any) -> None:
-    review = subparsers.add_parser(
-        "review", help="the fraud review queue: list held referrals, approve or reject them",
-        description="Lists every referral that waits for a reviewer (held, or with a held "
-                    "reward) with its flags and their evidence in words, and records a "
-                    "decision as a review event appended to the canonical log, so replay "
-                    "decides the same.")
-    sub = review.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = sub.add_parser("list", help="every referral waiting for a reviewer",
-                             description="One entry per referral: referee, referrer, held "
-                                         "rewards, and per flag the signal, observed value "
-                                         "against its threshold, and the events behind it.")
-    listing.add_argument("--db", required=True, help="projection database (read-only)")
-    listing.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    listing.set_defaults(func=cmd_review_list)
-    for action, verb in (("approve", "release its held rewards"),
-                         ("reject", "reject it and its held rewards")):
-        parser = sub.add_parser(action, help=f"decide a held referral: {verb}",
-                                description=f"Record that a person decided to {verb}. "
-                                            "Embedded: appends a review line to --events "
-                                            "and applies it to --db (the database of a "
-                                            "`refstream run` or `demo` over that file). "
-                                            "Kafka: publishes the review to shop.review.")
-        parser.add_argument("referral_id")
-        parser.add_argument("--reviewer", required=True, help="who decided (kept in the log)")
-        parser.add_argument("--note", help="why, in a few words")
-        parser.add_argument("--at", help="when the decision was made, ISO-8601 UTC "
-                                         "(default: now)")
-        parser.add_argument("--events", help="embedded: the JSON Lines log of the run")
-        parser.add_argument("--db", help="embedded: the run's database; Kafka: a snapshot "
-                                         "to check the referral against")
-        parser.add_argument("--archive", help="embedded: also append the decision to this log "
-                                              "archive (the demo's out/demo/archive)")
-        parser.add_argument("--rules", help="rules YAML (default: REFSTREAM_RULES_PATH, else "
-                                            "the packaged default)")
-        parser.add_argument("--bootstrap", help="Kafka bootstrap servers: publish instead")
-        parser.add_argument("--shop", help="Kafka: the referral's shop (when no --db)")
-        parser.set_defaults(func=cmd_review_decide)

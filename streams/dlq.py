@@ -4,7 +4,6 @@ re-drive fixed records to their shop topics, once each, recorded in a local SQLi
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import json
@@ -15,10 +14,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from refstream.schemas.codec import Codec
-from refstream.schemas.errors import DecodeError, RefstreamError
+from refstream.schemas.errors import EXIT_INPUT_REJECTED, EXIT_USAGE, DecodeError, RefstreamError
 from refstream.schemas.events import DeadLetter
 from refstream.schemas.jsonl import parse_line, read_lines
 from refstream.schemas.shop import ShopEvent
@@ -35,6 +34,8 @@ _SHOP_RECORD_PREFIX = "refstream.shop."
 
 class DlqError(RefstreamError):
     """The DLQ or a fixed file cannot be used as asked; the message says what to do."""
+
+    exit_code: ClassVar[int] = EXIT_USAGE
 
 
 # ------------------------------------------------------------------------------ reading
@@ -354,23 +355,16 @@ def redrive(settings: Settings, records: Sequence[FixedRecord], ledger: RedriveL
 # ------------------------------------------------------------------------------ CLI
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {}
-    if getattr(args, "bootstrap", None):
-        overrides["kafka_bootstrap"] = args.bootstrap
-    return Settings(**overrides)
+def _ledger_path(ledger: Path | None, settings: Settings) -> Path:
+    return ledger if ledger is not None else settings.data_dir / LEDGER_FILE
 
 
-def _ledger_path(args: argparse.Namespace, settings: Settings) -> Path:
-    return Path(args.ledger) if args.ledger else settings.data_dir / LEDGER_FILE
-
-
-def _selected(scan: DlqScan, args: argparse.Namespace,
-              redriven: set[SourceRef]) -> list[DlqEntry]:
+def _selected(scan: DlqScan, shop: str | None, redriven: set[SourceRef], *,
+              include_redriven: bool = True) -> list[DlqEntry]:
     entries = scan.entries
-    if args.shop:
-        entries = [e for e in entries if e.shop_id == args.shop]
-    if not getattr(args, "include_redriven", True):
+    if shop:
+        entries = [e for e in entries if e.shop_id == shop]
+    if not include_redriven:
         entries = [e for e in entries if e.source not in redriven]
     return entries
 
@@ -390,22 +384,25 @@ def _known_redriven(path: Path) -> set[SourceRef]:
         ledger.close()
 
 
-def _scan_selected(args: argparse.Namespace, codec: Codec
+def _scan_selected(settings: Settings, codec: Codec, *, shop: str | None, timeout_s: float,
+                   ledger: Path | None, include_redriven: bool = True
                    ) -> tuple[DlqScan, set[SourceRef], list[DlqEntry]]:
     """The DLQ as read now, which entries were re-driven, and those the arguments select."""
-    settings = _settings(args)
-    scan = read_dlq(settings, codec, args.timeout)
+    scan = read_dlq(settings, codec, timeout_s)
     _warn_unreadable(scan)
-    redriven = _known_redriven(_ledger_path(args, settings))
-    return scan, redriven, _selected(scan, args, redriven)
+    redriven = _known_redriven(_ledger_path(ledger, settings))
+    return scan, redriven, _selected(scan, shop, redriven, include_redriven=include_redriven)
 
 
-def cmd_dlq_list(args: argparse.Namespace) -> int:
+def list_dead_letters(settings: Settings, *, shop: str | None, timeout_s: float,
+                      ledger: Path | None, fmt: str, full: bool) -> int:
+    """Print one row per dead letter: source, shop, size, error, whether re-driven."""
     from refstream.reports.tables_output import render_rows
 
-    codec = reader_codec(_settings(args))  # registry-framed originals decode too
-    scan, redriven, entries = _scan_selected(args, codec)
-    width = None if (args.full or args.format != "table") else 100
+    codec = reader_codec(settings)  # registry-framed originals decode too
+    scan, redriven, entries = _scan_selected(settings, codec, shop=shop, timeout_s=timeout_s,
+                                             ledger=ledger)
+    width = None if (full or fmt != "table") else 100
     rows = [
         (f"{e.dlq_partition}@{e.dlq_offset}", e.letter.source_topic, e.letter.source_partition,
          e.letter.source_offset, e.shop_id or "", iso_millis(e.letter.failed_at),
@@ -415,10 +412,10 @@ def cmd_dlq_list(args: argparse.Namespace) -> int:
     ]
     header = ["dlq", "source_topic", "partition", "offset", "shop", "failed_at", "bytes",
               "redriven", "error"]
-    print(render_rows(header, rows, args.format))
+    print(render_rows(header, rows, fmt))
     done = sum(1 for e in entries if e.source in redriven)
     print(f"{len(entries)} dead letters on {scan.topic}"
-          + (f" for shop {args.shop}" if args.shop else "")
+          + (f" for shop {shop}" if shop else "")
           + f", {done} of them re-driven", file=sys.stderr)
     return EXIT_OK
 
@@ -430,10 +427,12 @@ def _clip(text: str, width: int | None) -> str:
     return single[: width - 3] + "..."
 
 
-def cmd_dlq_export(args: argparse.Namespace) -> int:
-    codec = reader_codec(_settings(args))  # registry-framed originals decode too
-    scan, _, entries = _scan_selected(args, codec)
-    out = Path(args.out)
+def export_dead_letters(settings: Settings, out: Path, *, shop: str | None, timeout_s: float,
+                        ledger: Path | None, include_redriven: bool) -> int:
+    """Write the dead letters as JSON Lines for fixing."""
+    codec = reader_codec(settings)  # registry-framed originals decode too
+    scan, _, entries = _scan_selected(settings, codec, shop=shop, timeout_s=timeout_s,
+                                      ledger=ledger, include_redriven=include_redriven)
     written, undecodable = write_export(entries, codec, out)
     skipped = len(scan.entries) - len(entries)
     print(f"exported {written} dead letters from {scan.topic} to {out}"
@@ -447,23 +446,30 @@ def cmd_dlq_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_dlq_redrive(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    path = Path(args.file)
+class InvalidFixes(DlqError):
+    """A fixed file with invalid lines: nothing was published."""
+
+    exit_code: ClassVar[int] = EXIT_INPUT_REJECTED
+
+
+def redrive_file(settings: Settings, path: Path, *, ledger: Path | None, skip_invalid: bool,
+                 dry_run: bool) -> int:
+    """Publish the fixed events of a `dlq export` file, once per dead letter; exit 1 when
+    invalid lines were skipped, 3 (nothing published) when they were not."""
     records, problems = read_fixed(path)
     for problem in problems:
         print(problem, file=sys.stderr)
-    if problems and not args.skip_invalid:
-        raise DlqError(f"{len(problems)} invalid line(s) in {path}, nothing published; fix "
-                       "them, or pass --skip-invalid to re-drive only the valid ones")
-    ledger_path = _ledger_path(args, settings)
-    ledger = RedriveLedger(ledger_path)
+    if problems and not skip_invalid:
+        raise InvalidFixes(f"{len(problems)} invalid line(s) in {path}, nothing published; "
+                           "fix them, or pass --skip-invalid to re-drive only the valid ones")
+    ledger_path = _ledger_path(ledger, settings)
+    redrive_ledger = RedriveLedger(ledger_path)
     try:
-        result = redrive(settings, records, ledger, dry_run=args.dry_run)
+        result = redrive(settings, records, redrive_ledger, dry_run=dry_run)
     finally:
-        ledger.close()
+        redrive_ledger.close()
     names = TopicNames.from_settings(settings)
-    verb = "would re-drive" if args.dry_run else "re-drove"
+    verb = "would re-drive" if dry_run else "re-drove"
     for record in result.published:
         print(f"{verb} {source_label(record.source)} as {record.event.event_type} "
               f"{record.event.event_id} -> {names.shop(record.event.event_type)}")
@@ -471,71 +477,3 @@ def cmd_dlq_redrive(args: argparse.Namespace) -> int:
           f"{len(result.already_redriven)} were re-driven before (ledger {ledger_path})"
           + (f"; {len(problems)} invalid line(s) skipped" if problems else ""))
     return EXIT_PROBLEM if problems else EXIT_OK
-
-
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (REFSTREAM_KAFKA_BOOTSTRAP)")
-    parser.add_argument("--ledger", help="SQLite ledger of re-driven dead letters (default: "
-                                         f"REFSTREAM_DATA_DIR/{LEDGER_FILE})")
-
-
-def _add_reading(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--shop", help="only dead letters of this shop id")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="give up reading the DLQ after this many seconds (default 60)")
-
-
-def register_dlq_commands(subparsers: Any) -> argparse.ArgumentParser:
-    """Add `dlq` and its subcommands to an argparse subparsers object; returns `dlq`."""
-    dlq: argparse.ArgumentParser = subparsers.add_parser(
-        "dlq", help="list, export and re-drive dead letters (records ingest rejected)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Dead letters are shop records ingest rejected, kept on the DLQ topic "
-                    "with their original bytes, the error and their source "
-                    "topic/partition/offset.\n\n"
-                    "  refstream dlq list                      what is there and why\n"
-                    "  refstream dlq export --out fixed.jsonl  one JSON object per dead letter\n"
-                    "  (edit the \"event\" of each line)\n"
-                    "  refstream dlq redrive fixed.jsonl       publish the fixed events, once")
-    sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
-
-    listing = sub.add_parser(
-        "list", help="print the dead letters: source, shop, size, error",
-        description="Reads the DLQ topic from its start (no consumer group, nothing "
-                    "committed) and prints one row per dead letter; `redriven` says whether "
-                    "the ledger has re-driven it.")
-    _add_common(listing)
-    _add_reading(listing)
-    listing.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    listing.add_argument("--full", action="store_true",
-                         help="print whole error messages (table format clips them)")
-    listing.set_defaults(func=cmd_dlq_list)
-
-    export = sub.add_parser(
-        "export", help="write the dead letters as JSON Lines for fixing",
-        description="Each line: source coordinates, the error, and the original record "
-                    "decoded into the JSON Lines event form under \"event\" (null, with "
-                    "\"original_base64\", when the bytes cannot be decoded). Dead letters the "
-                    "ledger has re-driven are left out unless --include-redriven.")
-    _add_common(export)
-    _add_reading(export)
-    export.add_argument("--out", required=True, help="the JSON Lines file to write")
-    export.add_argument("--include-redriven", action="store_true",
-                        help="also export dead letters that were re-driven already")
-    export.set_defaults(func=cmd_dlq_export)
-
-    redrive_parser = sub.add_parser(
-        "redrive", help="publish fixed events to their shop topics, once per dead letter",
-        description="Validates the \"event\" of every line as `refstream produce` does, "
-                    "publishes the events Avro-encoded to shop.<event_type> keyed by shop id, "
-                    "and records each dead letter (by source topic/partition/offset) in the "
-                    "ledger: running it again republishes nothing. Any invalid line stops "
-                    "the run before anything is published, unless --skip-invalid.")
-    redrive_parser.add_argument("file", help="a `dlq export` file with fixed events")
-    _add_common(redrive_parser)
-    redrive_parser.add_argument("--skip-invalid", action="store_true",
-                                help="re-drive the valid lines, report the others, exit 1")
-    redrive_parser.add_argument("--dry-run", action="store_true",
-                                help="validate and say what would be published; publish nothing")
-    redrive_parser.set_defaults(func=cmd_dlq_redrive)
-    return dlq

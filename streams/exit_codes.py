@@ -1,50 +1,61 @@
-"""The exit codes of every `refstream` command, and the errors that choose them.
+"""The exit codes of every `refstream` command, and the broker errors that choose 4 and 5.
 
-One table for scripts and supervisors (documented in the README, "Exit codes"):
+One table for scripts and supervisors (README "Exit codes"); the numbers and the error
+classes that declare them live in schemas/errors.py, the one error root:
 
 - 0 done;
-- 1 the job ran and found a problem (dead letters with --strict, a finance conflict), an
-  agent crashed, or an internal error (a traceback: a bug to report);
-- 2 bad usage, or input that could not be read (a file, a flag);
-- 3 input rejected: `run` went through its whole input but dead-lettered records (they are
-  in the DLQ file it names);
-- 4 a dependency was unavailable: the broker did not answer within the command's bound;
-- 5 refused: the broker rejected the request (not authorized, invalid configuration);
+- 1 the job ran and found a problem (a finance conflict, invalid lines skipped), an agent
+  crashed, or an internal error (a traceback: a bug to report);
+- 2 bad usage: the command line asked for something that cannot be done as asked (an
+  unknown option, a file that is not there, a referral that is not waiting for review);
+- 3 input rejected: an input was read and some of its content refused (`run`'s dead
+  letters, `produce` stopping at an invalid line, `dlq redrive` with invalid fixes);
+- 4 a dependency was unavailable: the broker (or registry, Java) did not answer within the
+  command's bound;
+- 5 refused: the broker answered and rejected the request (not authorized);
 - 130 interrupted (Ctrl-C).
-
-A worker or projector whose agent crashed exits 1 after logging why, so its supervisor
-restarts it.
 """
 
 from __future__ import annotations
 
-from refstream.schemas.errors import RefstreamError
+from refstream.schemas.errors import (
+    EXIT_INPUT_REJECTED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PROBLEM,
+    EXIT_REFUSED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    DependencyUnavailable,
+    RefstreamError,
+    Refused,
+)
 
-EXIT_OK = 0
-EXIT_PROBLEM = 1
-EXIT_USAGE = 2
-EXIT_DEAD_LETTERS = 3
-EXIT_UNAVAILABLE = 4
-EXIT_REFUSED = 5
-EXIT_INTERRUPTED = 130
+# `run` and other commands that went through their input but rejected some of it.
+EXIT_DEAD_LETTERS = EXIT_INPUT_REJECTED
+
+DOCUMENTED_EXIT_CODES = frozenset({EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_INPUT_REJECTED,
+                                   EXIT_UNAVAILABLE, EXIT_REFUSED, EXIT_INTERRUPTED})
+
+__all__ = [
+    "DOCUMENTED_EXIT_CODES", "EXIT_DEAD_LETTERS", "EXIT_INPUT_REJECTED", "EXIT_INTERRUPTED",
+    "EXIT_OK", "EXIT_PROBLEM", "EXIT_REFUSED", "EXIT_UNAVAILABLE", "EXIT_USAGE",
+    "BrokerRefused", "BrokerUnavailable", "broker_error", "exit_code_for",
+]
 
 
-class BrokerUnavailable(RefstreamError):
+class BrokerUnavailable(DependencyUnavailable):
     """The broker did not answer (or did not acknowledge) within a command's bound."""
 
-    exit_code = EXIT_UNAVAILABLE
 
-
-class BrokerRefused(RefstreamError):
+class BrokerRefused(Refused):
     """The broker answered and refused: not authorized, or a request it will not accept."""
-
-    exit_code = EXIT_REFUSED
 
 
 def exit_code_for(error: RefstreamError) -> int:
-    """The code a command ends with when `error` stops it (bad input unless it says otherwise)."""
-    code = getattr(error, "exit_code", EXIT_USAGE)
-    return code if isinstance(code, int) else EXIT_USAGE
+    """The code a command ends with when `error` stops it: the one its class declares."""
+    code = type(error).exit_code
+    return code if code in DOCUMENTED_EXIT_CODES else EXIT_PROBLEM
 
 
 def broker_error(action: str, bootstrap: str, exc: BaseException, bound_s: float

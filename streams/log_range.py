@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from refstream.schemas.errors import EXIT_PROBLEM, RefstreamError
 from refstream.streams.settings import Settings
 
 log = logging.getLogger("refstream.streams")
@@ -24,8 +25,10 @@ log = logging.getLogger("refstream.streams")
 STALL_TIMEOUT_S = 120.0
 
 
-class LogGapError(RuntimeError):
+class LogGapError(RefstreamError):
     """Records the state needs are no longer in the topic (truncated or deleted by retention)."""
+
+    exit_code: ClassVar[int] = EXIT_PROBLEM
 
 
 async def read_log_range(settings: Settings, topic: str, partition: int, start: int,

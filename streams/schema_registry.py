@@ -20,7 +20,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from refstream.schemas.codec import Codec
-from refstream.schemas.errors import RefstreamError
+from refstream.schemas.errors import DependencyUnavailable, Refused
 from refstream.schemas.registry import SchemaNotFound, subject_name
 from refstream.streams.settings import Settings
 from refstream.streams.topics import TopicNames
@@ -32,7 +32,7 @@ _CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 SCHEMA_NOT_FOUND = 40403
 
 
-class RegistryUnavailable(RefstreamError):
+class RegistryUnavailable(DependencyUnavailable):
     """The registry did not answer (after retries) or answered with a server error.
 
     Ingest lets this stop the worker instead of dead-lettering records it could have read:
@@ -40,7 +40,7 @@ class RegistryUnavailable(RefstreamError):
     """
 
 
-class RegistryRejected(RefstreamError):
+class RegistryRejected(Refused):
     """The registry refused a schema (incompatible with the subject's versions, invalid)."""
 
 

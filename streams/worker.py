@@ -9,7 +9,6 @@ finish (broker down) is cut off after REFSTREAM_SHUTDOWN_TIMEOUT_S (exit 4).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from refstream.rewards.rules import Rules
@@ -20,13 +19,13 @@ from refstream.streams.supervision import configure_logging, run_supervised
 from refstream.streams.topics import ensure_topics
 
 
-def run_worker(settings: Settings, args: argparse.Namespace, rules: Rules) -> int:
+def run_worker(settings: Settings, rules: Rules, *, with_ingest: bool = True,
+               with_pipeline: bool = True, archive: Path | None = None,
+               loglevel: str = "warning") -> int:
     """`rules` as the CLI resolved them (the pipeline's, and ingest's allowed lateness)."""
-    configure_logging(args.loglevel)
+    configure_logging(loglevel)
     ensure_topics(settings)
-    archive = Path(args.archive) if args.archive else None
     metrics = WorkerMetrics()
-    return run_supervised(settings, metrics, args.loglevel, lambda health, crash: build_app(
-        settings, rules, with_ingest=not args.no_ingest,
-        with_pipeline=not args.no_pipeline, archive_dir=archive,
-        metrics=metrics, health=health, crash=crash))
+    return run_supervised(settings, metrics, loglevel, lambda health, crash: build_app(
+        settings, rules, with_ingest=with_ingest, with_pipeline=with_pipeline,
+        archive_dir=archive, metrics=metrics, health=health, crash=crash))

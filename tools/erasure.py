@@ -8,7 +8,6 @@ vault row, after which the token links to no customer id.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import json
@@ -21,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,7 +36,7 @@ from refstream.persistence.archive import (
 )
 from refstream.persistence.vault import PersonNotFound, PersonVault
 from refstream.schemas.codec import Codec
-from refstream.schemas.errors import RefstreamError
+from refstream.schemas.errors import EXIT_USAGE, RefstreamError
 from refstream.schemas.events import LOG_EVENT_TYPES, LogEvent
 from refstream.streams.settings import Settings
 
@@ -65,6 +64,8 @@ _URL_DELIMITERS = "/?&=#;"
 
 class ErasureError(RefstreamError):
     """Erasure could not be completed; nothing in the archive was changed."""
+
+    exit_code: ClassVar[int] = EXIT_USAGE
 
 
 @dataclass
@@ -504,25 +505,21 @@ def erase_person(shop_id: str, customer_id: str, vault_path: Path, archive: Path
 # ---------------------------------------------------------------------------- CLI
 
 
-def cmd_erase(args: argparse.Namespace) -> int:
-    settings = Settings(**({"kafka_bootstrap": args.bootstrap} if args.bootstrap else {}))
-    vault_path = Path(args.vault) if args.vault else settings.person_vault
+def erase(settings: Settings, rules: Any, *, shop: str, customer: str,
+          vault: Path | None, archive: Path | None, receipt_path: Path | None,
+          truncate_topic: bool, checkpoints: list[Path]) -> int:
+    """Erase one customer of one shop and print the receipt (JSON, no personal data)."""
+    vault_path = vault if vault is not None else settings.person_vault
     if vault_path is None:
         raise ErasureError("no person vault: pass --vault PATH or set REFSTREAM_PERSON_VAULT")
-    archive = Path(args.archive) if args.archive else None
     if archive is None:
         print("warning: no --archive: only the vault entry is deleted; the archived log "
               "keeps the person's keyed hashes", file=sys.stderr)
-    from refstream.rewards.rules import default_rules_path, load_rules
-
-    rules = load_rules(Path(args.rules) if args.rules
-                       else settings.rules_path or Path(default_rules_path()))
-    receipt = erase_person(args.shop, args.customer, vault_path, archive, settings=settings,
-                           truncate_topic=args.truncate_topic,
-                           checkpoints=[Path(c) for c in args.checkpoints or []], rules=rules)
+    receipt = erase_person(shop, customer, vault_path, archive, settings=settings,
+                           truncate_topic=truncate_topic, checkpoints=checkpoints, rules=rules)
     text = receipt.as_json()
-    if args.receipt:
-        Path(args.receipt).write_text(text + "\n", encoding="utf-8")
+    if receipt_path is not None:
+        receipt_path.write_text(text + "\n", encoding="utf-8")
     print(text)
     if archive is not None and receipt.person_records == 0:
         print("warning: the archive holds no record of this person; is it up to date "
@@ -530,66 +527,11 @@ def cmd_erase(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_vault_resolve(args: argparse.Namespace) -> int:
-    vault_path = Path(args.vault) if args.vault else Settings().person_vault
+def resolve_token(settings: Settings, *, shop: str, token: str, vault: Path | None) -> int:
+    """Print the shop's customer id behind a vault token."""
+    vault_path = vault if vault is not None else settings.person_vault
     if vault_path is None or not vault_path.is_file():
         raise ErasureError("no person vault: pass --vault PATH or set REFSTREAM_PERSON_VAULT")
-    with PersonVault(vault_path) as vault:
-        print(vault.resolve(args.shop, args.token))
+    with PersonVault(vault_path) as opened:
+        print(opened.resolve(shop, token))
     return 0
-
-
-def register_erasure_commands(subparsers: Any) -> None:
-    """Add `erase` and `vault resolve` to an argparse subparsers object."""
-    erase = subparsers.add_parser(
-        "erase", help="right to erasure: make one person's data unrecoverable",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Erases one customer of one shop (needs REFSTREAM_PERSON_VAULT, on since "
-                    "the person's events were ingested):\n"
-                    "  1. rewrites the person's identifier values (email/IP/payment/address "
-                    "hashes, device,\n     visitor, their referral codes) in the "
-                    "archive to one-time hashes,\n     the same value everywhere, payloads "
-                    "re-encoded; offsets and markers unchanged;\n"
-                    "  2. deletes the person's vault entry (key and token -> customer id);\n"
-                    "  3. with --checkpoints, rebuilds those checkpoint stores from the "
-                    "rewritten archive;\n"
-                    "  4. with --truncate-topic, deletes the log topic's records below the "
-                    "archive's end,\n     the derived topics that carry codes, and the "
-                    "consumed shop topic records.\n"
-                    "Then rebuild the projections: refstream replay --archive DIR --db NEW.duckdb."
-                    "\nReferrals, rewards and money totals replay unchanged. See "
-                    "docs/security.md, \"Right to erasure\".")
-    erase.add_argument("--shop", required=True, help="the shop the request was made to")
-    erase.add_argument("--customer", required=True, help="the shop's customer id")
-    erase.add_argument("--archive", help="the Parquet log archive to rewrite (run "
-                                         "`refstream archive` first so it is up to date)")
-    erase.add_argument("--vault", help="person vault file (default REFSTREAM_PERSON_VAULT)")
-    erase.add_argument("--receipt", help="also write the JSON receipt (no personal data) here")
-    erase.add_argument("--truncate-topic", action="store_true",
-                       help="delete the log topic's records below the archive's committed "
-                            "end, every record of refstream.attributions and "
-                            "refstream.fraud-flags (they carry referral codes; replay "
-                            "re-derives them) and the shop topics' records ingest has "
-                            "consumed (Kafka DeleteRecords; needs an admin principal)")
-    erase.add_argument("--checkpoints", action="append", metavar="SQLITE",
-                       help="a worker's checkpoint store (REFSTREAM_DATA_DIR/"
-                            "checkpoints.sqlite) to rebuild from the rewritten archive; "
-                            "repeat for every worker's; the workers must be stopped")
-    erase.add_argument("--rules", help="the workers' rules YAML, for rebuilt checkpoints "
-                                       "(default: REFSTREAM_RULES_PATH or the packaged rules)")
-    erase.add_argument("--bootstrap", help="Kafka bootstrap servers (REFSTREAM_KAFKA_BOOTSTRAP)")
-    erase.set_defaults(func=cmd_erase)
-
-    vault = subparsers.add_parser(
-        "vault", help="the person vault: resolve a token to a customer id",
-        description="The person vault (REFSTREAM_PERSON_VAULT) maps each shop customer to the "
-                    "token the log uses. Erased people cannot be resolved.")
-    actions = vault.add_subparsers(dest="vault_command", required=True, metavar="ACTION")
-    resolve = actions.add_parser("resolve", help="print the customer id behind a token",
-                                 description="For finance: the shop's customer id of a reward "
-                                             "beneficiary. Exits 2 if the token is unknown or "
-                                             "the person was erased.")
-    resolve.add_argument("token")
-    resolve.add_argument("--shop", required=True)
-    resolve.add_argument("--vault", help="person vault file (default REFSTREAM_PERSON_VAULT)")
-    resolve.set_defaults(func=cmd_vault_resolve)

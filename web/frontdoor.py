@@ -12,10 +12,10 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from refstream.rewards.rules import Campaign, Rules
-from refstream.schemas.errors import RefstreamError
+from refstream.schemas.errors import EXIT_PROBLEM, RefstreamError
 from refstream.schemas.shop import ShopCodeIssued
 from refstream.streams.settings import Settings
 from refstream.web.codes import normalise_code, share_link, utm_tags, with_query
@@ -42,6 +42,8 @@ _PREFETCH_HEADERS = ("purpose", "sec-purpose", "x-purpose", "x-moz")
 
 class IssueError(RefstreamError):
     """A code cannot be issued: unknown campaign, or a campaign not open to this referrer."""
+
+    exit_code: ClassVar[int] = EXIT_PROBLEM
 
 
 def wall_clock_ms() -> int:

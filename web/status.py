@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import duckdb
 
-from refstream.schemas.errors import RefstreamError
+from refstream.schemas.errors import EXIT_UNAVAILABLE, RefstreamError
 
 # Referral statuses as a referrer reads them.
 REFERRAL_WORDS = {
@@ -32,6 +32,8 @@ REWARD_WORDS = {
 
 class SnapshotUnavailable(RefstreamError):
     """The published snapshot cannot be read (not published yet, or being replaced)."""
+
+    exit_code: ClassVar[int] = EXIT_UNAVAILABLE
 
 
 @dataclass(frozen=True)

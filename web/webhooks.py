@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
-from refstream.schemas.errors import DecodeError, RefstreamError
+from refstream.schemas.errors import EXIT_USAGE, DecodeError, RefstreamError
 from refstream.schemas.events import RewardDue, RewardReversal
 from refstream.streams.settings import Settings
 
@@ -37,6 +37,8 @@ PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 
 class WebhookConfigError(RefstreamError):
     """A webhook endpoint is misconfigured (no secret, or plain http to a remote host)."""
+
+    exit_code: ClassVar[int] = EXIT_USAGE
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:

@@ -3,7 +3,6 @@ once however often redrive runs, and the DLQ keeps the original dead letter unto
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import re
@@ -16,10 +15,10 @@ import fastavro
 import pytest
 from kafka import KafkaProducer
 
+from refstream.cli.main import main
 from refstream.schemas.codec import MAGIC, Codec
 from refstream.schemas.events import DeadLetter
 from refstream.schemas.shop import ShopOrder
-from refstream.streams.dlq import register_dlq_commands
 from refstream.streams.topics import TopicNames, ensure_topics
 from tests.integration.kafka_helpers import (
     WorkerProcess,
@@ -50,11 +49,7 @@ def negative_amount_order() -> bytes:
 
 def refstream_dlq(*argv: str) -> int:
     """Run `refstream dlq ...` in-process, exactly as the CLI parses it."""
-    parser = argparse.ArgumentParser(prog="refstream")
-    register_dlq_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["dlq", *argv])
-    code: int = args.func(args)
-    return code
+    return main(["dlq", *argv])
 
 
 def counter(metrics_text: str, name: str, topic: str) -> float:

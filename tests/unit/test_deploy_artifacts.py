@@ -20,11 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import yaml
 
+from refstream.cli.kafka import worker as worker_command
 from refstream.deploy.render_topics import TOPICS_YAML, render_topics_yaml
-from refstream.streams.cli import build_parser
 from refstream.streams.metrics import WorkerMetrics
 from refstream.streams.settings import Settings
 from refstream.streams.topics import TopicNames, topic_specs
@@ -184,10 +185,10 @@ def stages_run(args: list[str]) -> set[str]:
     misspelled flag fails here, not in the container)."""
     assert args[0] == "worker", args
     try:
-        parsed = build_parser().parse_args(args)
-    except SystemExit:
+        parsed = worker_command.make_context("worker", list(args[1:])).params
+    except click.ClickException:
         pytest.fail(f"refstream rejects the command line {args}", pytrace=False)
-    return {stage for stage in STAGES if not getattr(parsed, f"no_{stage}")}
+    return {stage for stage in STAGES if not parsed[f"no_{stage}"]}
 
 
 @pytest.mark.parametrize("document", [d for _, d in k8s_documents()], ids=K8S_IDS)

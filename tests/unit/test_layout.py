@@ -185,9 +185,9 @@ def test_the_walk_sees_every_room_and_function_level_imports() -> None:
     rooms = {room_of(m) for m in MODULES}
     assert {"schemas", "projections", "rewards", "fraud", "streams", "replay", "persistence",
             "reports", "tools", "deploy", "web", CLI_ROOM} <= rooms
-    # cmd_report imports the HTML report inside the function: the walk must see it.
-    assert Import("refstream.reports.reporting", "refstream.reports.html_report",
-                  next(i.line for i in IMPORTS if i.importer == "refstream.reports.reporting"
+    # write_report imports the HTML report inside the function: the walk must see it.
+    assert Import("refstream.reports.results", "refstream.reports.html_report",
+                  next(i.line for i in IMPORTS if i.importer == "refstream.reports.results"
                        and i.imported == "refstream.reports.html_report")) in IMPORTS
 
 

@@ -1,8 +1,7 @@
-"""`refstream report ...` as registered on an argparse parser: outputs, files, help and errors."""
+"""`refstream report ...` through the CLI's entry point: outputs, files, help and errors."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -11,20 +10,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from refstream.reports.reporting import register_report_commands
+from refstream.cli.main import main
 from refstream.reports.results import ReportError, open_read_only
-
-
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="refstream")
-    register_report_commands(root.add_subparsers(dest="command", required=True))
-    return root
+from refstream.streams.exit_codes import EXIT_OK, EXIT_USAGE
 
 
 def run(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
-    code: int = args.func(args)
-    return code
+    return main(argv)
 
 
 def test_scorecard_json_on_stdout(sample_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,24 +58,23 @@ def test_table_is_the_default_format(sample_db: Path,
 
 
 def test_help_lists_reports_and_kpis(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        parser().parse_args(["report", "--help"])
-    assert exit_info.value.code == 0
+    assert run(["report", "--help"]) == EXIT_OK
     text = capsys.readouterr().out
     for name in ("scorecard", "funnel", "cohorts", "campaigns", "referrers", "fraud-queue",
                  "liability", "explain", "html", "referral-conversion"):
         assert name in text
 
 
-def test_unknown_kpi_is_a_usage_error(sample_db: Path) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        parser().parse_args(["report", "explain", "nope", "--db", str(sample_db)])
-    assert exit_info.value.code == 2
+def test_unknown_kpi_is_a_usage_error(sample_db: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["report", "explain", "nope", "--db", str(sample_db)]) == EXIT_USAGE
+    assert "'nope' is not one of" in capsys.readouterr().err
 
 
-def test_missing_database_says_how_to_make_one(tmp_path: Path) -> None:
-    with pytest.raises(ReportError, match="refstream run"):
-        run(["report", "scorecard", "--db", str(tmp_path / "missing.duckdb")])
+def test_missing_database_says_how_to_make_one(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["report", "scorecard", "--db", str(tmp_path / "missing.duckdb")]) == EXIT_USAGE
+    assert "refstream run" in capsys.readouterr().err
 
 
 def test_a_database_that_is_not_a_read_model_is_refused(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ validated line by line, and the ledger makes a second redrive publish nothing.""
 
 from __future__ import annotations
 
-import argparse
 import base64
 import io
 import json
@@ -11,10 +10,12 @@ import struct
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import fastavro
-import pytest
 
+from refstream.cli.dlq import dlq as dlq_group
+from refstream.cli.main import main
 from refstream.schemas.codec import MAGIC, Codec
 from refstream.schemas.events import DeadLetter
 from refstream.schemas.shop import ShopEvent, ShopOrder
@@ -25,8 +26,8 @@ from refstream.streams.dlq import (
     export_object,
     read_fixed,
     redrive,
-    register_dlq_commands,
 )
+from refstream.streams.exit_codes import EXIT_USAGE
 from refstream.streams.ingest import SourceRef
 from refstream.streams.settings import Settings
 
@@ -144,16 +145,16 @@ def test_dry_run_publishes_and_records_nothing(tmp_path: Path) -> None:
     ledger.close()
 
 
-def test_dlq_subcommands_parse_to_their_handlers() -> None:
-    parser = argparse.ArgumentParser(prog="refstream")
-    register_dlq_commands(parser.add_subparsers(dest="command", required=True))
+def test_dlq_subcommands_parse_their_options() -> None:
+    def parse(*argv: str) -> dict[str, Any]:
+        command = dlq_group.commands[argv[0]]
+        return command.make_context(argv[0], list(argv[1:])).params
 
-    listing = parser.parse_args(["dlq", "list", "--shop", "shop-1", "--format", "json"])
-    export = parser.parse_args(["dlq", "export", "--out", "x.jsonl"])
-    again = parser.parse_args(["dlq", "redrive", "x.jsonl", "--dry-run"])
+    listing = parse("list", "--shop", "shop-1", "--format", "json")
+    export = parse("export", "--out", "x.jsonl")
+    again = parse("redrive", "x.jsonl", "--dry-run")
 
-    assert listing.func.__name__ == "cmd_dlq_list" and listing.shop == "shop-1"
-    assert export.func.__name__ == "cmd_dlq_export" and export.include_redriven is False
-    assert again.func.__name__ == "cmd_dlq_redrive" and again.dry_run is True
-    with pytest.raises(SystemExit):
-        parser.parse_args(["dlq", "export"])  # --out is required
+    assert listing["shop"] == "shop-1" and listing["fmt"] == "json"
+    assert export["include_redriven"] is False and export["timeout"] == 60.0
+    assert again["dry_run"] is True and again["skip_invalid"] is False
+    assert main(["dlq", "export"]) == EXIT_USAGE  # --out is required

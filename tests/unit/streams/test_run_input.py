@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from refstream.schemas.jsonl import parse_line
-from refstream.streams.cli import EXIT_DEAD_LETTERS, EXIT_OK, build_parser, main
+from refstream.streams.cli import EXIT_DEAD_LETTERS, EXIT_OK, main
 
 ORDER: dict[str, Any] = {
     "event_type": "order", "event_id": "e-1", "shop_id": "shop-1",
@@ -74,8 +74,7 @@ def test_a_clean_file_exits_0(tmp_path: Path) -> None:
 
 
 def test_help_names_the_dlq_file_and_the_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["run", "--help"])
+    assert main(["run", "--help"]) == EXIT_OK
     text = " ".join(capsys.readouterr().out.split())
     assert "out/run.duckdb -> out/run.dlq.jsonl" in text
     assert f"{EXIT_DEAD_LETTERS} the run finished but dead-lettered records" in text
