@@ -1,4 +1,5 @@
-"""`python -m refstream.cli`: the `refstream` command without its console script."""
+"""`python -m refstream.cli`: the `refstream` command without its console script.
+Owns nothing else: it calls `refstream.cli.main.main` and exits with its code."""
 
 import sys
 

@@ -1,4 +1,5 @@
-"""`refstream dlq list | export | redrive`: dead letters, fixed and published once."""
+"""`refstream dlq list | export | redrive`: dead letters, fixed and published once.
+Parses the options and calls `streams.dlq`; no logic of its own."""
 
 from __future__ import annotations
 

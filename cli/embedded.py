@@ -1,4 +1,5 @@
-"""`refstream generate | demo | run | sql`: the embedded commands (no Kafka)."""
+"""`refstream generate | demo | run | sql`: the embedded commands (no Kafka).
+Parses the options and calls one job of `jobs/embedded.py` each."""
 
 from __future__ import annotations
 

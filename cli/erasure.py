@@ -1,4 +1,5 @@
-"""`refstream erase` and `refstream vault resolve`: the right to erasure."""
+"""`refstream erase` and `refstream vault resolve`: the right to erasure.
+Parses the options and calls `tools.erasure` or the person vault."""
 
 from __future__ import annotations
 

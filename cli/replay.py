@@ -1,4 +1,5 @@
-"""`refstream replay | diff | compare-models`: history under any rules, and what changes."""
+"""`refstream replay | diff | compare-models`: history under any rules, and what changes.
+Parses the options and calls one job of `jobs/replay.py` each."""
 
 from __future__ import annotations
 

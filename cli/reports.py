@@ -1,4 +1,5 @@
-"""`refstream report ...`: analyst reports from a DuckDB projection (read-only)."""
+"""`refstream report ...`: analyst reports from a DuckDB projection (read-only).
+Parses the options and calls `reports.results.write_report`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`refstream review list | approve | reject`: the fraud review queue and its decisions."""
+"""`refstream review list | approve | reject`: the fraud review queue and its decisions.
+Parses the options and calls `reports.review` (the queue) or `jobs/review.py` (a decision)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`refstream acls show | apply` and `refstream kafka-users create | list`: Kafka security."""
+"""`refstream acls show | apply` and `refstream kafka-users create | list`: Kafka security.
+Parses the options and calls `deploy.acls` / `deploy.security`."""
 
 from __future__ import annotations
 

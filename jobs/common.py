@@ -1,4 +1,5 @@
-"""What several jobs share: a progress bar on stderr, JSON-ready values, fixed clocks."""
+"""What several jobs share: a progress bar on stderr, JSON-ready values, fixed clocks.
+No job logic: helpers the job modules import."""
 
 from __future__ import annotations
 

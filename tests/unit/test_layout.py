@@ -77,12 +77,9 @@ ALLOWED: dict[tuple[str, str], str] = {
        "the compiled-core loader: each core package puts its mypyc build ahead of its sources "
        "at import time when the build is current (tools/native.py); no logic of the core"
        for room in ("schemas", "projections", "rewards", "fraud")},
-    ("refstream.reports.review", "refstream.streams.cli"):
-        "`review approve/reject` borrows the CLI's rules loader (`_rules`); both are "
-        "argparse code the CLI room takes over (issue #20, the CLI part)",
     ("refstream.streams.dlq", "refstream.reports.tables_output"):
-        "`dlq list` (an argparse command, `cmd_dlq_list`) renders its table; it leaves "
-        "streams/ with the other commands (issue #20, the CLI part)",
+        "`dlq list` (`list_dead_letters`) renders its table through the one table renderer; "
+        "the listing belongs with the DLQ reader it pages through, the renderer with reports",
 }
 
 
