@@ -3,6 +3,7 @@ Parses the options and calls `streams.dlq`; no logic of its own."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -10,6 +11,7 @@ import click
 from refstream.cli import options
 from refstream.cli.options import F
 from refstream.streams.dlq import LEDGER_FILE
+from refstream.streams.exit_codes import EXIT_OK
 
 
 def _common(command: F) -> F:
@@ -52,10 +54,14 @@ def list_command(bootstrap: str | None, ledger: Path | None, shop: str | None, t
     Reads the DLQ topic from its start (no consumer group, nothing committed) and prints one
     row per dead letter; `redriven` says whether the ledger has re-driven it.
     """
-    from refstream.streams.dlq import list_dead_letters
+    from refstream.reports.tables_output import render_rows
+    from refstream.streams.dlq import DEAD_LETTER_COLUMNS, dead_letter_rows
 
-    return list_dead_letters(options.settings(bootstrap), shop=shop, timeout_s=timeout,
-                             ledger=ledger, fmt=fmt, full=full)
+    rows, summary = dead_letter_rows(options.settings(bootstrap), shop=shop, timeout_s=timeout,
+                                     ledger=ledger, clip=None if (full or fmt != "table") else 100)
+    print(render_rows(list(DEAD_LETTER_COLUMNS), rows, fmt))
+    print(summary, file=sys.stderr)
+    return EXIT_OK
 
 
 @dlq.command()

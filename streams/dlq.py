@@ -394,30 +394,29 @@ def _scan_selected(settings: Settings, codec: Codec, *, shop: str | None, timeou
     return scan, redriven, _selected(scan, shop, redriven, include_redriven=include_redriven)
 
 
-def list_dead_letters(settings: Settings, *, shop: str | None, timeout_s: float,
-                      ledger: Path | None, fmt: str, full: bool) -> int:
-    """Print one row per dead letter: source, shop, size, error, whether re-driven."""
-    from refstream.reports.tables_output import render_rows
+DEAD_LETTER_COLUMNS: tuple[str, ...] = ("dlq", "source_topic", "partition", "offset", "shop",
+                                         "failed_at", "bytes", "redriven", "error")
 
+
+def dead_letter_rows(settings: Settings, *, shop: str | None, timeout_s: float,
+                     ledger: Path | None, clip: int | None
+                     ) -> tuple[list[tuple[object, ...]], str]:
+    """One row per dead letter (columns `DEAD_LETTER_COLUMNS`: source, shop, size, error
+    clipped to `clip` characters, whether re-driven) and a summary line for people."""
     codec = reader_codec(settings)  # registry-framed originals decode too
     scan, redriven, entries = _scan_selected(settings, codec, shop=shop, timeout_s=timeout_s,
                                              ledger=ledger)
-    width = None if (full or fmt != "table") else 100
-    rows = [
+    rows: list[tuple[object, ...]] = [
         (f"{e.dlq_partition}@{e.dlq_offset}", e.letter.source_topic, e.letter.source_partition,
          e.letter.source_offset, e.shop_id or "", iso_millis(e.letter.failed_at),
          len(e.letter.original), "yes" if e.source in redriven else "",
-         _clip(e.letter.error, width))
+         _clip(e.letter.error, clip))
         for e in entries
     ]
-    header = ["dlq", "source_topic", "partition", "offset", "shop", "failed_at", "bytes",
-              "redriven", "error"]
-    print(render_rows(header, rows, fmt))
     done = sum(1 for e in entries if e.source in redriven)
-    print(f"{len(entries)} dead letters on {scan.topic}"
-          + (f" for shop {shop}" if shop else "")
-          + f", {done} of them re-driven", file=sys.stderr)
-    return EXIT_OK
+    summary = (f"{len(entries)} dead letters on {scan.topic}"
+               + (f" for shop {shop}" if shop else "") + f", {done} of them re-driven")
+    return rows, summary
 
 
 def _clip(text: str, width: int | None) -> str:

@@ -51,7 +51,7 @@ SHUTDOWN_BOUND_S = 12.0
 def cli(settings: Settings, *args: str, bound_s: float, **popen: object
         ) -> subprocess.Popen[str]:
     env = {**os.environ, **settings_env(settings), "REFSTREAM_CLIENT_TIMEOUT_S": str(bound_s)}
-    return subprocess.Popen([sys.executable, "-m", "refstream.streams.cli", *args], env=env,
+    return subprocess.Popen([sys.executable, "-m", "refstream.cli", *args], env=env,
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             **popen)  # type: ignore[call-overload]
 

@@ -43,7 +43,7 @@ def received(folder: Path) -> list[dict[str, object]]:
 
 
 def refstream(*args: str) -> list[str]:
-    return [sys.executable, "-m", "refstream.streams.cli", *args]
+    return [sys.executable, "-m", "refstream.cli", *args]
 
 
 @pytest.fixture(scope="module")

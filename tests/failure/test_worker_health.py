@@ -59,7 +59,7 @@ def test_a_crashed_agent_fails_readiness_and_ends_the_worker_non_zero(
     env = {**os.environ, **settings_env(settings), "REFSTREAM_METRICS_PORT": str(port)}
     with log_path.open("wb") as log_file:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "refstream.streams.cli", "worker", "--no-ingest",
+            [sys.executable, "-m", "refstream.cli", "worker", "--no-ingest",
              "--loglevel", "info"], env=env, stdout=log_file, stderr=subprocess.STDOUT)
     statuses: list[tuple[int, int]] = []
     try:
@@ -141,7 +141,7 @@ def test_every_long_running_process_exports_metrics_and_lag_per_topic_partition(
     }
     processes = {
         name: subprocess.Popen(
-            [sys.executable, "-m", "refstream.streams.cli", *command],
+            [sys.executable, "-m", "refstream.cli", *command],
             env={**os.environ, **settings_env(settings),
                  "REFSTREAM_METRICS_PORT": str(ports[name])},
             stdout=subprocess.DEVNULL, stderr=(tmp_path / f"{name}.log").open("wb"))

@@ -80,7 +80,7 @@ class WorkerProcess:
         self.log_path = log_path
         with log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "refstream.streams.cli", "worker", "--loglevel", "info",
+                [sys.executable, "-m", "refstream.cli", "worker", "--loglevel", "info",
                  *self.args],
                 env=env, stdout=log_file, stderr=subprocess.STDOUT)
         if wait:

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
+from refstream.cli.main import main
 from refstream.replay.diff import corrections
 from refstream.rewards.rules import default_rules_path
 from refstream.schemas.codec import Codec
-from refstream.streams.cli import EXIT_OK, main
+from refstream.streams.exit_codes import EXIT_OK
 from refstream.streams.finance import FinanceLedger, PaymentOutcome, tail
 from refstream.tools.synthetic import SyntheticConfig, write_jsonl
 

@@ -33,7 +33,7 @@ def test_documented_commands_two_workers_one_stopped_midway(tmp_path: Path) -> N
     port, controller = free_ports(2)
     env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(controller),
            "REFSTREAM_KAFKA_DIR": str(tmp_path / "kafka")}
-    refstream = [sys.executable, "-m", "refstream.streams.cli"]
+    refstream = [sys.executable, "-m", "refstream.cli"]
     run(["bash", "deploy/kafka.sh", "start"], env)
     try:
         bootstrap = f"127.0.0.1:{port}"

@@ -42,7 +42,7 @@ TOTALS = """SELECT (SELECT count(*) FROM referrals), (SELECT count(*) FROM rewar
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "refstream.streams.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "refstream.cli", *args], env=env,
                           capture_output=True, text=True, timeout=300, check=False)
 
 

@@ -14,12 +14,12 @@ from typing import Any
 import duckdb
 import pytest
 
+from refstream.cli.main import main as refstream
 from refstream.persistence.store import ProjectionStore
 from refstream.projections.tables import ALL_TABLES, PAYOUTS
 from refstream.replay.engine import replay_archive, replay_events
 from refstream.replay.sources import events_of, topic_records
 from refstream.rewards.rules import default_rules_path, load_rules
-from refstream.streams.cli import main as refstream
 from refstream.streams.producer import publish_shop_events
 from refstream.streams.topics import TopicNames, ensure_topics
 from refstream.tools.synthetic import SyntheticConfig, iter_shop_events
@@ -77,7 +77,7 @@ def test_live_projections_equal_replays_and_readers_never_block(
     env = {**os.environ, **settings_env(settings)}
     with (tmp_path / "projector.log").open("wb") as projector_log:
         projector = subprocess.Popen(
-            [sys.executable, "-m", "refstream.streams.cli", "projector", "--db", str(live_db),
+            [sys.executable, "-m", "refstream.cli", "projector", "--db", str(live_db),
              "--snapshot", str(snapshot), "--publish-every", str(PUBLISH_EVERY_S)],
             env=env, stdout=subprocess.DEVNULL, stderr=projector_log)
     stop_file, reader_out = tmp_path / "stop-reader", tmp_path / "reader.json"

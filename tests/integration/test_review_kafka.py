@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from refstream.cli.main import main
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import ReviewDecided
-from refstream.streams.cli import EXIT_OK, main
+from refstream.streams.exit_codes import EXIT_OK
 from tests.integration.kafka_helpers import (
     WorkerProcess,
     isolated_settings,

@@ -349,7 +349,7 @@ def _cli_as(kafka: LocalKafka, principal: str, settings: Settings, *args: str
             ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **settings_env(settings), **kafka.client_env(principal),
            "REFSTREAM_CLIENT_TIMEOUT_S": "20"}
-    return subprocess.run([sys.executable, "-m", "refstream.streams.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "refstream.cli", *args], env=env,
                           capture_output=True, text=True, timeout=180, check=False)
 
 

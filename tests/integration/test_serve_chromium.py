@@ -122,7 +122,7 @@ def test_follow_sign_up_order_then_the_status_page_shows_it(
         # The friend's order is an hour after now: fold with the clock after it, as a later
         # run would (ingest dead-letters events dated ahead of its clock).
         later = (signed_up + timedelta(hours=2)).isoformat()
-        folded = subprocess.run([sys.executable, "-m", "refstream.streams.cli", "run",
+        folded = subprocess.run([sys.executable, "-m", "refstream.cli", "run",
                                  "--events", str(log), "--db", str(snapshot), "--strict",
                                  "--wall-clock", later],
                                 capture_output=True, text=True, check=False)
@@ -139,7 +139,7 @@ def test_follow_sign_up_order_then_the_status_page_shows_it(
         # The same numbers through the API and as `refstream report referrers` has them.
         api = httpx.get(status_url.replace("/s/", "/api/v1/status/")).json()
         assert (api["signups"], api["qualified"], api["clicks"]) == (1, 1, 1)
-        report = subprocess.run([sys.executable, "-m", "refstream.streams.cli", "report",
+        report = subprocess.run([sys.executable, "-m", "refstream.cli", "report",
                                  "referrers", "--db", str(snapshot), "--format", "json"],
                                 capture_output=True, text=True, check=True).stdout
         [row] = [r for r in json.loads(report)["rows"] if r["referrer_id"] == REFERRER]

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow]
 
 
 def refstream(*args: str) -> list[str]:
-    return [sys.executable, "-m", "refstream.streams.cli", *args]
+    return [sys.executable, "-m", "refstream.cli", *args]
 
 
 def test_demo_status_link_opens_under_serve_and_links_cli(tmp_path: Path) -> None:

@@ -105,7 +105,7 @@ def test_serve_click_worker_reward_due_webhook_once(kafka_bootstrap: str,
         producer.send(names.reward_due, key=SHOP.encode(), value=b"not a refstream record")
         producer.flush()
         producer.close()
-        hooks = subprocess.run([sys.executable, "-m", "refstream.streams.cli", "webhooks",
+        hooks = subprocess.run([sys.executable, "-m", "refstream.cli", "webhooks",
                                 "run", "--source", "kafka", "--idle-exit", "5"],
                                env=env, timeout=180, check=False, capture_output=True,
                                text=True)

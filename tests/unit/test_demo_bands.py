@@ -6,9 +6,10 @@ from __future__ import annotations
 import duckdb
 import pytest
 
+from refstream.cli.main import main
 from refstream.reports.definitions import ALL_SHOPS
 from refstream.reports.results import scorecard
-from refstream.streams.cli import EXIT_OK, main
+from refstream.streams.exit_codes import EXIT_OK
 
 pytestmark = pytest.mark.slow
 

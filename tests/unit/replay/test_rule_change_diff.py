@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from refstream.cli.main import main as refstream
 from refstream.persistence.store import ProjectionStore
 from refstream.replay.diff import corrections, diff_projections
 from refstream.replay.engine import replay_events
 from refstream.rewards.rules import Rules
 from refstream.schemas.events import LogEvent, RewardDue, RewardReversal
-from refstream.streams.cli import main as refstream
 from tests.unit.core.builders import DEFAULT_RULES, ShopLog, rules_with, when
 
 

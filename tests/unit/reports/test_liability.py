@@ -11,12 +11,13 @@ from typing import Any
 import duckdb
 import pytest
 
+from refstream.cli.main import main
 from refstream.persistence.store import ProjectionStore
 from refstream.reports.definitions import ALL_SHOPS
 from refstream.reports.results import render_table, run_report
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import RewardDue
-from refstream.streams.cli import EXIT_OK, main
+from refstream.streams.exit_codes import EXIT_OK
 from refstream.streams.finance import FinanceLedger
 
 from .sample_log import RULES, SHOP_A, at, build_sample_db

@@ -9,8 +9,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from refstream.cli.main import main
 from refstream.rewards.rules import default_rules_path, load_rules
-from refstream.streams.cli import EXIT_OK, main
+from refstream.streams.exit_codes import EXIT_OK
 
 DEFAULT = load_rules(default_rules_path())
 CASH_PATH = default_rules_path().parent / "cash-second-order.yaml"

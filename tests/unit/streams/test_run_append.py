@@ -10,8 +10,9 @@ from typing import Any
 import duckdb
 import pytest
 
-from refstream.streams.cli import EXIT_OK, EXIT_USAGE, main
+from refstream.cli.main import main
 from refstream.streams.embedded import RUN_STATE_TABLE
+from refstream.streams.exit_codes import EXIT_OK, EXIT_USAGE
 from refstream.tools.synthetic import SyntheticConfig, write_jsonl
 
 

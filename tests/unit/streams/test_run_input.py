@@ -10,8 +10,9 @@ from typing import Any
 import duckdb
 import pytest
 
+from refstream.cli.main import main
 from refstream.schemas.jsonl import parse_line
-from refstream.streams.cli import EXIT_DEAD_LETTERS, EXIT_OK, main
+from refstream.streams.exit_codes import EXIT_DEAD_LETTERS, EXIT_OK
 
 ORDER: dict[str, Any] = {
     "event_type": "order", "event_id": "e-1", "shop_id": "shop-1",

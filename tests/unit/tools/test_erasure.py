@@ -14,13 +14,13 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from refstream.cli.main import main as refstream
 from refstream.persistence.archive import ArchiveReader, ArchiveWriter
 from refstream.persistence.store import ProjectionStore
 from refstream.persistence.vault import PersonNotFound, PersonVault
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import Click, LogEvent, OrderPlaced, ReviewDecided, Share, Signup
-from refstream.streams.cli import main as refstream
 from refstream.streams.embedded import EmbeddedLog, EmbeddedRunner
 from refstream.streams.settings import Settings
 from refstream.tools.erasure import ErasureError, erase_person
