@@ -1,9 +1,13 @@
-"""Pickling for the core's slotted dataclasses that write out their own `__init__`.
+"""Pickling for the core's slotted dataclasses that write out their own `__init__`: by field
+name, so a snapshot written before a field was added still restores (the field's default).
 
 mypyc compiles a written-out `__init__` (a dataclass-generated one stays interpreted) and
 then runs it whenever such an object is created, so pickle's default path, which creates an
 empty object and fills its slots, fails. These classes rebuild by calling the class with
-every field in order instead.
+their fields by name instead: a field added later (with a default) takes its default when an
+older snapshot is restored; a field removed or renamed is an error naming it. Snapshots of
+format 3 (before December 2026) call the class with every field in order; they restore as
+long as the fields are those of that time (tests/unit/persistence/test_snapshot_upgrade.py).
 """
 
 from __future__ import annotations
@@ -11,7 +15,25 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
+# One tuple of names per class: pickle writes it once per snapshot and refers to it after.
+_NAMES: dict[type, tuple[str, ...]] = {}
 
-def by_fields(obj: Any) -> tuple[type, tuple[object, ...]]:
-    """`__reduce__` of a dataclass whose `__init__` takes every field, in field order."""
-    return type(obj), tuple(getattr(obj, f.name) for f in fields(obj))
+
+def by_fields(obj: Any) -> tuple[Any, tuple[object, ...]]:
+    """`__reduce__` of a dataclass whose `__init__` takes every field as a keyword."""
+    cls = type(obj)
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in fields(obj))
+    return rebuild, (cls, names, tuple(getattr(obj, name) for name in names))
+
+
+def rebuild(cls: type, names: tuple[str, ...], values: tuple[object, ...]) -> Any:
+    """The object `by_fields` took apart, its fields passed by name."""
+    try:
+        return cls(**dict(zip(names, values, strict=True)))
+    except TypeError as exc:
+        known = {f.name for f in fields(cls)}
+        gone = sorted(set(names) - known)
+        raise TypeError(f"cannot restore a {cls.__qualname__} written with fields {gone} that "
+                        f"it no longer has: a snapshot from another refstream ({exc})") from exc

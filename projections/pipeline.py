@@ -59,8 +59,13 @@ from refstream.schemas.events import (
     Tick,
 )
 
-SNAPSHOT_FORMAT: Final = 3  # 2: core objects pickle by calling their class (schemas/records.py)
+SNAPSHOT_FORMAT: Final = 4  # 2: core objects pickle by calling their class (records.py)
 # 3: shops hold a watermark and the events waiting for it
+# 4: core objects pickle their fields by name (persistence/records.py): a field added later
+#    takes its default when an older snapshot is restored
+# The formats `restore` reads: 3 is read as it was written (fields in order), so it restores
+# while the core's fields are those of format 3's time.
+READABLE_SNAPSHOT_FORMATS: Final = frozenset({3, 4})
 # Sources of a code use, for the broadcasting signal (clicks use their utm_source).
 TYPED_SOURCE: Final = "typed"
 NO_SOURCE: Final = "(none)"
@@ -308,8 +313,9 @@ class Pipeline:
         if not (isinstance(loaded, tuple) and len(loaded) == 3):
             raise SnapshotError("not a refstream pipeline snapshot")
         fmt, version, state = loaded
-        if fmt != SNAPSHOT_FORMAT or not isinstance(state, PipelineState):
-            raise SnapshotError(f"snapshot format {fmt!r}; this refstream reads {SNAPSHOT_FORMAT}")
+        if fmt not in READABLE_SNAPSHOT_FORMATS or not isinstance(state, PipelineState):
+            readable = ", ".join(str(f) for f in sorted(READABLE_SNAPSHOT_FORMATS))
+            raise SnapshotError(f"snapshot format {fmt!r}; this refstream reads {readable}")
         if version != rules.version:
             raise SnapshotError(
                 f"snapshot was taken under rules {version!r}, not {rules.version!r}: state of "
