@@ -100,9 +100,10 @@ class Pseudonymiser:
             return None
         return self.hash(kind, normalise_address(value) if normalise else value)
 
-    def to_log_event(self, event: ShopEvent) -> LogEvent:
-        """The validated shop event as the canonical log stores it."""
-        ms = event.occurred_at_ms
+    def to_log_event(self, event: ShopEvent, occurred_at_ms: int | None = None) -> LogEvent:
+        """The validated shop event as the canonical log stores it (`occurred_at_ms`: its
+        time as epoch milliseconds, when the caller has it already)."""
+        ms = event.occurred_at_ms if occurred_at_ms is None else occurred_at_ms
         match event:
             case ShopShare():
                 return Share(event.event_id, event.shop_id, ms,
