@@ -75,7 +75,7 @@ def test_every_shipped_schema_version_compiles() -> None:
 
 
 @pytest.mark.parametrize("version", VERSIONS, ids=lambda v: v.file_name)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_compiled_writes_fastavros_bytes_and_reads_its_records(
         version: SchemaVersion, data: st.DataObject) -> None:
@@ -92,7 +92,7 @@ def test_compiled_writes_fastavros_bytes_and_reads_its_records(
 
 @pytest.mark.parametrize("version", [v for v in VERSIONS if v is CODEC.newest(v.full_name)],
                          ids=lambda v: v.file_name)
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(body=st.binary(max_size=120))
 def test_compiled_reads_any_body_as_fastavro_does_or_declines(version: SchemaVersion,
                                                               body: bytes) -> None:
@@ -119,7 +119,7 @@ def _outcome(codec: Codec, data: bytes) -> Any:
 
 @pytest.mark.parametrize("version", [v for v in VERSIONS if v is CODEC.newest(v.full_name)],
                          ids=lambda v: v.file_name)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_the_codec_decides_every_record_as_the_reference_path_does(
         version: SchemaVersion, data: st.DataObject) -> None:
