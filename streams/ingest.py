@@ -118,8 +118,9 @@ def content_hash(event: ShopEvent) -> bytes:
     """`content_digest` for one process's memory, at a tenth of its cost: Python's hash of
     the event's type and validated field values (SipHash, keyed per process, for text). Two
     copies with equal content hash equal; two with other content collide with a chance of
-    about 2**-64 (the digest kept 2**-96), and never when exactly one field differs (the
-    tuple hash maps each field's hash through a bijection)."""
+    about 2**-64 (the digest kept 2**-96); copies that differ in exactly one field collide
+    only if that field's two values hash alike (the tuple hash maps each field's hash through
+    a bijection)."""
     return hash((type(event), *event.__dict__.values())).to_bytes(8, "little", signed=True)
 
 
