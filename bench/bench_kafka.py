@@ -30,8 +30,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -42,16 +43,22 @@ from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
 from refstream.streams.pipeline_runtime import PipelineRuntime
 from refstream.streams.producer import kafka_producer
+from refstream.streams.settings import Settings
 from refstream.streams.topics import TopicNames, ensure_topics
 from refstream.tools.synthetic import events_for_target, iter_shop_events
 from tests.integration.kafka_helpers import WorkerProcess, isolated_settings, read_topic
 
 
-def encoded_events(count: int) -> list[tuple[str, bytes, bytes]]:
-    """(event type, key, Avro bytes) for about `count` generated shop events."""
+def encoded_events(count: int, shops: int = 3) -> list[tuple[str, bytes, bytes]]:
+    """(event type, key, Avro bytes) for about `count` generated shop events of `shops`
+    shops (their customers split among them)."""
     codec = Codec()
+    config = events_for_target(count, seed=42)
+    if shops != config.shops:
+        config = replace(config, shops=shops, customers_per_shop=max(
+            1, config.customers_per_shop * config.shops // shops))
     out = []
-    for event in iter_shop_events(events_for_target(count, seed=42)):
+    for event in iter_shop_events(config):
         out.append((event.event_type, event.shop_id.encode(), codec.encode(event)))
         if len(out) >= count:
             break
@@ -115,13 +122,22 @@ def metric(text: str, name: str, label: str = "") -> float:
     return total
 
 
-def histogram_quantile(text: str, name: str, q: float) -> float:
-    buckets = []
+def histogram_buckets(text: str, name: str) -> dict[float, float]:
+    """Cumulative bucket counts of a Prometheus histogram, by upper bound."""
+    buckets: dict[float, float] = {}
     for line in text.splitlines():
         match = re.match(rf'{name}_bucket{{le="([^"]+)"}} ([0-9.e+]+)', line)
         if match:
-            buckets.append((float(match.group(1)), float(match.group(2))))
-    buckets.sort()
+            buckets[float(match.group(1))] = float(match.group(2))
+    return buckets
+
+
+def histogram_quantile(text: str, name: str, q: float, since: str = "") -> float:
+    """The q-quantile of a histogram (linear within a bucket, as Prometheus does); with
+    `since`, of the observations made after that earlier scrape."""
+    before = histogram_buckets(since, name) if since else {}
+    buckets = sorted((bound, count - before.get(bound, 0.0))
+                     for bound, count in histogram_buckets(text, name).items())
     total = buckets[-1][1] if buckets else 0
     previous_bound, previous_count = 0.0, 0.0
     for bound, count in buckets:
@@ -176,17 +192,20 @@ class Profiler:
     # the sampled frame towards the root takes the sample.
     AREAS = [
         ("checkpoint: fork, pickle, SQLite", ("checkpoint", "pickle", "sqlite", "snapshot")),
+        ("ingest: validation (pydantic)", ("pydantic",)),
+        ("ingest: pseudonymising (HMAC)", ("schemas/privacy", "vault")),
         ("Avro decode/encode", ("schemas/codec", "fastavro", "avro", "schemas/events")),
         # The compiled core runs as native code, which py-spy (without --native) counts as
         # time of the Python frame that called it: PipelineRuntime.handle's own time.
         ("the core (compiled; + the offset gate)", ("projections/", "fraud/", "rewards/",
                                                     "PipelineRuntime.handle")),
-        ("ingest: validation, pseudonymising", ("streams/ingest", "pydantic", "privacy",
-                                               "schemas/shop", "vault")),
+        ("ingest: dedupe, edge checks, dead letters", ("streams/ingest.py", "schemas/shop")),
+        ("ingest: event-time merge", ("streams/merge",)),
         ("metrics (prometheus_client)", ("prometheus_client", "streams/metrics")),
         ("aiokafka (fetch, produce, protocol)", ("aiokafka", "kafka/")),
-        ("refstream agents and stage loop", ("streams/pipeline_stage", "streams/faust_app",
-                                           "streams/pipeline_runtime")),
+        ("refstream stage loops, batching", ("streams/pipeline_stage", "streams/ingest_stage",
+                                             "streams/stage", "streams/batch_produce",
+                                             "streams/faust_app", "streams/pipeline_runtime")),
         ("faust/mode per-message machinery", ("faust/", "mode/")),
         ("asyncio event loop", ("asyncio", "uvloop")),
     ]
@@ -198,7 +217,7 @@ class Profiler:
              "--format", "raw", "--output", str(out), "--rate", "200", "--gil",
              "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def stop(self, top: int = 8) -> list[str]:
+    def stop(self, top: int = 12) -> list[str]:
         self.process.send_signal(signal.SIGINT)
         try:
             self.process.wait(timeout=60)
@@ -234,96 +253,170 @@ class Profiler:
         return "other"
 
 
-def _measure_worker(worker: WorkerProcess, done: Callable[[], bool], profile_to: Path | None,
-                    timeout: float = 900) -> tuple[float, str, list[str]]:
-    """Seconds from the worker being ready until `done()`, its metrics, its profile."""
-    assert worker.process is not None
-    profiler = Profiler(worker.process.pid, profile_to) if profile_to else None
+@dataclass(frozen=True)
+class Setup:
+    """How the measured workers run: how many, over how many partitions, with which extra
+    environment (REFSTREAM_MERGE_IDLE_S, REFSTREAM_RULES_PATH, ...)."""
+
+    workers: int = 1
+    partitions: int = 3
+    env: tuple[tuple[str, str], ...] = ()
+
+    def with_env(self, **env: str) -> Setup:
+        return replace(self, env=(*dict(self.env).items(), *env.items()))
+
+
+@contextmanager
+def worker_env(setup: Setup) -> Iterator[None]:
+    """The setup's environment for the worker processes started inside (they inherit it)."""
+    saved = {name: os.environ.get(name) for name, _ in setup.env}
+    os.environ.update(dict(setup.env))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def start_workers(settings: Settings, setup: Setup, args: list[str], where: Path
+                  ) -> list[WorkerProcess]:
+    """`setup.workers` workers of one deployment (one app id, so one group per stage), each
+    with its own data directory; returns them ready."""
+    workers: list[WorkerProcess] = []
+    with worker_env(setup):
+        try:
+            for index in range(setup.workers):
+                workers.append(WorkerProcess(
+                    settings.model_copy(update={"data_dir": where / f"worker-{index}"}),
+                    args).start(wait=False))
+            for worker in workers:
+                worker.wait_ready()
+        except BaseException:
+            for worker in workers:
+                worker.stop()
+            raise
+    return workers
+
+
+def _measure_workers(workers: list[WorkerProcess], done: Callable[[], bool],
+                     profile_to: Path | None, timeout: float = 3600
+                     ) -> tuple[float, str, list[str]]:
+    """Seconds from the workers being ready until `done()`, the metrics of all, the first
+    one's profile."""
+    first = workers[0].process
+    assert first is not None
+    profiler = Profiler(first.pid, profile_to) if profile_to else None
     started = time.perf_counter()
     deadline = time.monotonic() + timeout
     while not done():
-        assert time.monotonic() < deadline, worker.log_tail()
-        assert worker.process.poll() is None, f"the worker exited: {worker.log_tail()}"
+        assert time.monotonic() < deadline, workers[0].log_tail()
+        for worker in workers:
+            assert worker.process is not None
+            assert worker.process.poll() is None, f"a worker exited: {worker.log_tail()}"
         time.sleep(0.1)  # each poll scrapes /metrics, which costs the worker CPU
     seconds = time.perf_counter() - started
     profile = profiler.stop() if profiler else []
-    return seconds, worker.metrics(), profile
+    return seconds, "\n".join(worker.metrics() for worker in workers), profile
 
 
-def _log_count(worker: WorkerProcess, names: TopicNames) -> float:
-    return metric(worker.metrics(), "refstream_events_in_total", f'topic="{names.log}"')
+def _total(workers: list[WorkerProcess], name: str, label: str) -> float:
+    return sum(metric(worker.metrics(), name, label) for worker in workers)
 
 
 def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
-             pipeline: bool, profile: bool) -> WorkerRun:
-    """Ingest alone, or the whole path in one worker, against raw aiokafka."""
-    label = "whole path" if pipeline else "ingest"
-    settings = isolated_settings(bootstrap, tmp / label.replace(" ", "-"), tick_interval_s=0)
+             pipeline: bool, profile: bool, *, setup: Setup, label: str = ""
+             ) -> WorkerRun:
+    """Ingest alone, or the whole path in each worker process, against raw aiokafka."""
+    label = label or ("whole path" if pipeline else "ingest")
+    settings = isolated_settings(bootstrap, tmp / label.replace(" ", "-"),
+                                 partitions=setup.partitions, tick_interval_s=0)
     names = TopicNames.from_settings(settings)
     ensure_topics(settings)
     publish(settings, names, events)
     _create_topic(bootstrap, names.prefix + ".raw", settings.partitions)
     baseline = asyncio.run(raw_copy(bootstrap, list(names.shop_topics), names.prefix + ".raw",
                                     len(events)))
-    worker = WorkerProcess(settings, [] if pipeline else ["--no-pipeline"]).start()
+    workers = start_workers(settings, setup, [] if pipeline else ["--no-pipeline"],
+                            settings.data_dir)
     try:
         if pipeline:
             def done() -> bool:
-                return _log_count(worker, names) >= len(events)
+                return _total(workers, "refstream_events_in_total",
+                              f'topic="{names.log}"') >= len(events)
         else:
             def done() -> bool:
-                return metric(worker.metrics(), "refstream_events_out_total",
+                return _total(workers, "refstream_events_out_total",
                               f'topic="{names.log}"') >= len(events)
-        seconds, text, prof = _measure_worker(
-            worker, done, tmp / f"{label}.profile" if profile else None)
+        seconds, text, prof = _measure_workers(
+            workers, done, tmp / f"{label}.profile" if profile else None)
     finally:
-        worker.stop()
+        for worker in workers:
+            worker.stop()
     return WorkerRun(label, len(events), seconds, baseline, text, prof)
 
 
 def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
-              profile: bool) -> WorkerRun:
-    """The pipeline stage alone: the log is filled first (by an ingest-only worker), then a
-    pipeline-only worker reads it; raw aiokafka copies the same log."""
-    settings = isolated_settings(bootstrap, tmp / "stage", tick_interval_s=0)
+              profile: bool, *, setup: Setup) -> WorkerRun:
+    """The pipeline stage alone: the log is filled first (by an ingest-only worker), then
+    pipeline-only workers read it; raw aiokafka copies the same log."""
+    settings = isolated_settings(bootstrap, tmp / "stage", partitions=setup.partitions,
+                                 tick_interval_s=0)
     names = TopicNames.from_settings(settings)
     ensure_topics(settings)
     publish(settings, names, events)
-    ingest = WorkerProcess(settings.model_copy(update={"data_dir": tmp / "stage-ingest"}),
-                           ["--no-pipeline"]).start()
+    with worker_env(setup):
+        ingest = WorkerProcess(settings.model_copy(update={"data_dir": tmp / "stage-ingest"}),
+                               ["--no-pipeline"]).start()
     try:
-        read_topic(bootstrap, names.log, expect=len(events), timeout=900)
+        read_topic(bootstrap, names.log, expect=len(events), timeout=3600)
     finally:
         ingest.stop()
     _create_topic(bootstrap, names.prefix + ".raw", settings.partitions)
     baseline = asyncio.run(raw_copy(bootstrap, [names.log], names.prefix + ".raw",
                                     len(events)))
-    worker = WorkerProcess(settings, ["--no-ingest"]).start()
+    workers = start_workers(settings, setup, ["--no-ingest"], settings.data_dir)
     try:
-        seconds, text, prof = _measure_worker(
-            worker, lambda: _log_count(worker, names) >= len(events),
+        seconds, text, prof = _measure_workers(
+            workers, lambda: _total(workers, "refstream_events_in_total",
+                                    f'topic="{names.log}"') >= len(events),
             tmp / "stage.profile" if profile else None)
     finally:
-        worker.stop()
+        for worker in workers:
+            worker.stop()
     return WorkerRun("pipeline stage", len(events), seconds, baseline, text, prof)
 
 
 def run_latency(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
-                rate: float, split: bool) -> tuple[float, float, int]:
-    settings = isolated_settings(bootstrap, tmp / f"latency-{split}", tick_interval_s=0)
+                rate: float, split: bool, *, setup: Setup) -> tuple[float, float, int]:
+    settings = isolated_settings(bootstrap, tmp / f"latency-{split}",
+                                 partitions=setup.partitions, tick_interval_s=0)
     names = TopicNames.from_settings(settings)
     ensure_topics(settings)
     ingest = None
-    if split:  # ingest in its own process and consumer group; the worker runs the pipeline
-        ingest = WorkerProcess(settings.model_copy(update={
-            "app_id": settings.app_id + "-ingest", "data_dir": tmp / "ingest"}),
-            ["--no-pipeline"]).start()
-    worker = WorkerProcess(settings, ["--no-ingest"] if split else []).start()
+    with worker_env(setup):
+        if split:  # ingest in its own process and consumer group; the worker runs the pipeline
+            ingest = WorkerProcess(settings.model_copy(update={
+                "app_id": settings.app_id + "-ingest", "data_dir": tmp / "ingest"}),
+                ["--no-pipeline"]).start()
+        worker = WorkerProcess(settings, ["--no-ingest"] if split else []).start()
+    def log_read() -> float:
+        return metric(worker.metrics(), "refstream_events_in_total", f'topic="{names.log}"')
+
+    # Steady state only: the first seconds (both stages joining their groups in one
+    # process, first-time imports) are a warm-up whose observations are subtracted.
+    warm_up = min(len(events) // 5, int(rate * 3))
     try:
-        publish(settings, names, events, rate=rate)
+        publish(settings, names, events[:warm_up], rate=rate)
         deadline = time.monotonic() + 120
-        while metric(worker.metrics(), "refstream_events_in_total",
-                     f'topic="{names.log}"') < len(events) and time.monotonic() < deadline:
+        while log_read() < warm_up and time.monotonic() < deadline:
+            time.sleep(0.2)
+        before = worker.metrics()
+        publish(settings, names, events[warm_up:], rate=rate)
+        deadline = time.monotonic() + 120
+        while log_read() < len(events) and time.monotonic() < deadline:
             time.sleep(0.2)
         text = worker.metrics()
     finally:
@@ -331,8 +424,24 @@ def run_latency(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]
         if ingest is not None:
             ingest.stop()
     name = "refstream_processing_latency_seconds"
-    return (histogram_quantile(text, name, 0.5), histogram_quantile(text, name, 0.99),
-            int(metric(text, f"{name}_count")))
+    return (histogram_quantile(text, name, 0.5, before),
+            histogram_quantile(text, name, 0.99, before),
+            int(metric(text, f"{name}_count") - metric(before, f"{name}_count")))
+
+
+def rules_with_lateness(minutes: int, where: Path) -> Path:
+    """The shipped rules with `event_time.allowed_lateness_minutes` set (and the version
+    stamped with it, as a rules change must be)."""
+    text = Path(default_rules_path()).read_text()
+    text, changed = re.subn(r"(?m)^(\s*allowed_lateness_minutes:)\s*\d+",
+                            rf"\g<1> {minutes}", text)
+    if not changed:
+        raise SystemExit("the shipped rules have no event_time.allowed_lateness_minutes")
+    text = re.sub(r'(?m)^version:\s*"([^"]*)"', rf'version: "\g<1>-lateness-{minutes}"', text)
+    path = where / f"rules-lateness-{minutes}.yaml"
+    path.write_text(text)
+    load_rules(path)  # the edited file must still be valid rules
+    return path
 
 
 def checkpoint_costs(count: int, tmp: Path) -> str:
@@ -370,18 +479,53 @@ def main(argv: list[str] | None = None) -> int:
                         help="shop events through each measured path (default 100,000)")
     parser.add_argument("--rate", type=float, default=2000.0, help="events/s for latency")
     parser.add_argument("--latency-seconds", type=float, default=30.0)
-    parser.add_argument("--only", choices=["ingest", "stage", "whole", "latency", "checkpoint"])
+    parser.add_argument("--latency-layouts", choices=["one", "split", "both"], default="both",
+                        help="latency with ingest and pipeline in one process, in two, or both")
+    parser.add_argument("--only", choices=["ingest", "stage", "whole", "latency", "checkpoint",
+                                           "merge-cost"])
     parser.add_argument("--checkpoint-events", default="100000,1000000",
                         help="comma-separated log sizes whose checkpoint is timed")
     parser.add_argument("--profile", action="store_true",
                         help="sample each worker with py-spy and print its top costs")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes of one deployment in each throughput run "
+                             "(their rates add up; compare runs with 1 and 2)")
+    parser.add_argument("--partitions", type=int, default=3,
+                        help="partitions of every topic (default 3)")
+    parser.add_argument("--shops", type=int, default=3,
+                        help="shops the events are spread over (the log is keyed by shop: "
+                             "fewer shops than partitions leaves partitions idle)")
+    parser.add_argument("--lateness-minutes", type=int, default=None,
+                        help="the rules' event_time.allowed_lateness_minutes for every "
+                             "pipeline run (default: the shipped rules', 0)")
+    parser.add_argument("--no-merge", action="store_true",
+                        help="ingest appends without waiting on the event-time merge "
+                             "(REFSTREAM_MERGE_IDLE_S=0) in every run")
+    parser.add_argument("--merge-cost", action="store_true",
+                        help="also run the whole path with the merge and the watermark "
+                             "(REFSTREAM_MERGE_IDLE_S as configured, --lateness-minutes or 15) "
+                             "and without (0 and 0), and print both and the ratio (issue #18)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep the broker's and workers' files and logs here")
     args = parser.parse_args(argv)
     wanted = {args.only} if args.only else {"ingest", "stage", "whole", "latency",
                                             "checkpoint"}
+    if args.merge_cost:
+        wanted.add("merge-cost")
     whole: WorkerRun | None = None
     p99_one_process: float | None = None
     with tempfile.TemporaryDirectory() as scratch:
-        tmp = Path(scratch)
+        tmp = args.workdir or Path(scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
+        setup = Setup(workers=args.workers, partitions=args.partitions)
+        if args.lateness_minutes is not None:
+            setup = setup.with_env(REFSTREAM_RULES_PATH=str(
+                rules_with_lateness(args.lateness_minutes, tmp)))
+        if args.no_merge:
+            setup = setup.with_env(REFSTREAM_MERGE_IDLE_S="0")
+        print(f"setup: {setup.workers} worker process(es), {setup.partitions} partitions, "
+              f"{args.shops} shops, environment {dict(setup.env) or 'as is'}; load average "
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         if "checkpoint" in wanted:
             for count in (int(n) for n in args.checkpoint_events.split(",") if n):
                 print(checkpoint_costs(count, tmp))
@@ -396,20 +540,43 @@ def main(argv: list[str] | None = None) -> int:
             if wanted - {"checkpoint"}:
                 assert bootstrap is not None
                 print(f"broker {bootstrap}; preparing {args.events:,} events", file=sys.stderr)
-                events = encoded_events(args.events)
+                events = encoded_events(args.events, args.shops)
                 runs: list[WorkerRun] = []
                 if "ingest" in wanted:
-                    runs.append(run_path(bootstrap, tmp, events, False, args.profile))
+                    runs.append(run_path(bootstrap, tmp, events, False, args.profile,
+                                         setup=setup))
                 if "stage" in wanted:
-                    runs.append(run_stage(bootstrap, tmp, events, args.profile))
+                    runs.append(run_stage(bootstrap, tmp, events, args.profile, setup=setup))
                 if "whole" in wanted:
-                    whole = run_path(bootstrap, tmp, events, True, args.profile)
+                    whole = run_path(bootstrap, tmp, events, True, args.profile, setup=setup)
                     runs.append(whole)
+                merge_cost: tuple[WorkerRun, WorkerRun] | None = None
+                if "merge-cost" in wanted:
+                    minutes = 15 if args.lateness_minutes is None else args.lateness_minutes
+                    with_both = replace(setup, env=tuple(
+                        (k, v) for k, v in setup.env if k != "REFSTREAM_MERGE_IDLE_S")
+                    ).with_env(REFSTREAM_RULES_PATH=str(rules_with_lateness(minutes, tmp)))
+                    without = setup.with_env(REFSTREAM_MERGE_IDLE_S="0",
+                                             REFSTREAM_RULES_PATH=str(rules_with_lateness(0,
+                                                                                          tmp)))
+                    merge_cost = (
+                        run_path(bootstrap, tmp, events, True, False, setup=with_both,
+                                 label=f"merge+wm {minutes}m"),
+                        run_path(bootstrap, tmp, events, True, False, setup=without,
+                                 label="no merge, wm 0"))
+                    runs += merge_cost
                 if runs:
                     print(f"\n{'path':16} {'events/s':>10} {'raw aiokafka/s':>15} {'ratio':>6}")
                 for run in runs:
                     print(f"{run.label:16} {run.rate:10,.0f} {run.raw_rate:15,.0f} "
                           f"{run.rate / run.raw_rate:6.2f}")
+                if merge_cost is not None:
+                    merged, plain = merge_cost
+                    print(f"cost of the merge and the watermark (whole path): "
+                          f"{merged.rate:,.0f} events/s with them, {plain.rate:,.0f} without; "
+                          f"ratio {merged.rate / plain.rate:.2f} (with/without; each against "
+                          f"its raw copy: {merged.rate / merged.raw_rate:.2f} and "
+                          f"{plain.rate / plain.raw_rate:.2f})")
                 for run in runs:
                     print(run.checkpoints())
                 for run in runs:
@@ -418,9 +585,10 @@ def main(argv: list[str] | None = None) -> int:
                         print("\n".join(run.profile))
                 if "latency" in wanted:
                     count = int(args.rate * args.latency_seconds)
-                    for split in (False, True):
+                    layouts = {"one": (False,), "split": (True,), "both": (False, True)}
+                    for split in layouts[args.latency_layouts]:
                         p50, p99, samples = run_latency(bootstrap, tmp, events[:count],
-                                                        args.rate, split)
+                                                        args.rate, split, setup=setup)
                         if not split:
                             p99_one_process = p99
                         layout = ("ingest and pipeline in separate processes" if split

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from importlib import resources
@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from refstream.schemas import events as ev
 from refstream.schemas import shop
+from refstream.schemas.avro_compiled import NotCompiled, compile_decoder, compile_encoder
 from refstream.schemas.errors import DecodeError
 from refstream.schemas.events import LOG_EVENT_TYPES, LogEvent
 from refstream.schemas.registry import (
@@ -80,6 +81,10 @@ _LOG_EVENT_CLASSES = tuple(LOG_EVENT_TYPES.values())
 # What fastavro raises on body bytes that do not fit the writer schema.
 _BODY_ERRORS = (EOFError, ValueError, IndexError, UnicodeDecodeError, struct.error,
                 OverflowError, MemoryError)
+# What the compiled fast path raises for a value or bytes it does not take as they are; the
+# reference path (fastavro) then writes or reads it, or raises the error it always raised.
+_NOT_COMPILED = (NotCompiled, AttributeError, TypeError, ValueError, KeyError, IndexError,
+                 OverflowError)
 
 
 def _without_logical_types(node: Any) -> Any:
@@ -178,6 +183,35 @@ class Codec:
                 raise ValueError(f"registry_ids names {name!r}, a record refstream lacks")
             self._headers[name] = confluent_id_header(schema_id)
             self._by_schema_id[schema_id] = self._newest[name]
+        self._compile()
+
+    def _compile(self) -> None:
+        """The fast path (schemas/avro_compiled.py): an encoder per value type, and per
+        newest schema version a decoder to the record dict and one to the value itself."""
+        self._encoders: dict[type[Any], Callable[[Any], bytes]] = {}
+        for value_type, name in self._name_of_type.items():
+            getters = ({"occurred_at": "occurred_at_ms"}
+                       if issubclass(value_type, shop.ShopEvent) else None)
+            encoder = compile_encoder(self._newest[name].declared, self._headers[name],
+                                      getters)
+            if encoder is not None:
+                self._encoders[value_type] = encoder
+        self._record_decoders: dict[int, Callable[[bytes, int], dict[str, Any]]] = {}
+        # Per fingerprint of a newest version: (record full name, its record decoder).
+        self._newest_decoders: dict[int, tuple[str, Callable[[bytes, int], dict[str, Any]]]] = {}
+        # Per fingerprint: (the newest version, a decoder to the value or None).
+        self._value_decoders: dict[int, tuple[SchemaVersion, Callable[[bytes, int], Any]]] = {}
+        for name, version in self._newest.items():
+            record_decoder = compile_decoder(version.declared)
+            if record_decoder is None:
+                continue
+            self._record_decoders[version.fingerprint] = record_decoder
+            self._newest_decoders[version.fingerprint] = (name, record_decoder)
+            dc = _DATACLASS_RECORDS.get(name)
+            value_decoder = (compile_decoder(version.declared, dc, frozenset(
+                {"evidence_event_ids"})) if dc is not None else None)
+            if value_decoder is not None:
+                self._value_decoders[version.fingerprint] = (version, value_decoder)
 
     def _check_legacy_headers_are_unambiguous(self, versions: list[SchemaVersion]) -> None:
         # A legacy header is recognised as the 8 bytes read big-endian; that is only safe
@@ -215,6 +249,12 @@ class Codec:
         return {n: getattr(value, n) for n in names}
 
     def encode(self, value: Any) -> bytes:
+        encoder = self._encoders.get(type(value))
+        if encoder is not None:
+            try:
+                return encoder(value)
+            except _NOT_COMPILED:
+                pass  # fastavro below writes it, or raises the error it always raised
         name = self._name_of_type.get(type(value))
         if name is None:
             raise TypeError(f"the codec has no schema for {type(value).__name__}")
@@ -312,9 +352,24 @@ class Codec:
 
     def decode_record(self, data: bytes) -> tuple[str, dict[str, Any]]:
         """(record full name, record dict) read through the newest version of the record."""
+        if data[:2] == MAGIC and type(data) is bytes:
+            # The common case: single-object encoding, written in the newest version.
+            fast = self._newest_decoders.get(int.from_bytes(data[2:HEADER_LEN], "little"))
+            if fast is not None:
+                try:
+                    return fast[0], fast[1](data, HEADER_LEN)
+                except (*_NOT_COMPILED, UnicodeDecodeError):
+                    pass  # the reference path reads it, or says what is wrong with it
         frame = parse_frame(data)
         writer = self._writer(frame, data)
         reader = self._newest[writer.full_name]
+        if reader is writer and type(data) is bytes:
+            compiled = self._record_decoders.get(writer.fingerprint)
+            if compiled is not None:
+                try:
+                    return writer.full_name, compiled(data, frame.body_offset)
+                except (*_NOT_COMPILED, UnicodeDecodeError):
+                    pass  # fastavro below reads it, or says what is wrong with it
         body = io.BytesIO(data)
         body.seek(frame.body_offset)
         try:
@@ -350,6 +405,14 @@ class Codec:
 
     def decode(self, data: bytes) -> Any:
         """A dataclass event or a validated shop model; DecodeError for anything invalid."""
+        if data[:2] == MAGIC and type(data) is bytes:
+            # The common case, a dataclass record in the newest version: straight to the value.
+            compiled = self._value_decoders.get(int.from_bytes(data[2:HEADER_LEN], "little"))
+            if compiled is not None:
+                try:
+                    return compiled[1](data, HEADER_LEN)
+                except (*_NOT_COMPILED, UnicodeDecodeError):
+                    pass  # the reference path reads it, or says what is wrong with it
         name, record = self.decode_record(data)
         return self.from_record(name, record)
 
@@ -370,7 +433,14 @@ class Codec:
     def from_record(self, name: str, record: dict[str, Any]) -> Any:
         model = _SHOP_RECORDS.get(name)
         if model is not None:
-            record["occurred_at"] = _ms_to_datetime(record["occurred_at"])
+            try:
+                record["occurred_at"] = _ms_to_datetime(record["occurred_at"])
+            except (ValueError, OverflowError, OSError) as exc:
+                # Before this, such a record crashed the ingest stage: a poison message.
+                raise DecodeError(
+                    f"{name} failed validation: occurred_at: {record['occurred_at']} ms since "
+                    f"1970 is not a representable date ({exc}); send epoch milliseconds "
+                    "in UTC") from exc
             try:
                 return model.model_validate(record)
             except ValidationError as exc:

@@ -7,7 +7,6 @@ payment fingerprint or shipping address; equal inputs still hash equal, so fraud
 from __future__ import annotations
 
 import hashlib
-import hmac
 from typing import Protocol
 
 from refstream.schemas.events import (
@@ -34,6 +33,7 @@ from refstream.schemas.shop import (
 # Providers that ignore dots in the local part and deliver "+tag" addresses to the base box.
 _DOT_INSENSITIVE_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 _DOMAIN_ALIASES = {"googlemail.com": "gmail.com"}
+_SHA256_BLOCK = 64
 
 
 def normalise_email(email: str) -> str:
@@ -65,7 +65,7 @@ class Pseudonymiser:
     leaves nothing in the log that links back to the shop's customer id.
     """
 
-    __slots__ = ("_key", "_person_tokens")
+    __slots__ = ("_inner", "_outer", "_person_tokens")
 
     def __init__(self, secret: bytes, person_tokens: PersonTokens | None = None) -> None:
         if len(secret) < 16:
@@ -73,8 +73,13 @@ class Pseudonymiser:
                 "the pseudonymisation secret must be at least 16 bytes; "
                 "set REFSTREAM_PII_SECRET to a long random value"
             )
-        self._key = secret
         self._person_tokens = person_tokens
+        # HMAC's two keyed SHA-256 states (RFC 2104), computed once: each hash then costs a
+        # copy and an update of each instead of hmac.new's key setup (a third of the time).
+        key = secret if len(secret) <= _SHA256_BLOCK else hashlib.sha256(secret).digest()
+        key = key.ljust(_SHA256_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
 
     def person(self, shop_id: str, customer_id: str) -> str:
         """The customer id as the log stores it: the raw id, or the person's token."""
@@ -84,17 +89,21 @@ class Pseudonymiser:
 
     def hash(self, kind: str, value: str) -> str:
         """A hash that differs per kind, so an IP and an email never collide by accident."""
-        digest = hmac.new(self._key, f"{kind}\x00{value}".encode(), hashlib.sha256)
-        return f"{kind}:{digest.hexdigest()[:32]}"
+        inner = self._inner.copy()
+        inner.update(f"{kind}\x00{value}".encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return f"{kind}:{outer.hexdigest()[:32]}"
 
     def _optional(self, kind: str, value: str | None, normalise: bool = False) -> str | None:
         if value is None or value == "":
             return None
         return self.hash(kind, normalise_address(value) if normalise else value)
 
-    def to_log_event(self, event: ShopEvent) -> LogEvent:
-        """The validated shop event as the canonical log stores it."""
-        ms = event.occurred_at_ms
+    def to_log_event(self, event: ShopEvent, occurred_at_ms: int | None = None) -> LogEvent:
+        """The validated shop event as the canonical log stores it (`occurred_at_ms`: its
+        time as epoch milliseconds, when the caller has it already)."""
+        ms = event.occurred_at_ms if occurred_at_ms is None else occurred_at_ms
         match event:
             case ShopShare():
                 return Share(event.event_id, event.shop_id, ms,

@@ -46,9 +46,13 @@ class PartitionedSender:
         returns how many were sent."""
         producer = self.producer
         batches: dict[tuple[str, int], Any] = {}
+        known = self.partition_of_key
         count = 0
         for topic, key, value in records:
-            target = (topic, await self.partition_of(topic, key))
+            partition = known.get((topic, key))
+            if partition is None:  # the one await per new key, not per record
+                partition = await self.partition_of(topic, key)
+            target = (topic, partition)
             batch = batches.get(target)
             if batch is None:
                 batch = batches[target] = producer.create_batch()

@@ -82,6 +82,8 @@ class EventTimeMerge(Generic[Item]):
         self._lanes: dict[tuple[TopicPartition, str], deque[_Entry[Item]]] = {}
         # Per co-partition, the shops with buffered records there, and how many.
         self._shops: dict[Hashable, dict[str, int]] = {}
+        # The co-partition of each assigned topic-partition (`group_of` is asked once).
+        self._group: dict[TopicPartition, Hashable] = {}
         self._pushed = 0
 
     def assign(self, tps: Iterable[TopicPartition]) -> None:
@@ -89,7 +91,8 @@ class EventTimeMerge(Generic[Item]):
         for tp in tps:
             if tp not in self._by_tp:
                 self._by_tp[tp] = deque()
-                self._groups.setdefault(self._group_of(*tp), []).append(tp)
+                group = self._group[tp] = self._group_of(*tp)
+                self._groups.setdefault(group, []).append(tp)
 
     def owns(self, tp: TopicPartition) -> bool:
         return tp in self._by_tp
@@ -103,7 +106,7 @@ class EventTimeMerge(Generic[Item]):
             if entries is None:
                 continue
             dropped.extend(entry.item for entry in entries)
-            group = self._group_of(*tp)
+            group = self._group.pop(tp)
             self._groups[group].remove(tp)
             if not self._groups[group]:
                 del self._groups[group]
@@ -128,8 +131,14 @@ class EventTimeMerge(Generic[Item]):
         self._pushed += 1
         entry = _Entry(tp, offset, occurred_at, item, self._pushed, now)
         self._by_tp[tp].append(entry)
-        self._lanes.setdefault((tp, shop), deque()).append(entry)
-        shops = self._shops.setdefault(self._group_of(*tp), {})
+        lane = self._lanes.get((tp, shop))
+        if lane is None:
+            lane = self._lanes[tp, shop] = deque()
+        lane.append(entry)
+        group = self._group[tp]
+        shops = self._shops.get(group)
+        if shops is None:
+            shops = self._shops[group] = {}
         shops[shop] = shops.get(shop, 0) + 1
 
     def release(self, now: float) -> Batch[Item]:

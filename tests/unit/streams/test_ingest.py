@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import io
+from datetime import UTC, datetime, timedelta
 
+import fastavro
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import OrderPlaced
 from refstream.schemas.privacy import Pseudonymiser
+from refstream.schemas.registry import single_object_header
 from refstream.schemas.shop import ShopClick, ShopOrder
 from refstream.streams.ingest import (
     DLQ_ORIGINAL_LIMIT,
@@ -17,6 +22,7 @@ from refstream.streams.ingest import (
     Ingestor,
     Rejected,
     SourceRef,
+    content_digest,
 )
 
 CODEC = Codec()
@@ -114,3 +120,44 @@ def test_a_repeated_event_id_with_other_content_is_a_conflict_in_the_dlq() -> No
     assert letter.shop_id == "shop-1" and letter.original == order_bytes(amount_minor=5000)
     # The first copy stands: an exact repeat of it is still a plain duplicate.
     assert ingestor.accept(order_bytes(), REF, "order") == Duplicate("e-1")
+
+
+@settings(max_examples=200, deadline=None)
+@given(first=st.fixed_dictionaries({
+    "amount_minor": st.sampled_from([0, 1, 100, 2**40]),
+    "currency": st.sampled_from(["EUR", "USD"]),
+    "ip": st.sampled_from(["10.1.1.1", " 10.1.1.1", "10.1.1.2"]),
+    "visitor_id": st.sampled_from([None, "v", "v "]),
+    "occurred_at": st.sampled_from([WHEN, WHEN + timedelta(milliseconds=1)])}),
+    second=st.fixed_dictionaries({
+        "amount_minor": st.sampled_from([0, 1, 100, 2**40]),
+        "currency": st.sampled_from(["EUR", "USD"]),
+        "ip": st.sampled_from(["10.1.1.1", " 10.1.1.1", "10.1.1.2"]),
+        "visitor_id": st.sampled_from([None, "v", "v "]),
+        "occurred_at": st.sampled_from([WHEN, WHEN + timedelta(milliseconds=1)])}))
+def test_a_repeat_is_silent_exactly_when_its_validated_content_is_the_first_copys(
+        first: dict[str, object], second: dict[str, object]) -> None:
+    """Live ingest's in-memory content hash decides as the stored digest does (the
+    reference: `content_digest`, what `run --append` keeps)."""
+    ingestor = make_ingestor()
+    one, two = order_bytes(**first), order_bytes(**second)
+    assert isinstance(ingestor.accept(one, REF, "order"), Accepted)
+    outcome = ingestor.accept(two, REF, "order")
+    same = content_digest(CODEC.decode(one)) == content_digest(CODEC.decode(two))
+    assert (outcome == Duplicate("e-1")) == same
+    assert isinstance(outcome, Rejected) == (not same)
+
+
+def test_an_event_time_no_date_can_hold_is_a_dead_letter_not_a_crash() -> None:
+    record = CODEC.to_record(ShopOrder.model_validate(dict(
+        event_id="e-9", shop_id="shop-1", occurred_at=WHEN, order_id="o-1", customer_id="c-1",
+        amount_minor=100, currency="EUR", ip="10.1.1.1")))
+    record["occurred_at"] = -62_135_596_800_001  # before 0001-01-01
+    version = CODEC.newest("refstream.shop.Order")
+    out = io.BytesIO()
+    out.write(single_object_header(version.fingerprint))
+    fastavro.schemaless_writer(out, version.parsed, record)
+    outcome = make_ingestor().accept(out.getvalue(), REF, "order")
+    assert isinstance(outcome, Rejected)
+    assert "occurred_at: -62135596800001 ms since 1970 is not a representable date" in (
+        outcome.dead_letter.error)
