@@ -43,15 +43,22 @@ def sample_records(codec: Codec) -> list[tuple[SchemaVersion, dict[str, Any]]]:
     return found
 
 
-def main() -> None:
-    codec = Codec()
-    samples = sample_records(codec)
+def java_encoded(cases: list[tuple[SchemaVersion, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """What Apache Avro's Java encoder writes for each (schema version, record), in order."""
     with tempfile.TemporaryDirectory() as tmp:
         request = Path(tmp) / "golden-in.jsonl"
         request.write_text("".join(
             json.dumps({"file": v.file_name, "record": avro_json(v, r)}) + "\n"
-            for v, r in samples))
-        encoded = java_program.run("golden", str(java_program.AVRO_DIR), str(request))
+            for v, r in cases))
+        result: list[dict[str, Any]] = java_program.run("golden", str(java_program.AVRO_DIR),
+                                                        str(request))
+    return result
+
+
+def main() -> None:
+    codec = Codec()
+    samples = sample_records(codec)
+    encoded = java_encoded(samples)
     GOLDEN.parent.mkdir(parents=True, exist_ok=True)
     with GOLDEN.open("w") as out:
         for (version, record), java in zip(samples, encoded, strict=True):

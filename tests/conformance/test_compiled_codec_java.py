@@ -5,10 +5,7 @@ values and read the record back from Java's bytes."""
 
 from __future__ import annotations
 
-import json
 import random
-import tempfile
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,7 +15,7 @@ from refstream.schemas.avro_compiled import compile_decoder, compile_encoder
 from refstream.schemas.codec import HEADER_LEN, Codec, SchemaVersion
 from refstream.schemas.registry import single_object_header
 from tests.conformance import java_program
-from tests.conformance.make_golden import avro_json
+from tests.conformance.make_golden import java_encoded
 
 pytestmark = pytest.mark.slow
 CODEC = Codec()
@@ -59,12 +56,7 @@ def test_compiled_codec_writes_and_reads_what_javas_encoder_writes() -> None:
     except java_program.JavaProgramError as exc:
         pytest.skip(str(exc))
     cases = samples()
-    with tempfile.TemporaryDirectory() as tmp:
-        request = Path(tmp) / "compiled-in.jsonl"
-        request.write_text("".join(
-            json.dumps({"file": v.file_name, "record": avro_json(v, r)}) + "\n"
-            for v, r in cases))
-        encoded = java_program.run("golden", str(java_program.AVRO_DIR), str(request))
+    encoded = java_encoded(cases)
     assert len(encoded) == len(cases)
     for (version, record), java in zip(cases, encoded, strict=True):
         java_bytes = bytes.fromhex(java["hex"])
