@@ -100,6 +100,7 @@ class IngestStage(ConsumerStage):
         self.allowed_lateness_ms = allowed_lateness_ms
         self.metrics = metrics
         self.health = health
+        health.expect(self.stage)  # not ready until this stage has its partitions
         self.crash_policy = crash
         # A shop's topics are co-partitioned (same key, same partition count), so partition
         # p of each is merged by event time; a shop's own topics form their own group.
@@ -153,7 +154,7 @@ class IngestStage(ConsumerStage):
             self.lock.release()
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.health.ready.clear()
+        self.health.revoked(self.stage)
         async with self.lock:
             self.generation += 1
             # What left the merge is committed now, so the next owner does not redo it.
@@ -180,7 +181,7 @@ class IngestStage(ConsumerStage):
             self.generation += 1
             self.merge.assign((tp.topic, tp.partition) for tp in assigned)
             await self._resume_from_faust_group(assigned)
-        self.health.ready.set()
+        self.health.assigned(self.stage)
 
     async def _resume_from_faust_group(self, assigned: set[TopicPartition]) -> None:
         """A deployment upgraded from ingest as a faust agent: where this stage's group has

@@ -88,10 +88,13 @@ class WorkerMetrics(ProcessMetrics):
 
 @dataclass
 class Health:
-    """Liveness: the process answers and no agent crashed. Readiness: partitions assigned,
-    the broker answered the latest probe, no agent crashed, not stopping."""
+    """Liveness: the process answers and no agent crashed. Readiness: partitions assigned
+    (to every stage of the process that consumes), the broker answered the latest probe, no
+    agent crashed, not stopping."""
 
     ready: threading.Event = field(default_factory=threading.Event)
+    # Stages that have said they consume (`expect`) and hold no assignment right now.
+    waiting: set[str] = field(default_factory=set)
     stopping: threading.Event = field(default_factory=threading.Event)
     broker_reachable: threading.Event = field(default_factory=threading.Event)
     crashed: dict[str, str] = field(default_factory=dict)
@@ -99,6 +102,22 @@ class Health:
     def __post_init__(self) -> None:
         # Until a probe runs (a process without one), assume the broker answers.
         self.broker_reachable.set()
+
+    def expect(self, stage: str) -> None:
+        """`stage` consumes in this process: not ready until it has its partitions."""
+        self.waiting.add(stage)
+        self.ready.clear()
+
+    def assigned(self, stage: str) -> None:
+        """`stage` got its partitions; ready once every expected stage has."""
+        self.waiting.discard(stage)
+        if not self.waiting:
+            self.ready.set()
+
+    def revoked(self, stage: str) -> None:
+        """`stage` lost its partitions (a rebalance): not ready until they come back."""
+        self.waiting.add(stage)
+        self.ready.clear()
 
     def alive(self) -> bool:
         return not self.stopping.is_set() and not self.crashed
@@ -113,7 +132,10 @@ class Health:
             return "stopping"
         if not self.broker_reachable.is_set():
             return "broker unreachable"
-        return "partitions not assigned" if not self.ready.is_set() else "ready"
+        if not self.ready.is_set():
+            waiting = f" ({', '.join(sorted(self.waiting))})" if self.waiting else ""
+            return "partitions not assigned" + waiting
+        return "ready"
 
 
 log = logging.getLogger("refstream.health")

@@ -64,6 +64,7 @@ class PipelineStage(ConsumerStage):
         self.runtime = runtime
         self.metrics = metrics
         self.health = health
+        health.expect(self.stage)  # not ready until this stage has its partitions
         self.gap_reader = gap_reader
         self.topic = runtime.names.log
         # Held while a batch is applied and its outputs handed to the producer, and while
@@ -122,7 +123,7 @@ class PipelineStage(ConsumerStage):
         await self.producer.flush()
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.health.ready.clear()
+        self.health.revoked(self.stage)
         async with self.batch_lock:
             # Unsaved work of a revoked partition is redone by its next owner, identically.
             self.runtime.forget(tp.partition for tp in revoked if tp.topic == self.topic)
@@ -141,7 +142,7 @@ class PipelineStage(ConsumerStage):
             committed = await self.consumer.committed(tp)
             if committed is None or committed < stored:
                 self.consumer.seek(tp, stored)
-        self.health.ready.set()
+        self.health.assigned(self.stage)
 
     # ---------------------------------------------------------------- the hot path
 

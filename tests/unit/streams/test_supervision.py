@@ -115,3 +115,19 @@ def test_the_shipped_topics_yaml_is_for_three_replicas() -> None:
     assert {t["config"]["min.insync.replicas"] for t in document["topics"]} == {"2"}
     assert {t["config"]["unclean.leader.election.enable"] for t in document["topics"]} == {
         "false"}
+
+
+def test_a_process_of_two_stages_is_ready_once_both_have_their_partitions() -> None:
+    # One process running ingest and the pipeline: the first assignment alone is not ready.
+    health = Health()
+    health.expect("ingest")
+    health.expect("pipeline")
+    health.assigned("pipeline")
+    assert not health.is_ready()
+    assert health.why_not_ready() == "partitions not assigned (ingest)"
+    health.assigned("ingest")
+    assert health.is_ready()
+    health.revoked("ingest")  # a rebalance takes ingest's partitions away
+    assert not health.is_ready()
+    health.assigned("ingest")
+    assert health.is_ready()
