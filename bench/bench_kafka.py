@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from refstream.deploy.kafka_launcher import LocalKafka, free_ports
@@ -430,17 +431,12 @@ def run_latency(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]
 
 
 def rules_with_lateness(minutes: int, where: Path) -> Path:
-    """The shipped rules with `event_time.allowed_lateness_minutes` set (and the version
-    stamped with it, as a rules change must be)."""
-    text = Path(default_rules_path()).read_text()
-    text, changed = re.subn(r"(?m)^(\s*allowed_lateness_minutes:)\s*\d+",
-                            rf"\g<1> {minutes}", text)
-    if not changed:
-        raise SystemExit("the shipped rules have no event_time.allowed_lateness_minutes")
-    text = re.sub(r'(?m)^version:\s*"([^"]*)"', rf'version: "\g<1>-lateness-{minutes}"', text)
+    """A rules file for the workers: the shipped rules with `allowed_lateness_minutes` set
+    (`Rules.with_lateness`, which stamps the version with it, as a rules change must)."""
+    rules = load_rules(default_rules_path()).with_lateness(minutes)
     path = where / f"rules-lateness-{minutes}.yaml"
-    path.write_text(text)
-    load_rules(path)  # the edited file must still be valid rules
+    path.write_text(yaml.safe_dump(rules.model_dump(mode="json"), sort_keys=False))
+    load_rules(path)  # the written file must load as the same rules
     return path
 
 

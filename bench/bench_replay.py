@@ -28,7 +28,7 @@ from refstream.persistence.store import ProjectionStore
 from refstream.replay.collector import tune_garbage_collector
 from refstream.replay.engine import replay_archive
 from refstream.replay.sources import archive_records, events_of
-from refstream.rewards.rules import Rules, default_rules_path, load_rules
+from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
 from refstream.schemas.privacy import Pseudonymiser
 from refstream.tools import native
@@ -66,14 +66,6 @@ def one_core() -> str:
     return f"pinned to CPU {cpu}"
 
 
-def with_lateness(rules: Rules, minutes: int) -> Rules:
-    """The rules with another allowed lateness (README "Event time")."""
-    document = rules.model_dump(mode="json")
-    document["event_time"] = {"allowed_lateness_minutes": minutes}
-    document["version"] = f"{rules.version}-lateness-{minutes}"
-    return Rules.model_validate(document)
-
-
 def run_stage(stage: str, root: Path, scratch: Path, lateness_minutes: int = 0
               ) -> dict[str, object]:
     """One timed stage, in this fresh process: reading the archive, or replaying it (with
@@ -86,7 +78,7 @@ def run_stage(stage: str, root: Path, scratch: Path, lateness_minutes: int = 0
         return {"seconds": time.perf_counter() - started, "events": read, "pinned": pinned}
     rules = load_rules(default_rules_path())
     if stage == "replay-late":
-        rules = with_lateness(rules, lateness_minutes)
+        rules = rules.with_lateness(lateness_minutes)
     total = ArchiveReader(root).record_count
     store = ProjectionStore(scratch / "replay.duckdb")
     with tqdm(total=total, unit="ev", desc="replay", file=sys.stderr, mininterval=1) as bar:

@@ -202,6 +202,7 @@ def _sql_list(values: tuple[str, ...]) -> str:
 
 ACTIVE = _sql_list(ACTIVE_REFERRAL_STATUSES)
 _ALL = f"'{ALL_SHOPS}'"
+_ISO = "'%Y-%m-%dT%H:%M:%SZ'"  # a TIMESTAMPTZ as UTC ISO 8601 text
 
 _CUSTOMER_BASE = """customer_base AS (
     -- customers: every customer id the read model knows in a shop
@@ -859,7 +860,7 @@ FRAUD_QUEUE = ReportSpec(
     "`refstream review list` gives the evidence in words and `review approve|reject` decides",
     f"""WITH {_WAITING_FLAGS}
 SELECT r.shop_id, r.referral_id, r.referee_id, r.referrer_id, r.status,
-       strftime(timezone('UTC', min(f.flagged_at)), '%Y-%m-%dT%H:%M:%SZ') AS waiting_since,
+       strftime(timezone('UTC', min(f.flagged_at)), {_ISO}) AS waiting_since,
        count(DISTINCT f.flag_id) AS flags,
        list_sort(list_distinct(list(f.signal) FILTER (WHERE f.signal IS NOT NULL)))
            AS signals,
@@ -953,8 +954,6 @@ ORDER BY c.day""",
      Column("held_or_rejected", "count"), Column("rewards_due", "count"),
      Column("reversals", "count")),
 )
-
-_ISO = "'%Y-%m-%dT%H:%M:%SZ'"
 
 LATE = ReportSpec(
     "late", "Referrals a late event may have changed",

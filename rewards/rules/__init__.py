@@ -364,6 +364,14 @@ class Rules(_Strict):
     # Optional so rules files written before it keep loading (with the default lateness).
     event_time: EventTimeRules = EventTimeRules()
 
+    def with_lateness(self, minutes: int) -> Rules:
+        """These rules with `event_time.allowed_lateness_minutes` set to `minutes` and the
+        version stamped with it (another lateness decides differently: a rules change)."""
+        document = self.model_dump(mode="json")
+        document["event_time"] = {"allowed_lateness_minutes": minutes}
+        document["version"] = f"{self.version}-lateness-{minutes}"
+        return Rules.model_validate(document)
+
     @model_validator(mode="after")
     def _coherent(self) -> Rules:
         for attr in ("id", "utm_campaign"):

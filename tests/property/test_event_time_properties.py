@@ -35,17 +35,14 @@ from refstream.schemas.events import (
     Tick,
 )
 from tests.property.logs import RULE_VARIANTS, IndexChooser, build_log
-from tests.unit.core.builders import DAY, HOUR, MINUTE, rules_with
+from tests.unit.core.builders import DAY, HOUR, MINUTE
 
 # build_log's producers lag up to two hours: three hours of lateness covers them.
 LATENESS = 3 * HOUR
 
 
 def _with_lateness(rules: Rules, lateness_ms: int) -> Rules:
-    document = rules.model_dump(mode="json")
-    document["event_time"] = {"allowed_lateness_minutes": lateness_ms // MINUTE}
-    document["version"] = f"{rules.version}-late-{lateness_ms // MINUTE}"
-    return rules_with(document)
+    return rules.with_lateness(lateness_ms // MINUTE)
 
 
 VARIANTS = tuple(_with_lateness(rules, LATENESS) for rules in RULE_VARIANTS)

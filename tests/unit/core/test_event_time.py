@@ -27,6 +27,7 @@ from refstream.schemas.events import (
 )
 from tests.unit.core.builders import (
     DAY,
+    DEFAULT_RULES,
     HOLD,
     HOUR,
     MINUTE,
@@ -211,6 +212,11 @@ def test_allowed_lateness_is_a_validated_rule_field() -> None:
         rules_with({"event_time": {"allowed_lateness_minutes": -1}})
     with pytest.raises(ValueError, match="allowed_lateness_mins"):
         rules_with({"event_time": {"allowed_lateness_mins": 5}})
+    later = DEFAULT_RULES.with_lateness(15)
+    assert later.event_time.allowed_lateness_ms == 15 * MINUTE
+    assert later.version == f"{DEFAULT_RULES.version}-lateness-15"
+    assert (later.model_dump(exclude={"version", "event_time"})
+            == DEFAULT_RULES.model_dump(exclude={"version", "event_time"}))
 
 
 @pytest.mark.parametrize("lateness", [0, HOUR])
