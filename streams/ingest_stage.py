@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -40,7 +40,7 @@ from refstream.streams.metrics import Health, WorkerMetrics
 from refstream.streams.settings import Settings
 from refstream.streams.stage import ConsumerStage
 from refstream.streams.supervision import CrashPolicy
-from refstream.streams.topics import TopicNames
+from refstream.streams.topics import TopicNames, stage_group
 
 log = logging.getLogger("refstream.ingest")
 
@@ -127,6 +127,7 @@ class IngestStage(ConsumerStage):
 
     async def on_start(self) -> None:
         s = self.settings
+        await self._seed_from_faust_group()
         # The range assignor hands partition p of every shop topic (same partition count)
         # to the same member: the co-partition the merge orders by event time.
         self.new_consumer(s, s.ingest_max_records,
@@ -180,36 +181,56 @@ class IngestStage(ConsumerStage):
         async with self.lock:
             self.generation += 1
             self.merge.assign((tp.topic, tp.partition) for tp in assigned)
-            await self._resume_from_faust_group(assigned)
         self.health.assigned(self.stage)
 
-    async def _resume_from_faust_group(self, assigned: set[TopicPartition]) -> None:
-        """A deployment upgraded from ingest as a faust agent: where this stage's group has
-        no offset yet, start where faust's group (the app id) left off, instead of reading
-        every shop topic again from the start."""
-        assert self.consumer is not None
-        fresh = [tp for tp in sorted(assigned) if await self.consumer.committed(tp) is None]
-        if not fresh:
-            return
+    async def _seed_from_faust_group(self) -> None:
+        """A deployment upgraded from ingest as a faust agent: before this stage's group is
+        joined, every shop topic-partition it holds no offset for is given the offset faust's
+        group (the app id) committed, so the first start reads on from there like from any
+        committed offset, instead of reading every shop topic again from the start.
+
+        Done before joining, not by a seek in the assignment listener: the fetcher may already
+        have handed out records read from the beginning while the listener looked the offsets
+        up (the earlier seek's failure). Workers starting together write the same offsets, and
+        the broker refuses a commit from outside the group once it has members."""
+        s = self.settings
+        group = stage_group(s.app_id, self.stage)
+        bootstrap = s.kafka_bootstrap.split(",")
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.settings.kafka_bootstrap.split(","),
-            request_timeout_ms=int(min(30.0, self.settings.client_timeout_s) * 1000),
-            **self.settings.aiokafka_security())
+            bootstrap_servers=bootstrap,
+            request_timeout_ms=int(min(30.0, s.client_timeout_s) * 1000),
+            **s.aiokafka_security())
         try:
             await admin.start()
-            legacy = await admin.list_consumer_group_offsets(self.settings.app_id,
-                                                             partitions=fresh)
+            legacy = await admin.list_consumer_group_offsets(s.app_id)
+            own = await admin.list_consumer_group_offsets(group)
         except KafkaError as exc:
-            log.warning("faust's group offsets not read (%s): partitions without an offset "
-                        "of their own start at the beginning", exc)
+            log.warning("faust's group offsets not read (%s): shop topic-partitions without "
+                        "an offset of this stage's own start at the beginning", exc)
             return
         finally:
             await admin.close()
-        for tp, meta in legacy.items():
-            if meta is not None and meta.offset >= 0:
-                log.info("%s[%d]: first start of the ingest stage, resuming at faust's "
-                         "committed offset %d", tp.topic, tp.partition, meta.offset)
-                self.consumer.seek(tp, meta.offset)
+        topics = set(self.topics)
+        seed = {tp: meta.offset for tp, meta in legacy.items()
+                if tp.topic in topics and meta.offset >= 0
+                and (tp not in own or own[tp].offset < 0)}
+        if not seed:
+            return
+        seeder = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                  enable_auto_commit=False, **s.aiokafka_security())
+        try:
+            await seeder.start()
+            seeder.assign(list(seed))
+            await seeder.commit(seed)
+        except KafkaError as exc:
+            log.warning("faust's group offsets not copied to %s (%s): its members' own "
+                        "offsets, or the beginning, apply", group, exc)
+            return
+        finally:
+            await seeder.stop()
+        for tp, offset in sorted(seed.items()):
+            log.info("%s[%d]: first start of the ingest stage, resuming at faust's committed "
+                     "offset %d", tp.topic, tp.partition, offset)
 
     # ---------------------------------------------------------------- the hot path
 
