@@ -71,6 +71,8 @@ _PROBE_TIMEOUT_S: Final = 2.0
 # a probe must retry a refused connection within its own short timeout.
 _PROBE_RECONNECT_BACKOFF_MS: Final = 50
 _PROBE_CLIENT_ID: Final = "refstream-kafka-launcher"
+# The launcher's broker version, so the probe skips negotiating API versions (~10 ms each).
+_PROBE_API_VERSION: Final = tuple(int(part) for part in KAFKA_VERSION.split(".")[:2])
 # Listener names of secure mode; each doubles as the listener.name.<name>.* prefix.
 TLS_LISTENER: Final = "SSL"
 SASL_LISTENER: Final = "SASL_SSL"
@@ -429,6 +431,7 @@ def describe_cluster(
             bootstrap_timeout_ms=timeout_ms,
             request_timeout_ms=timeout_ms,
             reconnect_backoff_max_ms=_PROBE_RECONNECT_BACKOFF_MS,
+            api_version=_PROBE_API_VERSION,
             **tls,
         )
     except (KafkaError, OSError) as exc:
