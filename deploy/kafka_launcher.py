@@ -28,6 +28,8 @@ from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, Final, Self
 
 import psutil
+from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from refstream.deploy import security as broker_security
@@ -71,8 +73,6 @@ _PROBE_TIMEOUT_S: Final = 2.0
 # a probe must retry a refused connection within its own short timeout.
 _PROBE_RECONNECT_BACKOFF_MS: Final = 50
 _PROBE_CLIENT_ID: Final = "refstream-kafka-launcher"
-# The launcher's broker version, so the probe skips negotiating API versions (~10 ms each).
-_PROBE_API_VERSION: Final = tuple(int(part) for part in KAFKA_VERSION.split(".")[:2])
 # Listener names of secure mode; each doubles as the listener.name.<name>.* prefix.
 TLS_LISTENER: Final = "SSL"
 SASL_LISTENER: Final = "SASL_SSL"
@@ -417,9 +417,6 @@ def describe_cluster(
     Raises BrokerNotReadyError when no broker completes the request within `timeout`:
     nothing listens, the TLS handshake fails, or the broker does not answer yet.
     """
-    from kafka.admin import KafkaAdminClient
-    from kafka.errors import KafkaError
-
     timeout_ms = max(100, int(timeout * 1000))
     tls: dict[str, object] = (
         {} if ssl_context is None else {"security_protocol": "SSL", "ssl_context": ssl_context}
@@ -431,7 +428,6 @@ def describe_cluster(
             bootstrap_timeout_ms=timeout_ms,
             request_timeout_ms=timeout_ms,
             reconnect_backoff_max_ms=_PROBE_RECONNECT_BACKOFF_MS,
-            api_version=_PROBE_API_VERSION,
             **tls,
         )
     except (KafkaError, OSError) as exc:
