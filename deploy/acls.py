@@ -9,7 +9,6 @@ from __future__ import annotations
 import getpass
 import os
 import sys
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from pydantic import SecretStr
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from refstream.deploy import security
 from refstream.deploy.kafka_launcher import (
@@ -413,18 +413,22 @@ def apply_acls(
 def _wait_until_enforced(
     admin: Any, wanted: set[ExistingAcl], removed: set[ExistingAcl], timeout_s: float
 ) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        current = set(describe_all_acls(admin))
-        if wanted <= current and not removed & current:
-            return
-        if time.monotonic() >= deadline:
-            raise AclError(
-                f"the broker still lacks {len(wanted - current)} of the new ACLs "
-                f"{timeout_s:.0f}s after they were created; check the controller in the "
-                "broker log, then run `refstream acls apply` again"
-            )
-        time.sleep(ACL_SETTLE_POLL_S)
+    def unsettled(current: set[ExistingAcl]) -> bool:
+        return not wanted <= current or bool(removed & current)
+
+    try:
+        Retrying(
+            stop=stop_after_delay(timeout_s),
+            wait=wait_fixed(ACL_SETTLE_POLL_S),
+            retry=retry_if_result(unsettled),
+        )(lambda: set(describe_all_acls(admin)))
+    except RetryError as timeout:
+        current = timeout.last_attempt.result()
+        raise AclError(
+            f"the broker still lacks {len(wanted - current)} of the new ACLs "
+            f"{timeout_s:.0f}s after they were created; check the controller in the "
+            "broker log, then run `refstream acls apply` again"
+        ) from None
 
 
 def _explain(exc: Exception, action: str) -> AclError:

@@ -36,7 +36,8 @@ environment (each also has a --option):
   REFSTREAM_KAFKA_JARS   broker jars                 (default ~/.cache/refstream/kafka-3.9.1/libs)
   REFSTREAM_KAFKA_HEAP   JVM max heap                (default 512m)
 
-Requires Java 17 (java on PATH or JAVA_HOME), for fetch Maven 3, for --secure openssl.
+Requires the project venv (make install), Java 17 (java on PATH or JAVA_HOME), for fetch
+Maven 3, for --secure openssl.
 EOF
 }
 
@@ -61,9 +62,10 @@ esac
 # script behaves the same from any working directory.
 export REFSTREAM_KAFKA_DIR="${REFSTREAM_KAFKA_DIR:-$root/.kafka}"
 
-if [[ -x "$root/.venv/bin/python" ]]; then
-    exec "$root/.venv/bin/python" -m refstream.deploy.kafka_launcher "$@"
+if [[ ! -x "$root/.venv/bin/python" ]]; then
+    # The launcher needs the project's packages (kafka-python answers readiness, psutil
+    # checks processes, Click parses options): they live in the venv.
+    echo "deploy/kafka.sh: no $root/.venv yet; run 'make install' first" >&2
+    exit 4
 fi
-# Without the venv the package is not importable; the launcher is stdlib-only,
-# so running the file directly works with any python3 >= 3.11.
-exec python3 "$here/kafka_launcher.py" "$@"
+exec "$root/.venv/bin/python" -m refstream.deploy.kafka_launcher "$@"

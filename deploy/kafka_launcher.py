@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import ssl
-import struct
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,12 @@ from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, Final, Self
 
+import psutil
+from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from refstream.deploy import security as broker_security
 from refstream.schemas.errors import (
     EXIT_INTERRUPTED,
     EXIT_PROBLEM,
@@ -35,11 +40,6 @@ from refstream.schemas.errors import (
     EXIT_USAGE,
     RefstreamError,
 )
-
-try:
-    from refstream.deploy import security as broker_security
-except ModuleNotFoundError:  # run as a file by deploy/kafka.sh without the venv
-    import security as broker_security  # type: ignore[import-not-found, no-redef]
 
 KAFKA_VERSION: Final = "3.9.1"
 SCALA_VERSION: Final = "2.13"
@@ -66,6 +66,13 @@ _PROPERTY_KEY: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _LISTENER_NAME: Final = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _HEAP: Final = re.compile(r"^[1-9][0-9]*[kKmMgG]?$")
 _PR_SET_PDEATHSIG: Final = 1
+# Between readiness probes while the JVM starts; each probe is bounded by _PROBE_TIMEOUT_S.
+_READY_POLL_S: Final = 0.2
+_PROBE_TIMEOUT_S: Final = 2.0
+# kafka-python's reconnect backoff grows to 30 s by default, longer than a whole start;
+# a probe must retry a refused connection within its own short timeout.
+_PROBE_RECONNECT_BACKOFF_MS: Final = 50
+_PROBE_CLIENT_ID: Final = "refstream-kafka-launcher"
 # Listener names of secure mode; each doubles as the listener.name.<name>.* prefix.
 TLS_LISTENER: Final = "SSL"
 SASL_LISTENER: Final = "SASL_SSL"
@@ -126,8 +133,8 @@ class BrokerStopError(LocalKafkaError):
     """The broker process survived SIGTERM and SIGKILL."""
 
 
-class KafkaProtocolError(LocalKafkaError):
-    """Something answered on the broker port, but not a sane Metadata response."""
+class BrokerNotReadyError(LocalKafkaError):
+    """No Kafka answer on the broker port, or not one of our node as a member of our cluster."""
 
     exit_code: ClassVar[int] = EXIT_UNAVAILABLE
 
@@ -381,125 +388,79 @@ def port_is_free(host: str, port: int) -> bool:
         return True
 
 
+def port_accepts(host: str, port: int, timeout: float) -> bool:
+    """True if something accepts a TCP connection on host:port within `timeout`."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 # --------------------------------------------------------------------------- readiness probe
 
 
 @dataclass(frozen=True)
 class ClusterMetadata:
+    """The cluster as one broker describes it: id, controller and unfenced brokers."""
+
     cluster_id: str | None
     controller_id: int
     broker_ids: tuple[int, ...]
 
 
-class _Reader:
-    def __init__(self, payload: bytes) -> None:
-        self._payload = payload
-        self._offset = 0
-
-    def take(self, fmt: str) -> int:
-        size = struct.calcsize(fmt)
-        if self._offset + size > len(self._payload):
-            raise KafkaProtocolError("truncated Metadata response")
-        (value,) = struct.unpack_from(fmt, self._payload, self._offset)
-        self._offset += size
-        return int(value)
-
-    def string(self) -> str | None:
-        length = self.take(">h")
-        if length < 0:
-            return None
-        end = self._offset + length
-        if end > len(self._payload):
-            raise KafkaProtocolError("truncated string in Metadata response")
-        text = self._payload[self._offset : end].decode("utf-8", errors="replace")
-        self._offset = end
-        return text
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    chunks: list[bytes] = []
-    remaining = size
-    while remaining:
-        chunk = sock.recv(min(remaining, 65536))
-        if not chunk:
-            raise KafkaProtocolError("connection closed mid-response")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
-
-
-def probe_metadata(
-    host: str, port: int, timeout: float = 2.0, ssl_context: ssl.SSLContext | None = None
+def describe_cluster(
+    bootstrap: str, timeout: float = _PROBE_TIMEOUT_S, ssl_context: ssl.SSLContext | None = None
 ) -> ClusterMetadata:
-    """One Metadata v4 round trip on a raw socket (TLS-wrapped if `ssl_context` is given).
+    """One DescribeCluster through kafka-python's admin client (over TLS with `ssl_context`).
 
-    Hand-rolled instead of kafka-python so the launcher stays stdlib-only (the
-    shell wrapper may run it with a bare python3) and a probe costs milliseconds.
-    v4 because Kafka 4 dropped Metadata v0-v3 (KIP-896).
+    Raises BrokerNotReadyError when no broker completes the request within `timeout`:
+    nothing listens, the TLS handshake fails, or the broker does not answer yet.
     """
-    api_key, api_version, correlation_id = 3, 4, 0x5EF5
-    client_id = b"refstream-kafka-launcher"
-    request = struct.pack(">hhih", api_key, api_version, correlation_id, len(client_id))
-    # Empty (not null) topic array: we want brokers and controller, not every topic.
-    request += client_id + struct.pack(">ib", 0, 0)
-    with contextlib.ExitStack() as stack:
-        sock = stack.enter_context(socket.create_connection((host, port), timeout=timeout))
-        if ssl_context is not None:
-            sock = stack.enter_context(ssl_context.wrap_socket(sock, server_hostname=host))
-        sock.sendall(struct.pack(">i", len(request)) + request)
-        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-        if not 0 < size <= 16 * 1024 * 1024:
-            raise KafkaProtocolError(f"implausible response size {size} from {host}:{port}")
-        reader = _Reader(_recv_exact(sock, size))
-    if reader.take(">i") != correlation_id:
-        raise KafkaProtocolError(f"{host}:{port} answered with a foreign correlation id")
-    reader.take(">i")  # throttle_time_ms
-    broker_ids: list[int] = []
-    for _ in range(reader.take(">i")):
-        broker_ids.append(reader.take(">i"))
-        reader.string()  # host
-        reader.take(">i")  # port
-        reader.string()  # rack
-    cluster_id = reader.string()
-    controller_id = reader.take(">i")
-    return ClusterMetadata(cluster_id, controller_id, tuple(broker_ids))
+    timeout_ms = max(100, int(timeout * 1000))
+    tls: dict[str, object] = (
+        {} if ssl_context is None else {"security_protocol": "SSL", "ssl_context": ssl_context}
+    )
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            client_id=_PROBE_CLIENT_ID,
+            bootstrap_timeout_ms=timeout_ms,
+            request_timeout_ms=timeout_ms,
+            reconnect_backoff_max_ms=_PROBE_RECONNECT_BACKOFF_MS,
+            **tls,
+        )
+    except (KafkaError, OSError) as exc:
+        raise BrokerNotReadyError(f"{bootstrap} did not answer: {exc}") from exc
+    try:
+        described = admin.describe_cluster()
+    except (KafkaError, OSError) as exc:
+        raise BrokerNotReadyError(f"{bootstrap} did not describe its cluster: {exc}") from exc
+    finally:
+        admin.close()
+    return ClusterMetadata(
+        cluster_id=described.get("cluster_id"),
+        controller_id=int(described.get("controller_id", -1)),
+        # Kafka 4 also lists fenced brokers (with the flag); a fenced broker serves nobody.
+        broker_ids=tuple(
+            int(broker["broker_id"])
+            for broker in described.get("brokers", ())
+            if not broker.get("is_fenced", False)
+        ),
+    )
 
 
 # --------------------------------------------------------------------------- process helpers
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # An unreaped child still answers kill(0) but is as good as gone.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
-
-
-def _cmdline(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except FileNotFoundError:
-        if Path("/proc/self").exists():
-            return None
-    except OSError:
-        return None
-    # No procfs (macOS): ask ps.
-    result = subprocess.run(
-        ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, check=False
-    )
-    return result.stdout.strip() or None
-
-
 def _parent_death_signal() -> Callable[[], None] | None:
-    """A preexec hook that makes the child die with us (Linux only), else None."""
+    """A preexec hook that makes the child die with us (Linux only), else None.
+
+    The one ctypes call left in the launcher, on purpose: PyPI's prctl wrappers are
+    unmaintained (python-prctl's last release is from 2020 and builds a C extension that
+    needs the libcap headers; pyprctl and prctl are older still), and psutil has no
+    parent-death signal. PR_SET_PDEATHSIG is one libc call with constant arguments.
+    """
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -897,32 +858,44 @@ class LocalKafka:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        if not _pid_alive(pid):
-            return None
-        cmdline = _cmdline(pid) or ""
-        if "kafka.Kafka" not in cmdline or str(self.properties_file) not in cmdline:
-            return None
-        return pid
+        return pid if self._runs_our_broker(pid) else None
+
+    def _runs_our_broker(self, pid: int) -> bool:
+        try:
+            process = psutil.Process(pid)
+            # An unreaped child is as good as gone: it serves nothing and cannot be stopped.
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return False
+            command = process.cmdline()
+        except psutil.Error:  # gone, a zombie, or another user's process
+            return False
+        return "kafka.Kafka" in command and str(self.properties_file) in command
 
     def is_running(self) -> bool:
         return self.pid() is not None
 
-    def is_ready(self, timeout: float = 2.0) -> bool:
-        """True if the broker answers a Metadata request as a registered member of our cluster."""
+    def is_ready(self, timeout: float = _PROBE_TIMEOUT_S) -> bool:
+        """True if the broker describes its cluster with our node as an unfenced member."""
         try:
-            metadata = probe_metadata(self.host, self.port, timeout, self._probe_context())
-        except (OSError, KafkaProtocolError, broker_security.SecuritySetupError):
+            self._check_ready(timeout, self._probe_context())
+        except (BrokerNotReadyError, broker_security.SecuritySetupError):
             return False
-        return self._accepts(metadata)
+        return True
 
-    def _accepts(self, metadata: ClusterMetadata) -> bool:
+    def _check_ready(self, timeout: float, context: ssl.SSLContext | None) -> None:
+        """Raise BrokerNotReadyError saying why unless the broker serves clients as our node."""
+        metadata = describe_cluster(self.bootstrap, timeout, context)
         expected = self.cluster_id()
-        return (
-            self.node_id in metadata.broker_ids
-            and metadata.controller_id >= 0
+        if (
+            self.node_id not in metadata.broker_ids
+            or metadata.controller_id < 0
             # Guards against a different broker that happens to own the port.
-            and (expected is None or metadata.cluster_id == expected)
-        )
+            or (expected is not None and metadata.cluster_id != expected)
+        ):
+            raise BrokerNotReadyError(
+                f"{self.bootstrap} answered but is not node {self.node_id} of cluster "
+                f"{expected or '(any)'} with a controller yet: {metadata}"
+            )
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines the broker wrote since the latest start() of this object."""
@@ -1031,39 +1004,45 @@ class LocalKafka:
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        """Poll with Metadata requests until the broker answers; raise BrokerStartError if not."""
+        """Probe every 0.2 s until the broker serves clients; BrokerStartError if it does not."""
         deadline = time.monotonic() + timeout
-        last = "nothing answered yet"
         context = self._probe_context()
-        while True:
-            if self._process is not None and self._process.poll() is not None:
-                raise BrokerStartError(
-                    f"the broker exited with code {self._process.returncode} during startup; "
-                    f"last lines of {self.log_file}:\n{self.log_tail()}"
-                )
-            if self._process is None and not self.is_running():
-                raise BrokerStartError(
-                    f"no broker process for {self.data_dir}; start it first "
-                    f"(deploy/kafka.sh start). Last lines of {self.log_file}:\n{self.log_tail()}"
-                )
-            remaining = deadline - time.monotonic()
-            try:
-                metadata = probe_metadata(
-                    self.host, self.port, min(2.0, max(remaining, 0.1)), context
-                )
-            except (OSError, KafkaProtocolError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            else:
-                if self._accepts(metadata):
-                    return
-                last = f"broker answered but is not ready: {metadata}"
-            if time.monotonic() >= deadline:
-                raise BrokerStartError(
-                    f"the broker at {self.bootstrap} did not become ready within {timeout:.0f}s "
-                    f"({last}); raise the timeout on a slow machine or read {self.log_file}. "
-                    f"Last lines:\n{self.log_tail()}"
-                )
-            time.sleep(0.2)
+
+        def probe() -> None:
+            # A dead JVM raises BrokerStartError, which is not retried.
+            self._check_process()
+            timeout = min(_PROBE_TIMEOUT_S, max(deadline - time.monotonic(), 0.1))
+            # Most of a start passes before the port opens; a plain connect tells that for
+            # free, where a Kafka client would start a thread and log each refusal.
+            if not port_accepts(self.host, self.port, timeout):
+                raise BrokerNotReadyError(f"nothing accepts connections on {self.bootstrap} yet")
+            self._check_ready(timeout, context)
+
+        try:
+            Retrying(
+                stop=stop_after_delay(timeout),
+                wait=wait_fixed(_READY_POLL_S),
+                retry=retry_if_exception_type(BrokerNotReadyError),
+                reraise=True,
+            )(probe)
+        except BrokerNotReadyError as last:
+            raise BrokerStartError(
+                f"the broker at {self.bootstrap} did not become ready within {timeout:.0f}s "
+                f"({last}); raise the timeout on a slow machine or read {self.log_file}. "
+                f"Last lines:\n{self.log_tail()}"
+            ) from last
+
+    def _check_process(self) -> None:
+        if self._process is not None and self._process.poll() is not None:
+            raise BrokerStartError(
+                f"the broker exited with code {self._process.returncode} during startup; "
+                f"last lines of {self.log_file}:\n{self.log_tail()}"
+            )
+        if self._process is None and not self.is_running():
+            raise BrokerStartError(
+                f"no broker process for {self.data_dir}; start it first "
+                f"(deploy/kafka.sh start). Last lines of {self.log_file}:\n{self.log_tail()}"
+            )
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM (controlled shutdown), SIGKILL after `timeout`; returns the pid stopped."""
@@ -1073,37 +1052,36 @@ class LocalKafka:
             self._process = None
             return None
         try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        except PermissionError as exc:
+            process = psutil.Process(pid)
+            # psutil checks that the pid still names the process it looked up (no reuse).
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass  # it ended by itself meanwhile
+        except psutil.AccessDenied as exc:
             raise BrokerStopError(
                 f"not allowed to signal broker pid {pid}; stop it as the user that started it"
             ) from exc
-        if not self._wait_gone(pid, timeout):
-            _log_info(f"broker pid {pid} ignored SIGTERM for {timeout:.0f}s; sending SIGKILL")
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            if not self._wait_gone(pid, 10.0):
-                raise BrokerStopError(
-                    f"broker pid {pid} survived SIGKILL; check `ps -p {pid}` (stuck in I/O?)"
-                )
+        else:
+            if not self._wait_gone(process, timeout):
+                _log_info(f"broker pid {pid} ignored SIGTERM for {timeout:.0f}s; sending SIGKILL")
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
+                if not self._wait_gone(process, 10.0):
+                    raise BrokerStopError(
+                        f"broker pid {pid} survived SIGKILL; check `ps -p {pid}` (stuck in I/O?)"
+                    )
         self.pid_file.unlink(missing_ok=True)
         self._process = None
         return pid
 
-    def _wait_gone(self, pid: int, timeout: float) -> bool:
-        if self._process is not None and self._process.pid == pid:
-            try:
-                self._process.wait(timeout)  # also reaps, so the pid really disappears
-            except subprocess.TimeoutExpired:
-                return False
-            return True
-        deadline = time.monotonic() + timeout
-        while _pid_alive(pid):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.1)
+    def _wait_gone(self, process: psutil.Process, timeout: float) -> bool:
+        try:
+            if self._process is not None and self._process.pid == process.pid:
+                self._process.wait(timeout)  # our child: Popen reaps it and keeps its exit code
+            else:
+                process.wait(timeout)  # an exited process counts as gone, reaped or not
+        except (subprocess.TimeoutExpired, psutil.TimeoutExpired):
+            return False
         return True
 
     def _kill_quietly(self) -> None:
@@ -1275,6 +1253,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import click
 
     logging.basicConfig(level=logging.INFO, format="kafka: %(message)s", stream=sys.stderr)
+    # kafka-python logs every connection of the readiness probe, and each refused one while
+    # the JVM starts as an error; the launcher says in its own words what went wrong.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         result = _build_cli(os.environ).main(args=args, prog_name="kafka_launcher",

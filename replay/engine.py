@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,15 @@ from refstream.schemas.events import (
 
 ProgressCallback = Callable[[int], None]
 PROGRESS_EVERY = 10_000
+# Entered around each named step of a columnar replay ("core", "reading the archive", ...):
+# the benchmark passes a timer there to show where the time goes (bench/bench_replay.py);
+# replay itself reads no clock per step.
+StepHook = Callable[[str], AbstractContextManager[object]]
+
+
+def no_step_hook(step: str) -> AbstractContextManager[None]:
+    """The default StepHook: nothing around any step."""
+    return nullcontext()
 
 
 @dataclass
@@ -45,17 +54,6 @@ class FoldCounts:
     events_by_type: Counter[str] = field(default_factory=Counter)
     derived_by_type: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
-    # Wall seconds per step of a columnar replay (`replay_archive`), for the benchmark.
-    step_seconds: dict[str, float] = field(default_factory=dict)
-
-    @contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.step_seconds[name] = (self.step_seconds.get(name, 0.0)
-                                       + time.perf_counter() - started)
 
     @property
     def events_per_second(self) -> float:
@@ -229,7 +227,8 @@ def shop_order(log: pa.Table) -> pa.Array:
 def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
                counts: FoldCounts, *, time_only: pa.ChunkedArray | None = None,
                progress: ProgressCallback | None = None,
-               last_here: Collection[str] = (), overlap: bool = False) -> None:
+               last_here: Collection[str] = (), overlap: bool = False,
+               steps: StepHook = no_step_hook) -> None:
     """One partition's archived rows (in any order) through the core into the store.
 
     Facts go in set-wise from the columns (order-free: the first record per key by offset
@@ -239,9 +238,9 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
     so; `look_ahead` adds the rows no output can depend on). The shops in `last_here` (no
     later partition holds them) are forgotten by the pipeline as soon as their rows are
     done. `overlap`: the fact rows go in on a thread of their own while the
-    core folds (worth it only with a second CPU).
+    core folds (worth it only with a second CPU). `steps` is entered around each step.
     """
-    with counts.step("fact rows into DuckDB"):
+    with steps("fact rows into DuckDB"):
         store.insert_facts(log, background=overlap)
     for kind, number in zip(*log.column("event_type").value_counts().flatten(), strict=True):
         if kind.as_py() != PASSED_OVER:
@@ -255,7 +254,7 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
 
     def forget_done(before: str | None) -> None:
         """Forget the shops of `last_here` sorting before `before` (None: all of them)."""
-        with counts.step("forgetting finished shops"):
+        with steps("forgetting finished shops"):
             for shop_id in [s for s in pipeline.state.shops
                             if s in last_here and (before is None or s < before)]:
                 pipeline.forget(shop_id)
@@ -264,7 +263,7 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
     time_only_rows = organic_clicks(pipeline.rules, log) if time_only is None else time_only
     shop_ids, times_column = log.column("shop_id"), log.column("occurred_at")
     for start in range(0, log.num_rows, FOLD_CHUNK):
-        with counts.step("building events"):
+        with steps("building events"):
             rows = order.slice(start, FOLD_CHUNK)
             chunk_shops = shop_ids.take(rows)
             times = times_column.take(rows).to_pylist()
@@ -277,7 +276,7 @@ def fold_table(pipeline: Pipeline, store: ProjectionStore, log: pa.Table,
                                        strict=True):
                 events[position] = event
             shops = pc.if_else(time_only, chunk_shops, None).to_pylist()
-        with counts.step("core"):
+        with steps("core"):
             pipeline.fold(events, shops, times, emit)
             del events
         # Shops sort ascending (no shop last): every shop before the chunk's last is done.
@@ -311,11 +310,13 @@ def late_rows(pipeline: Pipeline, shops: list[str | None], times: list[int]) -> 
 def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
                    as_of: AsOf | None = None,
                    progress: ProgressCallback | None = None, *,
-                   overlap: bool | None = None) -> FoldCounts:
+                   overlap: bool | None = None, steps: StepHook = no_step_hook
+                   ) -> FoldCounts:
     """A fresh pipeline over the archive (partition by partition, each cut at `as_of` in
     offset order, then shop by shop): the same projections as `replay_events` over the same
     records, faster. `overlap` (default: when this process may use a second CPU): DuckDB
-    inserts a partition's fact rows on a thread of its own while the core folds them."""
+    inserts a partition's fact rows on a thread of its own while the core folds them.
+    `steps` is entered around each step of the replay (a timer, in the benchmark)."""
     if overlap is None:
         overlap = usable_cpus() > 1
     reader = ArchiveReader(root)
@@ -327,10 +328,10 @@ def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
     store.defer_fact_keys()
     with collector_paused():
         for partition in reader.partitions():
-            with counts.step("reading the archive"):
+            with steps("reading the archive"):
                 log = read_for_replay(reader, partition, as_of)
             shops_here = {s for s, partitions in held.items() if partition in partitions}
-            with counts.step("looking ahead in the partition"):
+            with steps("looking ahead in the partition"):
                 # A shop also held by another partition may repeat an id, or sign a visitor
                 # up, there: this partition is not its whole log.
                 foresight, time_only = look_ahead(store, rules, log, whole_log=not any(
@@ -338,14 +339,14 @@ def replay_archive(root: str | Path, rules: Rules, store: ProjectionStore,
             pipeline = pipeline.with_foresight(foresight)
             fold_table(pipeline, store, log, counts, time_only=time_only, progress=progress,
                        last_here={s for s in shops_here if max(held[s]) == partition},
-                       overlap=overlap)
-        with counts.step("derived rows and keys into DuckDB"):
+                       overlap=overlap, steps=steps)
+        with steps("derived rows and keys into DuckDB"):
             store.flush()
             repeated = store.add_deferred_keys()
         if repeated:
             # Rare (a producer retry re-appended records): those fact tables again, the
             # first record of each key winning as in the live projector.
-            with counts.step("facts with repeated keys, again"):
+            with steps("facts with repeated keys, again"):
                 for partition in reader.partitions():
                     store.insert_facts(read_for_replay(reader, partition, as_of),
                                        tables=repeated)

@@ -81,6 +81,7 @@ def source_label(source: SourceRef) -> str:
 def read_dlq(settings: Settings, codec: Codec, timeout_s: float = 60.0) -> DlqScan:
     """Every record of the DLQ topic, from offset 0 to its current end (no consumer group)."""
     from kafka import KafkaConsumer, TopicPartition
+    from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
     from refstream.streams.exit_codes import BrokerUnavailable
 
@@ -96,16 +97,16 @@ def read_dlq(settings: Settings, codec: Codec, timeout_s: float = 60.0) -> DlqSc
     unreadable: list[str] = []
     try:
         deadline = time.monotonic() + timeout_s
-        metadata_deadline = time.monotonic() + min(timeout_s, 5.0)
-        partitions = consumer.partitions_for_topic(topic)
-        while not partitions and time.monotonic() < metadata_deadline:
-            time.sleep(0.2)  # metadata of a topic seen for the first time can lag a moment
-            partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
+        try:
+            # Metadata of a topic seen for the first time can lag a moment.
+            partitions = Retrying(stop=stop_after_delay(min(timeout_s, 5.0)),
+                                  wait=wait_fixed(0.2), retry=retry_if_result(lambda p: not p),
+                                  )(consumer.partitions_for_topic, topic)
+        except RetryError:
             raise DlqError(f"topic {topic} does not exist on {settings.kafka_bootstrap}, or "
                            "this principal may not describe it; check REFSTREAM_KAFKA_BOOTSTRAP "
                            "and REFSTREAM_TOPIC_PREFIX, run `refstream topics create`, or see "
-                           "`refstream acls show`")
+                           "`refstream acls show`") from None
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)

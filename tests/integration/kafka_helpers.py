@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from refstream.deploy.kafka_launcher import free_port
 from refstream.streams.settings import Settings
@@ -53,12 +54,21 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str,
              interval: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    try:
+        Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(interval),
+                 retry=retry_if_result(lambda done: not done))(condition)
+    except RetryError:
+        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}") from None
+
+
+def partitions_of(consumer: KafkaConsumer, topic: str, timeout: float) -> set[int]:
+    """The topic's partitions, once the consumer's metadata knows the topic."""
+    try:
+        return set(Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.2),
+                            retry=retry_if_result(lambda found: found is None),
+                            )(consumer.partitions_for_topic, topic))
+    except RetryError:
+        raise AssertionError(f"topic {topic} does not exist") from None
 
 
 @dataclass
@@ -143,13 +153,8 @@ def read_topic(bootstrap: str, topic: str, *, expect: int | None = None,
                              consumer_timeout_ms=500, max_partition_fetch_bytes=32 * 1024 * 1024,
                              fetch_max_bytes=64 * 1024 * 1024)
     try:
-        partitions = None
         deadline = time.monotonic() + timeout
-        while partitions is None and time.monotonic() < deadline:
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions is None:
-                time.sleep(0.2)
-        assert partitions is not None, f"topic {topic} does not exist"
+        partitions = partitions_of(consumer, topic, timeout)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
@@ -185,11 +190,7 @@ def read_to_end(bootstrap: str, topic: str, *, timeout: float = 60.0) -> list[An
                              fetch_max_bytes=64 * 1024 * 1024)
     try:
         deadline = time.monotonic() + timeout
-        partitions = consumer.partitions_for_topic(topic)
-        while partitions is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-            partitions = consumer.partitions_for_topic(topic)
-        assert partitions is not None, f"topic {topic} does not exist"
+        partitions = partitions_of(consumer, topic, timeout)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)

@@ -19,6 +19,7 @@ from refstream.cli.main import main
 from refstream.schemas.codec import MAGIC, Codec
 from refstream.schemas.events import DeadLetter
 from refstream.schemas.shop import ShopOrder
+from refstream.streams.dlq import DlqError, read_dlq
 from refstream.streams.topics import TopicNames, ensure_topics
 from tests.integration.kafka_helpers import (
     WorkerProcess,
@@ -123,3 +124,12 @@ def test_fixed_dead_letter_redriven_twice_reaches_the_log_once(
     finally:
         exit_code = worker.stop()
     assert exit_code == 0, worker.log_tail()
+
+
+def test_a_dlq_topic_that_does_not_exist_is_named_after_the_metadata_wait(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    settings = isolated_settings(kafka_bootstrap, tmp_path)  # no topics created
+    with pytest.raises(DlqError, match=f"topic {TopicNames.from_settings(settings).dlq} does "
+                                       "not exist"):
+        read_dlq(settings, CODEC, timeout_s=2.0)

@@ -1,42 +1,31 @@
-"""The test broker is a real Kafka: keyed round trips, big records, stop and restart."""
+"""The test broker is a real Kafka: the launcher's readiness probe, keyed round trips, big
+records, stop and restart."""
 
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
-from refstream.deploy.kafka_launcher import LocalKafka, free_ports
+from refstream.deploy.kafka_launcher import (
+    LocalKafka,
+    describe_cluster,
+    free_port,
+    free_ports,
+    port_accepts,
+)
 
 pytestmark = pytest.mark.integration
 
 KEYS = [f"referrer-{i}" for i in range(10)]
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _port_accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], **config: int) -> None:
@@ -80,6 +69,32 @@ def _consume_all(
         consumer.close()
     assert len(records) == expect, f"read {len(records)} of {expect} records within {timeout}s"
     return records
+
+
+def test_the_probe_describes_the_session_broker(kafka_bootstrap: str) -> None:
+    metadata = describe_cluster(kafka_bootstrap, timeout=10)
+
+    assert metadata.broker_ids == (1,)  # one node, unfenced
+    assert metadata.controller_id == 1  # broker and controller in one JVM
+    assert metadata.cluster_id
+
+
+def test_ready_only_as_a_member_of_our_own_cluster(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A launcher whose data dir names another cluster must not take the broker for its own."""
+    cluster_id = describe_cluster(kafka_bootstrap, timeout=10).cluster_id
+    host, _, port = kafka_bootstrap.rpartition(":")
+    launcher = LocalKafka(port=int(port), controller_port=free_port(), host=host,
+                          data_dir=tmp_path)
+    assert launcher.is_ready()  # not formatted yet: any cluster with node 1 will do
+
+    meta = launcher.log_dirs / "meta.properties"
+    meta.parent.mkdir(parents=True)
+    meta.write_text("cluster.id=another-cluster\n")
+    assert not launcher.is_ready()
+    meta.write_text(f"cluster.id={cluster_id}\n")
+    assert launcher.is_ready()
 
 
 def test_keyed_round_trip_keeps_contents_and_per_key_order(
@@ -141,10 +156,10 @@ def test_stop_ends_the_jvm_and_restart_keeps_data(tmp_path: Path) -> None:
         _produce(kafka.bootstrap, topic, [(b"k", b"before-restart")])
 
         assert kafka.stop() == first_pid
-        assert not _pid_exists(first_pid), "the broker JVM is still alive after stop()"
+        assert not psutil.pid_exists(first_pid), "the broker JVM is still alive after stop()"
         assert not kafka.pid_file.exists()
         assert kafka.pid() is None
-        assert not _port_accepts(kafka.host, port)
+        assert not port_accepts(kafka.host, port, timeout=1)
 
         kafka.start(timeout=180)
         assert kafka.pid() not in (None, first_pid)

@@ -7,7 +7,9 @@ authorization (or authentication) error rather than silently.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -28,11 +30,11 @@ from kafka.errors import (
 
 from refstream.deploy.acls import FINANCE_GROUP, apply_acls, roles_for
 from refstream.deploy.kafka_launcher import (
-    KafkaProtocolError,
+    BrokerNotReadyError,
     LocalKafka,
     LocalKafkaError,
+    describe_cluster,
     free_ports,
-    probe_metadata,
 )
 from refstream.deploy.security import ClientProtocol
 from refstream.replay.sources import topic_records
@@ -286,22 +288,33 @@ def test_plaintext_connection_to_a_tls_port_fails(
     secure_kafka: LocalKafka, listener: str
 ) -> None:
     address = secure_kafka.bootstrap if listener == "SSL" else secure_kafka.sasl_bootstrap
-    port = int(address.rpartition(":")[2])
-    with pytest.raises((KafkaProtocolError, OSError)):
-        probe_metadata(secure_kafka.host, port, timeout=5)
+    with pytest.raises(BrokerNotReadyError, match="did not answer"):
+        describe_cluster(address, timeout=5)
 
 
 def test_tls_port_demands_a_client_certificate(secure_kafka: LocalKafka) -> None:
     material = secure_kafka.security_material()
     anonymous = ssl.create_default_context(cafile=str(material.ca_file))
-    with pytest.raises((KafkaProtocolError, OSError)):
-        probe_metadata(secure_kafka.host, secure_kafka.port, timeout=5, ssl_context=anonymous)
+    with pytest.raises(BrokerNotReadyError):
+        describe_cluster(secure_kafka.bootstrap, timeout=5, ssl_context=anonymous)
     # Control: the same request with a certificate of the CA is answered.
-    metadata = probe_metadata(
-        secure_kafka.host, secure_kafka.port, timeout=5,
-        ssl_context=material.broker_ssl_context(),
+    metadata = describe_cluster(
+        secure_kafka.bootstrap, timeout=5, ssl_context=material.broker_ssl_context()
     )
     assert metadata.broker_ids == (secure_kafka.node_id,)
+    assert metadata.cluster_id == secure_kafka.cluster_id()
+
+
+def test_the_launcher_sees_the_secure_broker_ready(
+    secure_kafka: LocalKafka, tmp_path: Path
+) -> None:
+    """Readiness over mutual TLS as the broker; a launcher for another cluster says no."""
+    assert secure_kafka.is_ready()
+    other = dataclasses.replace(secure_kafka, data_dir=tmp_path / "other")
+    shutil.copytree(secure_kafka.security_dir, other.security_dir)  # the same certificates
+    other.log_dirs.mkdir(parents=True)
+    (other.log_dirs / "meta.properties").write_text("cluster.id=another-cluster\n")
+    assert not other.is_ready()
 
 
 def test_kafka_python_plaintext_client_cannot_bootstrap(secure_kafka: LocalKafka) -> None:

@@ -14,6 +14,7 @@ from kafka.admin import ACL, ACLFilter
 from refstream.deploy import security
 from refstream.deploy.acls import (
     FINANCE_GROUP,
+    AclError,
     ExistingAcl,
     Grant,
     Operation,
@@ -188,6 +189,35 @@ def test_apply_creates_the_table_once_and_then_nothing() -> None:
     assert len(first.created) == len(grants_of(_roles())) and first.present == ()
     assert second.created == () and len(second.present) == len(first.created)
     assert admin.create_calls == 1
+
+
+class LaggingAdmin(FakeAdmin):
+    """Created ACLs show up in describe only after `lag` more describe calls (or never)."""
+
+    def __init__(self, lag: int | None) -> None:
+        super().__init__()
+        self.lag = lag
+        self.describes = 0
+        self.shown = 0
+
+    def describe_acls(self, acl_filter: ACLFilter) -> tuple[list[ACL], Any]:
+        self.describes += 1
+        if self.lag is not None and self.describes > self.lag:
+            self.shown = len(self.acls)
+        return list(self.acls[: self.shown]), None
+
+
+def test_apply_waits_until_the_broker_shows_the_new_acls() -> None:
+    admin = LaggingAdmin(lag=3)  # the first describe is apply's own look at what exists
+    apply_acls(admin, _roles(), settle_timeout_s=30)
+    assert admin.describes == 4 and admin.shown == len(grants_of(_roles()))
+
+
+def test_acls_the_broker_never_shows_fail_with_how_many_are_missing() -> None:
+    admin = LaggingAdmin(lag=None)
+    with pytest.raises(AclError, match=rf"lacks {len(grants_of(_roles()))} of the new ACLs 1s"):
+        apply_acls(admin, _roles(), settle_timeout_s=0.6)
+    assert admin.describes >= 3  # apply's own look, then the wait's first and at least one more
 
 
 def _foreign(principal: str, topic: str) -> ACL:

@@ -12,6 +12,7 @@ import dataclasses
 import random
 import zlib
 from collections import Counter
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import duckdb
@@ -435,6 +436,12 @@ def test_records_repeated_in_two_partitions_of_a_moved_shop(tmp_path: Path) -> N
     slow, fast = replay_both(tmp_path)
     assert fast == slow
     store = ProjectionStore(tmp_path / "again.duckdb")
-    counts = replay_archive(tmp_path / "archive", RULES, store)
+    entered: list[str] = []
+
+    def record(step: str) -> AbstractContextManager[None]:
+        entered.append(step)
+        return nullcontext()
+
+    replay_archive(tmp_path / "archive", RULES, store, steps=record)
     store.close()
-    assert "facts with repeated keys, again" in counts.step_seconds
+    assert "facts with repeated keys, again" in entered

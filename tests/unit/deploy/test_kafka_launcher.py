@@ -1,18 +1,21 @@
-"""LocalKafka without a JVM: generated config, CLI, pid-file safety, probe and error paths."""
+"""LocalKafka without a JVM: generated config, CLI, pid-file safety and error paths.
+
+The readiness probe against a real broker: tests/integration/test_local_kafka.py.
+"""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import socket
 import stat
-import struct
 import subprocess
-import threading
-from collections.abc import Iterator
+import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from refstream.deploy import kafka_launcher as kl
@@ -255,6 +258,49 @@ def test_stop_without_anything_running_is_a_no_op(tmp_path: Path) -> None:
     assert make(tmp_path).stop() is None
 
 
+def _lookalike(kafka: LocalKafka) -> int:
+    """A process (not our child) whose command line is our broker's; returns its pid."""
+    # The shell exits at once, so the sleeper is adopted by init (or a subreaper).
+    started = subprocess.run(
+        ["sh", "-c", '"$0" -c "import time; time.sleep(120)" kafka.Kafka "$1" '
+                     ">/dev/null 2>&1 & echo $!",
+         sys.executable, str(kafka.properties_file)],
+        capture_output=True, text=True, check=True,
+    )
+    return int(started.stdout.strip())
+
+
+def test_pid_file_of_a_broker_started_elsewhere_is_trusted_and_stopped(tmp_path: Path) -> None:
+    kafka = make(tmp_path)
+    kafka.data_dir.mkdir(parents=True)
+    pid = _lookalike(kafka)
+    kafka.pid_file.write_text(f"{pid}\n")
+    other = make(tmp_path, port=19192)  # same data dir, other ports: still that broker
+    try:
+        assert kafka.pid() == pid
+        assert other.pid() == pid
+        assert other.stop(timeout=10) == pid
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        assert kafka.pid() is None and not kafka.pid_file.exists()
+    finally:
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(pid).kill()
+
+
+def test_a_broker_command_for_another_data_dir_is_not_ours(tmp_path: Path) -> None:
+    elsewhere = make(tmp_path / "elsewhere")
+    kafka = make(tmp_path)
+    kafka.data_dir.mkdir(parents=True)
+    pid = _lookalike(elsewhere)
+    try:
+        kafka.pid_file.write_text(f"{pid}\n")
+        assert kafka.pid() is None
+        assert kafka.stop() is None
+        assert psutil.Process(pid).is_running()  # not touched
+    finally:
+        psutil.Process(pid).kill()
+
+
 # --------------------------------------------------------------------------- jars
 
 
@@ -277,79 +323,28 @@ def test_fetch_without_maven_says_what_to_do(
 
 
 # --------------------------------------------------------------------------- readiness probe
-
-
-def _metadata_response(correlation_id: int, cluster_id: str, broker_ids: list[int]) -> bytes:
-    def string(text: str) -> bytes:
-        return struct.pack(">h", len(text)) + text.encode()
-
-    body = struct.pack(">ii", correlation_id, 0) + struct.pack(">i", len(broker_ids))
-    for broker_id in broker_ids:
-        body += struct.pack(">i", broker_id) + string("127.0.0.1") + struct.pack(">ih", 9092, -1)
-    body += string(cluster_id) + struct.pack(">i", broker_ids[0] if broker_ids else -1)
-    body += struct.pack(">i", 0)  # no topics
-    return struct.pack(">i", len(body)) + body
-
-
-@pytest.fixture
-def fake_broker() -> Iterator[tuple[int, list[tuple[int, int]]]]:
-    """A socket that answers Metadata like a one-node cluster 'fake-cluster'."""
-    seen: list[tuple[int, int]] = []
-    server = socket.create_server(("127.0.0.1", 0))
-    # close() does not wake a blocked accept() on Linux; poll a stop flag instead.
-    server.settimeout(0.05)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                size = struct.unpack(">i", conn.recv(4))[0]
-                request = conn.recv(size)
-                api_key, version, correlation_id = struct.unpack_from(">hhi", request)
-                seen.append((api_key, version))
-                conn.sendall(_metadata_response(correlation_id, "fake-cluster", [1]))
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1], seen
-    finally:
-        stop.set()
-        thread.join(5)
-        server.close()
-
-
-def test_probe_reads_brokers_cluster_and_controller(
-    fake_broker: tuple[int, list[tuple[int, int]]],
-) -> None:
-    port, seen = fake_broker
-    metadata = kl.probe_metadata("127.0.0.1", port)
-
-    assert metadata == kl.ClusterMetadata("fake-cluster", 1, (1,))
-    assert seen == [(3, 4)]  # Metadata v4, still served by Kafka 4
-
-
-def test_ready_only_for_our_own_cluster(
-    tmp_path: Path, fake_broker: tuple[int, list[tuple[int, int]]]
-) -> None:
-    port, _ = fake_broker
-    kafka = make(tmp_path, port=port, controller_port=kl.free_port())
-    assert kafka.is_ready()  # not formatted yet: any cluster with node 1 will do
-
-    kafka.log_dirs.mkdir(parents=True)
-    (kafka.log_dirs / "meta.properties").write_text("cluster.id=another-cluster\n")
-    assert not kafka.is_ready()
+# Against a real broker: tests/integration/test_local_kafka.py and test_security.py.
 
 
 def test_probe_against_nothing_is_not_ready(tmp_path: Path) -> None:
     kafka = make(tmp_path, port=kl.free_port(), controller_port=kl.free_port())
     assert not kafka.is_ready(timeout=0.5)
+    with pytest.raises(kl.BrokerNotReadyError, match=kafka.bootstrap):
+        kl.describe_cluster(kafka.bootstrap, timeout=0.5)
+
+
+def test_a_port_that_accepts_is_told_from_one_that_does_not() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        assert kl.port_accepts("127.0.0.1", port, timeout=1)
+    assert not kl.port_accepts("127.0.0.1", port, timeout=1)
+
+
+def test_a_listener_that_speaks_no_kafka_is_not_ready(tmp_path: Path) -> None:
+    """Something holds the port but never answers a Kafka request: not ready, quickly."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        kafka = make(tmp_path, port=server.getsockname()[1], controller_port=kl.free_port())
+        assert not kafka.is_ready(timeout=0.5)
 
 
 # --------------------------------------------------------------------------- start failures
