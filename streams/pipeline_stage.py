@@ -13,6 +13,7 @@ the events it covers was acknowledged by the broker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -249,17 +250,21 @@ class PipelineStage(ConsumerStage):
         transaction, snapshotted by a forked child unless `final` or switched off (the loop
         pays only the fork); 3. the group's offsets follow (informational: the gate decides).
         At most one snapshot is in flight, so checkpoints land in order. Spaced by
-        `CheckpointPacing`."""
+        `CheckpointPacing`.
+
+        Forked, the child holds the state after every output already handed to the producer;
+        step 1 then runs in `_complete`, off the batch lock (the stage goes on consuming
+        while the broker acknowledges), and the snapshot is committed only after it."""
         assert self.producer is not None and self.consumer is not None
         await self._finish_pending()
         started = time.perf_counter()
         self.pacing.started = time.monotonic()
-        await self.producer.flush()
         if self.settings.checkpoint_in_background and hasattr(os, "fork") and not final:
             pending = self.runtime.begin_background_checkpoint()
             if pending is not None:
                 self.pending = asyncio.ensure_future(self._complete(pending))
         else:
+            await self.producer.flush()
             started_snapshot = time.perf_counter()
             self.runtime.checkpoint()
             self.pacing.cost_s = time.perf_counter() - started_snapshot
@@ -282,6 +287,17 @@ class PipelineStage(ConsumerStage):
 
     async def _complete(self, pending: BackgroundCheckpoint) -> None:
         started = time.perf_counter()
+        assert self.producer is not None
+        try:
+            # Every output of the events the snapshot holds was handed to the producer
+            # before the fork: acknowledged once this returns.
+            await self.producer.flush()
+        except BaseException:
+            pending.snapshot.abandon()  # nothing of it may be committed now
+            with contextlib.suppress(SnapshotFailed, OSError):
+                pending.snapshot.collect()  # reaps the child
+            pending.retry_later()
+            raise
         # A child that hangs is stopped; its partitions are checkpointed next time.
         timer = asyncio.get_running_loop().call_later(SNAPSHOT_TIMEOUT_S,
                                                       pending.snapshot.abandon)
