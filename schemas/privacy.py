@@ -34,10 +34,6 @@ from refstream.schemas.shop import (
 _DOT_INSENSITIVE_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 _DOMAIN_ALIASES = {"googlemail.com": "gmail.com"}
 _SHA256_BLOCK = 64
-# Pseudonyms remembered per worker: values repeat (a customer clicks, signs up and orders
-# from one IP), and a look-up costs a twentieth of the hash. Forgotten all at once when
-# full, so one-off values cannot grow it.
-PSEUDONYM_CACHE = 65_536
 
 
 def normalise_email(email: str) -> str:
@@ -69,10 +65,9 @@ class Pseudonymiser:
     leaves nothing in the log that links back to the shop's customer id.
     """
 
-    __slots__ = ("_cache_size", "_inner", "_known", "_outer", "_person_tokens")
+    __slots__ = ("_inner", "_outer", "_person_tokens")
 
-    def __init__(self, secret: bytes, person_tokens: PersonTokens | None = None, *,
-                 cache_size: int = PSEUDONYM_CACHE) -> None:
+    def __init__(self, secret: bytes, person_tokens: PersonTokens | None = None) -> None:
         if len(secret) < 16:
             raise ValueError(
                 "the pseudonymisation secret must be at least 16 bytes; "
@@ -85,8 +80,6 @@ class Pseudonymiser:
         key = key.ljust(_SHA256_BLOCK, b"\0")
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-        self._known: dict[tuple[str, str], str] = {}
-        self._cache_size = cache_size
 
     def person(self, shop_id: str, customer_id: str) -> str:
         """The customer id as the log stores it: the raw id, or the person's token."""
@@ -96,18 +89,11 @@ class Pseudonymiser:
 
     def hash(self, kind: str, value: str) -> str:
         """A hash that differs per kind, so an IP and an email never collide by accident."""
-        known = self._known.get((kind, value))
-        if known is not None:
-            return known
         inner = self._inner.copy()
         inner.update(f"{kind}\x00{value}".encode())
         outer = self._outer.copy()
         outer.update(inner.digest())
-        hashed = f"{kind}:{outer.hexdigest()[:32]}"
-        if len(self._known) >= self._cache_size:
-            self._known.clear()
-        self._known[kind, value] = hashed
-        return hashed
+        return f"{kind}:{outer.hexdigest()[:32]}"
 
     def _optional(self, kind: str, value: str | None, normalise: bool = False) -> str | None:
         if value is None or value == "":
