@@ -182,7 +182,9 @@ class WorkerRun:
         line = (f"{self.label}: {count:.0f} checkpoints held the event loop {held:.2f} s in all "
                 f"({held / count * 1000:.0f} ms each, {held / self.seconds:.0%} of the run)")
         if snap_count:
-            line += f"; snapshot + commit {snap / snap_count * 1000:.0f} ms each"
+            line += (f"; {snap_count:.0f} snapshots, snapshot + commit "
+                     f"{snap / snap_count * 1000:.0f} ms each ({snap / self.seconds:.0%} of the "
+                     "run in a snapshot)")
         return line
 
 
@@ -440,9 +442,10 @@ def rules_with_lateness(minutes: int, where: Path) -> Path:
     return path
 
 
-def checkpoint_costs(count: int, tmp: Path) -> str:
+def checkpoint_costs(count: int, tmp: Path) -> tuple[str, float]:
     """The state after `count` log events (one partition, as a worker owning every shop)
-    checkpointed in the worker, and forked: what each holds the caller, and in all."""
+    checkpointed in the worker, and forked: what each holds the caller, and in all (also
+    returned: seconds until the forked snapshot is committed)."""
     from bench.bench_core import encoded_log
 
     rules = load_rules(default_rules_path())
@@ -465,7 +468,7 @@ def checkpoint_costs(count: int, tmp: Path) -> str:
     total = time.perf_counter() - started
     return (f"checkpoint at {len(log_values):,} events ({size / 1e6:.1f} MB state): in the "
             f"worker {in_worker * 1000:,.0f} ms on the event loop; forked {forked * 1000:,.1f} "
-            f"ms on the event loop ({total * 1000:,.0f} ms until committed)")
+            f"ms on the event loop ({total * 1000:,.0f} ms until committed)"), total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -523,8 +526,16 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.shops} shops, environment {dict(setup.env) or 'as is'}; load average "
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         if "checkpoint" in wanted:
+            committed: dict[int, float] = {}
             for count in (int(n) for n in args.checkpoint_events.split(",") if n):
-                print(checkpoint_costs(count, tmp))
+                line, committed[count] = checkpoint_costs(count, tmp)
+                print(line)
+            if len(committed) > 1:
+                (small, small_s), *_, (large, large_s) = sorted(committed.items())
+                print(f"checkpoint cost grows {large_s / small_s:.1f}x from {small:,} to "
+                      f"{large:,} events (O(state)); the worker spaces checkpoints by that "
+                      "cost (REFSTREAM_CHECKPOINT_SNAPSHOT_SHARE), so their share of its "
+                      "time stays bounded")
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         broker = None
         if wanted - {"checkpoint"} and not bootstrap:

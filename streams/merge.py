@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 Item = TypeVar("Item")
 TopicPartition = tuple[str, int]
@@ -24,10 +24,10 @@ def by_partition(topic: str, partition: int) -> Hashable:
     return partition
 
 
-@dataclass(frozen=True, slots=True)
-class Released(Generic[Item]):
+class Released(NamedTuple, Generic[Item]):
     """A record to append now. `waited_out`: it left after waiting out the bound while its
-    shop had nothing buffered on some topic of its co-partition."""
+    shop had nothing buffered on some topic of its co-partition. (A named tuple: one is made
+    per record appended, and a frozen dataclass costs several times as much to build.)"""
 
     tp: TopicPartition
     offset: int
@@ -169,31 +169,44 @@ class EventTimeMerge(Generic[Item]):
 
     def _release_shop(self, group: Hashable, members: list[TopicPartition], shop: str,
                       now: float, out: list[Released[Item]]) -> None:
-        lanes = [self._lanes.get((tp, shop)) for tp in members]
-        while True:
-            head_lane: deque[_Entry[Item]] | None = None
-            head_key = (0, 0)
-            some_empty = False
-            for lane in lanes:
-                if not lane:
+        lanes_of = self._lanes
+        lanes = [lane for tp in members if (lane := lanes_of.get((tp, shop)))]
+        some_empty = len(lanes) < len(members)
+        released = 0
+        try:
+            while lanes:
+                # The lane with the earliest head, and the earliest head of the others: the
+                # head lane's records leave in a run while they come before that one (one
+                # scan of the lanes per run, not per record).
+                head_lane = lanes[0]
+                first = head_lane[0]
+                head_key = (first.occurred_at, first.arrival)
+                runner_up: tuple[int, int] | None = None
+                for lane in lanes[1:]:
+                    first = lane[0]
+                    key = (first.occurred_at, first.arrival)
+                    if key < head_key:
+                        runner_up, head_lane, head_key = head_key, lane, key
+                    elif runner_up is None or key < runner_up:
+                        runner_up = key
+                while head_lane:
+                    entry = head_lane[0]
+                    if runner_up is not None and (entry.occurred_at, entry.arrival) > runner_up:
+                        break
+                    if some_empty and now - entry.arrived_at < self.idle_s:
+                        return  # an empty topic-partition may still deliver something earlier
+                    head_lane.popleft()
+                    entry.left = True
+                    out.append(Released(entry.tp, entry.offset, shop, entry.occurred_at,
+                                        entry.item, some_empty))
+                    released += 1
+                if not head_lane:
+                    del lanes_of[entry.tp, shop]
+                    lanes = [lane for lane in lanes if lane]
                     some_empty = True
-                    continue
-                first = lane[0]
-                key = (first.occurred_at, first.arrival)
-                if head_lane is None or key < head_key:
-                    head_lane, head_key = lane, key
-            if head_lane is None:
-                return
-            if some_empty and now - head_lane[0].arrived_at < self.idle_s:
-                return  # an empty topic-partition may still deliver something earlier
-            entry = head_lane.popleft()
-            entry.left = True
-            out.append(Released(entry.tp, entry.offset, shop, entry.occurred_at, entry.item,
-                                some_empty))
-            if not head_lane:
-                del self._lanes[entry.tp, shop]
-                lanes = [self._lanes.get((tp, shop)) for tp in members]
-            self._forget_lane(group, shop, 1)
+        finally:
+            if released:
+                self._forget_lane(group, shop, released)
 
     def _forget_lane(self, group: Hashable, shop: str, count: int) -> None:
         shops = self._shops[group]

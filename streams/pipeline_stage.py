@@ -13,12 +13,14 @@ the events it covers was acknowledged by the broker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -47,6 +49,37 @@ SNAPSHOT_TIMEOUT_S = 300.0
 GapReader = Callable[[int, CatchUp, Callable[[], bool]], AsyncIterator[list[Any]]]
 
 
+@dataclass
+class CheckpointPacing:
+    """When the next periodic checkpoint is due; callers pass `now` (monotonic seconds).
+
+    A snapshot costs O(state) (seconds at a million events), in the forked child or in the
+    worker. Spaced `cost / share` apart, snapshotting takes at most `share` of the wall time
+    however large the state grows; never less than `interval_s` apart, and never more than
+    `max_interval_s` (at least `interval_s`), which bounds what a crash redoes: the events
+    since the last committed checkpoint, at most `max_interval_s` plus one snapshot's cost.
+    """
+
+    interval_s: float
+    max_interval_s: float
+    share: float
+    started: float = 0.0  # when the last checkpoint began
+    cost_s: float = 0.0  # what the last snapshot took, from its start until committed
+
+    @classmethod
+    def from_settings(cls, settings: Settings, now: float) -> CheckpointPacing:
+        return cls(settings.checkpoint_interval_s, settings.checkpoint_max_interval_s,
+                   settings.checkpoint_snapshot_share, now)
+
+    def spacing(self) -> float:
+        """Seconds from one checkpoint's start to the next one's."""
+        longest = max(self.interval_s, self.max_interval_s)
+        return min(max(self.interval_s, self.cost_s / self.share), longest)
+
+    def due(self, now: float) -> bool:
+        return now - self.started >= self.spacing()
+
+
 class PipelineStage(ConsumerStage):
     """Consumes the canonical log in fetch batches and runs the core over them.
 
@@ -73,7 +106,8 @@ class PipelineStage(ConsumerStage):
         # A batch cut short (cancelled at shutdown) leaves state ahead of its outputs: no
         # checkpoint is taken from it.
         self.consistent = True
-        self.last_checkpoint = time.monotonic()
+        self.pacing = CheckpointPacing.from_settings(settings, time.monotonic())
+        # The forked snapshot in flight (at most one: checkpoints land in order).
         self.pending: asyncio.Future[None] | None = None
         super().__init__(**kwargs)
 
@@ -162,9 +196,11 @@ class PipelineStage(ConsumerStage):
                         if tp in owned:  # revoked meanwhile: the next owner does them
                             await self._apply_batch(tp.partition, records)
                     self.consistent = True
-                due = (time.monotonic() - self.last_checkpoint
-                       >= self.settings.checkpoint_interval_s)
-                if due and any(state.dirty for state in self.runtime.partitions.values()):
+                # Never waits for a snapshot still in flight (the loop would stall for the
+                # rest of its O(state) pickling): the next checkpoint starts after it.
+                in_flight = self.pending is not None and not self.pending.done()
+                if (not in_flight and self.pacing.due(time.monotonic())
+                        and any(state.dirty for state in self.runtime.partitions.values())):
                     await self.checkpoint()
 
     async def _apply_batch(self, partition: int, records: list[Any]) -> None:
@@ -213,23 +249,28 @@ class PipelineStage(ConsumerStage):
         """1. every output sent so far is acknowledged; 2. state + offsets committed in one
         transaction, snapshotted by a forked child unless `final` or switched off (the loop
         pays only the fork); 3. the group's offsets follow (informational: the gate decides).
-        At most one snapshot is in flight, so checkpoints land in order."""
+        At most one snapshot is in flight, so checkpoints land in order. Spaced by
+        `CheckpointPacing`.
+
+        Forked, the child holds the state after every output already handed to the producer;
+        step 1 then runs in `_complete`, off the batch lock (the stage goes on consuming
+        while the broker acknowledges), and the snapshot is committed only after it."""
         assert self.producer is not None and self.consumer is not None
         await self._finish_pending()
         started = time.perf_counter()
-        await self.producer.flush()
+        self.pacing.started = time.monotonic()
         if self.settings.checkpoint_in_background and hasattr(os, "fork") and not final:
             pending = self.runtime.begin_background_checkpoint()
             if pending is not None:
                 self.pending = asyncio.ensure_future(self._complete(pending))
         else:
+            await self.producer.flush()
             started_snapshot = time.perf_counter()
             self.runtime.checkpoint()
-            self.metrics.checkpoint_snapshot_seconds.observe(
-                time.perf_counter() - started_snapshot)
+            self.pacing.cost_s = time.perf_counter() - started_snapshot
+            self.metrics.checkpoint_snapshot_seconds.observe(self.pacing.cost_s)
             await self._commit_group_offsets({
                 p: s.gate.next_offset for p, s in self.runtime.partitions.items()})
-        self.last_checkpoint = time.monotonic()
         self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
         for partition, state in self.runtime.partitions.items():
             tp = TopicPartition(self.topic, partition)
@@ -246,6 +287,17 @@ class PipelineStage(ConsumerStage):
 
     async def _complete(self, pending: BackgroundCheckpoint) -> None:
         started = time.perf_counter()
+        assert self.producer is not None
+        try:
+            # Every output of the events the snapshot holds was handed to the producer
+            # before the fork: acknowledged once this returns.
+            await self.producer.flush()
+        except BaseException:
+            pending.snapshot.abandon()  # nothing of it may be committed now
+            with contextlib.suppress(SnapshotFailed, OSError):
+                pending.snapshot.collect()  # reaps the child
+            pending.retry_later()
+            raise
         # A child that hangs is stopped; its partitions are checkpointed next time.
         timer = asyncio.get_running_loop().call_later(SNAPSHOT_TIMEOUT_S,
                                                       pending.snapshot.abandon)
@@ -256,7 +308,8 @@ class PipelineStage(ConsumerStage):
             return
         finally:
             timer.cancel()
-        self.metrics.checkpoint_snapshot_seconds.observe(time.perf_counter() - started)
+        self.pacing.cost_s = time.perf_counter() - started
+        self.metrics.checkpoint_snapshot_seconds.observe(self.pacing.cost_s)
         await self._commit_group_offsets(committed)
 
     async def _finish_pending(self) -> None:

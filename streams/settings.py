@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     # Snapshot the pipeline's state in a forked child (persistence/checkpoint.py), so the event
     # loop pays only the fork; off (or without os.fork) it pickles in the worker itself.
     checkpoint_in_background: bool = True
+    # A snapshot costs O(state): checkpoints are spaced so that snapshotting takes at most
+    # this share of the pipeline's wall time (so at least checkpoint_interval_s apart, further
+    # as the state grows), but never more than checkpoint_max_interval_s apart, which bounds
+    # what a crash redoes (streams/pipeline_stage.py, CheckpointPacing).
+    checkpoint_snapshot_share: float = Field(default=0.2, gt=0, le=1)
+    checkpoint_max_interval_s: float = Field(default=30.0, gt=0)
     # How fast the group notices a dead worker (kill -9) and moves its partitions.
     session_timeout_s: float = 10.0
     tick_interval_s: float = 5.0

@@ -183,3 +183,68 @@ def test_a_zero_bound_never_waits() -> None:
     merge.assign([("shop.click", 0), ("shop.order", 0)])
     merge.push(("shop.click", 0), 0, "click", 0.0, shop="s", occurred_at=100)
     assert [r.item for r in merge.release(0.0).appends] == ["click"]
+
+
+class ReferenceMerge:
+    """The merge's rule written the plain way, one record at a time: a shop's earliest head
+    (event time, then arrival) among its co-partition's topic-partitions leaves, unless some
+    of them is empty and it arrived less than the bound ago."""
+
+    def __init__(self, idle_s: float, members: list[tuple[str, int]]) -> None:
+        self.idle_s = idle_s
+        self.members = members  # one co-partition
+        self.lanes: dict[tuple[tuple[str, int], str], list[tuple[int, int, float, int]]] = (
+            defaultdict(list))
+        self.arrivals = 0
+
+    def push(self, tp: tuple[str, int], item: int, now: float, shop: str, at: int) -> None:
+        self.arrivals += 1
+        self.lanes[tp, shop].append((at, self.arrivals, now, item))
+
+    def release(self, now: float) -> list[tuple[int, bool]]:
+        out = []
+        for shop in sorted({shop for (_, shop), lane in self.lanes.items() if lane}):
+            while True:
+                lanes = [self.lanes[tp, shop] for tp in self.members]
+                heads = [lane for lane in lanes if lane]
+                if not heads:
+                    break
+                lane = min(heads, key=lambda lane: lane[0][:2])
+                some_empty = len(heads) < len(lanes)
+                if some_empty and now - lane[0][2] < self.idle_s:
+                    break
+                out.append((lane.pop(0)[3], some_empty))
+        return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(TOPICS), st.sampled_from(SHOPS), st.integers(0, 5),
+                          st.booleans()), max_size=80))
+def test_releases_in_runs_equal_the_rule_applied_record_by_record(
+        steps: list[tuple[str, str, int, bool]]) -> None:
+    """Each release takes a head lane's records in a run while they come before every other
+    lane's head: the same records, in the same order, with the same waited-out flags."""
+    members = [(topic, 0) for topic in TOPICS]
+    merge: EventTimeMerge[int] = EventTimeMerge(2.0)
+    merge.assign(members)
+    reference = ReferenceMerge(2.0, members)
+    offsets: dict[tuple[str, int], int] = defaultdict(int)
+
+    def per_shop(released: list[tuple[int, bool]]) -> dict[str, list[tuple[int, bool]]]:
+        shops: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+        for item, waited_out in released:
+            shops[steps[item][1]].append((item, waited_out))
+        return shops
+
+    for now, (topic, shop, event_time, release) in enumerate(steps):
+        tp = (topic, 0)
+        merge.push(tp, offsets[tp], now, float(now), shop=shop, occurred_at=event_time)
+        reference.push(tp, now, float(now), shop, event_time)
+        offsets[tp] += 1
+        if release:
+            got = [(r.item, r.waited_out) for r in merge.release(float(now)).appends]
+            assert per_shop(got) == per_shop(reference.release(float(now)))
+    end = float(len(steps) + 5)
+    got = [(r.item, r.waited_out) for r in merge.release(end).appends]
+    assert per_shop(got) == per_shop(reference.release(end))
+    assert merge.buffered == 0

@@ -1,0 +1,95 @@
+"""A forked checkpoint is committed only once the producer has acknowledged every output of
+the events it holds, while the stage itself never waits for the broker or the child.
+
+The producer and consumer stand in for aiokafka's at the two calls the checkpoint makes
+(`flush`, `commit`/`assignment`/`highwater`); the ordering they let the test hold back is
+what matters here. The chaos and pipeline-stage integration tests hold it with a real broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+
+from refstream.persistence.checkpoint import CheckpointStore
+from refstream.schemas.codec import Codec
+from refstream.streams.metrics import Health, WorkerMetrics
+from refstream.streams.pipeline_runtime import CatchUp, PipelineRuntime
+from refstream.streams.pipeline_stage import PipelineStage
+from refstream.streams.settings import Settings
+from refstream.streams.topics import TopicNames
+from tests.unit.core.builders import DEFAULT_RULES
+from tests.unit.streams.test_background_checkpoint import log_values
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+NAMES = TopicNames("shop", "refstream")
+
+
+class HeldProducer:
+    """`flush` returns when the test releases it (the broker's acknowledgement)."""
+
+    def __init__(self) -> None:
+        self.acknowledged = asyncio.Event()
+        self.flushes = 0
+
+    async def flush(self) -> None:
+        self.flushes += 1
+        await self.acknowledged.wait()
+
+
+class OwningConsumer:
+    def __init__(self) -> None:
+        self.committed: dict[TopicPartition, int] = {}
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(NAMES.log, 0)}
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.committed.update(offsets)
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return None
+
+
+async def no_gaps(partition: int, gap: CatchUp, owned: Callable[[], bool]
+                  ) -> AsyncIterator[list[Any]]:
+    raise AssertionError(f"partition {partition}: no gap expected, got {gap}")
+    yield []  # an async generator, as the stage expects
+
+
+def test_the_snapshot_waits_for_the_acknowledgement_and_the_stage_does_not(
+        tmp_path: Path) -> None:
+    async def scenario() -> None:
+        runtime = PipelineRuntime(DEFAULT_RULES, Codec(), CheckpointStore(tmp_path / "cp.db"),
+                                  NAMES)
+        stage = PipelineStage(Settings(data_dir=tmp_path), runtime, WorkerMetrics(), Health(),
+                              gap_reader=no_gaps)
+        producer, consumer = HeldProducer(), OwningConsumer()
+        stage.producer, stage.consumer = producer, consumer
+        values = log_values()
+        for offset, value in enumerate(values[:4]):
+            runtime.handle(0, offset, value)
+
+        # Forks and returns without the broker's answer: the stage goes on consuming.
+        await asyncio.wait_for(stage.checkpoint(), timeout=10)
+        for offset, value in enumerate(values[4:], start=4):
+            runtime.handle(0, offset, value)
+        pending: Any = stage.pending
+        assert pending is not None
+        await asyncio.sleep(0.5)  # the child is long done; the broker has not answered
+        assert producer.flushes == 1 and not pending.done()
+        assert runtime.store.load(NAMES.log, 0) is None and not consumer.committed
+
+        producer.acknowledged.set()
+        await asyncio.wait_for(pending, timeout=30)
+        stored = runtime.store.load(NAMES.log, 0)
+        assert stored is not None and stored.next_offset == 4  # the state at the fork
+        assert consumer.committed == {TopicPartition(NAMES.log, 0): 4}
+
+    asyncio.run(scenario())
