@@ -45,7 +45,7 @@ from refstream.schemas.status import (
 )
 from refstream.web.status import REFERRAL_WORDS, REWARD_WORDS
 from tests.unit.core.builders import DEFAULT_RULES
-from tests.unit.persistence.snapshot_log import whole_log
+from tests.unit.persistence.snapshot_log import first_part, whole_log
 
 ROOT = Path(__file__).resolve().parents[3]
 AVRO = ROOT / "schemas" / "avro"
@@ -207,3 +207,19 @@ def test_the_referrer_page_words_every_status() -> None:
     assert set(REFERRAL_WORDS) == set(AttributionStatus)
     assert set(REWARD_WORDS) == set(RewardStatusName)
     assert REFERRAL_WORDS.get("held") == "held for review"  # DuckDB gives plain strings
+
+
+def test_a_snapshot_of_plain_strings_restores_equal_to_one_of_members() -> None:
+    # The format-3 fixture was pickled before the vocabulary: its statuses are plain strings.
+    # They compare equal to the members (tests/unit/persistence/test_snapshot_upgrade.py then
+    # holds that the restored run continues exactly as folding from scratch).
+    fixture = ROOT / "tests" / "unit" / "persistence" / "snapshots" / "format3.pickle"
+    restored = Pipeline.restore(DEFAULT_RULES, fixture.read_bytes())
+    folded = Pipeline(DEFAULT_RULES)
+    for event in first_part():
+        folded.apply(event)
+    old = [r.status for shop in restored.state.shops.values() for r in shop.referrals.values()]
+    new = [r.status for shop in folded.state.shops.values() for r in shop.referrals.values()]
+    assert old and {type(s) for s in old} == {str}
+    assert {type(s) for s in new} == {AttributionStatus}
+    assert old == new and restored.state == folded.state
