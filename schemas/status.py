@@ -33,7 +33,7 @@ class RewardStatusName(StrEnum):
     DUE = "due"            # finance owes it (a RewardDue was sent)
     VOIDED = "voided"      # its order was returned inside the hold period
     REVERSED = "reversed"  # clawed back after it fell due (a RewardReversal was sent)
-    REJECTED = "rejected"  # a reviewer rejected it, or a cap left no room for it
+    REJECTED = "rejected"  # its referral was rejected (review, fraud block), or a cap was full
 
 
 class RewardSide(StrEnum):
