@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from refstream.cli import options
+from refstream.schemas.status import ReviewDecision
 
 
 @click.group()
@@ -32,7 +33,7 @@ def list_command(db: str, fmt: str) -> int:
     return list_queue(db, fmt)
 
 
-def _decision_command(action: str, verb: str) -> click.Command:
+def _decision_command(action: ReviewDecision, verb: str) -> click.Command:
     @click.argument("referral_id")
     @click.option("--reviewer", required=True, help="who decided (kept in the log)")
     @click.option("--note", help="why, in a few words")
@@ -65,7 +66,7 @@ def _decision_command(action: str, verb: str) -> click.Command:
              "review to shop.review.")(command)
 
 
-review.add_command(_decision_command("approve", "release its held rewards"))
-review.add_command(_decision_command("reject", "reject it and its held rewards"))
+review.add_command(_decision_command(ReviewDecision.APPROVE, "release its held rewards"))
+review.add_command(_decision_command(ReviewDecision.REJECT, "reject it and its held rewards"))
 
 COMMANDS = (review,)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from refstream.schemas.status import FraudAction
+
 
 class CountingSignal(Protocol):
     """Flags when `threshold` distinct referees fall within `window_ms` of each other."""
@@ -16,7 +18,7 @@ class CountingSignal(Protocol):
     @property
     def window_ms(self) -> int: ...
     @property
-    def action(self) -> str: ...
+    def action(self) -> FraudAction: ...
 
 
 class BroadcastSignal(Protocol):
@@ -27,14 +29,14 @@ class BroadcastSignal(Protocol):
     @property
     def window_ms(self) -> int: ...
     @property
-    def action(self) -> str: ...
+    def action(self) -> FraudAction: ...
 
 
 class MatchSignal(Protocol):
     """Fires on a single matching fact."""
 
     @property
-    def action(self) -> str: ...
+    def action(self) -> FraudAction: ...
 
 
 class FraudPolicy(Protocol):

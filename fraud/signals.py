@@ -15,6 +15,7 @@ from refstream.fraud.policy import CountingSignal, RulesView
 from refstream.fraud.windows import WindowGroup
 from refstream.schemas.events import FraudFlag
 from refstream.schemas.ids import flag_id
+from refstream.schemas.status import FraudAction
 
 # Signal names as they appear on FraudFlag.signal and in the rules' `fraud` section.
 IP_VELOCITY: Final = "ip_velocity"
@@ -39,7 +40,7 @@ class Signal:
     entity_type: str
     threshold: int
     window_ms: int
-    action: str
+    action: FraudAction
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,7 @@ class FraudSignals:
         def counting(name: str, entity_type: str, rule: CountingSignal) -> Signal:
             return Signal(name, entity_type, rule.threshold, rule.window_ms, rule.action)
 
-        def matching(name: str, entity_type: str, action: str) -> Signal:
+        def matching(name: str, entity_type: str, action: FraudAction) -> Signal:
             return Signal(name, entity_type, _ONE_FACT, _NO_WINDOW, action)
 
         broadcast = fraud.broadcasting

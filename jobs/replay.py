@@ -9,8 +9,26 @@ from pathlib import Path
 
 from refstream.jobs.common import as_jsonable, epoch_ms, progress_bar
 from refstream.jobs.rules import announced_rules
+from refstream.schemas.status import (
+    ACTIVE_REFERRAL_STATUSES,
+    OWED_REWARD_STATUSES,
+    AttributionStatus,
+    RewardKind,
+    sql_list,
+    sql_literal,
+)
 from refstream.streams.exit_codes import EXIT_OK
 from refstream.streams.settings import Settings
+
+# One row per attribution model: active referrals, qualified ones, referrers, money owed.
+_MODEL_SUMMARY_SQL = f"""
+    SELECT count(*) FILTER (WHERE status IN {sql_list(ACTIVE_REFERRAL_STATUSES)}),
+           count(*) FILTER (WHERE status = {sql_literal(AttributionStatus.QUALIFIED)}),
+           count(DISTINCT referrer_id),
+           (SELECT coalesce(sum(amount_minor), 0) FROM rewards
+             WHERE status IN {sql_list(OWED_REWARD_STATUSES)}
+               AND kind <> {sql_literal(RewardKind.POINTS)})
+    FROM referrals"""
 
 
 def replay(settings: Settings, db_path: Path, *, archive: str | None, rules_path: str | None,
@@ -140,13 +158,7 @@ def compare_models(archive: str, *, rules_path: str | None, fmt: str) -> int:
                     "version": f"{base.version}+{model}+override={override}"})
                 store = ProjectionStore(Path(scratch) / f"{model}-{override}.duckdb")
                 replay_archive(archive, rules, store)
-                summary = store.connection.execute("""
-                    SELECT count(*) FILTER (WHERE status IN ('attributed','qualified','held')),
-                           count(*) FILTER (WHERE status = 'qualified'),
-                           count(DISTINCT referrer_id),
-                           (SELECT coalesce(sum(amount_minor), 0) FROM rewards
-                             WHERE status IN ('pending','held','due') AND kind <> 'points')
-                    FROM referrals""").fetchone()
+                summary = store.connection.execute(_MODEL_SUMMARY_SQL).fetchone()
                 store.close()
                 assert summary is not None
                 rows.append((model, "on" if override else "off", *summary))

@@ -9,13 +9,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from refstream.projections.state import (
-    ATTRIBUTED,
     CAMPAIGN,
     CHECKOUT_CODE,
-    INVALID,
     LINK,
     OWNER_CAMPAIGN,
-    REJECTED,
     SIGNUP_CODE,
     TOUCH_AT,
     Customer,
@@ -29,12 +26,13 @@ from refstream.projections.step import Step
 from refstream.rewards.rules import Campaign, Rules
 from refstream.schemas.events import Attribution, Click, CodeIssued, FraudFlag, Share
 from refstream.schemas.ids import flag_id, referral_id
+from refstream.schemas.status import AttributionStatus, FraudAction
 
 _TYPED = frozenset({SIGNUP_CODE, CHECKOUT_CODE})
 # The flag a share of a code owned by someone else raises: recorded for review, the code
 # keeps paying its owner.
 FOREIGN_CODE_SIGNAL = "foreign_code_share"
-FOREIGN_CODE_ACTION = "flag"
+FOREIGN_CODE_ACTION = FraudAction.FLAG
 
 
 class Resolved(NamedTuple):
@@ -170,20 +168,22 @@ def choose(rules: Rules, candidates: list[Resolved]) -> Resolved | None:
     return pool[-1] if rules.attribution.model == "last_touch" else pool[0]
 
 
-def judge(rules: Rules, customer: Customer, chosen: Resolved) -> tuple[str, str | None]:
+def judge(rules: Rules, customer: Customer,
+          chosen: Resolved) -> tuple[AttributionStatus, str | None]:
     """(status, reason) of a referral through the winning touch."""
     campaign, referrer = chosen.campaign, chosen.referrer_id
     if not chosen.valid and campaign is not None:
-        return INVALID, f"campaign {campaign.id} was not running at the touch"
+        return (AttributionStatus.INVALID,
+                f"campaign {campaign.id} was not running at the touch")
     if referrer is not None and referrer == customer.customer_id:
-        return REJECTED, "self-referral: the referee is the referrer"
+        return AttributionStatus.REJECTED, "self-referral: the referee is the referrer"
     if referrer is not None and campaign is not None and not campaign.accepts_referrer(referrer):
-        return REJECTED, f"referrer not eligible for campaign {campaign.id}"
+        return AttributionStatus.REJECTED, f"referrer not eligible for campaign {campaign.id}"
     if customer.ordered_before(chosen.touch.at):
         if rules.qualification.new_customers_only:
-            return REJECTED, "existing customer: ordered before the touch"
-        return ATTRIBUTED, "existing customer"
-    return ATTRIBUTED, None
+            return AttributionStatus.REJECTED, "existing customer: ordered before the touch"
+        return AttributionStatus.ATTRIBUTED, "existing customer"
+    return AttributionStatus.ATTRIBUTED, None
 
 
 def decide(step: Step, customer: Customer, pending: PendingDecision) -> Referral | None:
@@ -227,10 +227,11 @@ def typed_code_later(step: Step, customer: Customer, touch: Touch,
                               order_base=orders_before)
     # Only an attributable code replaces a touch: a customer's own or an expired code
     # never undoes a referral that stands.
-    if status != ATTRIBUTED or referral.status not in (ATTRIBUTED, INVALID):
+    if status != AttributionStatus.ATTRIBUTED or referral.status not in (
+            AttributionStatus.ATTRIBUTED, AttributionStatus.INVALID):
         return None
     campaign_id = resolved.campaign.id if resolved.campaign else None
-    if referral.status == ATTRIBUTED:
+    if referral.status == AttributionStatus.ATTRIBUTED:
         unchanged = (resolved.referrer_id, campaign_id) == (referral.referrer_id,
                                                             referral.campaign_id)
         if unchanged or not rules.attribution.code_overrides_link:
@@ -246,8 +247,9 @@ def typed_code_later(step: Step, customer: Customer, touch: Touch,
     return referral
 
 
-def _open_referral(step: Step, customer: Customer, chosen: Resolved, *, status: str,
-                   reason: str | None, order_base: int) -> Referral:
+def _open_referral(step: Step, customer: Customer, chosen: Resolved, *,
+                   status: AttributionStatus, reason: str | None,
+                   order_base: int) -> Referral:
     touch = chosen.touch
     referral = Referral(
         referral_id=referral_id(step.shop.shop_id, customer.customer_id),
@@ -273,7 +275,8 @@ def attribution_event(step: Step, referral: Referral) -> Attribution:
         referral.qualifying_order_id, referral.revision)
 
 
-def move(step: Step, referral: Referral, status: str, reason: str | None) -> None:
+def move(step: Step, referral: Referral, status: AttributionStatus,
+         reason: str | None) -> None:
     """A visible change of the referral: same id, next revision."""
     referral.status = status
     referral.reason = reason

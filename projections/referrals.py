@@ -11,12 +11,8 @@ from refstream.fraud.identity import DEVICE, PAYMENT, SHIPPING, Fact, facts, fir
 from refstream.fraud.signals import FraudVerdict
 from refstream.projections.attribution import move
 from refstream.projections.state import (
-    ATTRIBUTED,
-    HELD,
     HOLD_PERIOD_ENDS,
     OPEN_STATUSES,
-    QUALIFIED,
-    REJECTED,
     Customer,
     OrderFacts,
     Referral,
@@ -27,6 +23,7 @@ from refstream.rewards import ledger
 from refstream.rewards.eligibility import never_reason, order_verdict
 from refstream.rewards.rules import RewardSpec, Rules
 from refstream.schemas.events import OrderReturned, ReviewDecided
+from refstream.schemas.status import AttributionStatus, FraudAction, ReviewDecision
 
 
 def _actionable(referral: Referral) -> bool:
@@ -35,8 +32,9 @@ def _actionable(referral: Referral) -> bool:
 
 
 def awaits_qualification(referral: Referral) -> bool:
-    return referral.status == ATTRIBUTED or (
-        referral.status == HELD and referral.status_before_hold == ATTRIBUTED)
+    return referral.status == AttributionStatus.ATTRIBUTED or (
+        referral.status == AttributionStatus.HELD
+        and referral.status_before_hold == AttributionStatus.ATTRIBUTED)
 
 
 # -------------------------------------------------------------------------------- fraud
@@ -47,24 +45,24 @@ def apply_verdicts(step: Step, verdicts: list[FraudVerdict]) -> None:
     for verdict in verdicts:
         flag = verdict.flag
         step.out.append(flag)
-        if flag.action == "flag":
+        if flag.action == FraudAction.FLAG:
             continue
         reason = f"fraud signal {flag.signal} on {flag.entity_type} (flag {flag.flag_id})"
         for rid in verdict.referral_ids:
             referral = step.shop.referrals.get(rid)
             if referral is None:
                 continue
-            if flag.action == "hold":
+            if flag.action == FraudAction.HOLD:
                 hold(step, referral, reason)
             else:
                 reject(step, referral, reason)
 
 
 def hold(step: Step, referral: Referral, reason: str) -> None:
-    if not _actionable(referral) or referral.status == HELD:
+    if not _actionable(referral) or referral.status == AttributionStatus.HELD:
         return
     referral.status_before_hold = referral.status
-    move(step, referral, HELD, reason)
+    move(step, referral, AttributionStatus.HELD, reason)
     step.out += ledger.hold(step.shop.ledger, step.rules, step.now, referral.referral_id, reason)
 
 
@@ -72,14 +70,14 @@ def reject(step: Step, referral: Referral, reason: str) -> None:
     if not _actionable(referral):
         return
     referral.status_before_hold = None
-    move(step, referral, REJECTED, reason)
+    move(step, referral, AttributionStatus.REJECTED, reason)
     step.out += ledger.reject(step.shop.ledger, step.rules, step.now, referral.referral_id,
                               reason)
 
 
 def check_attributed(step: Step, referral: Referral, referee: Customer) -> None:
     """Fraud checks when a referee is (re)attributed to a referrer."""
-    if referral.status != ATTRIBUTED or referral.referrer_id is None:
+    if referral.status != AttributionStatus.ATTRIBUTED or referral.referrer_id is None:
         return
     shop = step.shop
     referrer = shop.customers.get(referral.referrer_id)
@@ -108,7 +106,8 @@ def referee_ordered(step: Step, referral: Referral, referee: Customer,
             qualify(step, referral, order, order.at)
         elif verdict == "never":
             reject(step, referral, never_reason(step.rules.qualification))
-    elif referral.status == QUALIFIED and referral.qualifying_order_id is None and number == 1:
+    elif (referral.status == AttributionStatus.QUALIFIED
+          and referral.qualifying_order_id is None and number == 1):
         # Qualified at signup: the first order is still watched for return abuse.
         step.shop.watched_orders[order.order_id] = (referral.referral_id, order.event_id)
 
@@ -151,12 +150,12 @@ def qualify(step: Step, referral: Referral, order: OrderFacts | None, at: int) -
         referral.qualifying_order_event_id = order.event_id
         referral.qualifying_amount_minor = order.amount_minor
         step.shop.watched_orders[order.order_id] = (referral.referral_id, order.event_id)
-    held = referral.status == HELD
+    held = referral.status == AttributionStatus.HELD
     if held:
-        referral.status_before_hold = QUALIFIED
-        move(step, referral, HELD, referral.reason)
+        referral.status_before_hold = AttributionStatus.QUALIFIED
+        move(step, referral, AttributionStatus.HELD, referral.reason)
     else:
-        move(step, referral, QUALIFIED, f"qualified by {trigger}")
+        move(step, referral, AttributionStatus.QUALIFIED, f"qualified by {trigger}")
     referrer_spec, referee_spec = _reward_specs(rules, referral)
     step.out += ledger.grant(step.shop.ledger, rules, step.now, ledger.Qualification(
         referral_id=referral.referral_id, referrer_id=referral.referrer_id,
@@ -186,7 +185,8 @@ def _reward_specs(rules: Rules, referral: Referral) -> tuple[RewardSpec | None, 
 def hold_period_ended(step: Step, referral_id: str) -> None:
     """No return inside the hold period: rewards fall due (unless fraud review holds them)."""
     referral = step.shop.referrals.get(referral_id)
-    if referral is None or referral.status != QUALIFIED or referral.rewards_due:
+    if (referral is None or referral.status != AttributionStatus.QUALIFIED
+            or referral.rewards_due):
         return
     referral.rewards_due = True
     step.out += ledger.settle(step.shop.ledger, step.rules, step.now, referral_id)
@@ -203,16 +203,16 @@ def _count_success(step: Step, referral: Referral) -> None:
 def review(step: Step, event: ReviewDecided) -> None:
     """A person decided a held referral; decisions on referrals not held change nothing."""
     referral = step.shop.referrals.get(event.referral_id)
-    if referral is None or referral.status != HELD:
+    if referral is None or referral.status != AttributionStatus.HELD:
         return
-    if event.decision == "reject":
+    if event.decision == ReviewDecision.REJECT:
         reject(step, referral, f"rejected in review by {event.reviewer_id}")
         return
-    resumed = referral.status_before_hold or ATTRIBUTED
+    resumed = referral.status_before_hold or AttributionStatus.ATTRIBUTED
     referral.status_before_hold = None
     reason = f"approved in review by {event.reviewer_id}"
     move(step, referral, resumed, reason)
-    hold_over = (resumed == QUALIFIED and referral.qualified_at is not None
+    hold_over = (resumed == AttributionStatus.QUALIFIED and referral.qualified_at is not None
                  and referral.qualified_at + step.rules.rewards.hold_period_ms <= step.now)
     step.out += ledger.release(step.shop.ledger, step.rules, step.now, referral.referral_id,
                                reason=reason, hold_period_over=hold_over)
@@ -253,6 +253,6 @@ def _undo_rewards(step: Step, referral: Referral, event: OrderReturned) -> None:
     else:
         reason = f"qualifying order returned inside the hold period (return {event.return_id})"
         step.out += ledger.void(shop_ledger, rules, now, referral.referral_id, reason)
-    if referral.status != REJECTED:
+    if referral.status != AttributionStatus.REJECTED:
         referral.status_before_hold = None
-        move(step, referral, REJECTED, reason)
+        move(step, referral, AttributionStatus.REJECTED, reason)

@@ -16,15 +16,10 @@ from refstream.fraud.signals import FraudSignals, FraudState
 from refstream.persistence.records import by_fields
 from refstream.rewards.ledger import LedgerState
 from refstream.schemas.events import LogEvent
+from refstream.schemas.status import ACTIVE_REFERRAL_STATUSES, AttributionStatus
 
-# Attribution statuses (Attribution.status).
-ATTRIBUTED: Final = "attributed"
-QUALIFIED: Final = "qualified"
-HELD: Final = "held"
-REJECTED: Final = "rejected"
-INVALID: Final = "invalid"
 # Statuses in which fraud actions and reviews still reach a referral.
-OPEN_STATUSES: Final = frozenset({ATTRIBUTED, QUALIFIED, HELD})
+OPEN_STATUSES: Final = frozenset(ACTIVE_REFERRAL_STATUSES)
 
 # How a referee arrived (Attribution.touch).
 LINK: Final = "link"                    # a click carrying a referral code
@@ -170,12 +165,12 @@ class Referral:
     touch_event_id: str | None
     conversion_event_id: str
     converted_at: int
-    status: str
+    status: AttributionStatus
     reason: str | None
     revision: int = 0
     # Orders the referee had placed before the winning touch; qualification counts after it.
     order_base: int = 0
-    status_before_hold: str | None = None
+    status_before_hold: AttributionStatus | None = None
     qualified_at: int | None = None
     qualifying_order_id: str | None = None
     qualifying_order_event_id: str | None = None
@@ -190,8 +185,10 @@ class Referral:
     def __init__(self, referral_id: str, referee_id: str, referrer_id: str | None,  # noqa: PLR0917
                  referral_code: str | None, campaign_id: str | None, touch: str,
                  touch_event_id: str | None, conversion_event_id: str, converted_at: int,
-                 status: str, reason: str | None, revision: int = 0, order_base: int = 0,
-                 status_before_hold: str | None = None, qualified_at: int | None = None,
+                 status: AttributionStatus, reason: str | None, revision: int = 0,
+                 order_base: int = 0,
+                 status_before_hold: AttributionStatus | None = None,
+                 qualified_at: int | None = None,
                  qualifying_order_id: str | None = None,
                  qualifying_order_event_id: str | None = None,
                  qualifying_amount_minor: int = 0, returned_minor: int = 0,

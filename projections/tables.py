@@ -23,6 +23,12 @@ from refstream.schemas.events import (
     Share,
     Signup,
 )
+from refstream.schemas.status import (
+    ACTIVE_REFERRAL_STATUSES,
+    NEVER_DUE_REWARD_STATUSES,
+    LedgerEntry,
+    sql_list,
+)
 
 # Rows hold timestamps as epoch milliseconds; the store types them as TIMESTAMPTZ.
 Row = tuple[Any, ...]
@@ -149,7 +155,7 @@ ALL_TABLES: tuple[Table, ...] = (
 
 # Analysts read these instead of joining by hand; they are part of the read model.
 VIEWS: tuple[tuple[str, str], ...] = (
-    ("orders_attributed", """
+    ("orders_attributed", f"""
         SELECT o.*,
                r.referral_id, r.referrer_id, r.campaign_id, r.status AS referral_status,
                row_number() OVER (PARTITION BY o.shop_id, o.customer_id
@@ -157,7 +163,7 @@ VIEWS: tuple[tuple[str, str], ...] = (
         FROM orders o
         LEFT JOIN referrals r
           ON r.shop_id = o.shop_id AND r.referee_id = o.customer_id
-         AND r.status IN ('attributed', 'qualified', 'held')
+         AND r.status IN {sql_list(ACTIVE_REFERRAL_STATUSES)}
     """),
     # README "Event time": before the earliest late event of a shop, every decision is the
     # one the time-ordered log gives; from its time on, a decision may have missed it. So a
@@ -189,25 +195,22 @@ def _attribution(e: Attribution) -> Row:
             e.qualifying_order_id, e.occurred_at, e.revision, e.rules_version)
 
 
-# A reward in these statuses will never fall due: the read model shows no due date for it
-# (the event keeps the date it would have had, for the audit trail).
-NEVER_DUE_STATUSES = frozenset({"voided", "rejected"})
-
-
 def _reward_status(e: RewardStatus) -> Row:
-    due_at = None if e.status in NEVER_DUE_STATUSES else e.due_at
+    # A reward that will never fall due shows no due date in the read model (the event keeps
+    # the date it would have had, for the audit trail).
+    due_at = None if e.status in NEVER_DUE_REWARD_STATUSES else e.due_at
     return (e.reward_id, e.shop_id, e.referral_id, e.beneficiary_id, e.side, e.kind,
             e.amount_minor, e.currency, e.status, due_at, e.reason, e.order_id,
             e.occurred_at, e.revision, e.rules_version)
 
 
 def _reward_due(e: RewardDue) -> Row:
-    return (e.reward_id, "due", e.reward_id, e.shop_id, e.beneficiary_id, e.amount_minor,
+    return (e.reward_id, LedgerEntry.DUE, e.reward_id, e.shop_id, e.beneficiary_id, e.amount_minor,
             e.currency, e.occurred_at, e.reason, e.rules_version)
 
 
 def _reward_reversal(e: RewardReversal) -> Row:
-    return (e.reversal_id, "reversal", e.reward_id, e.shop_id, e.beneficiary_id,
+    return (e.reversal_id, LedgerEntry.REVERSAL, e.reward_id, e.shop_id, e.beneficiary_id,
             -e.amount_minor, e.currency, e.occurred_at, e.reason, e.rules_version)
 
 

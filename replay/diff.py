@@ -16,6 +16,12 @@ import duckdb
 
 from refstream.schemas.events import RewardDue, RewardReversal
 from refstream.schemas.ids import correction_id
+from refstream.schemas.status import (
+    OWED_REWARD_STATUSES,
+    RewardStatusName,
+    sql_list,
+    sql_literal,
+)
 
 # What makes two versions of an entity different for a person; stamps (rules version,
 # revision, decision time) differ by construction and are not compared.
@@ -27,7 +33,8 @@ COMPARED = {
     "fraud_flags": ("flag_id", ("signal", "entity_key", "action", "threshold", "observed")),
 }
 # A reward is money owed (or on its way to being owed) in these statuses.
-OWED_STATUSES = ("pending", "held", "due")
+_OWED = sql_list(OWED_REWARD_STATUSES)
+_DUE = sql_literal(RewardStatusName.DUE)
 
 
 @dataclass
@@ -105,7 +112,6 @@ def _entity_diff(conn: duckdb.DuckDBPyConnection, table: str) -> EntityDiff:
 
 
 def _money(conn: duckdb.DuckDBPyConnection) -> list[MoneyDelta]:
-    owed = ", ".join(f"'{s}'" for s in OWED_STATUSES)
     deltas: list[MoneyDelta] = []
     dimensions = {
         "referrer": "w.beneficiary_id",
@@ -117,7 +123,7 @@ def _money(conn: duckdb.DuckDBPyConnection) -> list[MoneyDelta]:
         for side in ("before_db", "after_db"):
             sides.append(f"""
                 SELECT {expr} AS key, w.currency,
-                       sum(CASE WHEN w.status IN ({owed}) THEN w.amount_minor ELSE 0 END) AS owed
+                       sum(CASE WHEN w.status IN {_OWED} THEN w.amount_minor ELSE 0 END) AS owed
                 FROM {side}.rewards w LEFT JOIN {side}.referrals r USING (referral_id)
                 GROUP BY ALL""")
         rows = conn.execute(f"""
@@ -163,7 +169,7 @@ def corrections(before: str | Path, after: str | Path, occurred_at: int | None =
         after_version = _version(conn, "after_db") or "unknown"
         if occurred_at is None:
             occurred_at = _correction_time(conn)
-        rows = _rows(conn, """
+        rows = _rows(conn, f"""
             SELECT coalesce(a.reward_id, b.reward_id) AS reward_id,
                    b.status AS b_status, b.amount_minor AS b_amount, b.currency AS b_currency,
                    b.beneficiary_id AS b_beneficiary,
@@ -171,8 +177,8 @@ def corrections(before: str | Path, after: str | Path, occurred_at: int | None =
                    a.beneficiary_id AS a_beneficiary, a.shop_id AS a_shop, b.shop_id AS b_shop,
                    a.referral_id AS a_referral, a.side, a.kind, a.due_at, a.reason, a.order_id
             FROM before_db.rewards b FULL OUTER JOIN after_db.rewards a USING (reward_id)
-            WHERE (b.status = 'due') IS DISTINCT FROM (a.status = 'due')
-               OR (b.status = 'due' AND a.status = 'due'
+            WHERE (b.status = {_DUE}) IS DISTINCT FROM (a.status = {_DUE})
+               OR (b.status = {_DUE} AND a.status = {_DUE}
                    AND (b.amount_minor, b.currency, b.beneficiary_id)
                        IS DISTINCT FROM (a.amount_minor, a.currency, a.beneficiary_id))
             ORDER BY reward_id""")
@@ -180,7 +186,8 @@ def corrections(before: str | Path, after: str | Path, occurred_at: int | None =
         conn.close()
     messages: list[RewardDue | RewardReversal] = []
     for row in rows:
-        was_due, is_due = row["b_status"] == "due", row["a_status"] == "due"
+        was_due = row["b_status"] == RewardStatusName.DUE
+        is_due = row["a_status"] == RewardStatusName.DUE
         if was_due:
             messages.append(RewardReversal(
                 correction_id(row["reward_id"], "reverse", after_version, row["b_amount"]),

@@ -29,18 +29,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from refstream.schemas.status import (
+    ACTIVE_REFERRAL_STATUSES,
+    PAID,
+    AttributionStatus,
+    LedgerEntry,
+    RewardSide,
+    RewardStatusName,
+    sql_list,
+    sql_literal,
+)
+
 # --------------------------------------------------------------------------------------
 # Vocabulary
 # --------------------------------------------------------------------------------------
 
-ACTIVE_REFERRAL_STATUSES: tuple[str, ...] = ("attributed", "qualified", "held")
-# `paid` is a due reward the payer's ledger recorded as paid (the payouts table); `due` is
-# then what is owed and not yet paid: the liability.
-LIABILITY_STATUSES: tuple[str, ...] = ("pending", "held", "due", "paid", "reversed")
+# Referral and reward statuses are `schemas/status.py`'s, and so is `paid`: a due reward the
+# payer's ledger recorded as paid (the payouts table). `due` is then what is owed and not yet
+# paid: the liability.
+LIABILITY_STATUSES: tuple[str, ...] = (
+    RewardStatusName.PENDING, RewardStatusName.HELD, RewardStatusName.DUE, PAID,
+    RewardStatusName.REVERSED)
 # What each liability status means for the money: owed now, perhaps owed later, or settled.
 LIABILITY_STANDING: dict[str, str] = {
-    "pending": "contingent", "held": "contingent", "due": "owed", "paid": "settled",
-    "reversed": "settled",
+    RewardStatusName.PENDING: "contingent", RewardStatusName.HELD: "contingent",
+    RewardStatusName.DUE: "owed", PAID: "settled", RewardStatusName.REVERSED: "settled",
 }
 
 # The scope label of a row that aggregates every shop (or every shop's rows in a currency).
@@ -196,11 +209,18 @@ PARTICIPATION_BAND = HealthyBand("5-15% healthy", *PARTICIPATION_HEALTHY)
 # --------------------------------------------------------------------------------------
 
 
-def _sql_list(values: tuple[str, ...]) -> str:
-    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
-
-
-ACTIVE = _sql_list(ACTIVE_REFERRAL_STATUSES)
+ACTIVE = sql_list(ACTIVE_REFERRAL_STATUSES)
+# The statuses and ledger entries the statements name, as SQL literals.
+_QUALIFIED = sql_literal(AttributionStatus.QUALIFIED)
+_REFERRAL_HELD = sql_literal(AttributionStatus.HELD)
+_REFERRAL_REJECTED = sql_literal(AttributionStatus.REJECTED)
+_INVALID = sql_literal(AttributionStatus.INVALID)
+_HELD_OR_REJECTED = sql_list((AttributionStatus.HELD, AttributionStatus.REJECTED))
+_REWARD_HELD = sql_literal(RewardStatusName.HELD)
+_REWARD_DUE = sql_literal(RewardStatusName.DUE)
+_DUE = sql_literal(LedgerEntry.DUE)
+_REVERSAL = sql_literal(LedgerEntry.REVERSAL)
+_REFERRER_SIDE = sql_literal(RewardSide.REFERRER)
 _ALL = f"'{ALL_SHOPS}'"
 _ISO = "'%Y-%m-%dT%H:%M:%SZ'"  # a TIMESTAMPTZ as UTC ISO 8601 text
 
@@ -482,8 +502,8 @@ ORDER BY shop_id = {_ALL} DESC, shop_id, currency"""
 LEADS_SQL = f"""WITH totals AS (
     SELECT {_scope()} AS shop_id,
            count(*) FILTER (WHERE status IN {ACTIVE}) AS leads,
-           count(*) FILTER (WHERE status = 'rejected') AS rejected,
-           count(*) FILTER (WHERE status = 'invalid') AS invalid
+           count(*) FILTER (WHERE status = {_REFERRAL_REJECTED}) AS rejected,
+           count(*) FILTER (WHERE status = {_INVALID}) AS invalid
     FROM referrals GROUP BY GROUPING SETS ((shop_id), ())
 )
 SELECT shop_id, NULL::VARCHAR AS currency, leads AS numerator,
@@ -619,18 +639,18 @@ entities AS (
     UNION ALL
     SELECT shop_id, 2, event_id FROM clicks WHERE {_REFERRAL_CLICK}
     UNION ALL
-    SELECT shop_id, 3, referral_id FROM referrals WHERE status <> 'invalid'
+    SELECT shop_id, 3, referral_id FROM referrals WHERE status <> {_INVALID}
     UNION ALL
     SELECT r.shop_id, 4, r.referral_id FROM referrals r
-    WHERE r.status <> 'invalid'
+    WHERE r.status <> {_INVALID}
       AND EXISTS (SELECT 1 FROM orders o
                   WHERE o.shop_id = r.shop_id AND o.customer_id = r.referee_id)
     UNION ALL
-    SELECT shop_id, 5, referral_id FROM referrals WHERE status = 'qualified'
+    SELECT shop_id, 5, referral_id FROM referrals WHERE status = {_QUALIFIED}
     UNION ALL
     SELECT w.shop_id, 6, w.referral_id FROM reward_ledger l
     JOIN rewards w ON w.reward_id = l.reward_id
-    WHERE l.entry_type = 'due'{paid}
+    WHERE l.entry_type = {_DUE}{paid}
 ),
 shops AS (SELECT DISTINCT shop_id FROM entities),
 per_shop AS (
@@ -786,23 +806,23 @@ REFERRERS = ReportSpec(
     "one row per currency",
     f"""WITH referral_counts AS (
     SELECT shop_id, referrer_id,
-           count(*) FILTER (WHERE status = 'qualified') AS successful,
+           count(*) FILTER (WHERE status = {_QUALIFIED}) AS successful,
            count(*) FILTER (WHERE status IN {ACTIVE}) AS active,
-           count(*) FILTER (WHERE status = 'held') AS held,
-           count(*) FILTER (WHERE status = 'rejected') AS rejected
+           count(*) FILTER (WHERE status = {_REFERRAL_HELD}) AS held,
+           count(*) FILTER (WHERE status = {_REFERRAL_REJECTED}) AS rejected
     FROM referrals WHERE referrer_id IS NOT NULL
     GROUP BY shop_id, referrer_id
 ),
 amounts AS (
     SELECT l.shop_id, l.beneficiary_id AS referrer_id, l.currency,
-           count(*) FILTER (WHERE l.entry_type = 'due') AS rewards_due,
-           coalesce(sum(l.amount_minor) FILTER (WHERE l.entry_type = 'due'), 0) AS due_minor,
+           count(*) FILTER (WHERE l.entry_type = {_DUE}) AS rewards_due,
+           coalesce(sum(l.amount_minor) FILTER (WHERE l.entry_type = {_DUE}), 0) AS due_minor,
            -- reversal entries are negative; the column shows the amount clawed back
-           coalesce(-sum(l.amount_minor) FILTER (WHERE l.entry_type = 'reversal'), 0)
+           coalesce(-sum(l.amount_minor) FILTER (WHERE l.entry_type = {_REVERSAL}), 0)
                AS reversed_minor,
            sum(l.amount_minor) AS net_due_minor
     FROM reward_ledger l
-    JOIN rewards w ON w.reward_id = l.reward_id AND w.side = 'referrer'
+    JOIN rewards w ON w.reward_id = l.reward_id AND w.side = {_REFERRER_SIDE}
     GROUP BY ALL
 ),
 ranked AS (
@@ -841,11 +861,11 @@ FLAGS_OF_REFERRAL = """LEFT JOIN orders o
          OR list_contains(f.evidence_event_ids, r.signup_event_id)
          OR list_contains(f.evidence_event_ids, o.event_id))"""
 
-_WAITING_FLAGS = """waiting AS (
+_WAITING_FLAGS = f"""waiting AS (
     SELECT r.* FROM referrals r
-    WHERE r.status = 'held'
+    WHERE r.status = {_REFERRAL_HELD}
        OR EXISTS (SELECT 1 FROM rewards w
-                  WHERE w.referral_id = r.referral_id AND w.status = 'held')
+                  WHERE w.referral_id = r.referral_id AND w.status = {_REWARD_HELD})
 ),
 waiting_flags AS (
     SELECT DISTINCT r.referral_id, f.flag_id, f.signal, f.flagged_at, f.evidence_event_ids
@@ -881,7 +901,7 @@ def _liability_sql(with_payouts: bool) -> str:
     statuses = ", ".join(f"({i}, '{s}', '{LIABILITY_STANDING[s]}')"
                          for i, s in enumerate(LIABILITY_STATUSES, 1))
     # A due reward the payer has paid is settled; without payouts every due reward is owed.
-    status = ("CASE WHEN w.status = 'due' AND p.reward_id IS NOT NULL THEN 'paid' "
+    status = (f"CASE WHEN w.status = {_REWARD_DUE} AND p.reward_id IS NOT NULL THEN '{PAID}' "
               "ELSE w.status END" if with_payouts else "w.status")
     paid_join = (f"LEFT JOIN (SELECT DISTINCT reward_id FROM {PAYOUTS_TABLE}) p "
                  "ON p.reward_id = w.reward_id" if with_payouts else "")
@@ -921,16 +941,16 @@ DAILY = ReportSpec(
     "referrals by the UTC day of their latest decision (referrals.decided_at), reward-due "
     "and reversal messages by the UTC day they were sent (reward_ledger.occurred_at); "
     "days without activity are listed at zero",
-    """WITH decided AS (
+    f"""WITH decided AS (
     SELECT CAST(timezone('UTC', decided_at) AS DATE) AS day, count(*) AS referrals,
-           count(*) FILTER (WHERE status = 'qualified') AS qualified,
-           count(*) FILTER (WHERE status IN ('held', 'rejected')) AS held_or_rejected
+           count(*) FILTER (WHERE status = {_QUALIFIED}) AS qualified,
+           count(*) FILTER (WHERE status IN {_HELD_OR_REJECTED}) AS held_or_rejected
     FROM referrals GROUP BY ALL
 ),
 ledger AS (
     SELECT CAST(timezone('UTC', occurred_at) AS DATE) AS day,
-           count(*) FILTER (WHERE entry_type = 'due') AS rewards_due,
-           count(*) FILTER (WHERE entry_type = 'reversal') AS reversals
+           count(*) FILTER (WHERE entry_type = {_DUE}) AS rewards_due,
+           count(*) FILTER (WHERE entry_type = {_REVERSAL}) AS reversals
     FROM reward_ledger GROUP BY ALL
 ),
 bounds AS (

@@ -41,6 +41,7 @@ from refstream.reports.results import (
     run_report,
     scorecard,
 )
+from refstream.schemas.status import PAID, RewardStatusName
 
 # The six KPIs the scorecard rates; the headline cards show them first.
 HEADLINE_KPIS = ("share-rate", "referral-conversion", "referral-rate", "clv-premium",
@@ -382,8 +383,9 @@ def liability_svg(liability: ReportResult) -> str:
     bar_height, gap, label_width = 22, 6, 80
     height = MARGIN_TOP + sum(len(v) * (bar_height + gap) + 26 for v in by_currency.values())
     usable = LIABILITY_WIDTH - label_width - 190
-    status_colour = {"pending": SERIES[6], "held": SERIES[1], "due": SERIES[0],
-                     "paid": SERIES[2], "reversed": SERIES[3]}
+    status_colour = {RewardStatusName.PENDING: SERIES[6], RewardStatusName.HELD: SERIES[1],
+                     RewardStatusName.DUE: SERIES[0], PAID: SERIES[2],
+                     RewardStatusName.REVERSED: SERIES[3]}
     parts = [_svg_open("chart-liability", label, width=LIABILITY_WIDTH, height=height)]
     y = MARGIN_TOP
     for currency, entries in sorted(by_currency.items()):

@@ -32,6 +32,7 @@ from refstream.reports.definitions import (
 )
 from refstream.reports.tables_output import draw_table
 from refstream.schemas.errors import EXIT_USAGE, RefstreamError
+from refstream.schemas.status import RewardKind, sql_literal
 
 SCORECARD_REPORT = "scorecard"
 REPORT_NAMES: tuple[str, ...] = (SCORECARD_REPORT, *REPORTS)
@@ -137,7 +138,8 @@ def scorecard(conn: duckdb.DuckDBPyConnection) -> list[KpiResult]:
 
 def points_units(conn: duckdb.DuckDBPyConnection) -> frozenset[str]:
     """The currency codes the rules stamp on points rewards (kind = points), e.g. PTS."""
-    rows = conn.execute("SELECT DISTINCT currency FROM rewards WHERE kind = 'points'").fetchall()
+    rows = conn.execute("SELECT DISTINCT currency FROM rewards "
+                        f"WHERE kind = {sql_literal(RewardKind.POINTS)}").fetchall()
     return frozenset(row[0] for row in rows if row[0] is not None)
 
 

@@ -19,6 +19,12 @@ from refstream.reports.definitions import FLAGS_OF_REFERRAL
 from refstream.reports.tables_output import render_rows
 from refstream.schemas.errors import EXIT_USAGE, RefstreamError
 from refstream.schemas.shop import ShopReview
+from refstream.schemas.status import (
+    AttributionStatus,
+    ReviewDecision,
+    RewardStatusName,
+    sql_literal,
+)
 
 MINUTES_PER_HOUR, HOURS_PER_DAY = 60, 24
 
@@ -60,11 +66,14 @@ class QueueItem:
         return min((f.flagged_at for f in self.flags), default=None)
 
 
-_HELD_SQL = """
+_REFERRAL_HELD = sql_literal(AttributionStatus.HELD)
+_REWARD_HELD = sql_literal(RewardStatusName.HELD)
+_HELD_SQL = f"""
 SELECT r.shop_id, r.referral_id, r.referee_id, r.referrer_id, r.status
 FROM referrals r
-WHERE r.status = 'held'
-   OR EXISTS (SELECT 1 FROM rewards w WHERE w.referral_id = r.referral_id AND w.status = 'held')
+WHERE r.status = {_REFERRAL_HELD}
+   OR EXISTS (SELECT 1 FROM rewards w
+              WHERE w.referral_id = r.referral_id AND w.status = {_REWARD_HELD})
 ORDER BY r.shop_id, r.referral_id"""
 
 
@@ -76,7 +85,8 @@ def review_queue(conn: duckdb.DuckDBPyConnection) -> list[QueueItem]:
     ids = list(items)
     for referral_id, side, amount, currency in conn.execute(
             "SELECT referral_id, side, amount_minor, currency FROM rewards "
-            "WHERE status = 'held' AND referral_id = ANY(?) ORDER BY reward_id", [ids]).fetchall():
+            f"WHERE status = {_REWARD_HELD} AND referral_id = ANY(?) ORDER BY reward_id",
+            [ids]).fetchall():
         items[referral_id].held_rewards.append((side, int(amount), currency))
     # The same join as the fraud queue's (reports.FLAGS_OF_REFERRAL).
     for row in conn.execute("""
@@ -201,7 +211,7 @@ def list_queue(db: str, fmt: str) -> int:
 class Decision:
     """What a reviewer decided about one held referral, as the command line said it."""
 
-    action: str  # approve | reject
+    action: ReviewDecision
     referral_id: str
     reviewer: str
     note: str | None = None
@@ -211,10 +221,11 @@ class Decision:
 def decision_event(decision: Decision, shop_id: str) -> ShopReview:
     """The review event for a decision; its id is fixed by what was decided, so recording
     the same decision twice is a harmless duplicate."""
-    verdict = "approve" if decision.action == "approve" else "reject"
+    verdict = (ReviewDecision.APPROVE if decision.action == ReviewDecision.APPROVE
+               else ReviewDecision.REJECT)
     return ShopReview(event_id=f"review:{decision.referral_id}:{verdict}:{decision.reviewer}",
                       shop_id=shop_id, occurred_at=decision.at or datetime.now(UTC),
-                      referral_id=decision.referral_id, decision=verdict,  # type: ignore[arg-type]
+                      referral_id=decision.referral_id, decision=verdict,
                       reviewer_id=decision.reviewer, note=decision.note)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Literal
 
 from refstream.rewards.rules import PERCENT, QualificationRules, RewardRules, RewardSpec
+from refstream.schemas.status import RewardKind
 
 OrderVerdict = Literal["qualifies", "not_yet", "never"]
 
@@ -48,7 +49,7 @@ def reward_amount(spec: RewardSpec, rewards: RewardRules, order_amount_minor: in
     first order of 400.00 EUR (40000 minor) pay 800 points.
     """
     if spec.fixed_minor is not None:
-        currency = rewards.points_currency if spec.kind == "points" else rewards.currency
+        currency = rewards.points_currency if spec.kind == RewardKind.POINTS else rewards.currency
         return spec.fixed_minor, currency
     currency = order_currency or rewards.currency
     if spec.percent_of_order is not None:

@@ -14,20 +14,20 @@ from refstream.rewards.eligibility import reward_amount
 from refstream.rewards.rules import Cap, RewardSpec, Rules
 from refstream.schemas.events import RewardDue, RewardReversal, RewardStatus
 from refstream.schemas.ids import reversal_id, reward_id
+from refstream.schemas.status import (
+    OWED_REWARD_STATUSES,
+    RewardKind,
+    RewardSide,
+    RewardStatusName,
+)
 
-PENDING: Final = "pending"
-HELD: Final = "held"
-DUE: Final = "due"
-VOIDED: Final = "voided"
-REVERSED: Final = "reversed"
-REJECTED: Final = "rejected"
 # Rewards that count against a referrer's caps: granted and not (yet) taken back; held
 # ones only when the rules say so (`held_rewards_use_caps`), else from their release on.
-_LIVE = frozenset({PENDING, HELD, DUE})
-_LIVE_RELEASED = frozenset({PENDING, DUE})
+_LIVE = frozenset(OWED_REWARD_STATUSES)
+_LIVE_RELEASED = frozenset({RewardStatusName.PENDING, RewardStatusName.DUE})
+# Rewards a review, a block or a return inside the hold period still reaches: not yet due.
+_NOT_YET_DUE = (RewardStatusName.PENDING, RewardStatusName.HELD)
 
-REFERRER: Final = "referrer"
-REFEREE: Final = "referee"
 # The reward-kind part of a reward id; the trigger is left out on purpose, so a rules
 # change of trigger cannot mint a second payable reward for the same referral and side.
 QUALIFICATION: Final = "qualification"
@@ -40,21 +40,22 @@ class Reward:
     reward_id: str
     referral_id: str
     beneficiary_id: str
-    side: str
-    kind: str
+    side: RewardSide
+    kind: RewardKind
     amount_minor: int
     currency: str
     due_at: int
     reason: str
     order_id: str | None
-    status: str
+    status: RewardStatusName
     revision: int = 0
 
     # Written out (init=False): mypyc compiles an explicit __init__, while a dataclass-
     # generated one stays interpreted, a Python call per object on the hot path.
-    def __init__(self, reward_id: str, referral_id: str, beneficiary_id: str, side: str,  # noqa: PLR0917
-                 kind: str, amount_minor: int, currency: str, due_at: int, reason: str,
-                 order_id: str | None, status: str, revision: int = 0) -> None:
+    def __init__(self, reward_id: str, referral_id: str, beneficiary_id: str,  # noqa: PLR0917
+                 side: RewardSide, kind: RewardKind, amount_minor: int, currency: str,
+                 due_at: int, reason: str, order_id: str | None, status: RewardStatusName,
+                 revision: int = 0) -> None:
         self.reward_id = reward_id
         self.referral_id = referral_id
         self.beneficiary_id = beneficiary_id
@@ -117,8 +118,8 @@ def _due(state: LedgerState, rules: Rules, now: int, reward: Reward) -> RewardDu
                      reward.currency, reward.due_at, reward.reason, reward.order_id)
 
 
-def _move(state: LedgerState, rules: Rules, now: int, reward: Reward, *, status: str,
-          reason: str) -> RewardStatus:
+def _move(state: LedgerState, rules: Rules, now: int, reward: Reward, *,
+          status: RewardStatusName, reason: str) -> RewardStatus:
     reward.status = status
     reward.reason = reason
     reward.revision += 1
@@ -141,8 +142,8 @@ def grant(state: LedgerState, rules: Rules, now: int, q: Qualification) -> list[
     """The rewards of a qualified referral: pending (or held), due after the hold period."""
     out: list[LedgerOutput] = []
     due_at = q.qualified_at + rules.rewards.hold_period_ms
-    sides = ((REFERRER, q.referrer_id, q.referrer_reward),
-             (REFEREE, q.referee_id, q.referee_reward))
+    sides = ((RewardSide.REFERRER, q.referrer_id, q.referrer_reward),
+             (RewardSide.REFEREE, q.referee_id, q.referee_reward))
     for side, beneficiary, spec in sides:
         if spec is None or beneficiary is None:
             continue
@@ -153,21 +154,23 @@ def grant(state: LedgerState, rules: Rules, now: int, q: Qualification) -> list[
         rid = reward_id(state.shop_id, q.referral_id, side, QUALIFICATION)
         if rid in state.rewards:
             continue
-        status = HELD if q.held else PENDING
+        status = RewardStatusName.HELD if q.held else RewardStatusName.PENDING
         reason = f"referral qualified by {q.trigger}"
-        if side == REFERRER and rules.rewards.caps:
+        if side == RewardSide.REFERRER and rules.rewards.caps:
             allowed, cap_note = _within_caps(state, rules, beneficiary, at=q.qualified_at,
                                              amount=amount, currency=currency)
             if cap_note:
                 reason = f"{reason}; {cap_note}"
             if allowed == 0:
-                status = REJECTED  # keeps the amount it would have paid, for the record
+                # keeps the amount it would have paid, for the record
+                status = RewardStatusName.REJECTED
             else:
                 amount = allowed
         reward = Reward(rid, q.referral_id, beneficiary, side, spec.kind, amount, currency,
                         due_at, reason, q.order_id, status)
         _add(state, reward)
-        if side == REFERRER and status != REJECTED and rules.rewards.caps:
+        if (side == RewardSide.REFERRER and status != RewardStatusName.REJECTED
+                and rules.rewards.caps):
             _referrer(state, beneficiary).recent_grants.append((q.qualified_at, rid))
         out.append(_status(state, rules, now, reward))
     return out
@@ -217,8 +220,8 @@ def _amount_cap_note(cap: Cap) -> str:
 def hold(state: LedgerState, rules: Rules, now: int, referral_id: str,
          reason: str) -> list[LedgerOutput]:
     """Fraud review: pending rewards wait, whatever the hold period does meanwhile."""
-    return [_move(state, rules, now, r, status=HELD, reason=reason)
-            for r in _of_referral(state, referral_id) if r.status == PENDING]
+    return [_move(state, rules, now, r, status=RewardStatusName.HELD, reason=reason)
+            for r in _of_referral(state, referral_id) if r.status == RewardStatusName.PENDING]
 
 
 def release(state: LedgerState, rules: Rules, now: int, referral_id: str, *, reason: str,
@@ -226,24 +229,26 @@ def release(state: LedgerState, rules: Rules, now: int, referral_id: str, *, rea
     """A reviewer approved: held rewards go on to pending, or straight to due."""
     out: list[LedgerOutput] = []
     for reward in _of_referral(state, referral_id):
-        if reward.status != HELD:
+        if reward.status != RewardStatusName.HELD:
             continue
         if not _fits_caps_on_release(state, rules, reward):
-            out.append(_move(state, rules, now, reward, status=REJECTED,
+            out.append(_move(state, rules, now, reward, status=RewardStatusName.REJECTED,
                              reason=f"{reason}; {reward.reason}"))
             continue
         if hold_period_over:
-            out.append(_move(state, rules, now, reward, status=DUE, reason=reason))
+            out.append(_move(state, rules, now, reward, status=RewardStatusName.DUE, reason=reason))
             out.append(_due(state, rules, now, reward))
         else:
-            out.append(_move(state, rules, now, reward, status=PENDING, reason=reason))
+            out.append(_move(state, rules, now, reward, status=RewardStatusName.PENDING,
+                             reason=reason))
     return out
 
 
 def _fits_caps_on_release(state: LedgerState, rules: Rules, reward: Reward) -> bool:
     """A held referrer reward that took no cap slot while held takes one now, in the period
     it was granted in; the caps may cut it or leave no room (the reason then says which)."""
-    if reward.side != REFERRER or not rules.rewards.caps or rules.rewards.held_rewards_use_caps:
+    if (reward.side != RewardSide.REFERRER or not rules.rewards.caps
+            or rules.rewards.held_rewards_use_caps):
         return True
     granted = [t for t, rid in _referrer(state, reward.beneficiary_id).recent_grants
                if rid == reward.reward_id]
@@ -263,8 +268,8 @@ def settle(state: LedgerState, rules: Rules, now: int, referral_id: str) -> list
     """The hold period passed without a return: pending rewards fall due."""
     out: list[LedgerOutput] = []
     for reward in _of_referral(state, referral_id):
-        if reward.status == PENDING:
-            out.append(_move(state, rules, now, reward, status=DUE,
+        if reward.status == RewardStatusName.PENDING:
+            out.append(_move(state, rules, now, reward, status=RewardStatusName.DUE,
                              reason="hold period passed"))
             out.append(_due(state, rules, now, reward))
     return out
@@ -272,15 +277,15 @@ def settle(state: LedgerState, rules: Rules, now: int, referral_id: str) -> list
 
 def reject(state: LedgerState, rules: Rules, now: int, referral_id: str,
            reason: str) -> list[LedgerOutput]:
-    return [_move(state, rules, now, r, status=REJECTED, reason=reason)
-            for r in _of_referral(state, referral_id) if r.status in (PENDING, HELD)]
+    return [_move(state, rules, now, r, status=RewardStatusName.REJECTED, reason=reason)
+            for r in _of_referral(state, referral_id) if r.status in _NOT_YET_DUE]
 
 
 def void(state: LedgerState, rules: Rules, now: int, referral_id: str,
          reason: str) -> list[LedgerOutput]:
     """A return inside the hold period: nothing was paid, so nothing is owed."""
-    return [_move(state, rules, now, r, status=VOIDED, reason=reason)
-            for r in _of_referral(state, referral_id) if r.status in (PENDING, HELD)]
+    return [_move(state, rules, now, r, status=RewardStatusName.VOIDED, reason=reason)
+            for r in _of_referral(state, referral_id) if r.status in _NOT_YET_DUE]
 
 
 def reverse(state: LedgerState, rules: Rules, now: int, referral_id: str,
@@ -289,9 +294,10 @@ def reverse(state: LedgerState, rules: Rules, now: int, referral_id: str,
     out: list[LedgerOutput] = []
     reason = f"qualifying order returned after the rewards fell due (return {return_id})"
     for reward in _of_referral(state, referral_id):
-        if reward.status != DUE:
+        if reward.status != RewardStatusName.DUE:
             continue
-        out.append(_move(state, rules, now, reward, status=REVERSED, reason=reason))
+        out.append(_move(state, rules, now, reward, status=RewardStatusName.REVERSED,
+                         reason=reason))
         out.append(RewardReversal(reversal_id(reward.reward_id, return_id), reward.reward_id,
                                   state.shop_id, now, rules.version, reward.beneficiary_id,
                                   reward.amount_minor, reward.currency, reason, return_id))
@@ -311,9 +317,11 @@ def record_success(state: LedgerState, rules: Rules, now: int, referral_id: str,
     if tier is None:
         return []
     level = tier.at_successful_referrals
-    rid = reward_id(state.shop_id, referral_id, REFERRER, f"tier-{level}")
-    currency = rules.rewards.points_currency if tier.kind == "points" else rules.rewards.currency
-    reward = Reward(rid, referral_id, referrer_id, REFERRER, tier.kind, tier.fixed_minor,
-                    currency, now, f"tier bonus at {level} successful referrals", order_id, DUE)
+    rid = reward_id(state.shop_id, referral_id, RewardSide.REFERRER, f"tier-{level}")
+    currency = (rules.rewards.points_currency if tier.kind == RewardKind.POINTS
+                else rules.rewards.currency)
+    reward = Reward(rid, referral_id, referrer_id, RewardSide.REFERRER, tier.kind,
+                    tier.fixed_minor, currency, now, f"tier bonus at {level} successful referrals",
+                    order_id, RewardStatusName.DUE)
     _add(state, reward)
     return [_status(state, rules, now, reward), _due(state, rules, now, reward)]

@@ -1,5 +1,6 @@
 """The event contract: Avro schemas (every version), event dataclasses and shop pydantic models,
-the single-object wire codec, compatibility checks, pseudonymisation and JSON Lines."""
+the status vocabularies, the single-object wire codec, compatibility checks, pseudonymisation
+and JSON Lines."""
 
 from refstream.tools.native import prefer_native
 

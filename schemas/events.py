@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
+
+from refstream.schemas.status import (
+    AttributionStatus,
+    FraudAction,
+    ReviewDecision,
+    RewardKind,
+    RewardSide,
+    RewardStatusName,
+)
 
 # --------------------------------------------------------------------------------------
 # Canonical log events (what `refstream.log` holds, in one fixed order per shop)
@@ -110,7 +119,7 @@ class ReviewDecided:
     shop_id: str
     occurred_at: int
     referral_id: str
-    decision: Literal["approve", "reject"]
+    decision: ReviewDecision
     reviewer_id: str
     note: str | None = None
 
@@ -155,10 +164,8 @@ LOG_EVENT_TYPES: dict[str, type[LogEvent]] = {
 # Derived events (what the pipeline emits; every id is deterministic)
 # --------------------------------------------------------------------------------------
 
-AttributionStatus = Literal["attributed", "qualified", "held", "rejected", "invalid"]
-RewardSide = Literal["referrer", "referee"]
-RewardKind = Literal["credit", "discount", "cash", "points"]
-RewardStatusName = Literal["pending", "held", "due", "voided", "reversed", "rejected"]
+# Status fields take their vocabulary from `status.py`; a decoded event holds the plain
+# string, which equals the member (a StrEnum member is its string).
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +177,7 @@ class Attribution:
     shop_id: str
     occurred_at: int
     rules_version: str
-    status: str
+    status: AttributionStatus
     referee_id: str
     referrer_id: str | None
     referral_code: str | None
@@ -198,7 +205,7 @@ class FraudFlag:
     threshold: int
     observed: int
     window_ms: int
-    action: str
+    action: FraudAction
     evidence_event_ids: tuple[str, ...] = field(default_factory=tuple)
     referral_id: str | None = None
 
@@ -212,11 +219,11 @@ class RewardStatus:
     shop_id: str
     occurred_at: int
     rules_version: str
-    status: str
+    status: RewardStatusName
     referral_id: str
     beneficiary_id: str
-    side: str
-    kind: str
+    side: RewardSide
+    kind: RewardKind
     amount_minor: int
     currency: str
     due_at: int
@@ -236,8 +243,8 @@ class RewardDue:
     rules_version: str
     referral_id: str
     beneficiary_id: str
-    side: str
-    kind: str
+    side: RewardSide
+    kind: RewardKind
     amount_minor: int
     currency: str
     due_at: int

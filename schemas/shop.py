@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+from refstream.schemas.status import ReviewDecision
+
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 # Money is a JSON integer of minor units, nothing that merely converts to one: lax pydantic
@@ -108,7 +110,7 @@ class ShopReturn(ShopEvent):
 class ShopReview(ShopEvent):
     event_type: Literal["review"] = "review"
     referral_id: NonEmpty
-    decision: Literal["approve", "reject"]
+    decision: ReviewDecision
     reviewer_id: NonEmpty
     note: str | None = None
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 
+from refstream.schemas.status import AttributionStatus, sql_literal
 from refstream.web.frontdoor import wall_clock_ms
 from refstream.web.registry import Registry
 
@@ -26,9 +27,9 @@ def demo_links(db: Path, registry_path: Path, public_url: str) -> DemoLinks | No
     referred anyone."""
     conn = duckdb.connect(str(db), read_only=True)
     try:
-        top = conn.execute("""
+        top = conn.execute(f"""
             SELECT shop_id, referrer_id FROM referrals
-            WHERE referrer_id IS NOT NULL AND status = 'qualified'
+            WHERE referrer_id IS NOT NULL AND status = {sql_literal(AttributionStatus.QUALIFIED)}
             GROUP BY ALL ORDER BY count(*) DESC, shop_id, referrer_id LIMIT 1""").fetchone()
         if top is None:
             return None

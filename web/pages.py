@@ -6,6 +6,7 @@ from __future__ import annotations
 from html import escape
 
 from refstream.rewards.rules import Campaign
+from refstream.schemas.status import RewardKind
 from refstream.web.status import ReferrerStatus
 
 _STYLE = """
@@ -29,7 +30,7 @@ def problem_page(title: str, message: str) -> str:
 
 
 def _money(amount_minor: int, currency: str, kind: str) -> str:
-    if kind == "points":
+    if kind == RewardKind.POINTS:
         return f"{amount_minor} points"
     return f"{amount_minor / 100:.2f} {escape(currency)}"
 

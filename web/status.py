@@ -11,23 +11,36 @@ from typing import Any, ClassVar
 import duckdb
 
 from refstream.schemas.errors import EXIT_UNAVAILABLE, RefstreamError
+from refstream.schemas.status import (
+    PAID,
+    AttributionStatus,
+    LedgerEntry,
+    RewardSide,
+    RewardStatusName,
+    sql_literal,
+)
 
 # Referral statuses as a referrer reads them.
-REFERRAL_WORDS = {
-    "attributed": "signed up; not qualified yet",
-    "qualified": "qualified",
-    "held": "held for review",
-    "rejected": "rejected",
-    "invalid": "not counted",
+REFERRAL_WORDS: dict[str, str] = {
+    AttributionStatus.ATTRIBUTED: "signed up; not qualified yet",
+    AttributionStatus.QUALIFIED: "qualified",
+    AttributionStatus.HELD: "held for review",
+    AttributionStatus.REJECTED: "rejected",
+    AttributionStatus.INVALID: "not counted",
 }
-REWARD_WORDS = {
-    "pending": "pending",
-    "held": "held for review",
-    "due": "due",
-    "voided": "voided",
-    "reversed": "reversed",
-    "rejected": "rejected",
+REWARD_WORDS: dict[str, str] = {
+    RewardStatusName.PENDING: "pending",
+    RewardStatusName.HELD: "held for review",
+    RewardStatusName.DUE: "due",
+    RewardStatusName.VOIDED: "voided",
+    RewardStatusName.REVERSED: "reversed",
+    RewardStatusName.REJECTED: "rejected",
 }
+_QUALIFIED = sql_literal(AttributionStatus.QUALIFIED)
+_HELD = sql_literal(AttributionStatus.HELD)
+_REJECTED = sql_literal(AttributionStatus.REJECTED)
+_REFERRER = sql_literal(RewardSide.REFERRER)
+_DUE = sql_literal(LedgerEntry.DUE)
 
 
 class SnapshotUnavailable(RefstreamError):
@@ -106,10 +119,10 @@ def _read(conn: duckdb.DuckDBPyConnection, shop_id: str, referrer_id: str,
         row = conn.execute("SELECT count(*) FROM clicks WHERE shop_id = ? AND "
                            "list_contains(?, referral_code)", [shop_id, codes]).fetchone()
         status.clicks = int(row[0]) if row else 0
-    row = conn.execute("""
-        SELECT count(*), count(*) FILTER (WHERE status = 'qualified'),
-               count(*) FILTER (WHERE status = 'held'),
-               count(*) FILTER (WHERE status = 'rejected')
+    row = conn.execute(f"""
+        SELECT count(*), count(*) FILTER (WHERE status = {_QUALIFIED}),
+               count(*) FILTER (WHERE status = {_HELD}),
+               count(*) FILTER (WHERE status = {_REJECTED})
         FROM referrals WHERE shop_id = ? AND referrer_id = ?""",
         [shop_id, referrer_id]).fetchone()
     if row:
@@ -119,10 +132,10 @@ def _read(conn: duckdb.DuckDBPyConnection, shop_id: str, referrer_id: str,
           ON r.shop_id = o.shop_id AND r.referee_id = o.customer_id
         WHERE r.shop_id = ? AND r.referrer_id = ?""", [shop_id, referrer_id]).fetchone()
     status.orders = int(row[0]) if row else 0
-    row = conn.execute("""
+    row = conn.execute(f"""
         SELECT count(*) FROM reward_ledger l
-        JOIN rewards w ON w.reward_id = l.reward_id AND w.side = 'referrer'
-        WHERE l.shop_id = ? AND l.beneficiary_id = ? AND l.entry_type = 'due'""",
+        JOIN rewards w ON w.reward_id = l.reward_id AND w.side = {_REFERRER}
+        WHERE l.shop_id = ? AND l.beneficiary_id = ? AND l.entry_type = {_DUE}""",
         [shop_id, referrer_id]).fetchone()
     status.rewards_due = int(row[0]) if row else 0
     for signed_up, state, reason in conn.execute("""
@@ -140,13 +153,13 @@ def _read(conn: duckdb.DuckDBPyConnection, shop_id: str, referrer_id: str,
             SELECT w.reward_id, w.status, w.amount_minor, w.currency, w.kind, w.due_at,
                    p.paid_at, w.reason
             FROM rewards w LEFT JOIN {paid} p ON p.reward_id = w.reward_id
-            WHERE w.shop_id = ? AND w.beneficiary_id = ? AND w.side = 'referrer'
+            WHERE w.shop_id = ? AND w.beneficiary_id = ? AND w.side = {_REFERRER}
             ORDER BY w.due_at, w.reward_id""", [shop_id, referrer_id]).fetchall():
         shown, words = state, REWARD_WORDS.get(state, state)
-        if state == "pending":
+        if state == RewardStatusName.PENDING:
             words = f"pending until {_iso(due_at)}"
-        if state == "due" and paid_at is not None:
-            shown, words = "paid", f"paid {_iso(paid_at)}"
+        if state == RewardStatusName.DUE and paid_at is not None:
+            shown, words = PAID, f"paid {_iso(paid_at)}"
         status.rewards.append(RewardLine(reward_id, shown, words, int(amount), currency, kind,
                                          _iso(due_at) or "", _iso(paid_at), reason))
     return status

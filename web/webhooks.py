@@ -26,6 +26,7 @@ import httpx
 
 from refstream.schemas.errors import EXIT_USAGE, DecodeError, RefstreamError
 from refstream.schemas.events import RewardDue, RewardReversal
+from refstream.schemas.status import LedgerEntry
 from refstream.streams.settings import Settings
 
 SIGNATURE_HEADER = "Refstream-Signature"
@@ -303,7 +304,7 @@ def rewards_from_snapshot(snapshot: Path) -> list[RewardDue | RewardReversal]:
     found: list[RewardDue | RewardReversal] = []
     for (entry_type, entry_id, reward_id, shop_id, at, version, beneficiary, amount, currency,
          reason, referral_id, side, kind, due_at, order_id) in rows:
-        if entry_type == "due":
+        if entry_type == LedgerEntry.DUE:
             found.append(RewardDue(reward_id, shop_id, at, version, referral_id, beneficiary,
                                    side, kind, amount, currency, due_at, reason, order_id))
         else:

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from refstream.schemas.errors import RefstreamError
+from refstream.schemas.status import FraudAction, RewardKind
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -35,9 +36,7 @@ Positive = Annotated[int, Field(gt=0)]
 NonNegative = Annotated[int, Field(ge=0)]
 Percent = Annotated[int, Field(ge=0, le=100)]
 
-Action = Literal["flag", "hold", "block"]
 CampaignType = Literal["media", "customer_to_customer", "third_party"]
-RewardKindName = Literal["credit", "discount", "cash", "points"]
 Trigger = Literal["signup", "first_order", "first_order_min_amount", "nth_order"]
 
 
@@ -95,7 +94,7 @@ class EventTimeRules(_Strict):
 class RewardSpec(_Strict):
     """What one side earns: a kind and exactly one way to compute the amount."""
 
-    kind: RewardKindName
+    kind: RewardKind
     fixed_minor: Positive | None = None
     percent_of_order: Annotated[int, Field(gt=0, le=100)] | None = None
     points_per_unit: Positive | None = None
@@ -107,9 +106,9 @@ class RewardSpec(_Strict):
         if len(given) != 1:
             raise ValueError("give exactly one of fixed_minor, percent_of_order, "
                              f"points_per_unit (found {', '.join(given) or 'none'})")
-        if self.points_per_unit is not None and self.kind != "points":
+        if self.points_per_unit is not None and self.kind != RewardKind.POINTS:
             raise ValueError(f"points_per_unit needs kind: points (kind is {self.kind})")
-        if self.kind == "points" and self.percent_of_order is not None:
+        if self.kind == RewardKind.POINTS and self.percent_of_order is not None:
             raise ValueError("kind: points takes fixed_minor (points) or points_per_unit")
         return self
 
@@ -122,7 +121,7 @@ class Tier(_Strict):
     """A milestone bonus for the referrer when their Nth referral succeeds."""
 
     at_successful_referrals: Positive
-    kind: RewardKindName
+    kind: RewardKind
     fixed_minor: Positive
 
 
@@ -288,7 +287,7 @@ class IpVelocityRule(_Strict):
 
     threshold: Positive
     window_minutes: Positive
-    action: Action
+    action: FraudAction
 
     @cached_property
     def window_ms(self) -> int:
@@ -300,7 +299,7 @@ class DeviceVelocityRule(_Strict):
 
     threshold: Positive
     window_hours: Positive
-    action: Action
+    action: FraudAction
 
     @cached_property
     def window_ms(self) -> int:
@@ -312,7 +311,7 @@ class SharedAcrossRefereesRule(_Strict):
 
     threshold: Positive
     window_days: Positive
-    action: Action
+    action: FraudAction
 
     @cached_property
     def window_ms(self) -> int:
@@ -325,7 +324,7 @@ class BroadcastingRule(_Strict):
     min_distinct_visitors: Positive
     min_distinct_sources: Positive
     window_hours: Positive
-    action: Action
+    action: FraudAction
 
     @cached_property
     def window_ms(self) -> int:
@@ -335,7 +334,7 @@ class BroadcastingRule(_Strict):
 class ActionRule(_Strict):
     """A signal without a count: it fires on one matching fact."""
 
-    action: Action
+    action: FraudAction
 
 
 class FraudRules(_Strict):
