@@ -12,10 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 
-class AttributionStatus(StrEnum):
+class Vocabulary(StrEnum):
+    """A vocabulary's base: its members pickle as their plain string, so a snapshot holds the
+    same values it did before the vocabularies existed and stays readable by a release
+    without this module (a rollback); it restores to strings equal to the members."""
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        return str, (self.value,)
+
+
+class AttributionStatus(Vocabulary):
     """`Attribution.status`, `referrals.status`: where a referral stands."""
 
     ATTRIBUTED = "attributed"  # a referrer is credited with the signup; not qualified yet
@@ -25,7 +34,7 @@ class AttributionStatus(StrEnum):
     INVALID = "invalid"        # the touch did not count (e.g. its campaign was not running)
 
 
-class RewardStatusName(StrEnum):
+class RewardStatusName(Vocabulary):
     """`RewardStatus.status`, `rewards.status`: a reward's lifecycle step."""
 
     PENDING = "pending"    # waiting for the hold period to end
@@ -36,14 +45,14 @@ class RewardStatusName(StrEnum):
     REJECTED = "rejected"  # its referral was rejected (review, fraud block), or a cap was full
 
 
-class RewardSide(StrEnum):
+class RewardSide(Vocabulary):
     """Who a reward pays: the referrer or the referred customer."""
 
     REFERRER = "referrer"
     REFEREE = "referee"
 
 
-class RewardKind(StrEnum):
+class RewardKind(Vocabulary):
     """What a reward is paid in (the rules' `kind`); points are in the rules' points currency."""
 
     CREDIT = "credit"
@@ -52,14 +61,14 @@ class RewardKind(StrEnum):
     POINTS = "points"
 
 
-class ReviewDecision(StrEnum):
+class ReviewDecision(Vocabulary):
     """A reviewer's decision on a held referral (`ReviewDecided.decision`)."""
 
     APPROVE = "approve"
     REJECT = "reject"
 
 
-class FraudAction(StrEnum):
+class FraudAction(Vocabulary):
     """What a fraud signal does to the referrals it names (the rules' `action`)."""
 
     FLAG = "flag"    # record it; the referral goes on
@@ -67,7 +76,7 @@ class FraudAction(StrEnum):
     BLOCK = "block"  # reject the referral and its rewards
 
 
-class LedgerEntry(StrEnum):
+class LedgerEntry(Vocabulary):
     """`reward_ledger.entry_type`: a message finance was sent."""
 
     DUE = "due"            # a RewardDue: pay this reward
