@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aiokafka.errors
 import faust
 from kafka.errors import KafkaError
 
@@ -115,24 +116,41 @@ def configure_logging(level: str, *, stream: Any = None, window_s: float = 30.0)
     root.setLevel(level.upper())
 
 
+# Raised by the Kafka clients when no broker answers in time: a crash for one of these is
+# the dependency's absence (exit 4, as for the commands), not a fault of this process.
+BROKER_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    aiokafka.errors.KafkaTimeoutError, aiokafka.errors.KafkaConnectionError,
+    aiokafka.errors.NodeNotReadyError, aiokafka.errors.RequestTimedOutError,
+    aiokafka.errors.NoBrokersAvailable)
+
+
 class CrashPolicy:
     """An agent that raises is recorded (readiness and liveness fail at once), logged with
-    its reason, and the process begins a normal shutdown that ends with exit code 1."""
+    its reason, and the process begins a normal shutdown that ends with exit code 1, or 4
+    when every crash was a broker that did not answer (`BROKER_UNAVAILABLE`)."""
 
     def __init__(self, health: Health, metrics: Any) -> None:
         self.health, self.metrics = health, metrics
+        self.faults = 0  # crashes not explained by an unreachable broker
 
     @property
     def crashed(self) -> bool:
         return bool(self.health.crashed)
 
+    @property
+    def exit_code(self) -> int:
+        """The code a crashed process ends with."""
+        return EXIT_PROBLEM if self.faults else EXIT_UNAVAILABLE
+
     async def on_agent_error(self, agent: Any, exc: BaseException) -> None:
         name = getattr(agent, "name", str(agent))
         self.health.crashed[name] = f"{type(exc).__name__}: {exc}"
         self.metrics.agent_crashes.labels(name).inc()
+        if not isinstance(exc, BROKER_UNAVAILABLE):
+            self.faults += 1
         log.critical("agent %s crashed: %s: %s; stopping this process (exit code %d) so "
                      "its supervisor restarts it", name, type(exc).__name__, exc,
-                     EXIT_PROBLEM, exc_info=exc)
+                     self.exit_code, exc_info=exc)
         # The same path as SIGTERM: agents stop, the pipeline drains what is consistent.
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -160,7 +178,7 @@ class ShutdownDeadline:
             self._timer.cancel()
 
     def _expire(self) -> None:
-        code = EXIT_PROBLEM if self.crash is not None and self.crash.crashed \
+        code = self.crash.exit_code if self.crash is not None and self.crash.crashed \
             else EXIT_UNAVAILABLE
         log.critical("shutdown did not finish within %.0fs (is the broker reachable?); "
                      "exiting with code %d without the final commit: the next start resumes "
@@ -193,7 +211,8 @@ def run_supervised(settings: Settings, metrics: WorkerMetrics | ProcessMetrics, 
                    build: Callable[[Health, CrashPolicy], faust.App]) -> int:
     """Run a long-lived faust process (worker, projector) until SIGTERM: metrics, /healthz and
     /readyz on the metrics port, readiness following a broker probe, a crashed agent ending
-    it with exit 1, a shutdown that cannot finish cut off after REFSTREAM_SHUTDOWN_TIMEOUT_S."""
+    it with exit 1 (4 if the broker did not answer), a shutdown that cannot finish cut off
+    after REFSTREAM_SHUTDOWN_TIMEOUT_S."""
     health = Health()
     crash = CrashPolicy(health, metrics)
     server = serve_http(metrics, health, settings.metrics_host, settings.metrics_port)
@@ -214,7 +233,7 @@ def run_supervised(settings: Settings, metrics: WorkerMetrics | ProcessMetrics, 
         server.shutdown()
         probe.close()
     if crash.crashed:
-        log.critical("exiting with code %d: agent crashed (%s)", EXIT_PROBLEM,
+        log.critical("exiting with code %d: agent crashed (%s)", crash.exit_code,
                      health.why_not_ready())
-        return EXIT_PROBLEM
+        return crash.exit_code
     return code

@@ -131,3 +131,33 @@ def test_a_process_of_two_stages_is_ready_once_both_have_their_partitions() -> N
     assert not health.is_ready()
     health.assigned("ingest")
     assert health.is_ready()
+
+
+def test_a_crash_only_for_an_unanswering_broker_exits_4_any_other_fault_exits_1(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    import aiokafka.errors
+
+    from refstream.streams import supervision
+    from refstream.streams.exit_codes import EXIT_PROBLEM
+    from refstream.streams.metrics import ProcessMetrics
+
+    stops: list[int] = []  # the policy's SIGTERM to itself, recorded instead of sent
+    monkeypatch.setattr("refstream.streams.supervision.os.kill", lambda pid, sig: stops.append(sig))
+
+    class Agent:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    health, metrics = Health(), ProcessMetrics()
+    crash = supervision.CrashPolicy(health, metrics)
+    timeout = aiokafka.errors.KafkaTimeoutError()
+    asyncio.run(crash.on_agent_error(Agent("refstream.ingest"), timeout))
+    assert crash.crashed and crash.exit_code == EXIT_UNAVAILABLE and len(stops) == 1
+    assert not health.alive() and "KafkaTimeoutError" in health.why_not_ready()
+    # A second crash that is a fault of this process decides the code.
+    asyncio.run(crash.on_agent_error(Agent("refstream.pipeline"), ValueError("bad state")))
+    assert crash.exit_code == EXIT_PROBLEM == 1 and len(stops) == 2
+    assert metrics.registry.get_sample_value(
+        "refstream_agent_crashes_total", {"agent": "refstream.ingest"}) == 1
