@@ -314,13 +314,20 @@ def rewards_from_snapshot(snapshot: Path) -> list[RewardDue | RewardReversal]:
 
 
 def run_from_kafka(consumer: Any, outbox: Outbox, deliverer: Deliverer, codec: Any, *,
-                   idle_exit_s: float | None = None, poll_ms: int = 200) -> None:
+                   idle_exit_s: float | None = None, poll_ms: int = 200,
+                   join_bound_s: float = 60.0) -> None:
     """Enqueue what `refstream.reward-due` holds (then commit the offsets: a crash repeats
-    messages, and enqueueing a key twice keeps the first body), deliver what is due."""
+    messages, and enqueueing a key twice keeps the first body), deliver what is due.
+
+    Idle time counts from the consumer group's first assignment (at most `join_bound_s`
+    after the start): a slow join must not use up `idle_exit_s` before anything was read."""
     outbox.recover(deliverer.clock())
     last_activity = time.monotonic()
+    join_by = last_activity + join_bound_s
     while idle_exit_s is None or time.monotonic() - last_activity < idle_exit_s:
         batch = consumer.poll(timeout_ms=poll_ms)
+        if not batch and not consumer.assignment() and time.monotonic() < join_by:
+            last_activity = time.monotonic()  # not idle: not reading yet
         events = [event for records in batch.values() for record in records
                   if (event := _decoded(codec, record)) is not None]
         if batch:
