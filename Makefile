@@ -52,9 +52,14 @@ tools:
 	  else echo "warning: chromium/promtool/zbarimg missing; their tests will skip"; fi; fi
 
 # The whole suite: unit, property, integration against a real Kafka broker that the test
-# session starts itself (deploy/kafka_launcher.py), failure tests.
+# session starts itself (deploy/kafka_launcher.py), failure tests. On TEST_WORKERS pytest-xdist
+# workers (each with its own broker): most of the suite's time is spent waiting on brokers,
+# workers and paced producers, which two workers overlap even on two cores. A file (or a test
+# package sharing a costly fixture, tests/conftest.py) runs on one worker; in collection order,
+# so the long conformance and failure packages start first. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: lint typecheck tools
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The fast set for a developer: pure core and unit tests, seconds.
 fast: install

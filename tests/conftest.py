@@ -3,6 +3,9 @@
 Broker choice (REFSTREAM_TEST_KAFKA=auto|local|docker, default auto): an external
 broker from KAFKA_BOOTSTRAP_SERVERS wins; else a Kafka container if a Docker engine
 answers; else a LocalKafka JVM on free ports in a temp dir (see deploy/kafka.sh).
+
+Under pytest-xdist (`make test` runs two workers) every worker is its own session with its
+own broker; `distribution_unit` keeps tests that share something costlier on one worker.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import pytest
 from kafka.admin import KafkaAdminClient
@@ -30,6 +34,59 @@ KAFKA_IMAGE = os.environ.get("REFSTREAM_KAFKA_IMAGE", "confluentinc/cp-kafka:7.9
 # Generous: the first session on a machine also downloads the jars via Maven, and
 # CI machines with 2 cores start the JVM several times slower than a laptop.
 LOCAL_START_TIMEOUT_S = 240.0
+
+
+def _runs_local_kafka() -> bool:
+    """Whether kafka_bootstrap will start LocalKafka JVMs (no external broker, no Docker)."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip():
+        return False
+    backend = os.environ.get("REFSTREAM_TEST_KAFKA", "auto").strip().lower()
+    return backend == "local" or (backend == "auto" and not _docker_engine_answers())
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With xdist, the controller fetches the broker jars before the workers start, so two
+    workers of a fresh clone do not both run Maven into the same caches."""
+    config = session.config
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    if _runs_local_kafka():
+        try:
+            LocalKafka().fetch_jars()
+        except LocalKafkaError as exc:
+            pytest.exit(f"could not fetch the Kafka broker jars: {exc}", returncode=3)
+
+
+# Test packages whose tests share something costlier than a test: the conformance tests one
+# registry JVM and the Maven builds of the Java program and the registry (same target/ dirs);
+# the failure tests `own_broker` (tests/failure/conftest.py), a broker they kill and restart.
+SHARED_PACKAGES = ("tests/conformance/", "tests/failure/")
+
+
+def distribution_unit(nodeid: str) -> str:
+    """What one xdist worker runs as a whole: its test package for SHARED_PACKAGES, else
+    its file (so a module-scoped fixture, such as a secure broker, is built once)."""
+    path = nodeid.split("::", 1)[0]
+    for package in SHARED_PACKAGES:
+        if path.startswith(package):
+            return package
+    return path
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile` (what `make test` uses), with the SHARED_PACKAGES kept whole.
+
+    pytest-xdist's own `loadgroup` cannot do it on pytest 9, whose node ids ignore the
+    group suffix that xdist writes."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedPackageScheduling(LoadFileScheduling):  # type: ignore[misc]  # untyped
+        def _split_scope(self, nodeid: str) -> str:
+            return distribution_unit(nodeid)
+
+    return SharedPackageScheduling(config, log)
 
 
 def _docker_engine_answers() -> bool:
