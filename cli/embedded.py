@@ -14,11 +14,8 @@ from refstream.streams.exit_codes import EXIT_DEAD_LETTERS, EXIT_OK, EXIT_USAGE
 @click.command()
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="the JSON Lines file to write")
-@click.option("--seed", type=int, default=7, show_default=True,
-              help="random seed: the same seed writes the same bytes")
-@click.option("--shops", type=int, default=3, show_default=True, help="how many shops")
-@click.option("--customers", type=int, default=2000, show_default=True,
-              help="existing customers per shop")
+@options.synthetic_shops(customers=2000,
+                         seed_help="random seed: the same seed writes the same bytes")
 @click.option("--days", type=int, default=30, show_default=True,
               help="days of shopping activity (returns trail it by up to 40 days)")
 @click.option("--events", type=int, default=0,
@@ -41,11 +38,8 @@ def generate(out: Path, seed: int, shops: int, customers: int, days: int, events
 @click.option("--out", default="out/demo", show_default=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="output folder (recreated)")
-@click.option("--shops", type=int, default=3, show_default=True, help="how many shops")
-@click.option("--customers", type=int, default=3000, show_default=True,
-              help="customers per shop")
-@click.option("--seed", type=int, default=7, show_default=True,
-              help="random seed: the same seed gives the same month")
+@options.synthetic_shops(customers=3000,
+                         seed_help="random seed: the same seed gives the same month")
 @options.rules()
 def demo(out: Path, shops: int, customers: int, seed: int, rules_path: str | None) -> int:
     """The main job, embedded: a month of shops -> DuckDB, scorecard and HTML report.

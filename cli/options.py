@@ -38,6 +38,21 @@ def rules(help_text: str = RULES_HELP) -> Callable[[F], F]:
     return click.option("--rules", "rules_path", metavar="FILE", help=help_text)
 
 
+def synthetic_shops(*, customers: int, seed_help: str) -> Callable[[F], F]:
+    """--shops, --customers (per shop) and --seed of the synthetic generator's commands."""
+    def apply(command: F) -> F:
+        for option in reversed((
+                click.option("--shops", type=int, default=3, show_default=True,
+                             help="how many shops"),
+                click.option("--customers", type=int, default=customers, show_default=True,
+                             help="customers per shop (existing before the first day)"),
+                click.option("--seed", type=int, default=7, show_default=True,
+                             help=seed_help))):
+            command = option(command)
+        return command
+    return apply
+
+
 def db(help_text: str, *, required: bool = True) -> Callable[[F], F]:
     return click.option("--db", required=required, metavar="FILE.duckdb", help=help_text)
 

@@ -92,12 +92,8 @@ class ArchiveStage(ConsumerStage):
                 self.consumer.seek(tp, start)
 
     async def consume_batches(self) -> None:
-        consumer = self.consumer
-        assert consumer is not None
-        wait_ms = max(self.settings.fetch_max_wait_ms, 1)
         while not self.should_stop:
-            fetched = await consumer.getmany(timeout_ms=wait_ms,
-                                             max_records=self.settings.pipeline_max_records)
+            fetched = await self.fetch()
             async with self.lock:
                 if self.should_stop:
                     break

@@ -241,15 +241,11 @@ class IngestStage(ConsumerStage):
     # ---------------------------------------------------------------- the hot path
 
     async def consume_batches(self) -> None:
-        consumer = self.consumer
-        assert consumer is not None
-        wait_ms = max(self.settings.fetch_max_wait_ms, 1)
         while not self.should_stop:
             # Records whose merge bound passes while this waits leave together after it, at
             # most one fetch wait late: waking at each record's own bound (every half
             # millisecond at 2,000 events/s) spun the loop on one-record appends.
-            fetched = await consumer.getmany(timeout_ms=wait_ms,
-                                             max_records=self.settings.ingest_max_records)
+            fetched = await self.fetch()
             # aiokafka returns only records at the current assignment's positions; a
             # rebalance that completes before the lock is ours resets those positions to
             # the committed offsets, so this fetch will be read again: drop it then.

@@ -182,10 +182,8 @@ class PipelineStage(ConsumerStage):
 
     async def consume_batches(self) -> None:
         assert self.consumer is not None
-        wait_ms = max(self.settings.fetch_max_wait_ms, 1)
         while not self.should_stop:
-            fetched = await self.consumer.getmany(timeout_ms=wait_ms,
-                                                  max_records=self.settings.pipeline_max_records)
+            fetched = await self.fetch()
             async with self.batch_lock:
                 if self.should_stop:
                     break

@@ -47,6 +47,9 @@ class ConsumerStage(Service):
                      **options: Any) -> AIOKafkaConsumer:
         """The stage's consumer (not started): its own group, offsets committed by the
         stage only, a fetch wait of `REFSTREAM_FETCH_MAX_WAIT_MS`."""
+        # What `fetch` asks for (a wait of at least 1 ms: none would spin the loop).
+        self.fetch_options = {"timeout_ms": max(settings.fetch_max_wait_ms, 1),
+                              "max_records": max_records}
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap.split(","),
             group_id=stage_group(settings.app_id, self.stage),
@@ -57,6 +60,14 @@ class ConsumerStage(Service):
             heartbeat_interval_ms=int(settings.session_timeout_s * 1000 / 5),
             **options, **settings.aiokafka_security())
         return self.consumer
+
+    async def fetch(self) -> dict[TopicPartition, list[Any]]:
+        """The next fetch batch of the stage's consumer: what it holds, up to its max records,
+        after waiting at most the fetch wait for more."""
+        assert self.consumer is not None
+        batch: dict[TopicPartition, list[Any]] = await self.consumer.getmany(
+            **self.fetch_options)
+        return batch
 
     async def start_producer(self, settings: Settings) -> PartitionedSender:
         """The stage's own idempotent producer, started, and its batch sender."""

@@ -146,6 +146,14 @@ class WorkerProcess:
         self.process.wait()
 
 
+def _from_the_start(consumer: KafkaConsumer, topic: str, timeout: float) -> list[TopicPartition]:
+    """Assign every partition of `topic` to `consumer`, positioned at its start."""
+    tps = [TopicPartition(topic, p) for p in sorted(partitions_of(consumer, topic, timeout))]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    return tps
+
+
 def read_topic(bootstrap: str, topic: str, *, expect: int | None = None,
                timeout: float = 60.0, settle: float = 0.0) -> list[Any]:
     """Every record of `topic` (all partitions, from offset 0), waiting for `expect` of them."""
@@ -154,10 +162,7 @@ def read_topic(bootstrap: str, topic: str, *, expect: int | None = None,
                              fetch_max_bytes=64 * 1024 * 1024)
     try:
         deadline = time.monotonic() + timeout
-        partitions = partitions_of(consumer, topic, timeout)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
+        _from_the_start(consumer, topic, timeout)
         records: list[Any] = []
         quiet_since = time.monotonic()
         while time.monotonic() < deadline:
@@ -190,10 +195,7 @@ def read_to_end(bootstrap: str, topic: str, *, timeout: float = 60.0) -> list[An
                              fetch_max_bytes=64 * 1024 * 1024)
     try:
         deadline = time.monotonic() + timeout
-        partitions = partitions_of(consumer, topic, timeout)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
+        tps = _from_the_start(consumer, topic, timeout)
         ends = consumer.end_offsets(tps)
         records: list[Any] = []
         pending = {tp for tp in tps if consumer.position(tp) < ends[tp]}
