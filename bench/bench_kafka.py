@@ -185,6 +185,9 @@ class WorkerRun:
             line += (f"; {snap_count:.0f} snapshots, snapshot + commit "
                      f"{snap / snap_count * 1000:.0f} ms each ({snap / self.seconds:.0%} of the "
                      "run in a snapshot)")
+        acknowledged = metric(text, "refstream_checkpoint_acknowledgements_total")
+        if acknowledged:
+            line += f"; between snapshots, {acknowledged:.0f} acknowledged offsets recorded"
         return line
 
 

@@ -1,8 +1,15 @@
 """Checkpointing: the pipeline's state and the log offset it reflects, committed atomically.
 
-One SQLite row per log partition holds (next offset, rules version, state snapshot); rows
-of one batch are written in one transaction, so a crash leaves either the old or the new
-checkpoint of every partition, never state that disagrees with its offset.
+One SQLite row per log partition holds (next offset, rules version, state snapshot) and the
+offset up to which the outputs are acknowledged; rows of one batch are written in one
+transaction, so a crash leaves either the old or the new checkpoint of every partition,
+never state that disagrees with its offset.
+
+Two kinds of write: a snapshot (`save`) writes the state at its offset, O(state); an
+acknowledgement (`acknowledge`) writes one offset per partition, O(1): the outputs of every
+log record before it reached the broker. What changed between the two offsets is in the log
+itself, so a restart restores the snapshot and re-applies the log up to the acknowledged
+offset silently (nothing re-sent), then goes on live.
 
 Serialising the state costs O(state) (seconds at a million events), so a live worker takes
 the snapshot in a forked child (`ForkedSnapshot`): the fork is a copy-on-write image of the
@@ -30,11 +37,21 @@ from refstream.schemas.errors import EXIT_PROBLEM, RefstreamError
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
+    """A partition's state snapshot at `next_offset` (the log offset it continues from), and
+    `acknowledged`: the offset before which every record's outputs reached the broker (at
+    least `next_offset`; None when written as a snapshot: then `next_offset`)."""
+
     topic: str
     partition: int
     next_offset: int
     rules_version: str
     state: bytes
+    acknowledged: int | None = None
+
+    @property
+    def resume_offset(self) -> int:
+        """Where the live run goes on from: records before it are re-applied silently."""
+        return max(self.next_offset, self.acknowledged or 0)
 
 
 class CheckpointStore:
@@ -53,8 +70,13 @@ class CheckpointStore:
             "CREATE TABLE IF NOT EXISTS checkpoints ("
             " topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,"
             " rules_version TEXT NOT NULL, state BLOB NOT NULL, written_at REAL NOT NULL,"
-            " PRIMARY KEY (topic, partition))"
+            " acknowledged INTEGER, PRIMARY KEY (topic, partition))"
         )
+        # Stores written before acknowledgements were kept get the column (NULL: the
+        # outputs are acknowledged up to the snapshot's own offset).
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(checkpoints)")}
+        if "acknowledged" not in columns:
+            self._db.execute("ALTER TABLE checkpoints ADD COLUMN acknowledged INTEGER")
 
     def load(self, topic: str, partition: int) -> Checkpoint | None:
         with self._lock:
@@ -62,11 +84,12 @@ class CheckpointStore:
 
     def _load(self, topic: str, partition: int) -> Checkpoint | None:
         row = self._db.execute(
-            "SELECT next_offset, rules_version, state FROM checkpoints"
+            "SELECT next_offset, rules_version, state, acknowledged FROM checkpoints"
             " WHERE topic = ? AND partition = ?", (topic, partition)).fetchone()
         if row is None:
             return None
-        return Checkpoint(topic, partition, int(row[0]), str(row[1]), bytes(row[2]))
+        return Checkpoint(topic, partition, int(row[0]), str(row[1]), bytes(row[2]),
+                          None if row[3] is None else int(row[3]))
 
     def save(self, checkpoints: list[Checkpoint]) -> None:
         """All of them or none of them. Never moves a partition's offset backwards."""
@@ -80,17 +103,45 @@ class CheckpointStore:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for cp in checkpoints:
+                # A snapshot taken before a later acknowledgement keeps that acknowledgement.
                 self._db.execute(
-                    "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)"
+                    "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (topic, partition) DO UPDATE SET"
                     " next_offset = excluded.next_offset, rules_version = excluded.rules_version,"
-                    " state = excluded.state, written_at = excluded.written_at"
+                    " state = excluded.state, written_at = excluded.written_at,"
+                    " acknowledged = max(excluded.acknowledged,"
+                    "                    coalesce(checkpoints.acknowledged, 0))"
                     " WHERE excluded.next_offset >= checkpoints.next_offset",
-                    (cp.topic, cp.partition, cp.next_offset, cp.rules_version, cp.state, now))
+                    (cp.topic, cp.partition, cp.next_offset, cp.rules_version, cp.state, now,
+                     cp.resume_offset))
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+
+    def acknowledge(self, topic: str, offsets: dict[int, int]) -> dict[int, int]:
+        """Record that every output of the log records before `offsets[partition]` was
+        acknowledged, for partitions that have a snapshot; never moves one backwards.
+        Returns the partitions whose row now holds that offset."""
+        if not offsets:
+            return {}
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for partition, offset in offsets.items():
+                    self._db.execute(
+                        "UPDATE checkpoints SET acknowledged = ?"
+                        " WHERE topic = ? AND partition = ?"
+                        " AND max(next_offset, coalesce(acknowledged, 0)) < ?",
+                        (offset, topic, partition, offset))
+                held = dict(self._db.execute(
+                    "SELECT partition, max(next_offset, coalesce(acknowledged, 0))"
+                    " FROM checkpoints WHERE topic = ?", (topic,)))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return {p: o for p, o in offsets.items() if held.get(p) == o}
 
     def replace(self, checkpoints: list[Checkpoint]) -> None:
         """Overwrite these partitions' rows, even with a lower offset (erasure rebuilds a
@@ -100,18 +151,20 @@ class CheckpointStore:
             for cp in checkpoints:
                 self._db.execute("DELETE FROM checkpoints WHERE topic = ? AND partition = ?",
                                  (cp.topic, cp.partition))
-                self._db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)",
+                self._db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
                                  (cp.topic, cp.partition, cp.next_offset, cp.rules_version,
-                                  cp.state, time.time()))
+                                  cp.state, time.time(), cp.resume_offset))
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
 
     def offsets(self) -> dict[tuple[str, int], int]:
+        """Per (topic, partition), where the live run resumes (`Checkpoint.resume_offset`)."""
         with self._lock:
             return {(t, p): o for t, p, o in self._db.execute(
-                "SELECT topic, partition, next_offset FROM checkpoints")}
+                "SELECT topic, partition, max(next_offset, coalesce(acknowledged, 0))"
+                " FROM checkpoints")}
 
     def close(self) -> None:
         with self._lock:

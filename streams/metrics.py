@@ -78,6 +78,11 @@ class WorkerMetrics(ProcessMetrics):
             "serialise the state + commit it with its offset (in a forked child unless "
             "REFSTREAM_CHECKPOINT_IN_BACKGROUND=false: then included in checkpoint_seconds)",
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30), registry=r)
+        self.checkpoint_acknowledged = Counter(
+            "refstream_checkpoint_acknowledgements_total",
+            "offsets recorded between snapshots, once the broker acknowledged their outputs "
+            "(O(1) each; a restart re-applies the log from the snapshot up to them silently)",
+            registry=r)
         self.caught_up = Counter(
             "refstream_caught_up_records_total",
             "log records read directly because the group's consumer was ahead of the state",

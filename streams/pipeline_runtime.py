@@ -93,9 +93,14 @@ class OffsetGate:
 class PartitionState:
     pipeline: Pipeline
     gate: OffsetGate = field(default_factory=OffsetGate)
+    # Changed since its last snapshot.
     dirty: bool = False
     # Offsets below this are re-applied silently: state catches up, nothing is re-emitted.
     silent_until: int = 0
+    # What the checkpoint store holds for it: a snapshot (so acknowledgements can be
+    # recorded against it), and the offset its outputs are acknowledged up to.
+    stored: bool = False
+    acknowledged: int = 0
 
 
 def route(names: TopicNames, codec: Codec, event: Any) -> Output:
@@ -139,17 +144,21 @@ class PipelineRuntime:
             if cp is None:
                 state = PartitionState(Pipeline(self.rules))
             else:
+                resume = cp.resume_offset
                 try:
+                    # The log between the snapshot and the acknowledged offset is re-applied
+                    # silently (its outputs reached the broker before the restart).
                     state = PartitionState(Pipeline.restore(self.rules, cp.state),
-                                           OffsetGate(cp.next_offset))
+                                           OffsetGate(cp.next_offset), silent_until=resume)
                 except SnapshotError as exc:
                     # A rules rollout (history was settled by `replay` + `diff --apply`), a
                     # snapshot format from another refstream, or damage: the log has it all.
                     # The state is rebuilt without emitting anything up to the checkpoint;
                     # from there on the running rules decide live.
                     log.warning("partition %d: %s; rebuilding state from offset 0 silently "
-                                "up to %d", partition, exc, cp.next_offset)
-                    state = PartitionState(Pipeline(self.rules), silent_until=cp.next_offset)
+                                "up to %d", partition, exc, resume)
+                    state = PartitionState(Pipeline(self.rules), silent_until=resume)
+                state.stored, state.acknowledged = True, resume
             self.partitions[partition] = state
         return state
 
@@ -171,10 +180,40 @@ class PipelineRuntime:
     def checkpoint(self) -> int:
         """Commit every partition changed since the last call; returns how many."""
         dirty = self._dirty()
-        self.store.save(self._checkpoints(dirty))
+        checkpoints = self._checkpoints(dirty)
+        self.store.save(checkpoints)
         for _, s in dirty:
             s.dirty = False
+        self.mark_stored(dirty, {cp.partition: cp.next_offset for cp in checkpoints})
         return len(dirty)
+
+    def unacknowledged(self) -> dict[int, int]:
+        """Per partition with a snapshot in the store, its next offset, where that is past
+        what the store holds as acknowledged: what `acknowledge` would record (once every
+        output handed to the producer so far is acknowledged)."""
+        return {p: s.gate.next_offset for p, s in sorted(self.partitions.items())
+                if s.stored and s.gate.next_offset > s.acknowledged}
+
+    def acknowledge(self, offsets: dict[int, int]) -> dict[int, int]:
+        """Record in the store that the outputs before these offsets were acknowledged (an
+        O(1) write per partition; no snapshot). Blocking (SQLite): run it in a thread, then
+        hand what it returns, the offsets recorded, to `mark_acknowledged` in the loop."""
+        return self.store.acknowledge(self.names.log, offsets)
+
+    def mark_acknowledged(self, recorded: dict[int, int]) -> None:
+        for partition, offset in recorded.items():
+            state = self.partitions.get(partition)
+            if state is not None and state.stored:
+                state.acknowledged = max(state.acknowledged, offset)
+
+    def mark_stored(self, partitions: list[tuple[int, PartitionState]],
+                    committed: dict[int, int]) -> None:
+        """These partitions' snapshots were committed at these offsets (a state revoked
+        meanwhile is not marked: its next owner loads the checkpoint itself)."""
+        for partition, state in partitions:
+            if partition in committed and self.partitions.get(partition) is state:
+                state.stored = True
+                state.acknowledged = max(state.acknowledged, committed[partition])
 
     def begin_background_checkpoint(self) -> BackgroundCheckpoint | None:
         """Fork a child that snapshots every changed partition as it is now (None: nothing
@@ -215,6 +254,10 @@ class BackgroundCheckpoint:
             self.retry_later()
             raise
         return {cp.partition: cp.next_offset for cp in checkpoints}
+
+    def committed(self, offsets: dict[int, int]) -> None:
+        """In the event loop, after `finish`: the partitions now have a stored snapshot."""
+        self.runtime.mark_stored(self.partitions, offsets)
 
     def retry_later(self) -> None:
         for partition, state in self.partitions:

@@ -51,13 +51,15 @@ GapReader = Callable[[int, CatchUp, Callable[[], bool]], AsyncIterator[list[Any]
 
 @dataclass
 class CheckpointPacing:
-    """When the next periodic checkpoint is due; callers pass `now` (monotonic seconds).
+    """When the next snapshot of the state is due; callers pass `now` (monotonic seconds).
 
     A snapshot costs O(state) (seconds at a million events), in the forked child or in the
     worker. Spaced `cost / share` apart, snapshotting takes at most `share` of the wall time
     however large the state grows; never less than `interval_s` apart, and never more than
-    `max_interval_s` (at least `interval_s`), which bounds what a crash redoes: the events
-    since the last committed checkpoint, at most `max_interval_s` plus one snapshot's cost.
+    `max_interval_s` (at least `interval_s`), which bounds what a restart re-applies from the
+    log: the events since the last committed snapshot, at most `max_interval_s` plus one
+    snapshot's cost. Between snapshots, checkpoints record only acknowledged offsets (O(1)),
+    so what a crash sends again stays bounded by `interval_s` whatever this spacing.
     """
 
     interval_s: float
@@ -109,6 +111,10 @@ class PipelineStage(ConsumerStage):
         self.pacing = CheckpointPacing.from_settings(settings, time.monotonic())
         # The forked snapshot in flight (at most one: checkpoints land in order).
         self.pending: asyncio.Future[None] | None = None
+        # Between snapshots, every checkpoint_interval_s: the offsets whose outputs the
+        # broker acknowledged are recorded (O(1)); at most one such write in flight.
+        self.acknowledging: asyncio.Future[None] | None = None
+        self.last_acknowledged = time.monotonic()
         super().__init__(**kwargs)
 
     # ------------------------------------------------------------------ lifecycle
@@ -153,6 +159,8 @@ class PipelineStage(ConsumerStage):
 
     async def _outputs_acknowledged(self) -> None:
         await self._finish_pending()
+        if self.acknowledging is not None:
+            await self.acknowledging
         assert self.producer is not None
         await self.producer.flush()
 
@@ -196,10 +204,17 @@ class PipelineStage(ConsumerStage):
                     self.consistent = True
                 # Never waits for a snapshot still in flight (the loop would stall for the
                 # rest of its O(state) pickling): the next checkpoint starts after it.
+                now = time.monotonic()
                 in_flight = self.pending is not None and not self.pending.done()
-                if (not in_flight and self.pacing.due(time.monotonic())
+                if (not in_flight and self.pacing.due(now)
                         and any(state.dirty for state in self.runtime.partitions.values())):
                     await self.checkpoint()
+                elif (now - self.last_acknowledged >= self.settings.checkpoint_interval_s
+                      and (self.acknowledging is None or self.acknowledging.done())):
+                    self.last_acknowledged = now
+                    offsets = self.runtime.unacknowledged()
+                    if offsets:
+                        self.acknowledging = asyncio.ensure_future(self._acknowledge(offsets))
 
     async def _apply_batch(self, partition: int, records: list[Any]) -> None:
         outputs: list[Output] = []
@@ -283,6 +298,26 @@ class PipelineStage(ConsumerStage):
                 self.metrics.lag.labels(self.topic, str(partition)).set(
                     max(0, highwater - state.gate.next_offset))
 
+    async def _acknowledge(self, offsets: dict[int, int]) -> None:
+        """Between snapshots: once the producer has acknowledged every output handed to it
+        (those of every record before `offsets`, and maybe more), record the offsets: a
+        restart then re-applies the log from the last snapshot up to them silently and
+        re-sends nothing before them. Off the batch lock: the stage goes on consuming."""
+        assert self.producer is not None
+        try:
+            await self.producer.flush()
+        except KafkaError as exc:
+            log.info("outputs not acknowledged (%s); offsets recorded at the next interval", exc)
+            return
+        try:
+            recorded = await asyncio.to_thread(self.runtime.acknowledge, offsets)
+        except sqlite3.Error as exc:
+            log.error("acknowledged offsets not recorded, retried at the next interval: %s", exc)
+            return
+        self.runtime.mark_acknowledged(recorded)
+        self.metrics.checkpoint_acknowledged.inc()
+        await self._commit_group_offsets(recorded)
+
     async def _complete(self, pending: BackgroundCheckpoint) -> None:
         started = time.perf_counter()
         assert self.producer is not None
@@ -306,6 +341,7 @@ class PipelineStage(ConsumerStage):
             return
         finally:
             timer.cancel()
+        pending.committed(committed)
         self.pacing.cost_s = time.perf_counter() - started
         self.metrics.checkpoint_snapshot_seconds.observe(self.pacing.cost_s)
         await self._commit_group_offsets(committed)

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("out/state")
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
+    # Every checkpoint_interval_s the pipeline records how far the broker acknowledged its
+    # outputs (an O(1) write: the log between snapshots is the change); snapshots of the
+    # state are paced below.
     checkpoint_interval_s: float = 2.0
     # The stages' consumers (streams/ingest_stage.py, pipeline_stage.py): how long a fetch
     # may wait for records (faust's own consumer waits 1.5 s, fixed), how many records one
@@ -59,12 +62,12 @@ class Settings(BaseSettings):
     # Snapshot the pipeline's state in a forked child (persistence/checkpoint.py), so the event
     # loop pays only the fork; off (or without os.fork) it pickles in the worker itself.
     checkpoint_in_background: bool = True
-    # A snapshot costs O(state): checkpoints are spaced so that snapshotting takes at most
-    # this share of the pipeline's wall time (so at least checkpoint_interval_s apart, further
-    # as the state grows), but never more than checkpoint_max_interval_s apart, which bounds
-    # what a crash redoes (streams/pipeline_stage.py, CheckpointPacing).
-    checkpoint_snapshot_share: float = Field(default=0.2, gt=0, le=1)
-    checkpoint_max_interval_s: float = Field(default=30.0, gt=0)
+    # A snapshot costs O(state): snapshots are spaced so that snapshotting takes at most this
+    # share of the pipeline's wall time (so at least checkpoint_interval_s apart, further as
+    # the state grows), but never more than checkpoint_max_interval_s apart, which bounds the
+    # log a restart re-applies silently (streams/pipeline_stage.py, CheckpointPacing).
+    checkpoint_snapshot_share: float = Field(default=0.1, gt=0, le=1)
+    checkpoint_max_interval_s: float = Field(default=120.0, gt=0)
     # How fast the group notices a dead worker (kill -9) and moves its partitions.
     session_timeout_s: float = 10.0
     tick_interval_s: float = 5.0

@@ -345,10 +345,11 @@ def check_checkpoints_behind_archive(store_path: Path, archive: Path, shop_id: s
     try:
         for partition in sorted(reader.shop_partitions().get(shop_id, set())):
             current = store.load(log_topic, partition)
-            if current is not None and current.next_offset > ends[partition]:
+            # Its outputs are acknowledged up to resume_offset: the rebuilt one must reach it.
+            if current is not None and current.resume_offset > ends[partition]:
                 raise ErasureError(
                     f"{store_path}: the checkpoint of {log_topic}[{partition}] is at offset "
-                    f"{current.next_offset}, the archive ends at {ends[partition]}: bring the "
+                    f"{current.resume_offset}, the archive ends at {ends[partition]}: bring the "
                     "archive up to date (refstream archive) with the workers stopped, then "
                     "erase again; nothing was changed")
     finally:

@@ -36,7 +36,7 @@ def test_the_longest_spacing_bounds_what_a_crash_redoes() -> None:
 def test_the_settings_defaults() -> None:
     pacing = CheckpointPacing.from_settings(Settings(), now=7.0)
     assert (pacing.interval_s, pacing.max_interval_s, pacing.share, pacing.started) == (
-        2.0, 30.0, 0.2, 7.0)
+        2.0, 120.0, 0.1, 7.0)
 
 
 @given(interval=st.floats(0.01, 60), longest=st.floats(0.01, 600), share=st.floats(0.01, 1),
