@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     # may wait for records (faust's own consumer waits 1.5 s, fixed), how many records one
     # batch takes, and how long their producers let a request fill before sending.
     fetch_max_wait_ms: int = Field(default=25, ge=0)
+    # The long-running processes' asyncio event loop (faust's own switch, mode.loop.use):
+    # uvloop (libuv, already a dependency of `refstream serve`) runs the stages' sockets and
+    # callbacks for less CPU per record; "aio" is the standard library's loop.
+    event_loop: Literal["uvloop", "aio"] = "uvloop"
     pipeline_max_records: int = Field(default=5000, ge=1)
     producer_linger_ms: int = Field(default=5, ge=0)
     # Snapshot the pipeline's state in a forked child (persistence/checkpoint.py), so the event

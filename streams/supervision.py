@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from typing import Any
 
 import aiokafka.errors
 import faust
+import mode.loop
 from kafka.errors import KafkaError
 
 from refstream.streams.exit_codes import EXIT_OK, EXIT_PROBLEM, EXIT_UNAVAILABLE
@@ -213,10 +215,12 @@ def run_supervised(settings: Settings, metrics: WorkerMetrics | ProcessMetrics, 
     /readyz on the metrics port, readiness following a broker probe, a crashed agent ending
     it with exit 1 (4 if the broker did not answer), a shutdown that cannot finish cut off
     after REFSTREAM_SHUTDOWN_TIMEOUT_S."""
+    mode.loop.use(settings.event_loop)  # before faust creates its loop
     health = Health()
     crash = CrashPolicy(health, metrics)
     server = serve_http(metrics, health, settings.metrics_host, settings.metrics_port)
-    log.warning("metrics on http://%s:%d/metrics", settings.metrics_host, server.server_port)
+    log.warning("metrics on http://%s:%d/metrics (event loop: %s)", settings.metrics_host,
+                server.server_port, type(asyncio.get_event_loop_policy()).__module__)
     probe = BrokerProbe(settings, settings.client_timeout_s / 4)
     watch_broker(probe, health, metrics, settings.broker_probe_interval_s)
     deadline = ShutdownDeadline(settings.shutdown_timeout_s, health, crash)

@@ -48,6 +48,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "REFSTREAM_TICK_INTERVAL_S": str(settings.tick_interval_s),
         "REFSTREAM_CHECKPOINT_INTERVAL_S": str(settings.checkpoint_interval_s),
         "REFSTREAM_SESSION_TIMEOUT_S": str(settings.session_timeout_s),
+        "REFSTREAM_EVENT_LOOP": settings.event_loop,
     }
     return env
 

@@ -28,10 +28,12 @@ def test_ingest_and_pipeline_as_separate_processes(kafka_bootstrap: str,
     ensure_topics(settings)
     events = list(iter_shop_events(SyntheticConfig(seed=21, shops=3, customers_per_shop=80,
                                                    days=15)))
-    # The pipeline process first: it starts with faust's own consumer left out.
+    # The pipeline process first: it starts with faust's own consumer left out. It runs on
+    # uvloop (the default), ingest on the standard library's loop: the same results.
     pipeline = WorkerProcess(settings.model_copy(update={"data_dir": tmp_path / "pipeline"}),
                              ["--no-ingest"]).start()
-    ingest = WorkerProcess(settings.model_copy(update={"data_dir": tmp_path / "ingest"}),
+    ingest = WorkerProcess(settings.model_copy(update={"data_dir": tmp_path / "ingest",
+                                                       "event_loop": "aio"}),
                            ["--no-pipeline"]).start()
     try:
         publish_shop_events(settings, events)
@@ -47,3 +49,5 @@ def test_ingest_and_pipeline_as_separate_processes(kafka_bootstrap: str,
         assert ingest.stop() == 0, ingest.log_tail()
         assert pipeline.stop() == 0, pipeline.log_tail()
     assert "final checkpoint committed" in pipeline.log_tail(400)
+    assert "(event loop: uvloop)" in pipeline.log_tail(100_000)
+    assert "(event loop: asyncio." in ingest.log_tail(100_000)
