@@ -2,13 +2,16 @@
 
 fastavro interprets the parsed schema for every record (about 15 µs a record here); these
 functions are generated once per shipped schema version, with each field's read or write
-inlined (as `dataclasses` generates `__init__`). They cover the types refstream's schemas
-use (string, long, int, bytes, enum, array of strings, a union of null and string) and
-only the common case: a value they do not take as it is (a wrong type, an out-of-range
-number, bytes that end early, a negative length, invalid UTF-8) raises `NotCompiled`,
-and the codec then runs fastavro, which gives the bytes, the record or the error it gave
-before. So the fast path changes speed only: property tests hold it to fastavro's bytes
-and records, and `tests/conformance` to Apache Avro's Java encoder.
+inlined (as `dataclasses` generates `__init__`), as typed Python text: the codec `exec`s
+it, or runs the same text compiled with mypyc at build time (`module_source`, built by
+tools/native.py), about three times faster. They cover the types refstream's schemas use
+(string, long, int, bytes, enum, array of strings, a union of null and string) and only
+the common case: a value they do not take as it is (a wrong type, an out-of-range number,
+bytes that end early, a negative length, invalid UTF-8) raises `NotCompiled` (compiled, a
+wrong type raises the TypeError of its declared type), and the codec then runs fastavro,
+which gives the bytes, the record or the error it gave before. So the fast path changes
+speed only: property tests hold both builds to fastavro's bytes and records, and
+`tests/conformance` to Apache Avro's Java encoder.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from typing import Any
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+# Each one-byte varint (a short string's length, a small long, a union branch) as bytes: the
+# encoders collect pieces and join them once.
+ONE_BYTE: tuple[bytes, ...] = tuple(bytes((i,)) for i in range(128))
 
 
 class NotCompiled(Exception):
@@ -94,7 +100,7 @@ class Generated:
         """The function itself, `exec`'d (generated from a shipped schema only)."""
         namespace: dict[str, Any] = {"long_bytes": long_bytes, "read_long": read_long,
                                      "read_length": read_length, "NotCompiled": NotCompiled,
-                                     "Any": Any, **self.constants}
+                                     "ONE_BYTE": ONE_BYTE, "Any": Any, **self.constants}
         text = "\n".join(self.lines)
         exec(text, namespace)
         function: Callable[..., Any] = namespace[self.name]
@@ -138,17 +144,17 @@ def _write_string(lines: list[str], variable: str, suffix: str, indent: str) -> 
     lines += [f"{indent}x{suffix} = {variable}.encode()",
               f"{indent}n{suffix} = len(x{suffix})",
               f"{indent}if n{suffix} < 64:",
-              f"{indent}    out.append(n{suffix} << 1)",
+              f"{indent}    out.append(ONE_BYTE[n{suffix} << 1])",
               f"{indent}else:",
-              f"{indent}    out += long_bytes(n{suffix})",
-              f"{indent}out += x{suffix}"]
+              f"{indent}    out.append(long_bytes(n{suffix}))",
+              f"{indent}out.append(x{suffix})"]
 
 
 def _write_long(lines: list[str], variable: str, low: int, high: int) -> None:
     lines += [f"if -64 <= {variable} < 64:",
-              f"    out.append((({variable} << 1) ^ ({variable} >> 63)) & 0x7F)",
+              f"    out.append(ONE_BYTE[(({variable} << 1) ^ ({variable} >> 63)) & 0x7F])",
               f"elif {low} <= {variable} <= {high}:",
-              f"    out += long_bytes({variable})",
+              f"    out.append(long_bytes({variable}))",
               "else:",
               "    raise NotCompiled"]
 
@@ -165,7 +171,7 @@ def encoder_source(declared: dict[str, Any], header: bytes,
         return None
     header_name = f"HEADER_{name}"
     constants: dict[str, Any] = {header_name: header}
-    body = [f"out = bytearray({header_name})"]
+    body = [f"out = [{header_name}]"]
     for index, (field, kind, avro_type) in enumerate(kinds):
         attribute = (getters or {}).get(field, field)
         if not attribute.isidentifier():
@@ -176,7 +182,8 @@ def encoder_source(declared: dict[str, Any], header: bytes,
             _write_string(body, variable, str(index), "")
         elif kind == "optional string":
             body += [f"{variable}: str | None = {read}", f"if {variable} is None:",
-                     "    out.append(0)", "else:", "    out.append(2)"]
+                     "    out.append(ONE_BYTE[0])", "else:",
+                     "    out.append(ONE_BYTE[2])"]
             _write_string(body, variable, str(index), "    ")
         elif kind in ("long", "int"):
             body += [f"{variable}: int = {read}"]
@@ -186,21 +193,21 @@ def encoder_source(declared: dict[str, Any], header: bytes,
                 _write_long(body, variable, INT64_MIN, INT64_MAX)
         elif kind == "bytes":
             body += [f"{variable}: bytes = {read}", f"if type({variable}) is not bytes:",
-                     "    raise NotCompiled", f"out += long_bytes(len({variable}))",
-                     f"out += {variable}"]
+                     "    raise NotCompiled", f"out.append(long_bytes(len({variable})))",
+                     f"out.append({variable})"]
         elif kind == "enum":
             symbols = f"SYMBOLS_{name}_{index}"
             constants[symbols] = {s: i for i, s in enumerate(avro_type["symbols"])}
-            body += [f"out += long_bytes({symbols}[{read}])"]
+            body += [f"out.append(long_bytes({symbols}[{read}]))"]
         elif kind == "string array":
             body += [f"{variable}: Any = {read}",
                      f"if type({variable}) not in (list, tuple):", "    raise NotCompiled",
-                     f"if {variable}:", f"    out += long_bytes(len({variable}))",
+                     f"if {variable}:", f"    out.append(long_bytes(len({variable})))",
                      f"    for e{index} in {variable}:", f"        w{index}: str = e{index}"]
             _write_string(body, f"w{index}", f"{index}", "        ")
-            body += ["out.append(0)"]
+            body += ["out.append(ONE_BYTE[0])"]
     lines = [f"def {name}(value: Any) -> bytes:", *("    " + line for line in body),
-             "    return bytes(out)"]
+             "    return b\"\".join(out)"]
     return Generated(name, tuple(lines), constants)
 
 
@@ -316,6 +323,7 @@ def module_source(functions: list[Generated], doc: str) -> str:
             "from typing import Any, Final", "",
             "from refstream.schemas.avro_compiled import NotCompiled", *imports, "",
             f"INT64_MIN: Final = {INT64_MIN}", f"INT64_MAX: Final = {INT64_MAX}",
+            "ONE_BYTE: Final[tuple[bytes, ...]] = tuple(bytes((i,)) for i in range(128))",
             *constants, f"DIGESTS: Final[dict[str, str]] = {{{digests}}}"]
     parts = ["\n".join(head)]
     parts += [inspect.getsource(helper) for helper in (long_bytes, read_long, read_length)]
