@@ -159,6 +159,19 @@ def _write_long(lines: list[str], variable: str, low: int, high: int) -> None:
               "    raise NotCompiled"]
 
 
+def _read_typed(lines: list[str], variable: str, expression: str, python_type: str,
+                indent: str = "") -> None:
+    # The declared type makes mypyc check the value (a TypeError if it is not one); the
+    # explicit check makes the exec'd function refuse exactly the same values (NotCompiled),
+    # rather than take anything with an `encode` method or a `<<` operator.
+    lines += [f"{indent}{variable}: {python_type} = {expression}"]
+    if python_type == "str | None":
+        lines += [f"{indent}if {variable} is not None and not isinstance({variable}, str):"]
+    else:
+        lines += [f"{indent}if not isinstance({variable}, {python_type}):"]
+    lines += [f"{indent}    raise NotCompiled"]
+
+
 def encoder_source(declared: dict[str, Any], header: bytes,
                    getters: dict[str, str] | None = None, name: str = "encode"
                    ) -> Generated | None:
@@ -178,15 +191,16 @@ def encoder_source(declared: dict[str, Any], header: bytes,
             return None
         variable, read = f"v{index}", f"value.{attribute}"
         if kind == "string":
-            body += [f"{variable}: str = {read}"]
+            _read_typed(body, variable, read, "str")
             _write_string(body, variable, str(index), "")
         elif kind == "optional string":
-            body += [f"{variable}: str | None = {read}", f"if {variable} is None:",
+            _read_typed(body, variable, read, "str | None")
+            body += [f"if {variable} is None:",
                      "    out.append(ONE_BYTE[0])", "else:",
                      "    out.append(ONE_BYTE[2])"]
             _write_string(body, variable, str(index), "    ")
         elif kind in ("long", "int"):
-            body += [f"{variable}: int = {read}"]
+            _read_typed(body, variable, read, "int")
             if kind == "int":
                 _write_long(body, variable, INT32_MIN, INT32_MAX)
             else:
@@ -198,12 +212,14 @@ def encoder_source(declared: dict[str, Any], header: bytes,
         elif kind == "enum":
             symbols = f"SYMBOLS_{name}_{index}"
             constants[symbols] = {s: i for i, s in enumerate(avro_type["symbols"])}
-            body += [f"out.append(long_bytes({symbols}[{read}]))"]
+            _read_typed(body, variable, read, "str")
+            body += [f"out.append(long_bytes({symbols}[{variable}]))"]
         elif kind == "string array":
             body += [f"{variable}: Any = {read}",
                      f"if type({variable}) not in (list, tuple):", "    raise NotCompiled",
                      f"if {variable}:", f"    out.append(long_bytes(len({variable})))",
-                     f"    for e{index} in {variable}:", f"        w{index}: str = e{index}"]
+                     f"    for e{index} in {variable}:"]
+            _read_typed(body, f"w{index}", f"e{index}", "str", "        ")
             _write_string(body, f"w{index}", f"{index}", "        ")
             body += ["out.append(ONE_BYTE[0])"]
     lines = [f"def {name}(value: Any) -> bytes:", *("    " + line for line in body),
