@@ -232,7 +232,7 @@ class Codec:
         def bind(source: Generated) -> Callable[..., Any]:
             self._sources.append(source)
             if schema_compiled is not None:
-                digests: dict[str, str] = schema_compiled.DIGESTS
+                digests: dict[str, str] = getattr(schema_compiled, "DIGESTS", {})
                 if digests.get(source.name) == source.digest:
                     self._compiled_names.add(source.name)
                     function: Callable[..., Any] = getattr(schema_compiled, source.name)
