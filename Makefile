@@ -16,9 +16,9 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-# The pure core compiled with mypyc (tools/native.py); used only while current with its
-# sources. `ensure` rebuilds only when a compiled source changed. Without a C compiler the
-# build is skipped and the core runs as Python.
+# The pure core, and the codec's fast path generated from the .avsc files, compiled with mypyc
+# (tools/native.py); each used only while current with its sources. `ensure` rebuilds only
+# what changed. Without a C compiler the build is skipped and both run as Python.
 native: $(VENV)/.installed
 	@$(PY) -c "from refstream.tools.native import main; raise SystemExit(main(['ensure']))" \
 	  || echo "warning: the compiled core was not built; the core runs as Python"

@@ -8,6 +8,7 @@ Records in Confluent Schema Registry framing decode too when a `SchemaResolver` 
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import struct
@@ -15,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from importlib import resources
+from types import ModuleType
 from typing import Any
 
 import fastavro
@@ -29,7 +31,13 @@ from pydantic import ValidationError
 
 from refstream.schemas import events as ev
 from refstream.schemas import shop
-from refstream.schemas.avro_compiled import NotCompiled, compile_decoder, compile_encoder
+from refstream.schemas.avro_compiled import (
+    Generated,
+    NotCompiled,
+    decoder_source,
+    encoder_source,
+    module_source,
+)
 from refstream.schemas.errors import DecodeError
 from refstream.schemas.events import LOG_EVENT_TYPES, LogEvent
 from refstream.schemas.registry import (
@@ -143,6 +151,32 @@ def load_schema_versions() -> list[SchemaVersion]:
     return found
 
 
+# The fast path compiled with mypyc: generated from the shipped schemas by
+# `schema_compiled_source` and built by tools/native.py into a directory that
+# `refstream.schemas` puts on its path only while that build is current.
+SCHEMA_COMPILED_MODULE = "refstream.schemas.avro_native"
+
+
+def _function_name(role: str, full_name: str) -> str:
+    return f"{role}_{full_name.replace('.', '_')}"
+
+
+def _schema_compiled_module() -> ModuleType | None:
+    try:
+        return importlib.import_module(SCHEMA_COMPILED_MODULE)
+    except ImportError:  # not built, stale, or REFSTREAM_PURE_PYTHON: the exec'd functions
+        return None
+
+
+def schema_compiled_source() -> str:
+    """The module tools/native.py compiles with mypyc: every fast-path function of a
+    default codec (single-object headers) for the newest version of each shipped record."""
+    codec = Codec(schema_compiled=False)
+    return module_source(codec._sources,
+                         "The codec's fast path, generated from schemas/avro/*.avsc by "
+                         "refstream.schemas.codec.schema_compiled_source; do not edit.")
+
+
 def _ms_to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
@@ -153,11 +187,13 @@ class Codec:
     `resolver` lets it read records in Confluent Schema Registry framing (the registry's
     schema text is fetched once per id and cached here). `registry_ids` maps record full
     names to the ids a registry gave refstream's own schemas: those records are written in
-    registry framing (magic 00 + id) instead of single-object encoding.
+    registry framing (magic 00 + id) instead of single-object encoding. `schema_compiled`
+    False runs the fast path `exec`'d even when its mypyc build is current (the same bytes).
     """
 
     def __init__(self, resolver: SchemaResolver | None = None,
-                 registry_ids: Mapping[str, int] | None = None) -> None:
+                 registry_ids: Mapping[str, int] | None = None,
+                 schema_compiled: bool = True) -> None:
         versions = load_schema_versions()
         self._by_fingerprint: dict[int, SchemaVersion] = {v.fingerprint: v for v in versions}
         self._check_legacy_headers_are_unambiguous(versions)
@@ -183,35 +219,60 @@ class Codec:
                 raise ValueError(f"registry_ids names {name!r}, a record refstream lacks")
             self._headers[name] = confluent_id_header(schema_id)
             self._by_schema_id[schema_id] = self._newest[name]
-        self._compile()
+        self._compile(_schema_compiled_module() if schema_compiled else None)
 
-    def _compile(self) -> None:
+    def _compile(self, schema_compiled: ModuleType | None) -> None:
         """The fast path (schemas/avro_compiled.py): an encoder per value type, and per
-        newest schema version a decoder to the record dict and one to the value itself."""
+        newest schema version a decoder to the record dict and one to the value itself.
+        Each is generated here; a function of `schema_compiled` (the same functions built
+        with mypyc) stands in for it when it was built from exactly the same source."""
+        self._sources: list[Generated] = []
+        self._compiled_names: set[str] = set()
+
+        def bind(source: Generated) -> Callable[..., Any]:
+            self._sources.append(source)
+            if schema_compiled is not None:
+                digests: dict[str, str] = getattr(schema_compiled, "DIGESTS", {})
+                if digests.get(source.name) == source.digest:
+                    self._compiled_names.add(source.name)
+                    function: Callable[..., Any] = getattr(schema_compiled, source.name)
+                    return function
+            return source.compile()
+
         self._encoders: dict[type[Any], Callable[[Any], bytes]] = {}
         for value_type, name in self._name_of_type.items():
             getters = ({"occurred_at": "occurred_at_ms"}
                        if issubclass(value_type, shop.ShopEvent) else None)
-            encoder = compile_encoder(self._newest[name].declared, self._headers[name],
-                                      getters)
+            encoder = encoder_source(self._newest[name].declared, self._headers[name],
+                                     getters, _function_name("encode", name))
             if encoder is not None:
-                self._encoders[value_type] = encoder
+                self._encoders[value_type] = bind(encoder)
         self._record_decoders: dict[int, Callable[[bytes, int], dict[str, Any]]] = {}
         # Per fingerprint of a newest version: (record full name, its record decoder).
         self._newest_decoders: dict[int, tuple[str, Callable[[bytes, int], dict[str, Any]]]] = {}
         # Per fingerprint: (the newest version, a decoder to the value or None).
         self._value_decoders: dict[int, tuple[SchemaVersion, Callable[[bytes, int], Any]]] = {}
         for name, version in self._newest.items():
-            record_decoder = compile_decoder(version.declared)
-            if record_decoder is None:
+            record_source = decoder_source(version.declared,
+                                           name=_function_name("decode_record", name))
+            if record_source is None:
                 continue
+            record_decoder = bind(record_source)
             self._record_decoders[version.fingerprint] = record_decoder
             self._newest_decoders[version.fingerprint] = (name, record_decoder)
             dc = _DATACLASS_RECORDS.get(name)
-            value_decoder = (compile_decoder(version.declared, dc, frozenset(
-                {"evidence_event_ids"})) if dc is not None else None)
-            if value_decoder is not None:
-                self._value_decoders[version.fingerprint] = (version, value_decoder)
+            value_source = (decoder_source(version.declared, dc,
+                                           frozenset({"evidence_event_ids"}),
+                                           _function_name("decode_value", name))
+                            if dc is not None else None)
+            if value_source is not None:
+                self._value_decoders[version.fingerprint] = (version, bind(value_source))
+
+    @property
+    def schema_compiled(self) -> frozenset[str]:
+        """The fast-path functions this codec runs compiled with mypyc (the others run
+        `exec`'d): every one when the build is current, none without it."""
+        return frozenset(self._compiled_names)
 
     def _check_legacy_headers_are_unambiguous(self, versions: list[SchemaVersion]) -> None:
         # A legacy header is recognised as the 8 bytes read big-endian; that is only safe

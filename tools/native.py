@@ -9,6 +9,12 @@ extension; otherwise (no compiler, an edited source, an installed wheel without 
 tree, or REFSTREAM_PURE_PYTHON=1) the Python sources load, with identical behaviour
 (tests/unit/core/test_native.py runs one log through both and compares the outputs).
 
+The codec's fast path is compiled the same way, as its own module: `schema_compiled_source`
+(schemas/codec.py) generates the typed encoders and decoders of every newest shipped schema
+version into `refstream.schemas.avro_native`, built into `build/native-avro/` with its own
+stamp (the `.avsc` files, the generator and the codec). `refstream.schemas` puts it on its path
+only while that stamp is current; otherwise the codec `exec`s the same generated functions.
+
 Only this project's own source files are compiled; nothing else changes at run time.
 """
 
@@ -20,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -42,6 +49,7 @@ NATIVE_MODULES: Final = (
 )
 # Packages the compiled modules import without being compiled: staged for mypyc's type check.
 IMPORTED_PACKAGES: Final = ("persistence", "tools")
+_CORE_PACKAGES: Final = {name.split("/")[0] for name in NATIVE_MODULES} | set(IMPORTED_PACKAGES)
 PURE_ENV: Final = "REFSTREAM_PURE_PYTHON"
 # One shared runtime library for the group, inside a package the loader already extends.
 GROUP_NAME: Final = "refstream.projections.native"
@@ -49,39 +57,73 @@ GROUP_NAME: Final = "refstream.projections.native"
 SOURCE_ROOT: Final = Path(__file__).resolve().parent.parent
 BUILD_ROOT: Final = SOURCE_ROOT / "build" / "native"
 STAMP: Final = BUILD_ROOT / "SOURCES.sha256"
+# The codec's schema-compiled module: generated, so it has no source file of its own; what
+# it is generated from is its stamp's input.
+AVRO_MODULE: Final = "refstream.schemas.avro_native"
+AVRO_GENERATOR: Final = ("schemas/avro_compiled.py", "schemas/codec.py")
+AVRO_BUILD_ROOT: Final = SOURCE_ROOT / "build" / "native-avro"
+AVRO_STAMP: Final = AVRO_BUILD_ROOT / "SOURCES.sha256"
+
+
+def _digest(root: Path, names: list[str]) -> str:
+    digest = hashlib.sha256(sysconfig.get_config_var("EXT_SUFFIX").encode())
+    for name in names:
+        digest.update(name.encode())
+        digest.update((root / name).read_bytes())
+    return digest.hexdigest()
 
 
 def fingerprint() -> str:
     """A hash of the compiled modules' sources and of this Python's ABI."""
-    digest = hashlib.sha256(sysconfig.get_config_var("EXT_SUFFIX").encode())
-    for name in NATIVE_MODULES:
-        digest.update(name.encode())
-        digest.update((SOURCE_ROOT / name).read_bytes())
-    return digest.hexdigest()
+    return _digest(SOURCE_ROOT, list(NATIVE_MODULES))
 
 
-def current() -> bool:
-    """The compiled core exists and was built from exactly the sources on disk."""
+def avro_fingerprint(root: Path = SOURCE_ROOT) -> str:
+    """A hash of what the codec's compiled module is generated from: every shipped `.avsc`
+    file, the generator and the codec (which functions, with which headers), and the ABI."""
+    schemas = sorted(f"schemas/avro/{p.name}" for p in (root / "schemas" / "avro").glob("*.avsc"))
+    return _digest(root, [*schemas, *AVRO_GENERATOR])
+
+
+def _stamp_matches(stamp: Path, expected: Callable[[], str]) -> bool:
     if os.environ.get(PURE_ENV):
         return False
     try:
-        return STAMP.read_text().strip() == fingerprint()
+        return stamp.read_text().strip() == expected()
     except OSError:
         return False
 
 
+def current() -> bool:
+    """The compiled core exists and was built from exactly the sources on disk."""
+    return _stamp_matches(STAMP, fingerprint)
+
+
+def avro_current() -> bool:
+    """The codec's compiled module exists and was generated from exactly the schemas and
+    generator on disk."""
+    return _stamp_matches(AVRO_STAMP, avro_fingerprint)
+
+
 _CURRENT: bool | None = None
+_AVRO_CURRENT: bool | None = None
 
 
 def prefer_native(package: str, path: list[str]) -> None:
     """Put the compiled modules of `package` (e.g. "projections") ahead of its sources."""
-    global _CURRENT  # noqa: PLW0603 - checked once per process, for every core package
+    global _CURRENT, _AVRO_CURRENT  # noqa: PLW0603 - checked once per process
     if _CURRENT is None:
         _CURRENT = current()
     if _CURRENT:
         compiled = BUILD_ROOT / "refstream" / package
         if compiled.is_dir() and str(compiled) not in path:
             path.insert(0, str(compiled))
+    if package == "schemas":
+        if _AVRO_CURRENT is None:
+            _AVRO_CURRENT = avro_current()
+        compiled = AVRO_BUILD_ROOT / "refstream" / "schemas"
+        if _AVRO_CURRENT and compiled.is_dir() and str(compiled) not in path:
+            path.append(str(compiled))  # it adds a module only: never ahead of the sources
 
 
 def active() -> bool:
@@ -91,38 +133,51 @@ def active() -> bool:
     return not str(pipeline.__file__).endswith(".py")
 
 
-def build(quiet: bool = True) -> int:
-    """Compile NATIVE_MODULES into build/native; 0 on success, 1 if it could not be done."""
-    if shutil.which(os.environ.get("CC", "cc")) is None:
-        print("refstream native build: no C compiler; the core runs as Python",
-              file=sys.stderr)
-        return 1
-    stage = SOURCE_ROOT / "build" / "native-src"
-    shutil.rmtree(stage, ignore_errors=True)
-    shutil.rmtree(BUILD_ROOT, ignore_errors=True)
-    # mypyc names modules by their path: stage the sources under refstream/ as installed.
-    for package in sorted({name.split("/")[0] for name in NATIVE_MODULES}
-                          | set(IMPORTED_PACKAGES)):
-        shutil.copytree(SOURCE_ROOT / package, stage / "refstream" / package,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    (stage / "refstream" / "__init__.py").write_text("")
-    stamp = fingerprint()
+def _mypyc(stage: Path, build_root: Path, paths: list[str], group: str | None,
+           quiet: bool) -> bool:
+    """Compile `paths` (staged under `stage`) with mypyc into `build_root`."""
+    options = f", group_name={group!r}" if group else ""
     script = (
-        "import sys\n"
         "from setuptools import setup\n"
         "from mypyc.build import mypycify\n"
-        f"paths = [f'refstream/{{m}}' for m in {list(NATIVE_MODULES)!r}]\n"
-        f"setup(name='refstream-native', ext_modules=mypycify(paths, opt_level='3', "
-        f"group_name={GROUP_NAME!r}),\n"
-        f"      script_args=['build_ext', '--build-lib', {str(BUILD_ROOT)!r},\n"
+        f"setup(name='refstream-native', ext_modules=mypycify({paths!r}, opt_level='3'"
+        f"{options}),\n"
+        f"      script_args=['build_ext', '--build-lib', {str(build_root)!r},\n"
         f"                   '--build-temp', {str(stage / 'tmp')!r}])\n"
     )
     result = subprocess.run([sys.executable, "-c", script], cwd=stage, capture_output=quiet,
                             text=True, check=False)
     shutil.rmtree(stage, ignore_errors=True)
-    if result.returncode != 0:
-        if quiet:
-            sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
+    if result.returncode != 0 and quiet:
+        sys.stderr.write(result.stdout[-4000:] + result.stderr[-4000:])
+    return result.returncode == 0
+
+
+def _stage(stage: Path, packages: set[str]) -> None:
+    # mypyc names modules by their path: stage the sources under refstream/ as installed.
+    shutil.rmtree(stage, ignore_errors=True)
+    for package in sorted(packages):
+        shutil.copytree(SOURCE_ROOT / package, stage / "refstream" / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    (stage / "refstream" / "__init__.py").write_text("")
+
+
+def _have_compiler() -> bool:
+    return shutil.which(os.environ.get("CC", "cc")) is not None
+
+
+def build(quiet: bool = True) -> int:
+    """Compile NATIVE_MODULES into build/native; 0 on success, 1 if it could not be done."""
+    if not _have_compiler():
+        print("refstream native build: no C compiler; the core runs as Python",
+              file=sys.stderr)
+        return 1
+    stage = SOURCE_ROOT / "build" / "native-src"
+    shutil.rmtree(BUILD_ROOT, ignore_errors=True)
+    _stage(stage, _CORE_PACKAGES)
+    stamp = fingerprint()
+    if not _mypyc(stage, BUILD_ROOT, [f"refstream/{m}" for m in NATIVE_MODULES], GROUP_NAME,
+                  quiet):
         print("refstream native build failed; the core runs as Python", file=sys.stderr)
         shutil.rmtree(BUILD_ROOT, ignore_errors=True)
         return 1
@@ -130,19 +185,52 @@ def build(quiet: bool = True) -> int:
     return 0
 
 
+def build_avro(quiet: bool = True) -> int:
+    """Generate the codec's fast path from the shipped schemas and compile it into
+    build/native-avro; 0 on success, 1 if it could not be done (the codec then `exec`s it)."""
+    if not _have_compiler():
+        print("refstream native build: no C compiler; the codec's fast path runs exec'd",
+              file=sys.stderr)
+        return 1
+    from refstream.schemas.codec import schema_compiled_source
+
+    stage = SOURCE_ROOT / "build" / "native-avro-src"
+    shutil.rmtree(AVRO_BUILD_ROOT, ignore_errors=True)
+    # The generated module imports the codec's error type and the event dataclasses, and
+    # mypyc type-checks it against them: the packages they import are staged too.
+    _stage(stage, _CORE_PACKAGES)
+    stamp = avro_fingerprint()
+    module = stage / (AVRO_MODULE.replace(".", "/") + ".py")
+    module.write_text(schema_compiled_source())
+    if not _mypyc(stage, AVRO_BUILD_ROOT, [str(module.relative_to(stage))], None, quiet):
+        print("refstream native build of the codec failed; its fast path runs exec'd",
+              file=sys.stderr)
+        shutil.rmtree(AVRO_BUILD_ROOT, ignore_errors=True)
+        return 1
+    AVRO_STAMP.write_text(stamp + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args == ["build"]:
-        return build()
+        return build() | build_avro()
     if args == ["ensure"]:
-        if current():
-            return 0
-        print("refstream: compiling the core with mypyc (about 30 s; `make install` "
-              "repeats it only when a compiled source changes)", file=sys.stderr)
-        return build()
+        code = 0
+        if not current():
+            print("refstream: compiling the core with mypyc (about 30 s; `make install` "
+                  "repeats it only when a compiled source changes)", file=sys.stderr)
+            code |= build()
+        if not avro_current():
+            print("refstream: compiling the codec's fast path with mypyc (about a minute; "
+                  "repeated only when a schema or its generator changes)", file=sys.stderr)
+            code |= build_avro()
+        return code
     if args == ["status"]:
         state = "compiled (mypyc), current" if current() else "Python sources"
         print(f"refstream core: {state}")
+        codec = "compiled (mypyc), current" if avro_current() else "exec'd Python"
+        print(f"refstream codec fast path: {codec}")
         return 0
     print("usage: refstream.tools.native.main([build|ensure|status])", file=sys.stderr)
     return 2
