@@ -3,7 +3,9 @@ its offset, whatever the worker applied meanwhile; a failed child loses nothing.
 
 from __future__ import annotations
 
+import gc
 import os
+import pickle
 import signal
 from pathlib import Path
 
@@ -11,7 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refstream.persistence.checkpoint import CheckpointStore, ForkedSnapshot, SnapshotFailed
+from refstream.persistence.checkpoint import (
+    SNAPSHOT_NICENESS,
+    Checkpoint,
+    CheckpointStore,
+    ForkedSnapshot,
+    SnapshotFailed,
+)
 from refstream.projections.pipeline import Pipeline
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import RewardDue
@@ -99,6 +107,19 @@ def test_a_failing_snapshot_is_reported_not_half_written(tmp_path: Path) -> None
 
     with pytest.raises(SnapshotFailed):
         ForkedSnapshot(broken).collect()
+
+
+def test_the_child_pickles_without_cyclic_gc_and_below_the_workers_priority() -> None:
+    def how_the_child_runs() -> list[Checkpoint]:
+        state = pickle.dumps((gc.isenabled(), os.nice(0)))
+        return [Checkpoint("log", 0, 0, "v", state)]
+
+    assert gc.isenabled()
+    parent_niceness = os.nice(0)
+    [checkpoint] = ForkedSnapshot(how_the_child_runs).collect()
+    assert pickle.loads(checkpoint.state) == (
+        False, min(19, parent_niceness + SNAPSHOT_NICENESS))
+    assert gc.isenabled() and os.nice(0) == parent_niceness  # the worker's own are untouched
 
 
 def test_nothing_changed_forks_nothing(tmp_path: Path) -> None:
