@@ -1,9 +1,9 @@
 """Checkpointing: the pipeline's state and the log offset it reflects, committed atomically.
 
-One SQLite row per log partition holds (next offset, rules version, state snapshot) and the
-offset up to which the outputs are acknowledged; rows of one batch are written in one
-transaction, so a crash leaves either the old or the new checkpoint of every partition,
-never state that disagrees with its offset.
+One SQLite row per log partition holds (next offset, rules version, state snapshot), and a
+small row of another table the offset up to which its outputs are acknowledged; rows of one
+batch are written in one transaction, so a crash leaves either the old or the new
+checkpoint of every partition, never state that disagrees with its offset.
 
 Two kinds of write: a snapshot (`save`) writes the state at its offset, O(state); an
 acknowledgement (`acknowledge`) writes one offset per partition, O(1): the outputs of every
@@ -71,13 +71,15 @@ class CheckpointStore:
             "CREATE TABLE IF NOT EXISTS checkpoints ("
             " topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,"
             " rules_version TEXT NOT NULL, state BLOB NOT NULL, written_at REAL NOT NULL,"
-            " acknowledged INTEGER, PRIMARY KEY (topic, partition))"
+            " PRIMARY KEY (topic, partition))"
         )
-        # Stores written before acknowledgements were kept get the column (NULL: the
-        # outputs are acknowledged up to the snapshot's own offset).
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(checkpoints)")}
-        if "acknowledged" not in columns:
-            self._db.execute("ALTER TABLE checkpoints ADD COLUMN acknowledged INTEGER")
+        # A table of its own: SQLite rewrites a whole row to update one column, and a
+        # checkpoint row holds the snapshot (100 MB at a million events).
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS acknowledged ("
+            " topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,"
+            " PRIMARY KEY (topic, partition))"
+        )
 
     def load(self, topic: str, partition: int) -> Checkpoint | None:
         with self._lock:
@@ -85,7 +87,8 @@ class CheckpointStore:
 
     def _load(self, topic: str, partition: int) -> Checkpoint | None:
         row = self._db.execute(
-            "SELECT next_offset, rules_version, state, acknowledged FROM checkpoints"
+            "SELECT c.next_offset, c.rules_version, c.state, a.next_offset"
+            " FROM checkpoints c LEFT JOIN acknowledged a USING (topic, partition)"
             " WHERE topic = ? AND partition = ?", (topic, partition)).fetchone()
         if row is None:
             return None
@@ -104,40 +107,43 @@ class CheckpointStore:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for cp in checkpoints:
-                # A snapshot taken before a later acknowledgement keeps that acknowledgement.
                 self._db.execute(
-                    "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (topic, partition) DO UPDATE SET"
                     " next_offset = excluded.next_offset, rules_version = excluded.rules_version,"
-                    " state = excluded.state, written_at = excluded.written_at,"
-                    " acknowledged = max(excluded.acknowledged,"
-                    "                    coalesce(checkpoints.acknowledged, 0))"
+                    " state = excluded.state, written_at = excluded.written_at"
                     " WHERE excluded.next_offset >= checkpoints.next_offset",
-                    (cp.topic, cp.partition, cp.next_offset, cp.rules_version, cp.state, now,
-                     cp.resume_offset))
+                    (cp.topic, cp.partition, cp.next_offset, cp.rules_version, cp.state, now))
+                # A snapshot taken before a later acknowledgement keeps that acknowledgement.
+                self._acknowledge(cp.topic, cp.partition, cp.resume_offset)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
 
+    def _acknowledge(self, topic: str, partition: int, offset: int) -> None:
+        # Only for a partition with a snapshot row: it is what the offset is counted from.
+        self._db.execute(
+            "INSERT INTO acknowledged SELECT topic, partition, ? FROM checkpoints"
+            " WHERE topic = ? AND partition = ?"
+            " ON CONFLICT (topic, partition) DO UPDATE SET"
+            " next_offset = max(next_offset, excluded.next_offset)",
+            (offset, topic, partition))
+
     def acknowledge(self, topic: str, offsets: dict[int, int]) -> dict[int, int]:
         """Record that every output of the log records before `offsets[partition]` was
-        acknowledged, for partitions that have a snapshot; never moves one backwards.
-        Returns the partitions whose row now holds that offset."""
+        acknowledged, for partitions that have a snapshot; never moves one backwards. One
+        small row per partition, whatever the state's size. Returns the partitions whose
+        resume offset is now that offset."""
         if not offsets:
             return {}
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for partition, offset in offsets.items():
-                    self._db.execute(
-                        "UPDATE checkpoints SET acknowledged = ?"
-                        " WHERE topic = ? AND partition = ?"
-                        " AND max(next_offset, coalesce(acknowledged, 0)) < ?",
-                        (offset, topic, partition, offset))
+                    self._acknowledge(topic, partition, offset)
                 held = dict(self._db.execute(
-                    "SELECT partition, max(next_offset, coalesce(acknowledged, 0))"
-                    " FROM checkpoints WHERE topic = ?", (topic,)))
+                    "SELECT partition, next_offset FROM acknowledged WHERE topic = ?", (topic,)))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -150,11 +156,13 @@ class CheckpointStore:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for cp in checkpoints:
-                self._db.execute("DELETE FROM checkpoints WHERE topic = ? AND partition = ?",
-                                 (cp.topic, cp.partition))
-                self._db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
+                for table in ("checkpoints", "acknowledged"):
+                    self._db.execute(f"DELETE FROM {table} WHERE topic = ? AND partition = ?",
+                                     (cp.topic, cp.partition))
+                self._db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?)",
                                  (cp.topic, cp.partition, cp.next_offset, cp.rules_version,
-                                  cp.state, time.time(), cp.resume_offset))
+                                  cp.state, time.time()))
+                self._acknowledge(cp.topic, cp.partition, cp.resume_offset)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -164,8 +172,8 @@ class CheckpointStore:
         """Per (topic, partition), where the live run resumes (`Checkpoint.resume_offset`)."""
         with self._lock:
             return {(t, p): o for t, p, o in self._db.execute(
-                "SELECT topic, partition, max(next_offset, coalesce(acknowledged, 0))"
-                " FROM checkpoints")}
+                "SELECT topic, partition, max(c.next_offset, coalesce(a.next_offset, 0))"
+                " FROM checkpoints c LEFT JOIN acknowledged a USING (topic, partition)")}
 
     def close(self) -> None:
         with self._lock:
