@@ -166,49 +166,52 @@ def _have_compiler() -> bool:
     return shutil.which(os.environ.get("CC", "cc")) is not None
 
 
+def _build(what: str, runs_instead: str, *, build_root: Path, stamp_file: Path,
+           stage_name: str, staged: Callable[[Path], tuple[str, list[str]]],
+           group: str | None, quiet: bool) -> int:
+    """Stage the sources (`staged` returns the stamp and the module paths to compile),
+    compile them into `build_root`, stamp it; 0 on success, 1 if it could not be done."""
+    if not _have_compiler():
+        print(f"refstream native build: no C compiler; {runs_instead}", file=sys.stderr)
+        return 1
+    stage = SOURCE_ROOT / "build" / stage_name
+    shutil.rmtree(build_root, ignore_errors=True)
+    stamp, modules = staged(stage)
+    if not _mypyc(stage, build_root, modules, group, quiet):
+        print(f"refstream native build of {what} failed; {runs_instead}", file=sys.stderr)
+        shutil.rmtree(build_root, ignore_errors=True)
+        return 1
+    stamp_file.write_text(stamp + "\n")
+    return 0
+
+
 def build(quiet: bool = True) -> int:
     """Compile NATIVE_MODULES into build/native; 0 on success, 1 if it could not be done."""
-    if not _have_compiler():
-        print("refstream native build: no C compiler; the core runs as Python",
-              file=sys.stderr)
-        return 1
-    stage = SOURCE_ROOT / "build" / "native-src"
-    shutil.rmtree(BUILD_ROOT, ignore_errors=True)
-    _stage(stage, _CORE_PACKAGES)
-    stamp = fingerprint()
-    if not _mypyc(stage, BUILD_ROOT, [f"refstream/{m}" for m in NATIVE_MODULES], GROUP_NAME,
-                  quiet):
-        print("refstream native build failed; the core runs as Python", file=sys.stderr)
-        shutil.rmtree(BUILD_ROOT, ignore_errors=True)
-        return 1
-    STAMP.write_text(stamp + "\n")
-    return 0
+    def staged(stage: Path) -> tuple[str, list[str]]:
+        _stage(stage, _CORE_PACKAGES)
+        return fingerprint(), [f"refstream/{m}" for m in NATIVE_MODULES]
+
+    return _build("the core", "the core runs as Python", build_root=BUILD_ROOT,
+                  stamp_file=STAMP, stage_name="native-src", staged=staged, group=GROUP_NAME,
+                  quiet=quiet)
 
 
 def build_avro(quiet: bool = True) -> int:
     """Generate the codec's fast path from the shipped schemas and compile it into
     build/native-avro; 0 on success, 1 if it could not be done (the codec then `exec`s it)."""
-    if not _have_compiler():
-        print("refstream native build: no C compiler; the codec's fast path runs exec'd",
-              file=sys.stderr)
-        return 1
     from refstream.schemas.codec import schema_compiled_source
 
-    stage = SOURCE_ROOT / "build" / "native-avro-src"
-    shutil.rmtree(AVRO_BUILD_ROOT, ignore_errors=True)
-    # The generated module imports the codec's error type and the event dataclasses, and
-    # mypyc type-checks it against them: the packages they import are staged too.
-    _stage(stage, _CORE_PACKAGES)
-    stamp = avro_fingerprint()
-    module = stage / (AVRO_MODULE.replace(".", "/") + ".py")
-    module.write_text(schema_compiled_source())
-    if not _mypyc(stage, AVRO_BUILD_ROOT, [str(module.relative_to(stage))], None, quiet):
-        print("refstream native build of the codec failed; its fast path runs exec'd",
-              file=sys.stderr)
-        shutil.rmtree(AVRO_BUILD_ROOT, ignore_errors=True)
-        return 1
-    AVRO_STAMP.write_text(stamp + "\n")
-    return 0
+    def staged(stage: Path) -> tuple[str, list[str]]:
+        # The generated module imports the codec's error type and the event dataclasses,
+        # and mypyc type-checks it against them: the packages they import are staged too.
+        _stage(stage, _CORE_PACKAGES)
+        module = stage / (AVRO_MODULE.replace(".", "/") + ".py")
+        module.write_text(schema_compiled_source())
+        return avro_fingerprint(), [str(module.relative_to(stage))]
+
+    return _build("the codec", "its fast path runs exec'd", build_root=AVRO_BUILD_ROOT,
+                  stamp_file=AVRO_STAMP, stage_name="native-avro-src", staged=staged,
+                  group=None, quiet=quiet)
 
 
 def main(argv: list[str] | None = None) -> int:
