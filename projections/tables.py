@@ -26,12 +26,19 @@ from refstream.schemas.events import (
 from refstream.schemas.status import (
     ACTIVE_REFERRAL_STATUSES,
     NEVER_DUE_REWARD_STATUSES,
+    AttributionStatus,
     LedgerEntry,
+    RewardStatusName,
     sql_list,
+    sql_literal,
 )
 
 # Rows hold timestamps as epoch milliseconds; the store types them as TIMESTAMPTZ.
 Row = tuple[Any, ...]
+
+# A reward in these statuses fell due (finance was told): a fraud action no longer reaches it.
+FELL_DUE_REWARD_STATUSES: tuple[RewardStatusName, ...] = (
+    RewardStatusName.DUE, RewardStatusName.REVERSED)
 
 
 @dataclass(frozen=True)
@@ -168,14 +175,20 @@ VIEWS: tuple[tuple[str, str], ...] = (
     # README "Event time": before the earliest late event of a shop, every decision is the
     # one the time-ordered log gives; from its time on, a decision may have missed it. So a
     # referral is marked late when its latest decision or any change of its rewards came at
-    # or after that time (tests/property/test_event_time_properties.py holds the claim).
-    ("referrals_marked_late", """
+    # or after that time, or when it was still open then: a decision the late event would
+    # have led to in time order (a fraud block through a referral its code would have made,
+    # a qualification) may be missing, and a missing decision leaves no row behind. Open:
+    # not rejected (only that status is final) and no reward fell due (then only a return,
+    # itself a log event, reaches it). The rows of a referral with no change since that time
+    # are its state then. (tests/property/test_event_time_properties.py holds the claim.)
+    ("referrals_marked_late", f"""
         WITH since AS (
             SELECT shop_id, min(event_occurred_at) AS late_since, count(*) AS late_events
             FROM late_events GROUP BY shop_id
         ),
         changed AS (
-            SELECT referral_id, max(updated_at) AS last_reward_change
+            SELECT referral_id, max(updated_at) AS last_reward_change,
+                   bool_or(status IN {sql_list(FELL_DUE_REWARD_STATUSES)}) AS fell_due
             FROM rewards GROUP BY referral_id
         )
         SELECT r.shop_id, r.referral_id, r.referee_id, r.referrer_id,
@@ -185,6 +198,8 @@ VIEWS: tuple[tuple[str, str], ...] = (
         JOIN since s ON s.shop_id = r.shop_id
         LEFT JOIN changed c ON c.referral_id = r.referral_id
         WHERE r.decided_at >= s.late_since OR c.last_reward_change >= s.late_since
+           OR (r.status <> {sql_literal(AttributionStatus.REJECTED)}
+               AND NOT coalesce(c.fell_due, false))
     """),
 )
 

@@ -981,7 +981,9 @@ LATE = ReportSpec(
     "were applied all the same, but decisions taken before they arrived did not see them; "
     "from the earliest late event's time on, a shop's decisions may differ from what the "
     "time-ordered log gives. Every referral whose latest decision or reward change came at "
-    "or after that time (view referrals_marked_late), with its rewards: check these, or "
+    "or after that time, or that was still open then (not rejected, no reward due yet: a "
+    "decision the late event would have led to may be missing) (view "
+    "referrals_marked_late), with its rewards: check these, or "
     "replay the archive (events in time order) to see the time-ordered decision",
     f"""SELECT m.shop_id, m.referral_id, m.referee_id, m.referrer_id, m.referral_status,
        strftime(timezone('UTC', m.decided_at), {_ISO}) AS decided_at,

@@ -507,7 +507,8 @@ REPORT_HELP: dict[str, str] = {
     "liability": "reward amounts by status (pending, held, due = owed and not yet paid, paid, "
                  "reversed) and currency",
     "daily": "referrals decided and reward messages sent per day",
-    "late": "referrals decided or changed after an event of their shop arrived late",
+    "late": "referrals an event of their shop that arrived late may have changed: decided "
+            "or changed after its time, or still open then",
 }
 
 
