@@ -97,10 +97,9 @@ class PartitionState:
     dirty: bool = False
     # Offsets below this are re-applied silently: state catches up, nothing is re-emitted.
     silent_until: int = 0
-    # What the checkpoint store holds for it: a snapshot (so acknowledgements can be
-    # recorded against it), and the offset its outputs are acknowledged up to.
-    stored: bool = False
-    acknowledged: int = 0
+    # The offset the checkpoint store holds its outputs acknowledged up to; None while the
+    # store holds no snapshot of it (acknowledgements are recorded against a snapshot).
+    acknowledged: int | None = None
 
 
 def route(names: TopicNames, codec: Codec, event: Any) -> Output:
@@ -158,7 +157,7 @@ class PipelineRuntime:
                     log.warning("partition %d: %s; rebuilding state from offset 0 silently "
                                 "up to %d", partition, exc, resume)
                     state = PartitionState(Pipeline(self.rules), silent_until=resume)
-                state.stored, state.acknowledged = True, resume
+                state.acknowledged = resume
             self.partitions[partition] = state
         return state
 
@@ -192,7 +191,7 @@ class PipelineRuntime:
         what the store holds as acknowledged: what `acknowledge` would record (once every
         output handed to the producer so far is acknowledged)."""
         return {p: s.gate.next_offset for p, s in sorted(self.partitions.items())
-                if s.stored and s.gate.next_offset > s.acknowledged}
+                if s.acknowledged is not None and s.gate.next_offset > s.acknowledged}
 
     def acknowledge(self, offsets: dict[int, int]) -> dict[int, int]:
         """Record in the store that the outputs before these offsets were acknowledged (an
@@ -203,7 +202,7 @@ class PipelineRuntime:
     def mark_acknowledged(self, recorded: dict[int, int]) -> None:
         for partition, offset in recorded.items():
             state = self.partitions.get(partition)
-            if state is not None and state.stored:
+            if state is not None and state.acknowledged is not None:
                 state.acknowledged = max(state.acknowledged, offset)
 
     def mark_stored(self, partitions: list[tuple[int, PartitionState]],
@@ -212,8 +211,7 @@ class PipelineRuntime:
         meanwhile is not marked: its next owner loads the checkpoint itself)."""
         for partition, state in partitions:
             if partition in committed and self.partitions.get(partition) is state:
-                state.stored = True
-                state.acknowledged = max(state.acknowledged, committed[partition])
+                state.acknowledged = max(state.acknowledged or 0, committed[partition])
 
     def begin_background_checkpoint(self) -> BackgroundCheckpoint | None:
         """Fork a child that snapshots every changed partition as it is now (None: nothing
