@@ -2,7 +2,8 @@
 
   ingest      shop topics -> ingest -> refstream.log
   stage       refstream.log (already filled) -> pipeline stage -> derived topics
-  whole path  shop topics -> ingest -> log -> pipeline -> derived topics, one worker process
+  whole path  shop topics -> ingest -> log -> pipeline -> derived topics, in one worker
+              process and with ingest and the pipeline in processes of their own
   latency     append to refstream.log -> derived event sent, at a steady rate (p50/p99)
   checkpoint  the pipeline state of N log events checkpointed: in the worker vs. forked
 
@@ -15,7 +16,8 @@ ports. Run from the repository root with PYTHONPATH=. (it reuses the test helper
 
     PYTHONPATH=. .venv/bin/python bench/bench_kafka.py --events 100000 [--profile]
 
-The last line is `whole path: X events/s (R of raw aiokafka); p99 Y ms at 2000 events/s`.
+The last line is `whole path: X events/s (R of raw aiokafka); p99 Y ms at 2000 events/s`
+for one process, then, on the same line, those figures with ingest and the pipeline as two.
 """
 
 from __future__ import annotations
@@ -333,10 +335,13 @@ def _total(workers: list[WorkerProcess], name: str, label: str) -> float:
 
 
 def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
-             pipeline: bool, profile: bool, *, setup: Setup, label: str = ""
-             ) -> WorkerRun:
-    """Ingest alone, or the whole path in each worker process, against raw aiokafka."""
-    label = label or ("whole path" if pipeline else "ingest")
+             pipeline: bool, profile: bool, *, setup: Setup, label: str = "",
+             split: bool = False) -> WorkerRun:
+    """Ingest alone, or the whole path, against raw aiokafka: in each worker process, or
+    (`split`) with ingest and the pipeline in processes of their own, `setup.workers` of
+    each (the documented layout for more than a small shop's volume)."""
+    label = label or ("whole path, split" if split else "whole path" if pipeline
+                      else "ingest")
     settings = isolated_settings(bootstrap, tmp / label.replace(" ", "-"),
                                  partitions=setup.partitions, tick_interval_s=0)
     names = TopicNames.from_settings(settings)
@@ -345,8 +350,21 @@ def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
     _create_topic(bootstrap, names.prefix + ".raw", settings.partitions)
     baseline = asyncio.run(raw_copy(bootstrap, list(names.shop_topics), names.prefix + ".raw",
                                     len(events)))
-    workers = start_workers(settings, setup, [] if pipeline else ["--no-pipeline"],
-                            settings.data_dir)
+    if split:
+        # The pipeline first: ingest, ready, starts at once, and the clock starts then (as
+        # in one process); ingest started first would run ahead while the pipeline starts.
+        pipelines = start_workers(settings, setup, ["--no-ingest"], settings.data_dir)
+        try:  # ingest first in the list: it is the one `--profile` samples
+            workers = start_workers(settings.model_copy(update={
+                "app_id": settings.app_id + "-ingest"}), setup, ["--no-pipeline"],
+                settings.data_dir / "ingest") + pipelines
+        except BaseException:
+            for worker in pipelines:
+                worker.stop()
+            raise
+    else:
+        workers = start_workers(settings, setup, [] if pipeline else ["--no-pipeline"],
+                                settings.data_dir)
     try:
         if pipeline:
             def done() -> bool:
@@ -498,6 +516,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-seconds", type=float, default=30.0)
     parser.add_argument("--latency-layouts", choices=["one", "split", "both"], default="both",
                         help="latency with ingest and pipeline in one process, in two, or both")
+    parser.add_argument("--whole-layouts", choices=["one", "split", "both"], default="both",
+                        help="the whole path with ingest and pipeline in one process, in "
+                             "two, or both")
     parser.add_argument("--only", choices=["ingest", "stage", "whole", "latency", "checkpoint",
                                            "merge-cost"])
     parser.add_argument("--checkpoint-events", default="100000,1000000",
@@ -529,8 +550,8 @@ def main(argv: list[str] | None = None) -> int:
                                             "checkpoint"}
     if args.merge_cost:
         wanted.add("merge-cost")
-    whole: WorkerRun | None = None
-    p99_one_process: float | None = None
+    wholes: dict[bool, WorkerRun] = {}  # by layout: split or not
+    p99s: dict[bool, float] = {}
     with tempfile.TemporaryDirectory() as scratch:
         tmp = args.workdir or Path(scratch)
         tmp.mkdir(parents=True, exist_ok=True)
@@ -576,8 +597,11 @@ def main(argv: list[str] | None = None) -> int:
                 if "stage" in wanted:
                     runs.append(run_stage(bootstrap, tmp, events, args.profile, setup=setup))
                 if "whole" in wanted:
-                    whole = run_path(bootstrap, tmp, events, True, args.profile, setup=setup)
-                    runs.append(whole)
+                    for split in WHOLE_LAYOUTS[args.whole_layouts]:
+                        run = run_path(bootstrap, tmp, events, True, args.profile,
+                                       setup=setup, split=split)
+                        runs.append(run)
+                        wholes[split] = run
                 merge_cost: tuple[WorkerRun, WorkerRun] | None = None
                 if "merge-cost" in wanted:
                     minutes = 15 if args.lateness_minutes is None else args.lateness_minutes
@@ -613,12 +637,10 @@ def main(argv: list[str] | None = None) -> int:
                         print("\n".join(run.profile))
                 if "latency" in wanted:
                     count = int(args.rate * args.latency_seconds)
-                    layouts = {"one": (False,), "split": (True,), "both": (False, True)}
-                    for split in layouts[args.latency_layouts]:
+                    for split in WHOLE_LAYOUTS[args.latency_layouts]:
                         p50, p99, samples = run_latency(bootstrap, tmp, events[:count],
                                                         args.rate, split, setup=setup)
-                        if not split:
-                            p99_one_process = p99
+                        p99s[split] = p99
                         layout = ("ingest and pipeline in separate processes" if split
                                   else "one worker process")
                         print(f"\nlatency at {args.rate:,.0f} events/s for "
@@ -628,12 +650,28 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if broker is not None:
                 broker.stop()
-    throughput = (f"{whole.rate:,.0f} events/s ({whole.rate / whole.raw_rate:.2f} of raw "
-                  "aiokafka)") if whole else "not measured"
-    p99_text = (f"{p99_one_process * 1000:.0f} ms" if p99_one_process is not None
-                else "not measured")
-    print(f"whole path: {throughput}; p99 {p99_text} at {args.rate:.0f} events/s")
+    print(summary_line(wholes, p99s, args.rate))
     return 0
+
+
+WHOLE_LAYOUTS = {"one": (False,), "split": (True,), "both": (False, True)}
+
+
+def summary_line(wholes: dict[bool, WorkerRun], p99s: dict[bool, float], rate: float) -> str:
+    """`whole path: X events/s (R of raw aiokafka); p99 Y ms at 2000 events/s`, for one
+    worker process (the small shop's layout) and, when measured, ingest and pipeline in
+    processes of their own."""
+    def layout(split: bool) -> str:
+        run, p99 = wholes.get(split), p99s.get(split)
+        throughput = (f"{run.rate:,.0f} events/s ({run.rate / run.raw_rate:.2f} of raw "
+                      "aiokafka)") if run else "not measured"
+        p99_text = f"{p99 * 1000:.0f} ms" if p99 is not None else "not measured"
+        return f"{throughput}; p99 {p99_text} at {rate:.0f} events/s"
+
+    line = f"whole path: {layout(False)}"
+    if True in wholes or True in p99s:
+        line += f"; ingest and pipeline as two processes: {layout(True)}"
+    return line
 
 
 if __name__ == "__main__":
