@@ -9,8 +9,9 @@
 
 Baseline: one aiokafka consumer + producer copying the same bytes (the shop topics' for ingest
 and the whole path, the log's for the stage) to a sink topic, on the same broker in the same
-run. Each worker run also reports its checkpoints (how long they held the event loop, how
-long the snapshot took). `--profile` samples each worker with py-spy (GIL-holding samples)
+run, just before and just after each worker run (the ratio uses their mean time). Each worker
+run also reports its checkpoints (how long they held the event loop, how long the snapshot
+took). `--profile` samples each worker with py-spy (GIL-holding samples)
 and prints the top costs. Uses KAFKA_BOOTSTRAP_SERVERS, or starts a LocalKafka broker on free
 ports. Run from the repository root with PYTHONPATH=. (it reuses the test helpers):
 
@@ -82,9 +83,16 @@ def publish(settings: object, names: TopicNames, events: list[tuple[str, bytes, 
     producer.close()
 
 
-async def raw_copy(bootstrap: str, topics: list[str], sink: str, count: int) -> float:
+def raw_seconds(bootstrap: str, topics: list[str], sink: str, count: int, turn: str
+                ) -> float:
+    """`raw_copy` in a consumer group of its own (`turn`: before or after a worker run)."""
+    return asyncio.run(raw_copy(bootstrap, topics, sink, count, group=f"raw-{turn}-{sink}"))
+
+
+async def raw_copy(bootstrap: str, topics: list[str], sink: str, count: int, *,
+                   group: str) -> float:
     """Seconds for a plain aiokafka consumer+producer to copy `count` records."""
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=f"raw-{sink}",
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=group,
                                 auto_offset_reset="earliest", enable_auto_commit=True,
                                 max_partition_fetch_bytes=4 << 20)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
@@ -161,9 +169,16 @@ class WorkerRun:
     label: str
     events: int
     seconds: float
-    raw_seconds: float
+    # raw aiokafka's copy just before and just after the workers ran: the machine's speed
+    # drifts within minutes, and one copy alone moved the ratio by up to a third
+    raw_before_seconds: float
+    raw_after_seconds: float
     metrics_text: str = ""
     profile: list[str] = field(default_factory=list)
+
+    @property
+    def raw_seconds(self) -> float:
+        return (self.raw_before_seconds + self.raw_after_seconds) / 2
 
     @property
     def rate(self) -> float:
@@ -348,8 +363,8 @@ def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
     ensure_topics(settings)
     publish(settings, names, events)
     _create_topic(bootstrap, names.prefix + ".raw", settings.partitions)
-    baseline = asyncio.run(raw_copy(bootstrap, list(names.shop_topics), names.prefix + ".raw",
-                                    len(events)))
+    raw = (bootstrap, list(names.shop_topics), names.prefix + ".raw", len(events))
+    before = raw_seconds(*raw, "before")
     if split:
         # The pipeline first: ingest, ready, starts at once, and the clock starts then (as
         # in one process); ingest started first would run ahead while the pipeline starts.
@@ -379,7 +394,8 @@ def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
     finally:
         for worker in workers:
             worker.stop()
-    return WorkerRun(label, len(events), seconds, baseline, text, prof)
+    after = raw_seconds(*raw, f"after-{label.replace(' ', '-').replace(',', '')}")
+    return WorkerRun(label, len(events), seconds, before, after, text, prof)
 
 
 def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
@@ -399,8 +415,8 @@ def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
     finally:
         ingest.stop()
     _create_topic(bootstrap, names.prefix + ".raw", settings.partitions)
-    baseline = asyncio.run(raw_copy(bootstrap, [names.log], names.prefix + ".raw",
-                                    len(events)))
+    raw = (bootstrap, [names.log], names.prefix + ".raw", len(events))
+    before = raw_seconds(*raw, "before")
     workers = start_workers(settings, setup, ["--no-ingest"], settings.data_dir)
     try:
         seconds, text, prof = _measure_workers(
@@ -410,7 +426,8 @@ def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
     finally:
         for worker in workers:
             worker.stop()
-    return WorkerRun("pipeline stage", len(events), seconds, baseline, text, prof)
+    return WorkerRun("pipeline stage", len(events), seconds, before,
+                     raw_seconds(*raw, "after"), text, prof)
 
 
 def run_latency(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
@@ -618,10 +635,14 @@ def main(argv: list[str] | None = None) -> int:
                                  label="no merge, wm 0"))
                     runs += merge_cost
                 if runs:
-                    print(f"\n{'path':16} {'events/s':>10} {'raw aiokafka/s':>15} {'ratio':>6}")
+                    print(f"\n{'path':17} {'events/s':>9} {'raw aiokafka/s':>15} {'ratio':>6}")
                 for run in runs:
-                    print(f"{run.label:16} {run.rate:10,.0f} {run.raw_rate:15,.0f} "
+                    print(f"{run.label:17} {run.rate:9,.0f} {run.raw_rate:15,.0f} "
                           f"{run.rate / run.raw_rate:6.2f}")
+                if runs:
+                    print("raw aiokafka before / after each run: " + "; ".join(
+                        f"{run.events / run.raw_before_seconds:,.0f} / "
+                        f"{run.events / run.raw_after_seconds:,.0f}" for run in runs))
                 if merge_cost is not None:
                     merged, plain = merge_cost
                     print(f"cost of the merge and the watermark (whole path): "

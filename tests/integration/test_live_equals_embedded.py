@@ -96,8 +96,10 @@ class Money:
         }
 
     def marked_late(self, event: Any) -> bool:
-        """A row decided at or after its shop's earliest late event: what the view
-        `referrals_marked_late` marks (tests/property/test_event_time_properties.py)."""
+        """A row decided at or after its shop's earliest late event. The view
+        `referrals_marked_late` marks these and also referrals still open at that time
+        (tests/property/test_event_time_properties.py); excusing only these keeps this
+        comparison the stricter of the two."""
         if event is None:
             return False
         return event.occurred_at >= self.late_since.get(event.shop_id, event.occurred_at + 1)
