@@ -11,7 +11,7 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -23,6 +23,9 @@ from refstream.schemas.privacy import Pseudonymiser
 from refstream.schemas.shop import ShopEvent
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from refstream.streams.merge import Released
     from refstream.streams.settings import Settings
 
 DAY_MS = 86_400_000
@@ -346,19 +349,20 @@ class MergeMetrics:
         if waited_out:
             self.waited_out.inc()
 
-    def appended_batch(self, released: list[tuple[int, str, int, bool]],
+    def appended_batch(self, released: Sequence[Released[Any]],
                        allowed_lateness_ms: int) -> None:
-        """`appended` for a release's records, (partition, shop, occurred_at, waited_out)
-        each in append order, with one update of each counter."""
+        """`appended` for a release's records, in append order, with one update of each
+        counter."""
         latest_of, late, waited = self.latest, 0, 0
-        for partition, shop_id, occurred_at, waited_out in released:
-            key = (partition, shop_id)
+        for record in released:
+            occurred_at = record.occurred_at
+            key = (record.tp[1], record.shop)
             latest = latest_of.get(key)
             if latest is None or occurred_at > latest:
                 latest_of[key] = occurred_at
             elif latest - occurred_at > allowed_lateness_ms:
                 late += 1
-            waited += waited_out
+            waited += record.waited_out
         if late:
             self.late_appends.inc(late)
         if waited:

@@ -311,9 +311,7 @@ class IngestStage(ConsumerStage):
             for released in batch.appends:
                 saw(released.shop, released.occurred_at, wall, released.tp[1])
                 appends.append((log_topic, released.shop.encode(), encode(released.item[2])))
-            self.merge_metrics.appended_batch(
-                [(r.tp[1], r.shop, r.occurred_at, r.waited_out) for r in batch.appends],
-                self.allowed_lateness_ms)
+            self.merge_metrics.appended_batch(batch.appends, self.allowed_lateness_ms)
             assert self.sender is not None
             await self.sender.send(appends)
             self.metrics.events_out.labels(log_topic).inc(len(appends))

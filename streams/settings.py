@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # may wait for records (faust's own consumer waits 1.5 s, fixed), how many records one
     # batch takes, and how long their producers let a request fill before sending.
     fetch_max_wait_ms: int = Field(default=25, ge=0)
+    # ... and how many bytes a fetch waits for (up to the fetch wait) before it answers.
+    fetch_min_bytes: int = Field(default=1, ge=1)
     # The long-running processes' asyncio event loop (faust's own switch, mode.loop.use):
     # uvloop (libuv, already a dependency of `refstream serve`) runs the stages' sockets and
     # callbacks for less CPU per record; "aio" is the standard library's loop.

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from refstream.streams.ingest import MergeMetrics
+from refstream.streams.merge import Released
 
 MINUTE = 60_000
 
@@ -37,8 +38,10 @@ def test_a_release_counted_at_once_counts_as_each_append_did(
     each, together = MergeMetrics.register(one), MergeMetrics.register(batched)
     for partition, shop, occurred_at, waited_out in appends:
         each.appended(partition, shop, occurred_at, waited_out, lateness)
-    together.appended_batch(appends[:cut], lateness)  # two releases
-    together.appended_batch(appends[cut:], lateness)
+    released = [Released(("shop.order", partition), offset, shop, occurred_at, None, waited_out)
+                for offset, (partition, shop, occurred_at, waited_out) in enumerate(appends)]
+    together.appended_batch(released[:cut], lateness)  # two releases
+    together.appended_batch(released[cut:], lateness)
     for name in ("refstream_ingest_late_appends_total", "refstream_ingest_waited_out_total"):
         assert one.get_sample_value(name) == batched.get_sample_value(name)
     assert each.latest == together.latest
