@@ -10,11 +10,12 @@
 Baseline: one aiokafka consumer + producer copying the same bytes (the shop topics' for ingest
 and the whole path, the log's for the stage) to a sink topic, on the same broker in the same
 run, just before and just after each worker run (the ratio uses their mean time), after two
-uncounted copies that warm the broker up. Each worker
-run also reports its checkpoints (how long they held the event loop, how long the snapshot
-took). `--profile` samples each worker with py-spy (GIL-holding samples)
-and prints the top costs. Uses KAFKA_BOOTSTRAP_SERVERS, or starts a LocalKafka broker on free
-ports. Run from the repository root with PYTHONPATH=. (it reuses the test helpers):
+uncounted copies that warm the broker up. Each worker run also reports the CPU its worker
+processes used per event (less moved by the machine's load than the rate) and its
+checkpoints (how long they held the event loop, how long the snapshot took). `--profile`
+samples each worker with py-spy (GIL-holding samples) and prints the top costs. Uses
+KAFKA_BOOTSTRAP_SERVERS, or starts a LocalKafka broker on free ports. Run from the repository
+root with PYTHONPATH=. (it reuses the test helpers):
 
     PYTHONPATH=. .venv/bin/python bench/bench_kafka.py --events 100000 [--profile]
 
@@ -39,6 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import psutil
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -174,6 +176,9 @@ class WorkerRun:
     # drifts within minutes, and one copy alone moved the ratio by up to a third
     raw_before_seconds: float
     raw_after_seconds: float
+    # CPU the workers used during the run: per event, it moves far less with the machine's
+    # load than the rate does (the broker's and the benchmark's own CPU are not in it)
+    cpu_seconds: float
     metrics_text: str = ""
     profile: list[str] = field(default_factory=list)
 
@@ -325,14 +330,26 @@ def start_workers(settings: Settings, setup: Setup, args: list[str], where: Path
     return workers
 
 
+def cpu_seconds(workers: list[WorkerProcess]) -> float:
+    """CPU time (user + system) the worker processes have used so far, with their snapshot
+    children that have ended."""
+    total = 0.0
+    for worker in workers:
+        assert worker.process is not None
+        times = psutil.Process(worker.process.pid).cpu_times()
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
 def _measure_workers(workers: list[WorkerProcess], done: Callable[[], bool],
                      profile_to: Path | None, timeout: float = 3600
-                     ) -> tuple[float, str, list[str]]:
-    """Seconds from the workers being ready until `done()`, the metrics of all, the first
-    one's profile."""
+                     ) -> tuple[float, float, str, list[str]]:
+    """Seconds from the workers being ready until `done()`, the CPU seconds the workers
+    used meanwhile, the metrics of all, the first one's profile."""
     first = workers[0].process
     assert first is not None
     profiler = Profiler(first.pid, profile_to) if profile_to else None
+    cpu_started = cpu_seconds(workers)
     started = time.perf_counter()
     deadline = time.monotonic() + timeout
     while not done():
@@ -342,8 +359,9 @@ def _measure_workers(workers: list[WorkerProcess], done: Callable[[], bool],
             assert worker.process.poll() is None, f"a worker exited: {worker.log_tail()}"
         time.sleep(0.1)  # each poll scrapes /metrics, which costs the worker CPU
     seconds = time.perf_counter() - started
+    cpu = cpu_seconds(workers) - cpu_started
     profile = profiler.stop() if profiler else []
-    return seconds, "\n".join(worker.metrics() for worker in workers), profile
+    return seconds, cpu, "\n".join(worker.metrics() for worker in workers), profile
 
 
 def _total(workers: list[WorkerProcess], name: str, label: str) -> float:
@@ -406,13 +424,13 @@ def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
             def done() -> bool:
                 return _total(workers, "refstream_events_out_total",
                               f'topic="{names.log}"') >= len(events)
-        seconds, text, prof = _measure_workers(
+        seconds, cpu, text, prof = _measure_workers(
             workers, done, tmp / f"{label}.profile" if profile else None)
     finally:
         for worker in workers:
             worker.stop()
     after = raw_seconds(*raw, f"after-{label.replace(' ', '-').replace(',', '')}")
-    return WorkerRun(label, len(events), seconds, before, after, text, prof)
+    return WorkerRun(label, len(events), seconds, before, after, cpu, text, prof)
 
 
 def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
@@ -436,7 +454,7 @@ def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
     before = raw_seconds(*raw, "before")
     workers = start_workers(settings, setup, ["--no-ingest"], settings.data_dir)
     try:
-        seconds, text, prof = _measure_workers(
+        seconds, cpu, text, prof = _measure_workers(
             workers, lambda: _total(workers, "refstream_events_in_total",
                                     f'topic="{names.log}"') >= len(events),
             tmp / "stage.profile" if profile else None)
@@ -444,7 +462,7 @@ def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
         for worker in workers:
             worker.stop()
     return WorkerRun("pipeline stage", len(events), seconds, before,
-                     raw_seconds(*raw, "after"), text, prof)
+                     raw_seconds(*raw, "after"), cpu, text, prof)
 
 
 def run_latency(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
@@ -653,10 +671,12 @@ def main(argv: list[str] | None = None) -> int:
                                  label="no merge, wm 0"))
                     runs += merge_cost
                 if runs:
-                    print(f"\n{'path':17} {'events/s':>9} {'raw aiokafka/s':>15} {'ratio':>6}")
+                    print(f"\n{'path':17} {'events/s':>9} {'raw aiokafka/s':>15} {'ratio':>6} "
+                          f"{'worker CPU µs/event':>20}")
                 for run in runs:
                     print(f"{run.label:17} {run.rate:9,.0f} {run.raw_rate:15,.0f} "
-                          f"{run.rate / run.raw_rate:6.2f}")
+                          f"{run.rate / run.raw_rate:6.2f} "
+                          f"{run.cpu_seconds / run.events * 1e6:20.1f}")
                 if runs:
                     print("raw aiokafka before / after each run: " + "; ".join(
                         f"{run.events / run.raw_before_seconds:,.0f} / "
