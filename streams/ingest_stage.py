@@ -47,7 +47,8 @@ log = logging.getLogger("refstream.ingest")
 # Records ingest takes between two turns of the event loop. A full fetch (5,000 records) is
 # a few hundred milliseconds of validation; in a worker that also runs the pipeline, the
 # pipeline's records would wait that long behind it (issue #23's latency in one process).
-# At ~60 µs a record, 256 hold the loop about 15 ms.
+# At 30 to 60 µs of CPU a record (bench_kafka's CPU per event, quiet and busy machine), 256
+# hold the loop about 8 to 15 ms.
 RECORDS_PER_TURN = 256
 
 
