@@ -368,16 +368,25 @@ def _total(workers: list[WorkerProcess], name: str, label: str) -> float:
     return sum(metric(worker.metrics(), name, label) for worker in workers)
 
 
+def published(bootstrap: str, where: Path, events: list[tuple[str, bytes, bytes]],
+              setup: Setup) -> tuple[Settings, TopicNames]:
+    """Topics no other run shares, the events published on their shop topics, and an empty
+    `<prefix>.raw` topic for raw aiokafka's copies."""
+    settings = isolated_settings(bootstrap, where, partitions=setup.partitions,
+                                 tick_interval_s=0)
+    names = TopicNames.from_settings(settings)
+    ensure_topics(settings)
+    publish(settings, names, events)
+    _create_topic(bootstrap, names.prefix + ".raw", settings.partitions)
+    return settings, names
+
+
 def warm_up_broker(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
                    setup: Setup) -> str:
     """Raw aiokafka copies of the events on topics of their own, before anything is measured:
     a fresh broker's JVM speeds up as it compiles its hot paths, and without a warm-up the
     first measured path met a raw rate a fifth to a third below the last one's."""
-    settings = isolated_settings(bootstrap, tmp / "warm-up", partitions=setup.partitions)
-    names = TopicNames.from_settings(settings)
-    ensure_topics(settings)
-    publish(settings, names, events)
-    _create_topic(bootstrap, names.prefix + ".raw", settings.partitions)
+    _, names = published(bootstrap, tmp / "warm-up", events, setup)
     rates = [len(events) / raw_seconds(bootstrap, list(names.shop_topics),
                                        names.prefix + ".raw", len(events), f"warm-up-{turn}")
              for turn in range(2)]
@@ -392,12 +401,7 @@ def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
     each (the documented layout for more than a small shop's volume)."""
     label = label or ("whole path, split" if split else "whole path" if pipeline
                       else "ingest")
-    settings = isolated_settings(bootstrap, tmp / label.replace(" ", "-"),
-                                 partitions=setup.partitions, tick_interval_s=0)
-    names = TopicNames.from_settings(settings)
-    ensure_topics(settings)
-    publish(settings, names, events)
-    _create_topic(bootstrap, names.prefix + ".raw", settings.partitions)
+    settings, names = published(bootstrap, tmp / label.replace(" ", "-"), events, setup)
     raw = (bootstrap, list(names.shop_topics), names.prefix + ".raw", len(events))
     before = raw_seconds(*raw, "before")
     if split:
@@ -429,19 +433,15 @@ def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
     finally:
         for worker in workers:
             worker.stop()
-    after = raw_seconds(*raw, f"after-{label.replace(' ', '-').replace(',', '')}")
-    return WorkerRun(label, len(events), seconds, before, after, cpu, text, prof)
+    return WorkerRun(label, len(events), seconds, before, raw_seconds(*raw, "after"), cpu,
+                     text, prof)
 
 
 def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
               profile: bool, *, setup: Setup) -> WorkerRun:
     """The pipeline stage alone: the log is filled first (by an ingest-only worker), then
     pipeline-only workers read it; raw aiokafka copies the same log."""
-    settings = isolated_settings(bootstrap, tmp / "stage", partitions=setup.partitions,
-                                 tick_interval_s=0)
-    names = TopicNames.from_settings(settings)
-    ensure_topics(settings)
-    publish(settings, names, events)
+    settings, names = published(bootstrap, tmp / "stage", events, setup)
     with worker_env(setup):
         ingest = WorkerProcess(settings.model_copy(update={"data_dir": tmp / "stage-ingest"}),
                                ["--no-pipeline"]).start()
@@ -449,7 +449,6 @@ def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
         read_topic(bootstrap, names.log, expect=len(events), timeout=3600)
     finally:
         ingest.stop()
-    _create_topic(bootstrap, names.prefix + ".raw", settings.partitions)
     raw = (bootstrap, [names.log], names.prefix + ".raw", len(events))
     before = raw_seconds(*raw, "before")
     workers = start_workers(settings, setup, ["--no-ingest"], settings.data_dir)
@@ -559,6 +558,10 @@ def checkpoint_costs(count: int, tmp: Path) -> tuple[str, float, float]:
             f"recorded in {acknowledged * 1000:,.1f} ms"), total, acknowledged
 
 
+# --whole-layouts and --latency-layouts: which layouts run, as `split` values
+LAYOUTS = {"one": (False,), "split": (True,), "both": (False, True)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -566,9 +569,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="shop events through each measured path (default 100,000)")
     parser.add_argument("--rate", type=float, default=2000.0, help="events/s for latency")
     parser.add_argument("--latency-seconds", type=float, default=30.0)
-    parser.add_argument("--latency-layouts", choices=["one", "split", "both"], default="both",
+    parser.add_argument("--latency-layouts", choices=list(LAYOUTS), default="both",
                         help="latency with ingest and pipeline in one process, in two, or both")
-    parser.add_argument("--whole-layouts", choices=["one", "split", "both"], default="both",
+    parser.add_argument("--whole-layouts", choices=list(LAYOUTS), default="both",
                         help="the whole path with ingest and pipeline in one process, in "
                              "two, or both")
     parser.add_argument("--only", choices=["ingest", "stage", "whole", "latency", "checkpoint",
@@ -650,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
                 if "stage" in wanted:
                     runs.append(run_stage(bootstrap, tmp, events, args.profile, setup=setup))
                 if "whole" in wanted:
-                    for split in WHOLE_LAYOUTS[args.whole_layouts]:
+                    for split in LAYOUTS[args.whole_layouts]:
                         run = run_path(bootstrap, tmp, events, True, args.profile,
                                        setup=setup, split=split)
                         runs.append(run)
@@ -696,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
                         print("\n".join(run.profile))
                 if "latency" in wanted:
                     count = int(args.rate * args.latency_seconds)
-                    for split in WHOLE_LAYOUTS[args.latency_layouts]:
+                    for split in LAYOUTS[args.latency_layouts]:
                         p50, p99, samples = run_latency(bootstrap, tmp, events[:count],
                                                         args.rate, split, setup=setup)
                         p99s[split] = p99
@@ -712,8 +715,6 @@ def main(argv: list[str] | None = None) -> int:
     print(summary_line(wholes, p99s, args.rate))
     return 0
 
-
-WHOLE_LAYOUTS = {"one": (False,), "split": (True,), "both": (False, True)}
 
 
 def summary_line(wholes: dict[bool, WorkerRun], p99s: dict[bool, float], rate: float) -> str:
