@@ -26,6 +26,7 @@ from refstream.persistence.checkpoint import CheckpointStore
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
 from refstream.streams.archive_stage import ArchiveStage
+from refstream.streams.handoff import AppendedEvents
 from refstream.streams.ingest import (
     EventTimeBounds,
     Ingestor,
@@ -126,6 +127,9 @@ class WorkerContext:
     metrics: WorkerMetrics
     health: Health
     crash: CrashPolicy
+    # Ingest and the pipeline in this one process: the events ingest appended, by their
+    # bytes, which the pipeline takes instead of decoding them (streams/handoff.py).
+    handoff: AppendedEvents | None = None
 
 
 async def gap_records(context: WorkerContext, agent: str, topic: str, partition: int,
@@ -179,7 +183,9 @@ def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bo
     metrics = metrics or WorkerMetrics()
     health = health or Health()
     context = WorkerContext(settings, TopicNames.from_settings(settings), worker_codec(settings),
-                            metrics, health, crash or CrashPolicy(health, metrics))
+                            metrics, health, crash or CrashPolicy(health, metrics),
+                            AppendedEvents() if with_ingest and with_pipeline and rules
+                            is not None else None)
     app.crash_policy = context.crash
 
     if with_ingest:
@@ -256,7 +262,7 @@ def _register_ingest(app: faust.App, context: WorkerContext, allowed_lateness_ms
         settings, names, context.codec, ingestor, topics=topics,
         topic_shop=own_topics.topic_shop, allowed_lateness_ms=allowed_lateness_ms,
         metrics=context.metrics, health=context.health,
-        crash=context.crash))
+        crash=context.crash, handoff=context.handoff))
 
 
 def _register_pipeline(app: faust.App, context: WorkerContext, rules: Rules) -> None:
@@ -265,7 +271,7 @@ def _register_pipeline(app: faust.App, context: WorkerContext, rules: Rules) -> 
     (streams/pipeline_stage.py says why). faust starts and stops it with the app."""
     settings, names = context.settings, context.names
     store = CheckpointStore(settings.data_dir / "checkpoints.sqlite")
-    runtime = PipelineRuntime(rules, context.codec, store, names)
+    runtime = PipelineRuntime(rules, context.codec, store, names, handoff=context.handoff)
 
     def gaps(partition: int, gap: CatchUp, still_owned: Callable[[], bool]
              ) -> AsyncIterator[list[Any]]:

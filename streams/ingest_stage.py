@@ -27,6 +27,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from refstream.schemas.codec import Codec
 from refstream.schemas.events import Tick
+from refstream.streams.handoff import AppendedEvents
 from refstream.streams.ingest import (
     Accepted,
     Duplicate,
@@ -95,8 +96,8 @@ class IngestStage(ConsumerStage):
     def __init__(self, settings: Settings, names: TopicNames, codec: Codec,
                  ingestor: Ingestor, *, topics: Sequence[str],
                  topic_shop: Callable[[str], str | None], allowed_lateness_ms: int,
-                 metrics: WorkerMetrics,
-                 health: Health, crash: CrashPolicy | None = None, **kwargs: Any) -> None:
+                 metrics: WorkerMetrics, health: Health, crash: CrashPolicy | None = None,
+                 handoff: AppendedEvents | None = None, **kwargs: Any) -> None:
         self.settings = settings
         self.names = names
         self.codec = codec
@@ -109,6 +110,8 @@ class IngestStage(ConsumerStage):
         self.health = health
         health.expect(self.stage)  # not ready until this stage has its partitions
         self.crash_policy = crash
+        # With the pipeline in the same process: what was appended, for it to take.
+        self.handoff = handoff
         # A shop's topics are co-partitioned (same key, same partition count), so partition
         # p of each is merged by event time; a shop's own topics form their own group.
         # Items: (topic-partition, offset, the log event to append or None).
@@ -308,10 +311,15 @@ class IngestStage(ConsumerStage):
         if batch.appends:
             wall = time.time()
             log_topic, encode, saw = self.names.log, self.codec.encode, self.quiet.saw
+            handoff = self.handoff
             appends: list[tuple[str, bytes, bytes]] = []
             for released in batch.appends:
                 saw(released.shop, released.occurred_at, wall, released.tp[1])
-                appends.append((log_topic, released.shop.encode(), encode(released.item[2])))
+                log_event = released.item[2]
+                value = encode(log_event)
+                if handoff is not None:
+                    handoff.put(value, log_event)
+                appends.append((log_topic, released.shop.encode(), value))
             self.merge_metrics.appended_batch(batch.appends, self.allowed_lateness_ms)
             assert self.sender is not None
             await self.sender.send(appends)

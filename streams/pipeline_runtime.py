@@ -33,12 +33,15 @@ from refstream.schemas.events import (
     RewardReversal,
     RewardStatus,
 )
+from refstream.streams.handoff import AppendedEvents
 from refstream.streams.topics import TopicNames
 
 log = logging.getLogger("refstream.pipeline")
 
 
-@dataclass(frozen=True, slots=True)
+# Built per record (Applied) and per derived message (Output): not frozen, since a frozen
+# dataclass's __init__ (object.__setattr__ per field) costs four times a plain one's.
+@dataclass(slots=True)
 class Output:
     """One derived message to send: topic, key and Avro bytes."""
 
@@ -48,7 +51,7 @@ class Output:
     event: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Applied:
     outputs: list[Output]
     event: LogEvent | None
@@ -130,6 +133,8 @@ class PipelineRuntime:
     store: CheckpointStore
     names: TopicNames
     partitions: dict[int, PartitionState] = field(default_factory=dict)
+    # With ingest in the same process: the events it appended, taken instead of decoded.
+    handoff: AppendedEvents | None = None
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Partitions (re)assigned or revoked: reload them from their checkpoint when seen."""
@@ -167,7 +172,9 @@ class PipelineRuntime:
         if verdict is not None:
             return verdict
         state.dirty = True
-        event = self.codec.decode_log_event(value)
+        event = self.handoff.take(value) if self.handoff is not None and value else None
+        if event is None:
+            event = self.codec.decode_log_event(value)
         if event is None:
             log.error("partition %d offset %d: not a log event, passed over", partition, offset)
             return Applied([], None)
