@@ -11,7 +11,8 @@ Baseline: one aiokafka consumer + producer copying the same bytes (the shop topi
 and the whole path, the log's for the stage) to a sink topic, on the same broker in the same
 run, just before and just after each worker run (the ratio uses their mean time), after two
 uncounted copies that warm the broker up. Each worker run also reports the CPU its worker
-processes used per event (less moved by the machine's load than the rate) and its
+processes used per event (less moved by the machine's load than the rate), the CPU raw
+aiokafka's copy used per event, what 0.5 of raw allows one process on one core, and its
 checkpoints (how long they held the event loop, how long the snapshot took). `--profile`
 samples each worker with py-spy (GIL-holding samples) and prints the top costs. Uses
 KAFKA_BOOTSTRAP_SERVERS, or starts a LocalKafka broker on free ports. Run from the repository
@@ -39,6 +40,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import psutil
 import yaml
@@ -86,10 +88,21 @@ def publish(settings: object, names: TopicNames, events: list[tuple[str, bytes, 
     producer.close()
 
 
+@dataclass(frozen=True)
+class RawCopy:
+    """One raw aiokafka copy: its wall time, and the CPU its process (this one) used."""
+
+    seconds: float
+    cpu_seconds: float
+
+
 def raw_seconds(bootstrap: str, topics: list[str], sink: str, count: int, turn: str
-                ) -> float:
+                ) -> RawCopy:
     """`raw_copy` in a consumer group of its own (`turn`: before or after a worker run)."""
-    return asyncio.run(raw_copy(bootstrap, topics, sink, count, group=f"raw-{turn}-{sink}"))
+    cpu = time.process_time()
+    seconds = asyncio.run(raw_copy(bootstrap, topics, sink, count,
+                                   group=f"raw-{turn}-{sink}"))
+    return RawCopy(seconds, time.process_time() - cpu)
 
 
 async def raw_copy(bootstrap: str, topics: list[str], sink: str, count: int, *,
@@ -174,17 +187,26 @@ class WorkerRun:
     seconds: float
     # raw aiokafka's copy just before and just after the workers ran: the machine's speed
     # drifts within minutes, and one copy alone moved the ratio by up to a third
-    raw_before_seconds: float
-    raw_after_seconds: float
-    # CPU the workers used during the run: per event, it moves far less with the machine's
-    # load than the rate does (the broker's and the benchmark's own CPU are not in it)
+    raw_before: RawCopy
+    raw_after: RawCopy
+    # CPU the workers used during the run, their snapshot children's included: per event,
+    # it moves less with the machine's load than the rate does (the broker's and the
+    # benchmark's own CPU are not in it)
     cpu_seconds: float
     metrics_text: str = ""
     profile: list[str] = field(default_factory=list)
+    processes: int = 1  # worker processes that ran it
+    snapshot_cpu_seconds: float = 0.0  # of cpu_seconds, the snapshot children's
 
     @property
     def raw_seconds(self) -> float:
-        return (self.raw_before_seconds + self.raw_after_seconds) / 2
+        return (self.raw_before.seconds + self.raw_after.seconds) / 2
+
+    @property
+    def raw_cpu_per_event(self) -> float:
+        """Seconds of CPU raw aiokafka's process spent per record copied (one hop: consume
+        and produce), the mean of its two copies."""
+        return (self.raw_before.cpu_seconds + self.raw_after.cpu_seconds) / 2 / self.events
 
     @property
     def rate(self) -> float:
@@ -330,22 +352,37 @@ def start_workers(settings: Settings, setup: Setup, args: list[str], where: Path
     return workers
 
 
-def cpu_seconds(workers: list[WorkerProcess]) -> float:
-    """CPU time (user + system) the worker processes have used so far, with their snapshot
-    children that have ended."""
-    total = 0.0
+class WorkerCpu(NamedTuple):
+    """CPU time (user + system): the worker processes' own, and their snapshot children's
+    (those that have ended), which run beside them on another core when there is one."""
+
+    own: float
+    children: float
+
+    @property
+    def total(self) -> float:
+        return self.own + self.children
+
+    def since(self, earlier: WorkerCpu) -> WorkerCpu:
+        return WorkerCpu(self.own - earlier.own, self.children - earlier.children)
+
+
+def cpu_seconds(workers: list[WorkerProcess]) -> WorkerCpu:
+    """The CPU the worker processes and their ended snapshot children have used so far."""
+    own = children = 0.0
     for worker in workers:
         assert worker.process is not None
         times = psutil.Process(worker.process.pid).cpu_times()
-        total += times.user + times.system + times.children_user + times.children_system
-    return total
+        own += times.user + times.system
+        children += times.children_user + times.children_system
+    return WorkerCpu(own, children)
 
 
 def _measure_workers(workers: list[WorkerProcess], done: Callable[[], bool],
                      profile_to: Path | None, timeout: float = 3600
-                     ) -> tuple[float, float, str, list[str]]:
-    """Seconds from the workers being ready until `done()`, the CPU seconds the workers
-    used meanwhile, the metrics of all, the first one's profile."""
+                     ) -> tuple[float, WorkerCpu, str, list[str]]:
+    """Seconds from the workers being ready until `done()`, the CPU the workers used
+    meanwhile, the metrics of all, the first one's profile."""
     first = workers[0].process
     assert first is not None
     profiler = Profiler(first.pid, profile_to) if profile_to else None
@@ -359,7 +396,7 @@ def _measure_workers(workers: list[WorkerProcess], done: Callable[[], bool],
             assert worker.process.poll() is None, f"a worker exited: {worker.log_tail()}"
         time.sleep(0.1)  # each poll scrapes /metrics, which costs the worker CPU
     seconds = time.perf_counter() - started
-    cpu = cpu_seconds(workers) - cpu_started
+    cpu = cpu_seconds(workers).since(cpu_started)
     profile = profiler.stop() if profiler else []
     return seconds, cpu, "\n".join(worker.metrics() for worker in workers), profile
 
@@ -388,7 +425,8 @@ def warm_up_broker(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, byt
     first measured path met a raw rate a fifth to a third below the last one's."""
     _, names = published(bootstrap, tmp / "warm-up", events, setup)
     rates = [len(events) / raw_seconds(bootstrap, list(names.shop_topics),
-                                       names.prefix + ".raw", len(events), f"warm-up-{turn}")
+                                       names.prefix + ".raw", len(events),
+                                       f"warm-up-{turn}").seconds
              for turn in range(2)]
     return "broker warm-up, raw aiokafka: " + " / ".join(f"{rate:,.0f}" for rate in rates)
 
@@ -433,8 +471,8 @@ def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
     finally:
         for worker in workers:
             worker.stop()
-    return WorkerRun(label, len(events), seconds, before, raw_seconds(*raw, "after"), cpu,
-                     text, prof)
+    return WorkerRun(label, len(events), seconds, before, raw_seconds(*raw, "after"),
+                     cpu.total, text, prof, len(workers), cpu.children)
 
 
 def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
@@ -461,7 +499,8 @@ def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
         for worker in workers:
             worker.stop()
     return WorkerRun("pipeline stage", len(events), seconds, before,
-                     raw_seconds(*raw, "after"), cpu, text, prof)
+                     raw_seconds(*raw, "after"), cpu.total, text, prof, len(workers),
+                     cpu.children)
 
 
 def run_latency(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
@@ -675,15 +714,19 @@ def main(argv: list[str] | None = None) -> int:
                     runs += merge_cost
                 if runs:
                     print(f"\n{'path':17} {'events/s':>9} {'raw aiokafka/s':>15} {'ratio':>6} "
-                          f"{'worker CPU µs/event':>20}")
+                          f"{'worker CPU µs/event':>20} {'of it snapshots':>16} "
+                          f"{'raw CPU µs/event':>17}")
                 for run in runs:
                     print(f"{run.label:17} {run.rate:9,.0f} {run.raw_rate:15,.0f} "
                           f"{run.rate / run.raw_rate:6.2f} "
-                          f"{run.cpu_seconds / run.events * 1e6:20.1f}")
+                          f"{run.cpu_seconds / run.events * 1e6:20.1f} "
+                          f"{run.snapshot_cpu_seconds / run.events * 1e6:16.1f} "
+                          f"{run.raw_cpu_per_event * 1e6:17.1f}")
                 if runs:
                     print("raw aiokafka before / after each run: " + "; ".join(
-                        f"{run.events / run.raw_before_seconds:,.0f} / "
-                        f"{run.events / run.raw_after_seconds:,.0f}" for run in runs))
+                        f"{run.events / run.raw_before.seconds:,.0f} / "
+                        f"{run.events / run.raw_after.seconds:,.0f}" for run in runs))
+                    print(budget_line(runs))
                 if merge_cost is not None:
                     merged, plain = merge_cost
                     print(f"cost of the merge and the watermark (whole path): "
@@ -715,6 +758,21 @@ def main(argv: list[str] | None = None) -> int:
     print(summary_line(wholes, p99s, args.rate))
     return 0
 
+
+
+def budget_line(runs: list[WorkerRun]) -> str:
+    """What 0.5 of raw allows a run of one worker process, which runs on one core: 1 / (0.5 x
+    raw rate) of CPU per event, against the CPU it used. Raw aiokafka's copy is one hop
+    (consume and produce) and used the CPU of the last column; the whole path in one process
+    makes two hops (shop topics -> log -> derived topics)."""
+    single = [run for run in runs if run.processes == 1]
+    if not single:
+        return "CPU per event at 0.5 of raw: no run of one process"
+    return ("CPU per event at 0.5 of raw (one process, one core; its snapshot children run "
+            "beside it): " + "; ".join(
+                f"{run.label} {2e6 / run.raw_rate:.1f} µs allowed, "
+                f"{(run.cpu_seconds - run.snapshot_cpu_seconds) / run.events * 1e6:.1f} µs "
+                "used" for run in single))
 
 
 def summary_line(wholes: dict[bool, WorkerRun], p99s: dict[bool, float], rate: float) -> str:
