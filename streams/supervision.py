@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -209,6 +210,17 @@ class BoundedWorker(faust.Worker):
         super()._on_sigint()
 
 
+def tune_gc(young_threshold: int) -> None:
+    """Fewer young collections, and none of them re-scanning what startup built: Python's
+    default (a young collection every 700 net allocations) made a worker, which allocates
+    dozens of objects per record, collect every few records. Cyclic garbage is still found,
+    only later; reference counting frees everything else at once, as before."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(young_threshold, middle, old)
+
+
 def run_supervised(settings: Settings, metrics: WorkerMetrics | ProcessMetrics, loglevel: str,
                    build: Callable[[Health, CrashPolicy], faust.App]) -> int:
     """Run a long-lived faust process (worker, projector) until SIGTERM: metrics, /healthz and
@@ -226,6 +238,7 @@ def run_supervised(settings: Settings, metrics: WorkerMetrics | ProcessMetrics, 
     deadline = ShutdownDeadline(settings.shutdown_timeout_s, health, crash)
     worker = BoundedWorker(build(health, crash), deadline, loglevel=loglevel, quiet=True,
                            daemon=True, override_logging=False)
+    tune_gc(settings.gc_young_threshold)
     code = EXIT_OK
     try:
         worker.execute_from_commandline()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import logging
+from collections.abc import Iterator
 
 import pytest
 import yaml
@@ -20,7 +22,8 @@ from refstream.streams.exit_codes import (
     exit_code_for,
 )
 from refstream.streams.metrics import Health
-from refstream.streams.supervision import RateLimitFilter, configure_logging
+from refstream.streams.settings import Settings
+from refstream.streams.supervision import RateLimitFilter, configure_logging, tune_gc
 from refstream.streams.topics import TopicNames, min_insync_replicas, topic_specs
 
 
@@ -161,3 +164,29 @@ def test_a_crash_only_for_an_unanswering_broker_exits_4_any_other_fault_exits_1(
     assert crash.exit_code == EXIT_PROBLEM == 1 and len(stops) == 2
     assert metrics.registry.get_sample_value(
         "refstream_agent_crashes_total", {"agent": "refstream.ingest"}) == 1
+
+
+@pytest.fixture
+def gc_as_it_was() -> Iterator[None]:
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+@pytest.mark.usefixtures("gc_as_it_was")
+def test_a_long_running_process_collects_young_objects_less_often_and_never_its_startup(
+        ) -> None:
+    built_at_startup = [[] for _ in range(1000)]
+    _, middle, old = gc.get_threshold()
+    tune_gc(Settings().gc_young_threshold)
+    assert gc.get_threshold() == (20_000, middle, old)
+    assert gc.get_freeze_count() >= len(built_at_startup)
+
+
+def test_the_young_threshold_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REFSTREAM_GC_YOUNG_THRESHOLD", "700")
+    assert Settings().gc_young_threshold == 700
+    monkeypatch.setenv("REFSTREAM_GC_YOUNG_THRESHOLD", "0")
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        Settings()
