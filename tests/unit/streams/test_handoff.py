@@ -98,3 +98,23 @@ def test_it_stays_bounded_when_the_pipeline_reads_none_of_it() -> None:
     assert handoff.take(CODEC.encode(events[-1])) is events[-1]
     with pytest.raises(ValueError, match="at least 1"):
         AppendedEvents(capacity=0)
+
+
+@pytest.mark.parametrize(("with_ingest", "with_pipeline", "shared"), [
+    (True, True, True), (False, True, False), (True, False, False)])
+def test_only_a_worker_running_both_stages_hands_events_over(
+        tmp_path: Path, with_ingest: bool, with_pipeline: bool, shared: bool) -> None:
+    from refstream.streams.faust_app import build_app
+    from refstream.streams.ingest_stage import IngestStage
+    from refstream.streams.settings import Settings
+
+    app = build_app(Settings(data_dir=tmp_path), DEFAULT_RULES, with_ingest=with_ingest,
+                    with_pipeline=with_pipeline)
+    runtime = getattr(app, "refstream_runtime", None)
+    # The services the app starts with itself (mode keeps them in `_children`; read only).
+    ingest = [s for s in app._children if isinstance(s, IngestStage)]
+    handoffs = [*(s.handoff for s in ingest), *([runtime.handoff] if runtime else [])]
+    if shared:
+        assert len(handoffs) == 2 and handoffs[0] is handoffs[1] is not None
+    else:
+        assert handoffs == [None]
