@@ -96,7 +96,7 @@ class RawCopy:
     cpu_seconds: float
 
 
-def raw_seconds(bootstrap: str, topics: list[str], sink: str, count: int, turn: str
+def timed_raw_copy(bootstrap: str, topics: list[str], sink: str, count: int, turn: str
                 ) -> RawCopy:
     """`raw_copy` in a consumer group of its own (`turn`: before or after a worker run)."""
     cpu = time.process_time()
@@ -189,14 +189,13 @@ class WorkerRun:
     # drifts within minutes, and one copy alone moved the ratio by up to a third
     raw_before: RawCopy
     raw_after: RawCopy
-    # CPU the workers used during the run, their snapshot children's included: per event,
-    # it moves less with the machine's load than the rate does (the broker's and the
-    # benchmark's own CPU are not in it)
-    cpu_seconds: float
+    # CPU the workers and their snapshot children used during the run: per event, it moves
+    # less with the machine's load than the rate does (the broker's and the benchmark's own
+    # CPU are not in it)
+    cpu: WorkerCpu
     metrics_text: str = ""
     profile: list[str] = field(default_factory=list)
     processes: int = 1  # worker processes that ran it
-    snapshot_cpu_seconds: float = 0.0  # of cpu_seconds, the snapshot children's
 
     @property
     def raw_seconds(self) -> float:
@@ -367,7 +366,7 @@ class WorkerCpu(NamedTuple):
         return WorkerCpu(self.own - earlier.own, self.children - earlier.children)
 
 
-def cpu_seconds(workers: list[WorkerProcess]) -> WorkerCpu:
+def worker_cpu(workers: list[WorkerProcess]) -> WorkerCpu:
     """The CPU the worker processes and their ended snapshot children have used so far."""
     own = children = 0.0
     for worker in workers:
@@ -386,7 +385,7 @@ def _measure_workers(workers: list[WorkerProcess], done: Callable[[], bool],
     first = workers[0].process
     assert first is not None
     profiler = Profiler(first.pid, profile_to) if profile_to else None
-    cpu_started = cpu_seconds(workers)
+    cpu_started = worker_cpu(workers)
     started = time.perf_counter()
     deadline = time.monotonic() + timeout
     while not done():
@@ -396,7 +395,7 @@ def _measure_workers(workers: list[WorkerProcess], done: Callable[[], bool],
             assert worker.process.poll() is None, f"a worker exited: {worker.log_tail()}"
         time.sleep(0.1)  # each poll scrapes /metrics, which costs the worker CPU
     seconds = time.perf_counter() - started
-    cpu = cpu_seconds(workers).since(cpu_started)
+    cpu = worker_cpu(workers).since(cpu_started)
     profile = profiler.stop() if profiler else []
     return seconds, cpu, "\n".join(worker.metrics() for worker in workers), profile
 
@@ -424,7 +423,7 @@ def warm_up_broker(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, byt
     a fresh broker's JVM speeds up as it compiles its hot paths, and without a warm-up the
     first measured path met a raw rate a fifth to a third below the last one's."""
     _, names = published(bootstrap, tmp / "warm-up", events, setup)
-    rates = [len(events) / raw_seconds(bootstrap, list(names.shop_topics),
+    rates = [len(events) / timed_raw_copy(bootstrap, list(names.shop_topics),
                                        names.prefix + ".raw", len(events),
                                        f"warm-up-{turn}").seconds
              for turn in range(2)]
@@ -441,7 +440,7 @@ def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
                       else "ingest")
     settings, names = published(bootstrap, tmp / label.replace(" ", "-"), events, setup)
     raw = (bootstrap, list(names.shop_topics), names.prefix + ".raw", len(events))
-    before = raw_seconds(*raw, "before")
+    before = timed_raw_copy(*raw, "before")
     if split:
         # The pipeline first: ingest, ready, starts at once, and the clock starts then (as
         # in one process); ingest started first would run ahead while the pipeline starts.
@@ -471,8 +470,8 @@ def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
     finally:
         for worker in workers:
             worker.stop()
-    return WorkerRun(label, len(events), seconds, before, raw_seconds(*raw, "after"),
-                     cpu.total, text, prof, len(workers), cpu.children)
+    return WorkerRun(label, len(events), seconds, before, timed_raw_copy(*raw, "after"), cpu,
+                     text, prof, len(workers))
 
 
 def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
@@ -488,7 +487,7 @@ def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
     finally:
         ingest.stop()
     raw = (bootstrap, [names.log], names.prefix + ".raw", len(events))
-    before = raw_seconds(*raw, "before")
+    before = timed_raw_copy(*raw, "before")
     workers = start_workers(settings, setup, ["--no-ingest"], settings.data_dir)
     try:
         seconds, cpu, text, prof = _measure_workers(
@@ -499,8 +498,7 @@ def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
         for worker in workers:
             worker.stop()
     return WorkerRun("pipeline stage", len(events), seconds, before,
-                     raw_seconds(*raw, "after"), cpu.total, text, prof, len(workers),
-                     cpu.children)
+                     timed_raw_copy(*raw, "after"), cpu, text, prof, len(workers))
 
 
 def run_latency(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
@@ -719,8 +717,8 @@ def main(argv: list[str] | None = None) -> int:
                 for run in runs:
                     print(f"{run.label:17} {run.rate:9,.0f} {run.raw_rate:15,.0f} "
                           f"{run.rate / run.raw_rate:6.2f} "
-                          f"{run.cpu_seconds / run.events * 1e6:20.1f} "
-                          f"{run.snapshot_cpu_seconds / run.events * 1e6:16.1f} "
+                          f"{run.cpu.total / run.events * 1e6:20.1f} "
+                          f"{run.cpu.children / run.events * 1e6:16.1f} "
                           f"{run.raw_cpu_per_event * 1e6:17.1f}")
                 if runs:
                     print("raw aiokafka before / after each run: " + "; ".join(
@@ -759,7 +757,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-
 def budget_line(runs: list[WorkerRun]) -> str:
     """What 0.5 of raw allows a run of one worker process, which runs on one core: 1 / (0.5 x
     raw rate) of CPU per event, against the CPU it used. Raw aiokafka's copy is one hop
@@ -771,7 +768,7 @@ def budget_line(runs: list[WorkerRun]) -> str:
     return ("CPU per event at 0.5 of raw (one process, one core; its snapshot children run "
             "beside it): " + "; ".join(
                 f"{run.label} {2e6 / run.raw_rate:.1f} µs allowed, "
-                f"{(run.cpu_seconds - run.snapshot_cpu_seconds) / run.events * 1e6:.1f} µs "
+                f"{run.cpu.own / run.events * 1e6:.1f} µs "
                 "used" for run in single))
 
 
