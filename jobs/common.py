@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from refstream.schemas.epoch import epoch_ms as to_epoch_ms
 from refstream.schemas.errors import RefstreamError
 
 
@@ -60,7 +61,7 @@ def parse_moment(text: str, option: str, *, zone_required: bool) -> datetime:
 
 def fixed_clock(iso: str) -> Callable[[], int]:
     """A clock stopped at `iso` (the end of a recorded or simulated history)."""
-    ms = int(parse_moment(iso, "--wall-clock", zone_required=True).timestamp() * 1000)
+    ms = to_epoch_ms(parse_moment(iso, "--wall-clock", zone_required=True))
     return lambda: ms
 
 
@@ -68,7 +69,7 @@ def epoch_ms(text: str | None, option: str) -> int | None:
     """An ISO-8601 time (UTC when it names no zone) as epoch milliseconds."""
     if not text:
         return None
-    return int(parse_moment(text, option, zone_required=False).timestamp() * 1000)
+    return to_epoch_ms(parse_moment(text, option, zone_required=False))
 
 
 def count_lines(path: Path) -> int:

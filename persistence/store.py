@@ -28,6 +28,7 @@ from refstream.projections.tables import (
     row_for,
 )
 from refstream.rewards.rules import Rules
+from refstream.schemas.epoch import epoch_ms
 from refstream.schemas.events import OrderPlaced, OrderReturned
 
 _ARROW_TYPES = {
@@ -39,7 +40,7 @@ _ARROW_TYPES = {
 
 
 def _ms(value: datetime | None) -> int | None:
-    return int(value.timestamp() * 1000) if value is not None else None
+    return epoch_ms(value) if value is not None else None
 
 
 def usable_cpus() -> int:

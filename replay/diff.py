@@ -14,6 +14,7 @@ from typing import Any
 
 import duckdb
 
+from refstream.schemas.epoch import epoch_ms
 from refstream.schemas.events import RewardDue, RewardReversal
 from refstream.schemas.ids import correction_id
 from refstream.schemas.status import (
@@ -203,7 +204,7 @@ def corrections(before: str | Path, after: str | Path, occurred_at: int | None =
             messages.append(RewardDue(
                 reward_id, row["a_shop"], occurred_at, after_version, row["a_referral"],
                 row["a_beneficiary"], row["side"], row["kind"], row["a_amount"],
-                row["a_currency"], int(due_at.timestamp() * 1000) if due_at else occurred_at,
+                row["a_currency"], epoch_ms(due_at) if due_at else occurred_at,
                 f"rules change to {after_version}: {row['reason']}", row["order_id"]))
     return messages
 
@@ -215,4 +216,4 @@ def _correction_time(conn: duckdb.DuckDBPyConnection) -> int:
         SELECT max(t) FROM (SELECT max(updated_at) AS t FROM before_db.rewards
                             UNION ALL SELECT max(updated_at) FROM after_db.rewards)""").fetchone()
     latest = row[0] if row is not None else None
-    return int(latest.timestamp() * 1000) if latest is not None else 0
+    return epoch_ms(latest) if latest is not None else 0

@@ -14,7 +14,6 @@ import json
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
 from importlib import resources
 from types import ModuleType
 from typing import Any
@@ -38,6 +37,7 @@ from refstream.schemas.avro_compiled import (
     encoder_source,
     module_source,
 )
+from refstream.schemas.epoch import from_epoch_ms
 from refstream.schemas.errors import DecodeError
 from refstream.schemas.events import LOG_EVENT_TYPES, LogEvent
 from refstream.schemas.registry import (
@@ -175,10 +175,6 @@ def schema_compiled_source() -> str:
     return module_source(codec._sources,
                          "The codec's fast path, generated from schemas/avro/*.avsc by "
                          "refstream.schemas.codec.schema_compiled_source; do not edit.")
-
-
-def _ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 class Codec:
@@ -495,7 +491,7 @@ class Codec:
         model = _SHOP_RECORDS.get(name)
         if model is not None:
             try:
-                record["occurred_at"] = _ms_to_datetime(record["occurred_at"])
+                record["occurred_at"] = from_epoch_ms(record["occurred_at"])
             except (ValueError, OverflowError, OSError) as exc:
                 # Before this, such a record crashed the ingest stage: a poison message.
                 raise DecodeError(

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+from refstream.schemas.epoch import epoch_ms
 from refstream.schemas.status import ReviewDecision
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
@@ -41,7 +42,7 @@ class ShopEvent(BaseModel):
 
     @property
     def occurred_at_ms(self) -> int:
-        return int(self.occurred_at.timestamp() * 1000)
+        return epoch_ms(self.occurred_at)
 
 
 class ShopShare(ShopEvent):

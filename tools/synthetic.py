@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from refstream.replay.collector import collector_paused
+from refstream.schemas.epoch import epoch_ms
 from refstream.schemas.shop import SHOP_MODELS, ShopEvent
 
 SECOND_MS = 1_000
@@ -198,7 +199,7 @@ class SyntheticConfig:
         """The sizing fields as JSON (rates are recorded only when they differ from defaults)."""
         described: dict[str, Any] = {
             "seed": self.seed, "shops": self.shops, "customers_per_shop": self.customers_per_shop,
-            "days": self.days, "start": _iso(_epoch_ms(self.start)), "fraud": self.fraud,
+            "days": self.days, "start": _iso(epoch_ms(self.start)), "fraud": self.fraud,
             "currency": self.currency,
         }
         if self.rates != FunnelRates():
@@ -516,10 +517,6 @@ def _shelf_price(minor: int) -> int:
     return max(_PRICE_STEP, round(minor / _PRICE_STEP) * _PRICE_STEP) - 1
 
 
-def _epoch_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
@@ -538,7 +535,7 @@ class _ShopGenerator:
         # Seeding with a string hashes it with SHA-512: stable across runs and Python builds.
         self.rng = random.Random(f"refstream-synthetic:{config.seed}:{shop_no}")
         self.ids = _Identities(self.rng)
-        self.start_ms = _epoch_ms(config.start)
+        self.start_ms = epoch_ms(config.start)
         self.end_ms = self.start_ms + config.days * DAY_MS
         self.months = config.days / MONTH_DAYS
         self.base = config.customers_per_shop
@@ -587,7 +584,7 @@ class _ShopGenerator:
         truth.signups = self.counts["signup"]
         truth.orders = self.counts["order"]
         truth.returns = self.counts["return"]
-        podcast_start, podcast_end = _epoch_ms(PODCAST_START), _epoch_ms(PODCAST_END_EXCLUSIVE)
+        podcast_start, podcast_end = epoch_ms(PODCAST_START), epoch_ms(PODCAST_END_EXCLUSIVE)
         truth.podcast_clicks_outside_window = sum(
             1 for record in self.events
             if not podcast_start <= record["occurred_at"] < podcast_end

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from refstream.schemas.epoch import epoch_ms
 from refstream.schemas.errors import RefstreamError
 from refstream.schemas.status import FraudAction, RewardKind
 
@@ -257,7 +258,7 @@ class Campaign(_Strict):
 
 
 def _epoch_ms(value: datetime | None) -> int | None:
-    return None if value is None else int(value.timestamp() * 1000)
+    return None if value is None else epoch_ms(value)
 
 
 # ---------------------------------------------------------------------------- qualification
