@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     # many allocations net of frees (Python's own default is 700; a worker allocates dozens
     # of objects per record, so it collected every few records), and what exists once the
     # process is built (modules, the app) is frozen out of every later collection.
-    gc_young_threshold: int = Field(default=20_000, ge=1)
+    gc_young_threshold: int = Field(default=200_000, ge=1)
     pipeline_max_records: int = Field(default=5000, ge=1)
     producer_linger_ms: int = Field(default=5, ge=0)
     # Snapshot the pipeline's state in a forked child (persistence/checkpoint.py), so the event
