@@ -7,7 +7,8 @@ payment fingerprint or shipping address; equal inputs still hash equal, so fraud
 from __future__ import annotations
 
 import hashlib
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from refstream.schemas.events import (
     Click,
@@ -104,41 +105,43 @@ class Pseudonymiser:
         """The validated shop event as the canonical log stores it (`occurred_at_ms`: its
         time as epoch milliseconds, when the caller has it already)."""
         ms = event.occurred_at_ms if occurred_at_ms is None else occurred_at_ms
-        match event:
-            case ShopShare():
-                return Share(event.event_id, event.shop_id, ms,
-                             self.person(event.shop_id, event.referrer_id),
-                             event.referral_code, event.channel, event.campaign_id)
-            case ShopClick():
-                return Click(event.event_id, event.shop_id, ms, event.visitor_id,
-                             event.landing_url, self.hash("ip", event.ip), event.user_agent,
-                             event.referral_code, event.campaign_id, event.utm_source,
-                             event.utm_medium, event.utm_campaign, event.device_id)
-            case ShopSignup():
-                return Signup(event.event_id, event.shop_id, ms,
-                              self.person(event.shop_id, event.customer_id),
-                              self.hash("email", normalise_email(event.email)),
-                              self.hash("ip", event.ip), event.visitor_id,
-                              event.referral_code, event.device_id)
-            case ShopOrder():
-                return OrderPlaced(event.event_id, event.shop_id, ms, event.order_id,
-                                   self.person(event.shop_id, event.customer_id),
-                                   event.amount_minor, event.currency,
-                                   self.hash("ip", event.ip), event.visitor_id,
-                                   event.discount_code, event.device_id,
-                                   self._optional("payment", event.payment_fingerprint),
-                                   self._optional("address", event.shipping_address, True))
-            case ShopReturn():
-                return OrderReturned(event.event_id, event.shop_id, ms, event.return_id,
-                                     event.order_id,
-                                     self.person(event.shop_id, event.customer_id),
-                                     event.amount_minor,
-                                     event.currency)
-            case ShopCodeIssued():
-                return CodeIssued(event.event_id, event.shop_id, ms,
-                                  self.person(event.shop_id, event.referrer_id),
-                                  event.referral_code, event.campaign_id)
-            case ShopReview():
-                return ReviewDecided(event.event_id, event.shop_id, ms, event.referral_id,
-                                     event.decision, event.reviewer_id, event.note)
-        raise TypeError(f"no log form for shop event type {type(event).__name__}")
+        return self.log_event(type(event), event.__dict__, ms)
+
+    def log_event(self, model: type[ShopEvent], f: Mapping[str, Any], ms: int) -> LogEvent:
+        """The log form of a validated shop event given as its fields (a model's, or a
+        decoded record that `shop_check` passed: values as the model would hold them),
+        at `ms` epoch milliseconds."""
+        if model is ShopClick:
+            return Click(f["event_id"], f["shop_id"], ms, f["visitor_id"], f["landing_url"],
+                         self.hash("ip", f["ip"]), f["user_agent"], f["referral_code"],
+                         f["campaign_id"], f["utm_source"], f["utm_medium"],
+                         f["utm_campaign"], f["device_id"])
+        if model is ShopOrder:
+            return OrderPlaced(f["event_id"], f["shop_id"], ms, f["order_id"],
+                               self.person(f["shop_id"], f["customer_id"]),
+                               f["amount_minor"], f["currency"], self.hash("ip", f["ip"]),
+                               f["visitor_id"], f["discount_code"], f["device_id"],
+                               self._optional("payment", f["payment_fingerprint"]),
+                               self._optional("address", f["shipping_address"], True))
+        if model is ShopSignup:
+            return Signup(f["event_id"], f["shop_id"], ms,
+                          self.person(f["shop_id"], f["customer_id"]),
+                          self.hash("email", normalise_email(f["email"])),
+                          self.hash("ip", f["ip"]), f["visitor_id"], f["referral_code"],
+                          f["device_id"])
+        if model is ShopShare:
+            return Share(f["event_id"], f["shop_id"], ms,
+                         self.person(f["shop_id"], f["referrer_id"]), f["referral_code"],
+                         f["channel"], f["campaign_id"])
+        if model is ShopReturn:
+            return OrderReturned(f["event_id"], f["shop_id"], ms, f["return_id"],
+                                 f["order_id"], self.person(f["shop_id"], f["customer_id"]),
+                                 f["amount_minor"], f["currency"])
+        if model is ShopCodeIssued:
+            return CodeIssued(f["event_id"], f["shop_id"], ms,
+                              self.person(f["shop_id"], f["referrer_id"]), f["referral_code"],
+                              f["campaign_id"])
+        if model is ShopReview:
+            return ReviewDecided(f["event_id"], f["shop_id"], ms, f["referral_id"],
+                                 f["decision"], f["reviewer_id"], f["note"])
+        raise TypeError(f"no log form for shop event type {model.__name__}")

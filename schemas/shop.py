@@ -30,6 +30,12 @@ def _require_utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[datetime, AfterValidator(_require_utc)]
 
 
+def looks_like_email(value: str) -> bool:
+    """Something before an @ and a dot after it: the address's shape, not its existence."""
+    local, at, domain = value.rpartition("@")
+    return bool(at and local and "." in domain)
+
+
 class ShopEvent(BaseModel):
     """Fields every shop event carries."""
 
@@ -79,8 +85,7 @@ class ShopSignup(ShopEvent):
     @field_validator("email")
     @classmethod
     def _looks_like_email(cls, value: str) -> str:
-        local, at, domain = value.rpartition("@")
-        if not at or not local or "." not in domain:
+        if not looks_like_email(value):
             raise ValueError(f"not an email address: {value!r}")
         return value
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -20,7 +23,8 @@ from refstream.schemas.codec import Codec
 from refstream.schemas.errors import DecodeError, InvalidEvent
 from refstream.schemas.events import DeadLetter, LogEvent
 from refstream.schemas.privacy import Pseudonymiser
-from refstream.schemas.shop import ShopEvent
+from refstream.schemas.shop import SHOP_MODELS, ShopEvent
+from refstream.schemas.shop_check import RecordCheck, record_check
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -126,14 +130,23 @@ def content_digest(event: ShopEvent) -> bytes:
     return hashlib.blake2b(event.model_dump_json().encode(), digest_size=12).digest()
 
 
-def content_hash(event: ShopEvent) -> bytes:
+def content_hash(model: type[ShopEvent], fields: Mapping[str, Any], occurred_at_ms: int
+                 ) -> bytes:
     """`content_digest` for one process's memory, at a tenth of its cost: Python's hash of
-    the event's type and validated field values (SipHash, keyed per process, for text). Two
-    copies with equal content hash equal; two with other content collide with a chance of
-    about 2**-64 (the digest kept 2**-96); copies that differ in exactly one field collide
-    only if that field's two values hash alike (the tuple hash maps each field's hash through
-    a bijection)."""
-    return hash((type(event), *event.__dict__.values())).to_bytes(8, "little", signed=True)
+    the event's type, its time in epoch milliseconds and its other validated field values in
+    the model's order (SipHash, keyed per process, for text), whether the fields are a
+    model's or a decoded record's that `shop_check` passed. Two copies with equal content
+    hash equal; two with other content collide with a chance of about 2**-64 (the digest
+    kept 2**-96); copies that differ in exactly one field collide only if that field's two
+    values hash alike (the tuple hash maps each field's hash through a bijection)."""
+    return hash((model, occurred_at_ms, _other_fields(model)(fields))).to_bytes(
+        8, "little", signed=True)
+
+
+@cache
+def _other_fields(model: type[ShopEvent]) -> Callable[[Mapping[str, Any]], Any]:
+    """The fields but `occurred_at`, in the model's order, as one C call."""
+    return itemgetter(*(name for name in model.model_fields if name != "occurred_at"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +234,7 @@ class Ingestor:
         *,
         event_time_bounds: EventTimeBounds | None = None,
         shop_topics: ShopTopics | None = None,
+        pydantic_only: bool = False,
     ) -> None:
         self._codec = codec
         self._pseudonymiser = pseudonymiser
@@ -229,27 +243,36 @@ class Ingestor:
         self._recent = recent_ids if recent_ids is not None else RecentIds()
         self._bounds = event_time_bounds
         self._shop_topics = shop_topics
+        # Record full name -> (model, check) for the models `shop_check` has a check for;
+        # empty with `pydantic_only` (every record through pydantic: the reference the checks
+        # are tested against).
+        self._checks: dict[str, tuple[type[ShopEvent], RecordCheck]] = {}
+        if not pydantic_only:
+            for model in SHOP_MODELS.values():
+                check = record_check(model)
+                if check is not None:
+                    self._checks[codec.record_name(model)] = (model, check)
 
     def accept(self, value: bytes | None, source: SourceRef, expected_type: str | None,
                now_ms: int = 0) -> Outcome:
         """The outcome for one record's value bytes; `expected_type` comes from the topic."""
         raw = value or b""
         try:
-            event = self._validated(raw, expected_type)
-            occurred_at = event.occurred_at_ms
-            self.check_edge(event, source.topic, now_ms, occurred_at)
+            model, fields, occurred_at = self._validated(raw, expected_type)
+            shop_id, event_id = fields["shop_id"], fields["event_id"]
+            self.check_shop_and_time(shop_id, source.topic, now_ms, occurred_at)
         except (DecodeError, InvalidEvent) as exc:
             return Rejected(self.dead_letter(raw, source, str(exc), now_ms))
-        digest = content_hash(event)
-        first = self._recent.first_copy(f"{event.shop_id}\x00{event.event_id}", digest)
+        digest = content_hash(model, fields, occurred_at)
+        first = self._recent.first_copy(f"{shop_id}\x00{event_id}", digest)
         if first is None:
-            return Accepted(self._pseudonymiser.to_log_event(event, occurred_at))
+            return Accepted(self._pseudonymiser.log_event(model, fields, occurred_at))
         if first and first != digest:
             return Rejected(self.dead_letter(
-                raw, source, f"conflicting duplicate: event id {event.event_id!r} of shop "
-                f"{event.shop_id!r} came before with other content; the first copy stands. "
-                "Send a correction under a new event id", now_ms, event.shop_id))
-        return Duplicate(event.event_id)
+                raw, source, f"conflicting duplicate: event id {event_id!r} of shop "
+                f"{shop_id!r} came before with other content; the first copy stands. "
+                "Send a correction under a new event id", now_ms, shop_id))
+        return Duplicate(event_id)
 
     def accept_event(self, event: ShopEvent) -> Accepted | Duplicate:
         """The outcome for an already validated shop event (the JSON Lines path)."""
@@ -263,37 +286,58 @@ class Ingestor:
         self._recent.forget(f"{event.shop_id}\x00{event.event_id}")
 
     def check_business_rules(self, event: ShopEvent, expected_type: str | None) -> None:
-        if expected_type is not None and event.event_type != expected_type:
+        self._check_type_and_shop(event.event_type, event.shop_id, expected_type)
+
+    def _check_type_and_shop(self, event_type: str, shop_id: str,
+                             expected_type: str | None) -> None:
+        if expected_type is not None and event_type != expected_type:
             raise InvalidEvent(
-                f"a {event.event_type} event was published to the "
+                f"a {event_type} event was published to the "
                 f"{expected_type} topic; publish each event type to its own shop topic"
             )
-        if self._known_shops and event.shop_id not in self._known_shops:
+        if self._known_shops and shop_id not in self._known_shops:
             raise InvalidEvent(
-                f"unknown shop {event.shop_id!r}; add it to REFSTREAM_KNOWN_SHOPS to accept it"
+                f"unknown shop {shop_id!r}; add it to REFSTREAM_KNOWN_SHOPS to accept it"
             )
 
-    def check_edge(self, event: ShopEvent, topic: str | None, now_ms: int,
-                   occurred_at_ms: int | None = None) -> None:
+    def check_edge(self, event: ShopEvent, topic: str | None, now_ms: int) -> None:
         """What ingest must not take on the event's own say-so: its time against the wall
         clock, and (from a topic, with per-shop topics) its shop against the topic's."""
+        self.check_shop_and_time(event.shop_id, topic, now_ms, event.occurred_at_ms)
+
+    def check_shop_and_time(self, shop_id: str, topic: str | None, now_ms: int,
+                            occurred_at_ms: int) -> None:
+        """`check_edge` of an event given as its shop and its time."""
         if self._bounds is not None:
-            reason = self._bounds.violation(
-                event.occurred_at_ms if occurred_at_ms is None else occurred_at_ms, now_ms)
+            reason = self._bounds.violation(occurred_at_ms, now_ms)
             if reason is not None:
                 raise InvalidEvent(reason)
         if self._shop_topics is not None and topic is not None:
-            reason = self._shop_topics.violation(event.shop_id, topic)
+            reason = self._shop_topics.violation(shop_id, topic)
             if reason is not None:
                 raise InvalidEvent(reason)
 
-    def _validated(self, raw: bytes, expected_type: str | None) -> ShopEvent:
+    def _validated(self, raw: bytes, expected_type: str | None
+                   ) -> tuple[type[ShopEvent], Mapping[str, Any], int]:
+        """The event's model, its validated fields (the decoded record itself when its
+        model's check passes it, else the pydantic model's) and its epoch milliseconds."""
         if not raw:
             raise DecodeError("empty record value")
         if len(raw) > self._max_event_bytes:
             raise DecodeError(
                 f"record of {len(raw)} bytes exceeds the {self._max_event_bytes}-byte event limit"
             )
+        if self._checks:
+            try:
+                name, record = self._codec.decode_record(raw)
+            except DecodeError:
+                name, record = "", {}
+            checked = self._checks.get(name)
+            if checked is not None and checked[1](record):
+                self._check_type_and_shop(record["event_type"], record["shop_id"],
+                                          expected_type)
+                return checked[0], record, record["occurred_at"]
+        # Not passed as it is (or no checks): pydantic normalises it or says what is wrong.
         decoded = self._codec.decode(raw)
         if not isinstance(decoded, ShopEvent):
             raise DecodeError(
@@ -301,7 +345,7 @@ class Ingestor:
                 "signup, order, return and review events"
             )
         self.check_business_rules(decoded, expected_type)
-        return decoded
+        return type(decoded), decoded.__dict__, decoded.occurred_at_ms
 
     @staticmethod
     def dead_letter(raw: bytes, source: SourceRef, error: str, now_ms: int,
