@@ -171,12 +171,26 @@ def test_ctrl_c_is_130(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the delivery worker never started"
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=60)
+        try:
+            _, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"no exit 60 s after SIGINT: {_stuck(process.pid)}") from None
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == EXIT_INTERRUPTED, err[-2000:]
     assert "Traceback" not in err
+
+
+def _stuck(pid: int) -> str:
+    """What a process that did not end is doing: its signal masks and its Python stack."""
+    status = Path(f"/proc/{pid}/status")
+    masks = [line for line in status.read_text().splitlines()
+             if line.startswith(("SigBlk", "SigIgn", "SigCgt"))] if status.exists() else []
+    spy = Path(sys.executable).parent / "py-spy"
+    stack = subprocess.run([str(spy), "dump", "--pid", str(pid)], capture_output=True, check=False,
+                           text=True, timeout=60).stdout if spy.exists() else ""
+    return f"{masks}\n{stack}"
 
 
 def _subclasses(root: type[RefstreamError]) -> set[type[RefstreamError]]:
