@@ -154,14 +154,21 @@ def test_an_unreachable_broker_is_4_within_the_bound(argv: tuple[str, ...], inpu
     assert took < BOUND_S + STARTUP_ALLOWANCE_S, f"{argv}: {took:.1f}s"
 
 
+WITH_DEFAULT_SIGINT = [sys.executable, "-c", "import os, signal, sys; "
+                       "signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                       "os.execv(sys.argv[1], sys.argv[1:])"]
+
+
 def test_ctrl_c_is_130(tmp_path: Path) -> None:
     outbox = tmp_path / "outbox.sqlite"
     environ = {**os.environ, "CI": "1",
                "REFSTREAM_WEBHOOK_ENDPOINTS": '{"shop-1": "http://127.0.0.1:9/hook"}',
                "REFSTREAM_WEBHOOK_SECRETS": '{"shop-1": "a-secret-of-20-chars"}'}
-    # The delivery worker waits for a snapshot that never comes, until interrupted.
+    # The delivery worker waits for a snapshot that never comes, until interrupted. A test
+    # run started in the background (`nohup`, `cmd &` without job control) hands its children
+    # SIGINT ignored, and Python keeps an ignored SIGINT: the CLI gets a terminal's default.
     process = subprocess.Popen(
-        [REFSTREAM, "webhooks", "run", "--outbox",
+        [*WITH_DEFAULT_SIGINT, REFSTREAM, "webhooks", "run", "--outbox",
          str(outbox), "--snapshot", str(tmp_path / "never.duckdb")], env=environ,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
