@@ -49,8 +49,8 @@ def _text_lines(field: str, metadata: list[Any], optional: bool,
             shortest = max(shortest, item.min_length)
         elif isinstance(item, annotated_types.MaxLen):
             longest = item.max_length if longest is None else min(longest, item.max_length)
-        elif getattr(item, "pattern", None) == CURRENCY_PATTERN:
-            currency = True
+        elif getattr(item, "__dict__", None) == {"pattern": CURRENCY_PATTERN}:
+            currency = True  # that pattern and nothing else beside it
         else:
             return None
     tests = ["type(v) is not str"]

@@ -7,18 +7,18 @@ from __future__ import annotations
 import io
 import struct
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import fastavro
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from refstream.schemas.codec import MAGIC, Codec
 from refstream.schemas.epoch import from_epoch_ms
 from refstream.schemas.privacy import Pseudonymiser
-from refstream.schemas.shop import SHOP_MODELS, ShopEvent
+from refstream.schemas.shop import SHOP_MODELS, ShopEvent, ShopOrder
 from refstream.schemas.shop_check import LATEST_MS, check_source, record_check
 from refstream.streams.ingest import Ingestor, RecentIds, SourceRef
 from refstream.tools.synthetic import SyntheticConfig, iter_shop_events
@@ -46,6 +46,22 @@ def test_every_character_pydantic_strips_is_one_python_calls_whitespace() -> Non
 def test_the_hot_shop_types_have_checks_and_an_unknown_constraint_gives_none() -> None:
     assert set(CHECKED) >= {"share", "click", "signup", "order", "return"}
     assert "review" not in CHECKED  # an enum field: not a constraint the generator knows
+
+
+def test_a_constraint_the_generator_does_not_know_leaves_the_model_to_pydantic() -> None:
+    class OtherPattern(ShopOrder):
+        currency: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+
+    class ModelLevel(ShopOrder):
+        @model_validator(mode="after")
+        def _anything(self) -> ModelLevel:
+            return self
+
+    class Lax(ShopOrder):
+        amount_minor: int  # not strict: pydantic would turn "5" or 5.0 into 5
+
+    assert check_source(ShopOrder) is not None
+    assert [check_source(m) for m in (OtherPattern, ModelLevel, Lax)] == [None, None, None]
 
 
 def test_nearly_every_synthetic_record_passes_its_check() -> None:
