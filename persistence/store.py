@@ -10,7 +10,6 @@ import os
 import shutil
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ from refstream.projections.tables import (
     row_for,
 )
 from refstream.rewards.rules import Rules
-from refstream.schemas.epoch import epoch_ms
 from refstream.schemas.events import OrderPlaced, OrderReturned
 
 _ARROW_TYPES = {
@@ -37,10 +35,6 @@ _ARROW_TYPES = {
     "TIMESTAMPTZ": pa.timestamp("ms", tz="UTC"),
     "VARCHAR[]": pa.list_(pa.string()),
 }
-
-
-def _ms(value: datetime | None) -> int | None:
-    return epoch_ms(value) if value is not None else None
 
 
 def usable_cpus() -> int:
@@ -100,7 +94,7 @@ class ProjectionStore:
         for campaign in rules.campaigns:
             self.add_row(CAMPAIGNS.name, (
                 campaign.id, campaign.type, campaign.utm_campaign,
-                _ms(campaign.starts_at), _ms(campaign.ends_at), rules.version))
+                campaign.starts_at_ms, campaign.ends_at_ms, rules.version))
 
     def add_all(self, events: Iterable[Any]) -> None:
         for event in events:

@@ -327,18 +327,13 @@ class Ingestor:
             raise DecodeError(
                 f"record of {len(raw)} bytes exceeds the {self._max_event_bytes}-byte event limit"
             )
-        if self._checks:
-            try:
-                name, record = self._codec.decode_record(raw)
-            except DecodeError:
-                name, record = "", {}
-            checked = self._checks.get(name)
-            if checked is not None and checked[1](record):
-                self._check_type_and_shop(record["event_type"], record["shop_id"],
-                                          expected_type)
-                return checked[0], record, record["occurred_at"]
+        name, record = self._codec.decode_record(raw)
+        checked = self._checks.get(name)
+        if checked is not None and checked[1](record):
+            self._check_type_and_shop(record["event_type"], record["shop_id"], expected_type)
+            return checked[0], record, record["occurred_at"]
         # Not passed as it is (or no checks): pydantic normalises it or says what is wrong.
-        decoded = self._codec.decode(raw)
+        decoded = self._codec.from_record(name, record)
         if not isinstance(decoded, ShopEvent):
             raise DecodeError(
                 f"{type(decoded).__name__} is not a shop event; shops publish share, click, "
