@@ -50,12 +50,13 @@ from refstream.deploy.kafka_launcher import LocalKafka, free_ports
 from refstream.persistence.checkpoint import CheckpointStore
 from refstream.rewards.rules import default_rules_path, load_rules
 from refstream.schemas.codec import Codec
+from refstream.streams.batch_produce import PartitionedSender
 from refstream.streams.pipeline_runtime import PipelineRuntime
 from refstream.streams.producer import kafka_producer
 from refstream.streams.settings import Settings
 from refstream.streams.topics import TopicNames, ensure_topics
 from refstream.tools.synthetic import events_for_target, iter_shop_events
-from tests.integration.kafka_helpers import WorkerProcess, isolated_settings, read_topic
+from tests.integration.kafka_helpers import WorkerProcess, isolated_settings, read_topic, wait_for
 
 
 def encoded_events(count: int, shops: int = 3) -> list[tuple[str, bytes, bytes]]:
@@ -86,6 +87,26 @@ def publish(settings: object, names: TopicNames, events: list[tuple[str, bytes, 
                 time.sleep(ahead)
     producer.flush()
     producer.close()
+
+
+def publish_burst(bootstrap: str, names: TopicNames,
+                  events: list[tuple[str, bytes, bytes]]) -> None:
+    """The events on their shop topics as fast as one aiokafka producer takes them: a record
+    batch per partition, built by the workers' own `PartitionedSender` (the partitions
+    `publish` chooses: murmur2 of the key)."""
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
+                                    enable_idempotence=True, linger_ms=5,
+                                    max_batch_size=1 << 20, max_request_size=16 << 20)
+        await producer.start()
+        try:
+            await PartitionedSender(producer).send(
+                (names.shop(event_type), key, value) for event_type, key, value in events)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
 
 
 @dataclass(frozen=True)
@@ -356,11 +377,21 @@ class Profiler:
 @dataclass(frozen=True)
 class Setup:
     """How the measured workers run: how many, over how many partitions, with which extra
-    environment (REFSTREAM_MERGE_IDLE_S, REFSTREAM_RULES_PATH, ...)."""
+    environment (REFSTREAM_MERGE_IDLE_S, REFSTREAM_RULES_PATH, ...), and whether the events
+    of ingest's and the whole path's runs are published only once every worker is ready.
+
+    With the events published first, the first worker ready starts on all of them while the
+    others join: in a two-worker run, half the events were out before the second one was
+    ready, and the partitions it then took over had their state rebuilt from the log inside
+    the measured time. Published after every worker is ready, the group is settled before
+    the first event exists (raw aiokafka then copies the same records from topics of their
+    own). The pipeline stage's runs read a log filled before they start either way: with
+    more than one worker, its rate includes that start."""
 
     workers: int = 1
     partitions: int = 3
     env: tuple[tuple[str, str], ...] = ()
+    publish_after_ready: bool = False
 
     def with_env(self, **env: str) -> Setup:
         return replace(self, env=(*dict(self.env).items(), *env.items()))
@@ -394,6 +425,10 @@ def start_workers(settings: Settings, setup: Setup, args: list[str], where: Path
                     args).start(wait=False))
             for worker in workers:
                 worker.wait_ready()
+            # A rebalance that a later worker's join started may have left an earlier one
+            # without partitions for a moment: ready means all of them at once.
+            wait_for(lambda: all(worker.ready() for worker in workers), 90,
+                     "every worker ready at once")
         except BaseException:
             for worker in workers:
                 worker.stop()
@@ -428,11 +463,12 @@ def worker_cpu(workers: list[WorkerProcess]) -> WorkerCpu:
 
 
 def _measure_workers(workers: list[WorkerProcess], progress: Callable[[], float],
-                     target: int, profile_to: Path | None, timeout: float = 3600
+                     target: int, profile_to: Path | None, *, timeout: float = 3600,
+                     start: Callable[[], None] | None = None
                      ) -> tuple[Span, WorkerCpu, str, list[str]]:
-    """The span from the workers being ready until `progress()` reaches `target` (and when
-    it first moved), the CPU the workers used meanwhile, the metrics of all, the first one's
-    profile.
+    """The span from the workers being ready (and `start()`, run then, e.g. publishing the
+    events) until `progress()` reaches `target` (and when it first moved), the CPU the
+    workers used meanwhile, the metrics of all, the first one's profile.
 
     Each poll scrapes the workers' /metrics, which costs them CPU (a whole exposition per
     scrape: at ten a second, about 1% of a worker's samples): until the first records are
@@ -444,6 +480,8 @@ def _measure_workers(workers: list[WorkerProcess], progress: Callable[[], float]
     profiler = Profiler(sampled.pid, profile_to) if profile_to else None
     cpu_started = worker_cpu(workers)
     started = time.perf_counter()
+    if start is not None:
+        start()
     deadline = time.monotonic() + timeout
     first: tuple[float, int] | None = None
     while (count := progress()) < target:
@@ -469,14 +507,15 @@ def _total(workers: list[WorkerProcess], name: str, label: str) -> float:
 
 
 def published(bootstrap: str, where: Path, events: list[tuple[str, bytes, bytes]],
-              setup: Setup) -> tuple[Settings, TopicNames]:
-    """Topics no other run shares, the events published on their shop topics, and an empty
-    `<prefix>.raw` topic for raw aiokafka's copies."""
+              setup: Setup, *, fill: bool = True) -> tuple[Settings, TopicNames]:
+    """Topics no other run shares, the events published on their shop topics (unless not
+    `fill`), and an empty `<prefix>.raw` topic for raw aiokafka's copies."""
     settings = isolated_settings(bootstrap, where, partitions=setup.partitions,
                                  tick_interval_s=0)
     names = TopicNames.from_settings(settings)
     ensure_topics(settings)
-    publish(settings, names, events)
+    if fill:
+        publish(settings, names, events)
     _create_topic(bootstrap, names.prefix + ".raw", settings.partitions)
     return settings, names
 
@@ -502,8 +541,11 @@ def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
     each (the documented layout for more than a small shop's volume)."""
     label = label or ("whole path, split" if split else "whole path" if pipeline
                       else "ingest")
-    settings, names = published(bootstrap, tmp / label.replace(" ", "-"), events, setup)
-    raw = (bootstrap, list(names.shop_topics), names.prefix + ".raw", len(events))
+    where = tmp / label.replace(" ", "-")
+    burst = setup.publish_after_ready
+    settings, names = published(bootstrap, where, events, setup, fill=not burst)
+    source = published(bootstrap, where / "source", events, setup)[1] if burst else names
+    raw = (bootstrap, list(source.shop_topics), names.prefix + ".raw", len(events))
     before = timed_raw_copy(*raw, "before")
     if split:
         # The pipeline first: ingest, ready, starts at once, and the clock starts then (as
@@ -524,7 +566,8 @@ def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
         counted = "refstream_events_in_total" if pipeline else "refstream_events_out_total"
         span, cpu, text, prof = _measure_workers(
             workers, lambda: _total(workers, counted, f'topic="{names.log}"'), len(events),
-            tmp / f"{label}.profile" if profile else None)
+            tmp / f"{label}.profile" if profile else None,
+            start=(lambda: publish_burst(bootstrap, names, events)) if burst else None)
     finally:
         for worker in workers:
             worker.stop()
@@ -678,6 +721,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes of one deployment in each throughput run "
                              "(their rates add up; compare runs with 1 and 2)")
+    parser.add_argument("--publish-after-ready", action="store_true",
+                        help="publish ingest's and the whole path's events only once every "
+                             "worker is ready (always with --workers 2 or more; give it with "
+                             "--workers 1 to compare the two)")
     parser.add_argument("--partitions", type=int, default=3,
                         help="partitions of every topic (default 3)")
     parser.add_argument("--shops", type=int, default=3,
@@ -705,14 +752,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         tmp = args.workdir or Path(scratch)
         tmp.mkdir(parents=True, exist_ok=True)
-        setup = Setup(workers=args.workers, partitions=args.partitions)
+        setup = Setup(workers=args.workers, partitions=args.partitions,
+                      publish_after_ready=args.publish_after_ready or args.workers > 1)
         if args.lateness_minutes is not None:
             setup = setup.with_env(REFSTREAM_RULES_PATH=str(
                 rules_with_lateness(args.lateness_minutes, tmp)))
         if args.no_merge:
             setup = setup.with_env(REFSTREAM_MERGE_IDLE_S="0")
         print(f"setup: {setup.workers} worker process(es), {setup.partitions} partitions, "
-              f"{args.shops} shops, environment {dict(setup.env) or 'as is'}; load average "
+              f"{args.shops} shops, events published "
+              f"{'once every worker is ready' if setup.publish_after_ready else 'first'}, "
+              f"environment {dict(setup.env) or 'as is'}; load average "
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         if "checkpoint" in wanted:
             committed: dict[int, tuple[float, float]] = {}
