@@ -13,7 +13,6 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
 from itertools import repeat
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +23,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from refstream.schemas.codec import Codec
+from refstream.schemas.epoch import from_epoch_ms
 from refstream.schemas.errors import EXIT_INPUT_REJECTED, RefstreamError
 from refstream.schemas.events import LOG_EVENT_CONSTRUCTORS, LOG_EVENT_TYPES, LogEvent
 
@@ -103,7 +103,7 @@ def segment_shop(name: str) -> str | None:
 
 
 def _day(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+    return from_epoch_ms(ms).strftime("%Y-%m-%d")
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:

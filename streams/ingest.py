@@ -11,7 +11,6 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import cache
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -20,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from refstream.persistence.vault import PersonVault
 from refstream.schemas.codec import Codec
+from refstream.schemas.epoch import from_epoch_ms
 from refstream.schemas.errors import DecodeError, InvalidEvent
 from refstream.schemas.events import DeadLetter, LogEvent
 from refstream.schemas.privacy import Pseudonymiser
@@ -75,7 +75,7 @@ class EventTimeBounds:
 
 def _iso(ms: int) -> str:
     try:
-        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+        return from_epoch_ms(ms).isoformat(timespec="seconds")
     except (OverflowError, OSError, ValueError):
         return f"{ms} ms since 1970"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from refstream.replay.collector import collector_paused
-from refstream.schemas.epoch import epoch_ms
+from refstream.schemas.epoch import epoch_ms, from_epoch_ms
 from refstream.schemas.shop import SHOP_MODELS, ShopEvent
 
 SECOND_MS = 1_000
@@ -518,7 +518,7 @@ def _shelf_price(minor: int) -> int:
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return from_epoch_ms(ms).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 # ---------------------------------------------------------------------------- one shop

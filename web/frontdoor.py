@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from refstream.rewards.rules import Campaign, Rules
+from refstream.schemas.epoch import from_epoch_ms
 from refstream.schemas.errors import EXIT_PROBLEM, RefstreamError
 from refstream.schemas.shop import ShopCodeIssued
 from refstream.streams.settings import Settings
@@ -220,4 +221,4 @@ def _day(value: datetime) -> str:
 
 
 def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return from_epoch_ms(ms)
