@@ -10,7 +10,10 @@
 Baseline: one aiokafka consumer + producer copying the same bytes (the shop topics' for ingest
 and the whole path, the log's for the stage) to a sink topic, on the same broker in the same
 run, just before and just after each worker run (the ratio uses their mean time), after two
-uncounted copies that warm the broker up. Each worker run also reports the CPU its worker
+uncounted copies that warm the broker up. Rates are sustained, from the first records out to
+the last (`Span`: ingest's event-time merge holds the first records for a second), with
+end-to-end rates beside them; with more than one worker the events are published once every
+worker is ready (`Setup`). Each worker run also reports the CPU its worker
 processes used per event (less moved by the machine's load than the rate), the CPU raw
 aiokafka's copy used per event, what 0.5 of raw allows one process on one core, and its
 checkpoints (how long they held the event loop, how long the snapshot took). `--profile`
