@@ -10,10 +10,9 @@
 Baseline: one aiokafka consumer + producer copying the same bytes (the shop topics' for ingest
 and the whole path, the log's for the stage) to a sink topic, on the same broker in the same
 run, just before and just after each worker run (the ratio uses their mean time), after two
-uncounted copies that warm the broker up. Rates are sustained, from the first records out to
-the last (`Span`: ingest's event-time merge holds the first records for a second), with
-end-to-end rates beside them; with more than one worker the events are published once every
-worker is ready (`Setup`). Each worker run also reports the CPU its worker
+uncounted copies that warm the broker up. Rates are end to end, ingest's event-time merge's
+hold of up to a second included (`Span`); with more than one worker the events are published
+once every worker is ready (`Setup`). Each worker run also reports the CPU its worker
 processes used per event (less moved by the machine's load than the rate), the CPU raw
 aiokafka's copy used per event, what 0.5 of raw allows one process on one core, and its
 checkpoints (how long they held the event loop, how long the snapshot took). `--profile`
@@ -114,16 +113,17 @@ def publish_burst(bootstrap: str, names: TopicNames,
 
 @dataclass(frozen=True)
 class Span:
-    """How long `events` records took through one path, and when its first ones came out.
+    """How long `events` records took through one path, end to end (from the start to the
+    last record out), and when its first records came out (`first_count` of them,
+    `first_seconds` after the start).
 
-    The rate is taken from the first records out (`first_count` of them, seen `first_seconds`
-    after the start) to the last: the sustained rate. Before the first records come out, a
-    worker's ingest holds each record in the event-time merge for up to
-    `REFSTREAM_MERGE_IDLE_S` (1 s by default; with the benchmark's shops every record waits
-    it out, since some topic of its shop has nothing buffered); that hold delays every record
-    by the same second, so it is latency, paid once per run, and a 100,000-event run would
-    otherwise count it as a third of its time. End to end (from the start to the last record
-    out) is reported beside it."""
+    Ingest holds each record in the event-time merge for up to `REFSTREAM_MERGE_IDLE_S` (1 s
+    by default; with the benchmark's shops nearly every record waits it out, since some topic
+    of its shop has nothing buffered), so a worker's first records come out about a second
+    after it starts. The rate stays end to end, that hold included: a rate from the first
+    records out to the last was tried (session 17) and overstated the whole path in one
+    process, where the merge let a backlog out at once for the pipeline to fold faster than
+    the path can take records in (63k events/s where the process's CPU allowed 35k)."""
 
     events: int
     seconds: float
@@ -132,15 +132,6 @@ class Span:
 
     @property
     def rate(self) -> float:
-        """Records per second from the first records out to the last (end to end when all
-        came out at once)."""
-        sustained = self.seconds - self.first_seconds
-        if self.first_count >= self.events or sustained <= 0:
-            return self.end_to_end_rate
-        return (self.events - self.first_count) / sustained
-
-    @property
-    def end_to_end_rate(self) -> float:
         return self.events / self.seconds
 
 
@@ -255,6 +246,9 @@ class WorkerRun:
     metrics_text: str = ""
     profile: list[str] = field(default_factory=list)
     processes: int = 1  # worker processes that ran it
+    # The workers' own CPU per event (µs) over each tenth of the run after the first records
+    # out (as finely as the polls saw it): how much it moves within one run.
+    tenths: list[float] = field(default_factory=list)
 
     @property
     def events(self) -> int:
@@ -272,22 +266,21 @@ class WorkerRun:
 
     @property
     def rate(self) -> float:
-        """The sustained rate: from the first records out to the last (`Span`)."""
         return self.span.rate
 
     @property
     def raw_rate(self) -> float:
-        """Raw aiokafka's sustained rate: its two copies' time per record, averaged."""
+        """Raw aiokafka's rate over the mean time of its two copies."""
         return 2 / (1 / self.raw_before.span.rate + 1 / self.raw_after.span.rate)
 
-    @property
-    def end_to_end_rate(self) -> float:
-        return self.span.end_to_end_rate
-
-    @property
-    def raw_end_to_end_rate(self) -> float:
-        return 2 / (1 / self.raw_before.span.end_to_end_rate
-                    + 1 / self.raw_after.span.end_to_end_rate)
+    def spread(self) -> str:
+        if len(self.tenths) < 2:
+            return f"{self.label}: worker CPU per event not sampled within the run"
+        ordered = sorted(self.tenths)
+        return (f"{self.label}: worker CPU per event by tenth of the run (µs): "
+                + " ".join(f"{cost:.1f}" for cost in self.tenths)
+                + f"; lowest {ordered[0]:.1f}, median {ordered[len(ordered) // 2]:.1f}, "
+                f"highest {ordered[-1]:.1f}")
 
     def checkpoints(self) -> str:
         text = self.metrics_text
@@ -468,10 +461,11 @@ def worker_cpu(workers: list[WorkerProcess]) -> WorkerCpu:
 def _measure_workers(workers: list[WorkerProcess], progress: Callable[[], float],
                      target: int, profile_to: Path | None, *, timeout: float = 3600,
                      start: Callable[[], None] | None = None
-                     ) -> tuple[Span, WorkerCpu, str, list[str]]:
+                     ) -> tuple[Span, WorkerCpu, str, list[str], list[float]]:
     """The span from the workers being ready (and `start()`, run then, e.g. publishing the
     events) until `progress()` reaches `target` (and when it first moved), the CPU the
-    workers used meanwhile, the metrics of all, the first one's profile.
+    workers used meanwhile, the metrics of all, the first one's profile, and the workers'
+    own CPU per event (µs) over each tenth of the run from the first records out.
 
     Each poll scrapes the workers' /metrics, which costs them CPU (a whole exposition per
     scrape: at ten a second, about 1% of a worker's samples): until the first records are
@@ -487,7 +481,18 @@ def _measure_workers(workers: list[WorkerProcess], progress: Callable[[], float]
         start()
     deadline = time.monotonic() + timeout
     first: tuple[float, int] | None = None
-    while (count := progress()) < target:
+    tenths: list[float] = []
+    mark: tuple[float, float] | None = None  # (events, own CPU) where this tenth began
+    while True:
+        count = progress()
+        own = worker_cpu(workers).own
+        if count > 0 and (mark is None or count >= target or
+                          count - mark[0] >= target / 10):
+            if mark is not None:
+                tenths.append((own - mark[1]) / (count - mark[0]) * 1e6)
+            mark = (count, own)
+        if count >= target:
+            break
         elapsed = time.perf_counter() - started
         assert time.monotonic() < deadline, workers[0].log_tail()
         for worker in workers:
@@ -502,7 +507,7 @@ def _measure_workers(workers: list[WorkerProcess], progress: Callable[[], float]
     profile = profiler.stop() if profiler else []
     first_seconds, first_count = first or (seconds, target)
     span = Span(target, seconds, first_seconds, first_count)
-    return span, cpu, "\n".join(worker.metrics() for worker in workers), profile
+    return span, cpu, "\n".join(worker.metrics() for worker in workers), profile, tenths
 
 
 def _total(workers: list[WorkerProcess], name: str, label: str) -> float:
@@ -567,7 +572,7 @@ def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
                                 settings.data_dir)
     try:
         counted = "refstream_events_in_total" if pipeline else "refstream_events_out_total"
-        span, cpu, text, prof = _measure_workers(
+        span, cpu, text, prof, tenths = _measure_workers(
             workers, lambda: _total(workers, counted, f'topic="{names.log}"'), len(events),
             tmp / f"{label}.profile" if profile else None,
             start=(lambda: publish_burst(bootstrap, names, events)) if burst else None)
@@ -575,7 +580,7 @@ def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
         for worker in workers:
             worker.stop()
     return WorkerRun(label, span, before, timed_raw_copy(*raw, "after"), cpu,
-                     text, prof, len(workers))
+                     text, prof, len(workers), tenths)
 
 
 def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
@@ -594,7 +599,7 @@ def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
     before = timed_raw_copy(*raw, "before")
     workers = start_workers(settings, setup, ["--no-ingest"], settings.data_dir)
     try:
-        span, cpu, text, prof = _measure_workers(
+        span, cpu, text, prof, tenths = _measure_workers(
             workers, lambda: _total(workers, "refstream_events_in_total",
                                     f'topic="{names.log}"'), len(events),
             tmp / "stage.profile" if profile else None)
@@ -602,7 +607,7 @@ def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
         for worker in workers:
             worker.stop()
     return WorkerRun("pipeline stage", span, before,
-                     timed_raw_copy(*raw, "after"), cpu, text, prof, len(workers))
+                     timed_raw_copy(*raw, "after"), cpu, text, prof, len(workers), tenths)
 
 
 def run_latency(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
@@ -824,15 +829,13 @@ def main(argv: list[str] | None = None) -> int:
                 if runs:
                     print(TABLE_NOTE)
                     print(f"{'path':17} {'events/s':>9} {'raw aiokafka/s':>15} {'ratio':>6} "
-                          f"{'first out':>9} {'end to end /s':>14} {'raw':>7} {'ratio':>6} "
+                          f"{'first out':>9} "
                           f"{'worker CPU µs/event':>20} {'of it snapshots':>16} "
                           f"{'raw CPU µs/event':>17}")
                 for run in runs:
                     print(f"{run.label:17} {run.rate:9,.0f} {run.raw_rate:15,.0f} "
                           f"{run.rate / run.raw_rate:6.2f} "
                           f"{run.span.first_seconds:8.2f}s "
-                          f"{run.end_to_end_rate:14,.0f} {run.raw_end_to_end_rate:7,.0f} "
-                          f"{run.end_to_end_rate / run.raw_end_to_end_rate:6.2f} "
                           f"{run.cpu.total / run.events * 1e6:20.1f} "
                           f"{run.cpu.children / run.events * 1e6:16.1f} "
                           f"{run.raw_cpu_per_event * 1e6:17.1f}")
@@ -847,10 +850,9 @@ def main(argv: list[str] | None = None) -> int:
                           f"{merged.rate:,.0f} events/s with them, {plain.rate:,.0f} without; "
                           f"ratio {merged.rate / plain.rate:.2f} (with/without; each against "
                           f"its raw copy: {merged.rate / merged.raw_rate:.2f} and "
-                          f"{plain.rate / plain.raw_rate:.2f}); end to end (the merge's hold "
-                          f"in it) {merged.end_to_end_rate:,.0f} and "
-                          f"{plain.end_to_end_rate:,.0f}, ratio "
-                          f"{merged.end_to_end_rate / plain.end_to_end_rate:.2f}")
+                          f"{plain.rate / plain.raw_rate:.2f})")
+                for run in runs:
+                    print(run.spread())
                 for run in runs:
                     print(run.checkpoints())
                 for run in runs:
@@ -877,11 +879,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 TABLE_NOTE = """
-events/s: the sustained rate, from the first records out to the last (the first ones, out at
-"first out", not counted); raw aiokafka's the same way, from its first fetch's records sent.
-Until its first records are out, ingest holds each one in the event-time merge for
-REFSTREAM_MERGE_IDLE_S (1 s by default): a delay of every record, paid once per run.
-end to end: from the workers ready to the last record out, that hold included."""
+events/s: end to end, from the workers ready to the last record out; raw aiokafka's from its
+start to its last record acknowledged. first out: when the workers' first records came out;
+ingest holds each record in the event-time merge for up to REFSTREAM_MERGE_IDLE_S (1 s by
+default), and that hold is inside the rate (see `Span`)."""
 
 
 def budget_line(runs: list[WorkerRun]) -> str:
