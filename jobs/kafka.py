@@ -140,7 +140,7 @@ def finance_tail(settings: Settings, *, group: str, ledger_path: Path,
         raise broker_error("reading reward-due", settings.kafka_bootstrap, exc,
                            settings.client_timeout_s) from exc
     metrics, health = ProcessMetrics(), Health()
-    health.ready.set()
+    health.assigned("finance")  # ready: the consumer above has reached the broker
     server = serve_http(metrics, health, settings.metrics_host, settings.metrics_port)
     print(f"metrics on http://{settings.metrics_host}:{server.server_port}/metrics",
           file=sys.stderr)

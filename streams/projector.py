@@ -115,7 +115,7 @@ def build_projector_app(settings: Settings, rules: Rules, db_path: Path,
         register_lag(app, metrics.lag, 2.0)
     if health is not None:
         async def _assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
-            health.ready.set()
+            health.assigned("projector")
 
         assigned: Any = app.on_partitions_assigned
         assigned.connect(_assigned)
