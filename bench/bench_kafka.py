@@ -154,7 +154,7 @@ def timed_raw_copy(bootstrap: str, topics: list[str], sink: str, count: int, tur
 async def raw_copy(bootstrap: str, topics: list[str], sink: str, count: int, *,
                    group: str) -> Span:
     """A plain aiokafka consumer+producer copying `count` records: the span from its start to
-    the last record acknowledged, its first fetch's records counted out once they are sent."""
+    the last record acknowledged (its first records out: its first fetch's, once sent)."""
     consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=group,
                                 auto_offset_reset="earliest", enable_auto_commit=True,
                                 max_partition_fetch_bytes=4 << 20)
