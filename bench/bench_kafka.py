@@ -11,7 +11,7 @@ Baseline: one aiokafka consumer + producer copying the same bytes (the shop topi
 and the whole path, the log's for the stage) to a sink topic, on the same broker in the same
 run, just before and just after each worker run (the ratio uses their mean time), after two
 uncounted copies that warm the broker up. Rates are end to end, ingest's event-time merge's
-hold of up to a second included (`Span`); with more than one worker the events are published
+hold of up to a second included (`WorkerRun`); with more than one worker the events are published
 once every worker is ready (`Setup`). Each worker run also reports the CPU its worker
 processes used per event (less moved by the machine's load than the rate), the CPU raw
 aiokafka's copy used per event, what 0.5 of raw allows one process on one core, and its
@@ -112,34 +112,10 @@ def publish_burst(bootstrap: str, names: TopicNames,
 
 
 @dataclass(frozen=True)
-class Span:
-    """How long `events` records took through one path, end to end (from the start to the
-    last record out), and when its first records came out (`first_count` of them,
-    `first_seconds` after the start).
-
-    Ingest holds each record in the event-time merge for up to `REFSTREAM_MERGE_IDLE_S` (1 s
-    by default; with the benchmark's shops nearly every record waits it out, since some topic
-    of its shop has nothing buffered), so a worker's first records come out about a second
-    after it starts. The rate stays end to end, that hold included: a rate from the first
-    records out to the last was tried (session 17) and overstated the whole path in one
-    process, where the merge let a backlog out at once for the pipeline to fold faster than
-    the path can take records in (63k events/s where the process's CPU allowed 35k)."""
-
-    events: int
-    seconds: float
-    first_seconds: float
-    first_count: int
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds
-
-
-@dataclass(frozen=True)
 class RawCopy:
-    """One raw aiokafka copy: its span, and the CPU its process (this one) used."""
+    """One raw aiokafka copy: its wall time, and the CPU its process (this one) used."""
 
-    span: Span
+    seconds: float
     cpu_seconds: float
 
 
@@ -147,14 +123,14 @@ def timed_raw_copy(bootstrap: str, topics: list[str], sink: str, count: int, tur
                    ) -> RawCopy:
     """`raw_copy` in a consumer group of its own (`turn`: before or after a worker run)."""
     cpu = time.process_time()
-    span = asyncio.run(raw_copy(bootstrap, topics, sink, count, group=f"raw-{turn}-{sink}"))
-    return RawCopy(span, time.process_time() - cpu)
+    seconds = asyncio.run(raw_copy(bootstrap, topics, sink, count,
+                                   group=f"raw-{turn}-{sink}"))
+    return RawCopy(seconds, time.process_time() - cpu)
 
 
 async def raw_copy(bootstrap: str, topics: list[str], sink: str, count: int, *,
-                   group: str) -> Span:
-    """A plain aiokafka consumer+producer copying `count` records: the span from its start to
-    the last record acknowledged (its first records out: its first fetch's, once sent)."""
+                   group: str) -> float:
+    """Seconds for a plain aiokafka consumer+producer to copy `count` records."""
     consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=group,
                                 auto_offset_reset="earliest", enable_auto_commit=True,
                                 max_partition_fetch_bytes=4 << 20)
@@ -163,7 +139,6 @@ async def raw_copy(bootstrap: str, topics: list[str], sink: str, count: int, *,
     await consumer.start()
     await producer.start()
     copied = 0
-    first: tuple[float, int] | None = None
     started = time.perf_counter()
     try:
         while copied < count:
@@ -172,11 +147,8 @@ async def raw_copy(bootstrap: str, topics: list[str], sink: str, count: int, *,
                 for record in records:
                     await producer.send(sink, key=record.key, value=record.value)
                     copied += 1
-            if first is None and copied:
-                first = (time.perf_counter() - started, copied)
         await producer.flush()
-        assert first is not None
-        return Span(count, time.perf_counter() - started, first[0], first[1])
+        return time.perf_counter() - started
     finally:
         await consumer.stop()
         await producer.stop()
@@ -234,7 +206,16 @@ class WorkerRun:
     checkpoints, and (with --profile) where its CPU went."""
 
     label: str
-    span: Span
+    events: int
+    seconds: float  # end to end: from the workers ready to the last record out
+    # When the first records came out. Ingest holds each record in the event-time merge for
+    # up to REFSTREAM_MERGE_IDLE_S (1 s by default; with the benchmark's shops nearly every
+    # record waits it out, since some topic of its shop has nothing buffered), and that hold
+    # stays inside the rate: a rate from the first records out to the last was tried
+    # (session 17) and overstated the whole path in one process, where the merge let a
+    # backlog out at once for the pipeline to fold faster than the path takes records in
+    # (63k events/s where the process's CPU allowed 35k).
+    first_out_s: float
     # raw aiokafka's copy just before and just after the workers ran: the machine's speed
     # drifts within minutes, and one copy alone moved the ratio by up to a third
     raw_before: RawCopy
@@ -251,12 +232,8 @@ class WorkerRun:
     tenths: list[float] = field(default_factory=list)
 
     @property
-    def events(self) -> int:
-        return self.span.events
-
-    @property
-    def seconds(self) -> float:
-        return self.span.seconds
+    def raw_seconds(self) -> float:
+        return (self.raw_before.seconds + self.raw_after.seconds) / 2
 
     @property
     def raw_cpu_per_event(self) -> float:
@@ -266,12 +243,11 @@ class WorkerRun:
 
     @property
     def rate(self) -> float:
-        return self.span.rate
+        return self.events / self.seconds
 
     @property
     def raw_rate(self) -> float:
-        """Raw aiokafka's rate over the mean time of its two copies."""
-        return 2 / (1 / self.raw_before.span.rate + 1 / self.raw_after.span.rate)
+        return self.events / self.raw_seconds
 
     def spread(self) -> str:
         if len(self.tenths) < 2:
@@ -380,8 +356,8 @@ class Setup:
     others join: in a two-worker run, half the events were out before the second one was
     ready, and the partitions it then took over had their state rebuilt from the log inside
     the measured time. Published after every worker is ready, the group is settled before
-    the first event exists (raw aiokafka then copies the same records from topics of their
-    own). The pipeline stage's runs read a log filled before they start either way: with
+    the first event exists (raw aiokafka then copies the same records from the warm-up's
+    topics). The pipeline stage's runs read a log filled before they start either way: with
     more than one worker, its rate includes that start."""
 
     workers: int = 1
@@ -461,9 +437,9 @@ def worker_cpu(workers: list[WorkerProcess]) -> WorkerCpu:
 def _measure_workers(workers: list[WorkerProcess], progress: Callable[[], float],
                      target: int, profile_to: Path | None, *, timeout: float = 3600,
                      start: Callable[[], None] | None = None
-                     ) -> tuple[Span, WorkerCpu, str, list[str], list[float]]:
-    """The span from the workers being ready (and `start()`, run then, e.g. publishing the
-    events) until `progress()` reaches `target` (and when it first moved), the CPU the
+                     ) -> tuple[float, float, WorkerCpu, str, list[str], list[float]]:
+    """Seconds from the workers being ready (and `start()`, run then, e.g. publishing the
+    events) until `progress()` reaches `target`, and until it first moved; the CPU the
     workers used meanwhile, the metrics of all, the first one's profile, and the workers'
     own CPU per event (µs) over each tenth of the run from the first records out.
 
@@ -480,7 +456,7 @@ def _measure_workers(workers: list[WorkerProcess], progress: Callable[[], float]
     if start is not None:
         start()
     deadline = time.monotonic() + timeout
-    first: tuple[float, int] | None = None
+    first_out_s: float | None = None
     tenths: list[float] = []
     mark: tuple[float, float] | None = None  # (events, own CPU) where this tenth began
     while True:
@@ -498,16 +474,15 @@ def _measure_workers(workers: list[WorkerProcess], progress: Callable[[], float]
         for worker in workers:
             assert worker.process is not None
             assert worker.process.poll() is None, f"a worker exited: {worker.log_tail()}"
-        if count > 0 and first is None:
-            first = (elapsed, int(count))  # the first records out
+        if count > 0 and first_out_s is None:
+            first_out_s = elapsed
         left_s = (target - count) * elapsed / count if count > 0 else 0.0
         time.sleep(min(0.5, max(0.05, left_s / 4)))
     seconds = time.perf_counter() - started
     cpu = worker_cpu(workers).since(cpu_started)
     profile = profiler.stop() if profiler else []
-    first_seconds, first_count = first or (seconds, target)
-    span = Span(target, seconds, first_seconds, first_count)
-    return span, cpu, "\n".join(worker.metrics() for worker in workers), profile, tenths
+    return (seconds, seconds if first_out_s is None else first_out_s, cpu,
+            "\n".join(worker.metrics() for worker in workers), profile, tenths)
 
 
 def _total(workers: list[WorkerProcess], name: str, label: str) -> float:
@@ -529,30 +504,35 @@ def published(bootstrap: str, where: Path, events: list[tuple[str, bytes, bytes]
 
 
 def warm_up_broker(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
-                   setup: Setup) -> str:
+                   setup: Setup) -> tuple[str, TopicNames]:
     """Raw aiokafka copies of the events on topics of their own, before anything is measured:
     a fresh broker's JVM speeds up as it compiles its hot paths, and without a warm-up the
-    first measured path met a raw rate a fifth to a third below the last one's."""
+    first measured path met a raw rate a fifth to a third below the last one's. Returns a
+    line saying how fast, and those topics (the events stay on them, for runs that publish
+    theirs only once the workers are ready)."""
     _, names = published(bootstrap, tmp / "warm-up", events, setup)
     rates = [len(events) / timed_raw_copy(bootstrap, list(names.shop_topics),
                                        names.prefix + ".raw", len(events),
-                                       f"warm-up-{turn}").span.seconds
+                                       f"warm-up-{turn}").seconds
              for turn in range(2)]
-    return "broker warm-up, raw aiokafka: " + " / ".join(f"{rate:,.0f}" for rate in rates)
+    return ("broker warm-up, raw aiokafka: " + " / ".join(f"{rate:,.0f}" for rate in rates),
+            names)
 
 
 def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
-             pipeline: bool, profile: bool, *, setup: Setup, label: str = "",
-             split: bool = False) -> WorkerRun:
+             pipeline: bool, profile: bool, *, setup: Setup, warmed: TopicNames,
+             label: str = "", split: bool = False) -> WorkerRun:
     """Ingest alone, or the whole path, against raw aiokafka: in each worker process, or
     (`split`) with ingest and the pipeline in processes of their own, `setup.workers` of
-    each (the documented layout for more than a small shop's volume)."""
+    each (the documented layout for more than a small shop's volume). `warmed`: the
+    warm-up's topics, which hold the same events (raw aiokafka's source when the run's own
+    are published only once the workers are ready)."""
     label = label or ("whole path, split" if split else "whole path" if pipeline
                       else "ingest")
     where = tmp / label.replace(" ", "-")
     burst = setup.publish_after_ready
     settings, names = published(bootstrap, where, events, setup, fill=not burst)
-    source = published(bootstrap, where / "source", events, setup)[1] if burst else names
+    source = warmed if burst else names
     raw = (bootstrap, list(source.shop_topics), names.prefix + ".raw", len(events))
     before = timed_raw_copy(*raw, "before")
     if split:
@@ -572,15 +552,15 @@ def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
                                 settings.data_dir)
     try:
         counted = "refstream_events_in_total" if pipeline else "refstream_events_out_total"
-        span, cpu, text, prof, tenths = _measure_workers(
+        seconds, first_out_s, cpu, text, prof, tenths = _measure_workers(
             workers, lambda: _total(workers, counted, f'topic="{names.log}"'), len(events),
             tmp / f"{label}.profile" if profile else None,
             start=(lambda: publish_burst(bootstrap, names, events)) if burst else None)
     finally:
         for worker in workers:
             worker.stop()
-    return WorkerRun(label, span, before, timed_raw_copy(*raw, "after"), cpu,
-                     text, prof, len(workers), tenths)
+    return WorkerRun(label, len(events), seconds, first_out_s, before,
+                     timed_raw_copy(*raw, "after"), cpu, text, prof, len(workers), tenths)
 
 
 def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
@@ -599,14 +579,14 @@ def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
     before = timed_raw_copy(*raw, "before")
     workers = start_workers(settings, setup, ["--no-ingest"], settings.data_dir)
     try:
-        span, cpu, text, prof, tenths = _measure_workers(
+        seconds, first_out_s, cpu, text, prof, tenths = _measure_workers(
             workers, lambda: _total(workers, "refstream_events_in_total",
                                     f'topic="{names.log}"'), len(events),
             tmp / "stage.profile" if profile else None)
     finally:
         for worker in workers:
             worker.stop()
-    return WorkerRun("pipeline stage", span, before,
+    return WorkerRun("pipeline stage", len(events), seconds, first_out_s, before,
                      timed_raw_copy(*raw, "after"), cpu, text, prof, len(workers), tenths)
 
 
@@ -798,17 +778,18 @@ def main(argv: list[str] | None = None) -> int:
                 assert bootstrap is not None
                 print(f"broker {bootstrap}; preparing {args.events:,} events", file=sys.stderr)
                 events = encoded_events(args.events, args.shops)
-                print(warm_up_broker(bootstrap, tmp, events, setup), file=sys.stderr)
+                warm_up, warmed = warm_up_broker(bootstrap, tmp, events, setup)
+                print(warm_up, file=sys.stderr)
                 runs: list[WorkerRun] = []
                 if "ingest" in wanted:
                     runs.append(run_path(bootstrap, tmp, events, False, args.profile,
-                                         setup=setup))
+                                         setup=setup, warmed=warmed))
                 if "stage" in wanted:
                     runs.append(run_stage(bootstrap, tmp, events, args.profile, setup=setup))
                 if "whole" in wanted:
                     for split in LAYOUTS[args.whole_layouts]:
                         run = run_path(bootstrap, tmp, events, True, args.profile,
-                                       setup=setup, split=split)
+                                       setup=setup, warmed=warmed, split=split)
                         runs.append(run)
                         wholes[split] = run
                 merge_cost: tuple[WorkerRun, WorkerRun] | None = None
@@ -822,9 +803,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                                           tmp)))
                     merge_cost = (
                         run_path(bootstrap, tmp, events, True, False, setup=with_both,
-                                 label=f"merge+wm {minutes}m"),
+                                 warmed=warmed, label=f"merge+wm {minutes}m"),
                         run_path(bootstrap, tmp, events, True, False, setup=without,
-                                 label="no merge, wm 0"))
+                                 warmed=warmed, label="no merge, wm 0"))
                     runs += merge_cost
                 if runs:
                     print(TABLE_NOTE)
@@ -835,14 +816,14 @@ def main(argv: list[str] | None = None) -> int:
                 for run in runs:
                     print(f"{run.label:17} {run.rate:9,.0f} {run.raw_rate:15,.0f} "
                           f"{run.rate / run.raw_rate:6.2f} "
-                          f"{run.span.first_seconds:8.2f}s "
+                          f"{run.first_out_s:8.2f}s "
                           f"{run.cpu.total / run.events * 1e6:20.1f} "
                           f"{run.cpu.children / run.events * 1e6:16.1f} "
                           f"{run.raw_cpu_per_event * 1e6:17.1f}")
                 if runs:
                     print("raw aiokafka before / after each run: " + "; ".join(
-                        f"{run.raw_before.span.rate:,.0f} / {run.raw_after.span.rate:,.0f}"
-                        for run in runs))
+                        f"{run.events / run.raw_before.seconds:,.0f} / "
+                        f"{run.events / run.raw_after.seconds:,.0f}" for run in runs))
                     print(budget_line(runs))
                 if merge_cost is not None:
                     merged, plain = merge_cost
@@ -882,7 +863,7 @@ TABLE_NOTE = """
 events/s: end to end, from the workers ready to the last record out; raw aiokafka's from its
 start to its last record acknowledged. first out: when the workers' first records came out;
 ingest holds each record in the event-time merge for up to REFSTREAM_MERGE_IDLE_S (1 s by
-default), and that hold is inside the rate (see `Span`)."""
+default), and that hold is inside the rate (see `WorkerRun`)."""
 
 
 def budget_line(runs: list[WorkerRun]) -> str:
