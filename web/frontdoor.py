@@ -133,8 +133,9 @@ class FrontDoor:
         # and nobody was told (harmless), never one the registry hands out and the log does
         # not know (whose clicks would pay nobody).
         await self.publisher.publish(ShopCodeIssued(
-            event_id=issued.event_id, shop_id=shop_id, occurred_at=_utc(issued.issued_at_ms),
-            referrer_id=referrer_id, referral_code=issued.code, campaign_id=campaign_id))
+            event_id=issued.event_id, shop_id=shop_id,
+            occurred_at=from_epoch_ms(issued.issued_at_ms), referrer_id=referrer_id,
+            referral_code=issued.code, campaign_id=campaign_id))
         return self.registry.record(issued)
 
     def link(self, issued: IssuedCode, medium: str | None = None) -> str:
@@ -219,6 +220,3 @@ def _not_running(campaign: Campaign | None) -> str:
 def _day(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%d %B %Y, %H:%M UTC")
 
-
-def _utc(ms: int) -> datetime:
-    return from_epoch_ms(ms)
