@@ -87,9 +87,10 @@ class Settings(BaseSettings):
     # crash re-reads at most this much, which the core dedupes.
     ingest_commit_interval_s: float = Field(default=1.0, gt=0)
     # Event time at the edge (README, "Event time at ingest"). Ingest merges a shop's topics
-    # by event time and waits at most this long (wall time) for an empty shop topic-partition
-    # before appending the rest of its co-partition without it (Kafka Streams'
-    # max.task.idle.ms): a stall up to this long delays the log instead of reordering it.
+    # by event time and waits at most this long (wall time, from each record's arrival) for
+    # an empty shop topic-partition before appending the rest of its co-partition without it
+    # (Kafka Streams' max.task.idle.ms, bounded per record rather than per quiet spell): a
+    # stall up to this long delays the log instead of reordering it.
     merge_idle_s: float = Field(default=1.0, ge=0)
     # Dead-letter events dated further ahead of ingest's wall clock than this (clock skew)
     # or older than the horizon (1970 and the like; raise it for older backfills).
