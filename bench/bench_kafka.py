@@ -13,8 +13,9 @@ run, just before and just after each worker run (the ratio uses their mean time)
 uncounted copies that warm the broker up. Rates are end to end, ingest's event-time merge's
 hold of up to a second included (`WorkerRun`); with more than one worker the events are published
 once every worker is ready (`Setup`). Each worker run also reports the CPU its worker
-processes used per event (less moved by the machine's load than the rate), the CPU raw
-aiokafka's copy used per event, what 0.5 of raw allows one process on one core, and its
+processes used per event (less moved by the machine's load than the rate), by tenth of
+the run beside the broker's (when it started the broker), the CPU raw aiokafka's copy used
+per event, what 0.5 of raw allows one process on one core, and its
 checkpoints (how long they held the event loop, how long the snapshot took). `--profile`
 samples each worker with py-spy (GIL-holding samples) and prints the top costs. Uses
 KAFKA_BOOTSTRAP_SERVERS, or starts a LocalKafka broker on free ports. Run from the repository
@@ -228,8 +229,11 @@ class WorkerRun:
     profile: list[str] = field(default_factory=list)
     processes: int = 1  # worker processes that ran it
     # The workers' own CPU per event (µs) over each tenth of the run after the first records
-    # out (as finely as the polls saw it): how much it moves within one run.
+    # out (as finely as the polls saw it): how much it moves within one run. The broker's
+    # over the same stretches, when the benchmark started it: whether the workers' costlier
+    # tenths are those in which the broker, on the same two cores, worked hardest.
     tenths: list[float] = field(default_factory=list)
+    broker_tenths: list[float] = field(default_factory=list)
 
     @property
     def raw_seconds(self) -> float:
@@ -253,10 +257,14 @@ class WorkerRun:
         if len(self.tenths) < 2:
             return f"{self.label}: worker CPU per event not sampled within the run"
         ordered = sorted(self.tenths)
-        return (f"{self.label}: worker CPU per event by tenth of the run (µs): "
+        line = (f"{self.label}: worker CPU per event by tenth of the run (µs): "
                 + " ".join(f"{cost:.1f}" for cost in self.tenths)
                 + f"; lowest {ordered[0]:.1f}, median {ordered[len(ordered) // 2]:.1f}, "
                 f"highest {ordered[-1]:.1f}")
+        if self.broker_tenths:
+            line += ("; the broker's over the same tenths: "
+                     + " ".join(f"{cost:.1f}" for cost in self.broker_tenths))
+        return line
 
     def checkpoints(self) -> str:
         text = self.metrics_text
@@ -364,6 +372,9 @@ class Setup:
     partitions: int = 3
     env: tuple[tuple[str, str], ...] = ()
     publish_after_ready: bool = False
+    # The broker this benchmark started (None: KAFKA_BOOTSTRAP_SERVERS named another): its
+    # CPU is sampled beside the workers', tenth by tenth.
+    broker_pid: int | None = None
 
     def with_env(self, **env: str) -> Setup:
         return replace(self, env=(*dict(self.env).items(), *env.items()))
@@ -434,14 +445,35 @@ def worker_cpu(workers: list[WorkerProcess]) -> WorkerCpu:
     return WorkerCpu(own, children)
 
 
+class Measured(NamedTuple):
+    """What `_measure_workers` saw of one run (the fields of `WorkerRun` it fills)."""
+
+    seconds: float
+    first_out_s: float
+    cpu: WorkerCpu
+    metrics_text: str
+    profile: list[str]
+    tenths: list[float]
+    broker_tenths: list[float]
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (0 for none)."""
+    if pid is None:
+        return 0.0
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 def _measure_workers(workers: list[WorkerProcess], progress: Callable[[], float],
                      target: int, profile_to: Path | None, *, timeout: float = 3600,
-                     start: Callable[[], None] | None = None
-                     ) -> tuple[float, float, WorkerCpu, str, list[str], list[float]]:
+                     start: Callable[[], None] | None = None, broker_pid: int | None = None
+                     ) -> Measured:
     """Seconds from the workers being ready (and `start()`, run then, e.g. publishing the
     events) until `progress()` reaches `target`, and until it first moved; the CPU the
     workers used meanwhile, the metrics of all, the first one's profile, and the workers'
-    own CPU per event (µs) over each tenth of the run from the first records out.
+    own CPU per event (µs) over each tenth of the run from the first records out (and the
+    broker's over the same tenths, given its pid).
 
     Each poll scrapes the workers' /metrics, which costs them CPU (a whole exposition per
     scrape: at ten a second, about 1% of a worker's samples): until the first records are
@@ -458,15 +490,19 @@ def _measure_workers(workers: list[WorkerProcess], progress: Callable[[], float]
     deadline = time.monotonic() + timeout
     first_out_s: float | None = None
     tenths: list[float] = []
-    mark: tuple[float, float] | None = None  # (events, own CPU) where this tenth began
+    broker_tenths: list[float] = []
+    # (events, own CPU, the broker's CPU) where this tenth began
+    mark: tuple[float, float, float] | None = None
     while True:
         count = progress()
-        own = worker_cpu(workers).own
+        own, broker = worker_cpu(workers).own, _cpu_seconds(broker_pid)
         if count > 0 and (mark is None or count >= target or
                           count - mark[0] >= target / 10):
             if mark is not None:
                 tenths.append((own - mark[1]) / (count - mark[0]) * 1e6)
-            mark = (count, own)
+                if broker_pid is not None:
+                    broker_tenths.append((broker - mark[2]) / (count - mark[0]) * 1e6)
+            mark = (count, own, broker)
         if count >= target:
             break
         elapsed = time.perf_counter() - started
@@ -481,8 +517,9 @@ def _measure_workers(workers: list[WorkerProcess], progress: Callable[[], float]
     seconds = time.perf_counter() - started
     cpu = worker_cpu(workers).since(cpu_started)
     profile = profiler.stop() if profiler else []
-    return (seconds, seconds if first_out_s is None else first_out_s, cpu,
-            "\n".join(worker.metrics() for worker in workers), profile, tenths)
+    return Measured(seconds, seconds if first_out_s is None else first_out_s, cpu,
+                    "\n".join(worker.metrics() for worker in workers), profile, tenths,
+                    broker_tenths)
 
 
 def _total(workers: list[WorkerProcess], name: str, label: str) -> float:
@@ -552,15 +589,16 @@ def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
                                 settings.data_dir)
     try:
         counted = "refstream_events_in_total" if pipeline else "refstream_events_out_total"
-        seconds, first_out_s, cpu, text, prof, tenths = _measure_workers(
+        seen = _measure_workers(
             workers, lambda: _total(workers, counted, f'topic="{names.log}"'), len(events),
             tmp / f"{label}.profile" if profile else None,
-            start=(lambda: publish_burst(bootstrap, names, events)) if burst else None)
+            start=(lambda: publish_burst(bootstrap, names, events)) if burst else None,
+            broker_pid=setup.broker_pid)
     finally:
         for worker in workers:
             worker.stop()
-    return WorkerRun(label, len(events), seconds, first_out_s, before,
-                     timed_raw_copy(*raw, "after"), cpu, text, prof, len(workers), tenths)
+    return worker_run(label, len(events), seen, (before, timed_raw_copy(*raw, "after")),
+                      processes=len(workers))
 
 
 def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
@@ -579,15 +617,24 @@ def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
     before = timed_raw_copy(*raw, "before")
     workers = start_workers(settings, setup, ["--no-ingest"], settings.data_dir)
     try:
-        seconds, first_out_s, cpu, text, prof, tenths = _measure_workers(
+        seen = _measure_workers(
             workers, lambda: _total(workers, "refstream_events_in_total",
                                     f'topic="{names.log}"'), len(events),
-            tmp / "stage.profile" if profile else None)
+            tmp / "stage.profile" if profile else None, broker_pid=setup.broker_pid)
     finally:
         for worker in workers:
             worker.stop()
-    return WorkerRun("pipeline stage", len(events), seconds, first_out_s, before,
-                     timed_raw_copy(*raw, "after"), cpu, text, prof, len(workers), tenths)
+    return worker_run("pipeline stage", len(events), seen,
+                      (before, timed_raw_copy(*raw, "after")), processes=len(workers))
+
+
+def worker_run(label: str, events: int, seen: Measured, raw: tuple[RawCopy, RawCopy], *,
+               processes: int) -> WorkerRun:
+    """The run of `processes` workers `_measure_workers` saw, between raw aiokafka's copies
+    (before, after)."""
+    return WorkerRun(label, events, seen.seconds, seen.first_out_s, *raw, seen.cpu,
+                     seen.metrics_text, seen.profile, processes, seen.tenths,
+                     seen.broker_tenths)
 
 
 def run_latency(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
@@ -773,6 +820,7 @@ def main(argv: list[str] | None = None) -> int:
             broker = LocalKafka(port=port, controller_port=controller, data_dir=tmp / "kafka",
                                 die_with_parent=True, heap="1g").start(timeout=240)
             bootstrap = broker.bootstrap
+            setup = replace(setup, broker_pid=broker.pid())
         try:
             if wanted - {"checkpoint"}:
                 assert bootstrap is not None
