@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(default=25, ge=0)
     # ... and how many bytes a fetch waits for (up to the fetch wait) before it answers.
     fetch_min_bytes: int = Field(default=1, ge=1)
+    # ... and how many bytes one fetch takes from each partition at most: with a backlog,
+    # each answer is this large (README, "The live pipeline at Kafka speed", session 18).
+    fetch_max_partition_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     # The long-running processes' asyncio event loop (faust's own switch, mode.loop.use):
     # uvloop (libuv, already a dependency of `refstream serve`) runs the stages' sockets and
     # callbacks for less CPU per record; "aio" is the standard library's loop.

@@ -56,7 +56,7 @@ class ConsumerStage(Service):
             enable_auto_commit=False, auto_offset_reset="earliest",
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
             fetch_min_bytes=settings.fetch_min_bytes, max_poll_records=max_records,
-            max_partition_fetch_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=settings.fetch_max_partition_bytes,
             session_timeout_ms=int(settings.session_timeout_s * 1000),
             heartbeat_interval_ms=int(settings.session_timeout_s * 1000 / 5),
             **options, **settings.aiokafka_security())
