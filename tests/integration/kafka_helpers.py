@@ -49,6 +49,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "REFSTREAM_CHECKPOINT_INTERVAL_S": str(settings.checkpoint_interval_s),
         "REFSTREAM_SESSION_TIMEOUT_S": str(settings.session_timeout_s),
         "REFSTREAM_EVENT_LOOP": settings.event_loop,
+        "REFSTREAM_FETCH_MAX_PARTITION_BYTES": str(settings.fetch_max_partition_bytes),
     }
     return env
 

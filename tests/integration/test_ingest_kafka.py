@@ -60,7 +60,12 @@ def raw_order(**record_changes: Any) -> bytes:
 
 def test_ingest_appends_good_records_and_dead_letters_bad_ones(kafka_bootstrap: str,
                                                                tmp_path: Path) -> None:
-    settings = isolated_settings(kafka_bootstrap, tmp_path, known_shops=["shop-1", "shop-2"])
+    # A fetch takes at most 1 MiB from a partition (the default, said here so the test keeps
+    # holding if it changes), and one bad record below is 10 MB: the broker still hands a
+    # record larger than the fetch size out whole when its partition is the first with data
+    # in a fetch, and aiokafka shuffles the partitions of every fetch, so it reaches the DLQ.
+    settings = isolated_settings(kafka_bootstrap, tmp_path, known_shops=["shop-1", "shop-2"],
+                                 fetch_max_partition_bytes=1 << 20)
     ensure_topics(settings)
     names = settings.shop_topic_prefix
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all",

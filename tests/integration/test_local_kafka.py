@@ -3,6 +3,7 @@ records, stop and restart."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections import defaultdict
@@ -12,6 +13,7 @@ from typing import Any
 
 import psutil
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
@@ -22,6 +24,7 @@ from refstream.deploy.kafka_launcher import (
     free_ports,
     port_accepts,
 )
+from refstream.streams.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -131,6 +134,52 @@ def test_broker_accepts_a_12_mb_record(
     )
 
     assert record.value == payload
+
+
+def test_stage_consumer_gets_a_record_larger_than_its_fetch_size_amid_a_backlog(
+    kafka_bootstrap: str, kafka_topic: Callable[..., str]
+) -> None:
+    """The stages fetch at most `fetch_max_partition_bytes` from a partition (1 MiB), while
+    shop topics accept 16 MiB records so ingest can dead-letter them. A 12 MB record on one
+    partition, with megabytes waiting on the others, must still arrive whole and in order:
+    the broker answers with a whole record larger than the limit only for the first
+    partition with data in a fetch, so this relies on aiokafka varying that order."""
+    fetch_bytes = Settings.model_fields["fetch_max_partition_bytes"].default
+    topic = kafka_topic("bigamid", partitions=3)
+    big = os.urandom(12 * 1024 * 1024)
+    assert len(big) > 10 * fetch_bytes
+    small = [os.urandom(1024) for _ in range(3000)]  # 3 MB on each of the other partitions
+    sent = {0: small, 1: [big, *small[:100]], 2: small}
+
+    async def produce_and_read() -> dict[int, list[bytes]]:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all",
+                                    max_request_size=16 * 1024 * 1024)
+        await producer.start()
+        try:
+            for partition, values in sent.items():
+                for value in values:
+                    await producer.send(topic, value, partition=partition)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=None,
+                                    auto_offset_reset="earliest", enable_auto_commit=False,
+                                    max_partition_fetch_bytes=fetch_bytes)
+        await consumer.start()
+        got: dict[int, list[bytes]] = defaultdict(list)
+        try:
+            deadline = time.monotonic() + 60
+            while sum(map(len, got.values())) < sum(map(len, sent.values())):
+                assert time.monotonic() < deadline, {p: len(v) for p, v in got.items()}
+                for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                    got[tp.partition].extend(r.value for r in records)
+        finally:
+            await consumer.stop()
+        return got
+
+    got = asyncio.run(produce_and_read())
+    assert got[1][0] == big
+    assert dict(got) == sent
 
 
 @pytest.mark.slow
