@@ -167,12 +167,14 @@ def test_stage_consumer_gets_a_record_larger_than_its_fetch_size_amid_a_backlog(
                                     max_partition_fetch_bytes=fetch_bytes)
         await consumer.start()
         got: dict[int, list[bytes]] = defaultdict(list)
+        expected, received = sum(map(len, sent.values())), 0
         try:
             deadline = time.monotonic() + 60
-            while sum(map(len, got.values())) < sum(map(len, sent.values())):
+            while received < expected:
                 assert time.monotonic() < deadline, {p: len(v) for p, v in got.items()}
                 for tp, records in (await consumer.getmany(timeout_ms=500)).items():
                     got[tp.partition].extend(r.value for r in records)
+                    received += len(records)
         finally:
             await consumer.stop()
         return got
