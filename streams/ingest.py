@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -102,6 +102,21 @@ class SourceRef(NamedTuple):
     offset: int
 
 
+class Source(Protocol):
+    """Anything that says where a record came from: a `SourceRef`, or the consumer's record
+    itself (aiokafka's has these three attributes), so the live path builds no `SourceRef`
+    per record read; only a dead letter keeps where its record came from."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+
 # One outcome is built per record read: not frozen, since a frozen dataclass's __init__
 # (object.__setattr__ per field) costs four times a plain one's. Nothing changes them.
 @dataclass(slots=True)
@@ -169,6 +184,8 @@ class ShopTopics:
         return shop_id if head == self.shop_prefix and shop_id in self.own_topic_shops else None
 
     def violation(self, shop_id: str, topic: str) -> str | None:
+        if not self.own_topic_shops:
+            return None  # every shop publishes on the shared topics
         owner = self.topic_shop(topic)
         if owner is not None and shop_id != owner:
             return (f"an event for shop {shop_id!r} on {topic}, a topic only shop {owner!r}'s "
@@ -253,7 +270,7 @@ class Ingestor:
                 if check is not None:
                     self._checks[codec.record_name(model)] = (model, check)
 
-    def accept(self, value: bytes | None, source: SourceRef, expected_type: str | None,
+    def accept(self, value: bytes | None, source: Source, expected_type: str | None,
                now_ms: int = 0) -> Outcome:
         """The outcome for one record's value bytes; `expected_type` comes from the topic."""
         raw = value or b""
@@ -343,7 +360,7 @@ class Ingestor:
         return type(decoded), decoded.__dict__, decoded.occurred_at_ms
 
     @staticmethod
-    def dead_letter(raw: bytes, source: SourceRef, error: str, now_ms: int,
+    def dead_letter(raw: bytes, source: Source, error: str, now_ms: int,
                     shop_id: str | None = None) -> DeadLetter:
         original = raw
         if len(raw) > DLQ_ORIGINAL_LIMIT:

@@ -34,7 +34,6 @@ from refstream.streams.ingest import (
     Ingestor,
     MergeMetrics,
     Rejected,
-    SourceRef,
 )
 from refstream.streams.merge import EventTimeMerge
 from refstream.streams.metrics import Health, WorkerMetrics
@@ -281,8 +280,7 @@ class IngestStage(ConsumerStage):
                 taken += 1
                 if taken % RECORDS_PER_TURN == 0:
                     await asyncio.sleep(0)  # let the other stages' ready work run
-                ref = SourceRef(tp.topic, tp.partition, record.offset)
-                match ingestor.accept(record.value, ref, expected_type, now_ms=now_ms):
+                match ingestor.accept(record.value, record, expected_type, now_ms=now_ms):
                     case Accepted(log_event):
                         merge.push(key, record.offset, (tp, record.offset, log_event), now,
                                    shop=log_event.shop_id, occurred_at=log_event.occurred_at)
@@ -291,8 +289,8 @@ class IngestStage(ConsumerStage):
                         duplicates += 1
                     case Rejected(dead_letter):
                         dead_letters += 1
-                        log.warning("dead letter from %s[%d]@%d: %s", ref.topic, ref.partition,
-                                    ref.offset, dead_letter.error[:300])
+                        log.warning("dead letter from %s[%d]@%d: %s", tp.topic, tp.partition,
+                                    record.offset, dead_letter.error[:300])
                         dead.append((names.dlq, record.key or b"",
                                      self.codec.encode(dead_letter)))
                 merge.push(key, record.offset, (tp, record.offset, None), now)

@@ -13,10 +13,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Generic, NamedTuple, TypeVar
+from heapq import heapify, heappop, heappush
+from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 TopicPartition = tuple[str, int]
+
+
+# The next head when no other lane has one: after every event time (an Avro long).
+_NO_NEXT = (1 << 63, 0, 0)
 
 
 def by_partition(topic: str, partition: int) -> Hashable:
@@ -24,17 +29,23 @@ def by_partition(topic: str, partition: int) -> Hashable:
     return partition
 
 
-class Released(NamedTuple, Generic[Item]):
-    """A record to append now. `waited_out`: it left after waiting out the bound while its
-    shop had nothing buffered on some topic of its co-partition. (A named tuple: one is made
-    per record appended, and a frozen dataclass costs several times as much to build.)"""
+@dataclass(slots=True)
+class Released(Generic[Item]):
+    """A shop record the merge buffered; once `release` hands it out, a record to append
+    now. `waited_out`: it left after waiting out the bound while its shop had nothing
+    buffered on some topic of its co-partition. (The buffered entry itself is handed out,
+    not a copy built per record appended.)"""
 
     tp: TopicPartition
     offset: int
     shop: str
     occurred_at: int
     item: Item
-    waited_out: bool
+    waited_out: bool = False
+    # Which record arrived first (ties in event time), when (wall time), and whether it left.
+    arrival: int = 0
+    arrived_at: float = 0.0
+    left: bool = False
 
 
 @dataclass(slots=True)
@@ -45,17 +56,6 @@ class Batch(Generic[Item]):
 
     appends: list[Released[Item]] = field(default_factory=list)
     acks: list[Item] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Entry(Generic[Item]):
-    tp: TopicPartition
-    offset: int
-    occurred_at: int
-    item: Item
-    arrival: int
-    arrived_at: float
-    left: bool = False
 
 
 class EventTimeMerge(Generic[Item]):
@@ -76,10 +76,10 @@ class EventTimeMerge(Generic[Item]):
         self.idle_s = idle_s
         self._group_of = group_of
         # Every buffered record of a topic-partition, in offset order (for acknowledging).
-        self._by_tp: dict[TopicPartition, deque[_Entry[Item] | _Done[Item]]] = {}
+        self._by_tp: dict[TopicPartition, deque[Released[Item] | _Done[Item]]] = {}
         self._groups: dict[Hashable, list[TopicPartition]] = {}
         # A shop's records on one topic-partition, in offset order (for merging).
-        self._lanes: dict[tuple[TopicPartition, str], deque[_Entry[Item]]] = {}
+        self._lanes: dict[tuple[TopicPartition, str], deque[Released[Item]]] = {}
         # Per co-partition, the shops with buffered records there, and how many.
         self._shops: dict[Hashable, dict[str, int]] = {}
         # The co-partition of each assigned topic-partition (`group_of` is asked once).
@@ -129,7 +129,7 @@ class EventTimeMerge(Generic[Item]):
             self._by_tp[tp].append(_Done(item))
             return
         self._pushed += 1
-        entry = _Entry(tp, offset, occurred_at, item, self._pushed, now)
+        entry = Released(tp, offset, shop, occurred_at, item, False, self._pushed, now)
         self._by_tp[tp].append(entry)
         lane = self._lanes.get((tp, shop))
         if lane is None:
@@ -172,37 +172,35 @@ class EventTimeMerge(Generic[Item]):
         lanes_of = self._lanes
         lanes = [lane for tp in members if (lane := lanes_of.get((tp, shop)))]
         some_empty = len(lanes) < len(members)
+        # The lanes' heads by (event time, arrival), in a heap: the earliest head's lane
+        # lets its records go in a run while they come before the next head (a heap pop
+        # and push per run, not a scan of every lane per record). Arrivals are unique, so
+        # the lane index never decides.
+        heads = [(lane[0].occurred_at, lane[0].arrival, index)
+                 for index, lane in enumerate(lanes)]
+        heapify(heads)
+        idle_s = self.idle_s
         released = 0
         try:
-            while lanes:
-                # The lane with the earliest head, and the earliest head of the others: the
-                # head lane's records leave in a run while they come before that one (one
-                # scan of the lanes per run, not per record).
-                head_lane = lanes[0]
-                first = head_lane[0]
-                head_key = (first.occurred_at, first.arrival)
-                runner_up: tuple[int, int] | None = None
-                for lane in lanes[1:]:
-                    first = lane[0]
-                    key = (first.occurred_at, first.arrival)
-                    if key < head_key:
-                        runner_up, head_lane, head_key = head_key, lane, key
-                    elif runner_up is None or key < runner_up:
-                        runner_up = key
-                while head_lane:
-                    entry = head_lane[0]
-                    if runner_up is not None and (entry.occurred_at, entry.arrival) > runner_up:
+            while heads:
+                _, _, index = heappop(heads)
+                lane = lanes[index]
+                next_at, next_arrival, _ = heads[0] if heads else _NO_NEXT
+                while lane:
+                    entry = lane[0]
+                    if entry.occurred_at > next_at or (
+                            entry.occurred_at == next_at and entry.arrival > next_arrival):
+                        heappush(heads, (entry.occurred_at, entry.arrival, index))
                         break
-                    if some_empty and now - entry.arrived_at < self.idle_s:
+                    if some_empty and now - entry.arrived_at < idle_s:
                         return  # an empty topic-partition may still deliver something earlier
-                    head_lane.popleft()
+                    lane.popleft()
                     entry.left = True
-                    out.append(Released(entry.tp, entry.offset, shop, entry.occurred_at,
-                                        entry.item, some_empty))
+                    entry.waited_out = some_empty
+                    out.append(entry)
                     released += 1
-                if not head_lane:
+                else:
                     del lanes_of[entry.tp, shop]
-                    lanes = [lane for lane in lanes if lane]
                     some_empty = True
         finally:
             if released:
