@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from refstream.schemas.shop import SHOP_MODELS
 from refstream.streams.settings import Settings
@@ -34,7 +35,8 @@ class TopicSpec:
 
 @dataclass(frozen=True)
 class TopicNames:
-    """Every topic name, derived from the settings' prefixes."""
+    """Every topic name, derived from the settings' prefixes (each built once: the stages
+    name a topic per record they send)."""
 
     shop_prefix: str
     prefix: str
@@ -46,7 +48,7 @@ class TopicNames:
     def shop(self, event_type: str) -> str:
         return f"{self.shop_prefix}.{event_type}"
 
-    @property
+    @cached_property
     def shop_topics(self) -> tuple[str, ...]:
         return tuple(self.shop(t) for t in SHOP_EVENT_TYPES)
 
@@ -64,27 +66,27 @@ class TopicNames:
         return tuple(self.own_shop(shop, t) for shop in sorted(set(shop_ids))
                      for t in SHOP_EVENT_TYPES)
 
-    @property
+    @cached_property
     def log(self) -> str:
         return f"{self.prefix}.log"
 
-    @property
+    @cached_property
     def dlq(self) -> str:
         return f"{self.prefix}.dlq"
 
-    @property
+    @cached_property
     def attributions(self) -> str:
         return f"{self.prefix}.attributions"
 
-    @property
+    @cached_property
     def fraud_flags(self) -> str:
         return f"{self.prefix}.fraud-flags"
 
-    @property
+    @cached_property
     def reward_due(self) -> str:
         return f"{self.prefix}.reward-due"
 
-    @property
+    @cached_property
     def rewards(self) -> str:
         return f"{self.prefix}.rewards"
 

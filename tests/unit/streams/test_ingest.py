@@ -20,6 +20,7 @@ from refstream.streams.ingest import (
     Accepted,
     Duplicate,
     Ingestor,
+    RecentIds,
     Rejected,
     SourceRef,
     content_digest,
@@ -161,3 +162,24 @@ def test_an_event_time_no_date_can_hold_is_a_dead_letter_not_a_crash() -> None:
     assert isinstance(outcome, Rejected)
     assert "occurred_at: -62135596800001 ms since 1970 is not a representable date" in (
         outcome.dead_letter.error)
+
+
+def test_recent_ids_keep_the_newest_ids_up_to_their_capacity() -> None:
+    recent = RecentIds(capacity=3)
+    assert [recent.seen_before(key) for key in "abcd"] == [False] * 4
+    # "a" came first and went when "d" came; "b", "c", "d" are still held, with their digests.
+    assert [recent.seen_before(key) for key in "bcd"] == [True] * 3
+    assert recent.first_copy("a", b"x") is None  # new again; "b" goes now
+    assert recent.first_copy("a", b"y") == b"x"
+    assert recent.first_copy("b", b"z") is None
+
+
+def test_recent_ids_forget_an_id_until_it_comes_again() -> None:
+    recent = RecentIds(capacity=3)
+    recent.seen_before("a", b"1")
+    recent.forget("a")
+    assert not recent.conflicts("a", b"2")
+    assert recent.first_copy("a", b"2") is None  # not a duplicate: it was never appended
+    assert recent.first_copy("a", b"3") == b"2"
+    with pytest.raises(ValueError):
+        RecentIds(capacity=0)
