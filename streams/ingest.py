@@ -225,15 +225,10 @@ class RecentIds:
         self._remember(key, digest)
         return False
 
-    def conflicts(self, key: str, digest: bytes) -> bool:
-        """Whether an earlier copy of this id had other content (a conflicting duplicate)."""
-        first = self._ids.get(key)
-        return bool(first) and first != digest
-
     def first_copy(self, key: str, digest: bytes) -> bytes | None:
         """The digest of the first copy of this id (b"" where it had none), or None when this
-        is the first copy, which is then remembered: `conflicts` and `seen_before` in one
-        look-up."""
+        is the first copy, which is then remembered: whether it is a duplicate, and of what
+        content, in one look-up."""
         first = self._ids.get(key)
         if first is not None:
             return first
