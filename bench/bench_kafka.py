@@ -285,6 +285,27 @@ class WorkerRun:
             line += f"; between snapshots, {acknowledged:.0f} acknowledged offsets recorded"
         return line
 
+    def collections(self) -> str:
+        """The cyclic GC's pauses in the workers since they started (their metrics): a young
+        collection scans what was kept since the one before, so it costs more as the state
+        grows, and every stage of the process waits for it."""
+        text = self.metrics_text
+        if "refstream_gc_collections_total" not in text:
+            return f"{self.label}: no garbage-collector metrics"
+        parts = []
+        for name, generations in (("young", ("0",)), ("older", ("1", "2"))):
+            count = sum(metric(text, "refstream_gc_collections_total", f'generation="{g}"')
+                        for g in generations)
+            paused = sum(metric(text, "refstream_gc_pause_seconds_total", f'generation="{g}"')
+                         for g in generations)
+            parts.append(f"{count:.0f} {name} collections, {paused:.2f} s"
+                         + (f" ({paused / count * 1000:.0f} ms each)" if count else ""))
+        total = sum(metric(text, "refstream_gc_pause_seconds_total", f'generation="{g}"')
+                    for g in ("0", "1", "2"))
+        workers = "workers" if self.processes > 1 else "worker"
+        return (f"{self.label}: the cyclic GC paused the {workers} {total:.2f} s since start "
+                f"({total / self.seconds:.0%} of the run's length): " + "; ".join(parts))
+
 
 class Profiler:
     """py-spy sampling one process while it holds the GIL; `stop()` returns the breakdown."""
@@ -884,6 +905,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(run.spread())
                 for run in runs:
                     print(run.checkpoints())
+                    print(run.collections())
                 for run in runs:
                     if run.profile:
                         print(f"\nprofile, {run.label} worker (GIL-holding samples):")

@@ -239,6 +239,7 @@ def run_supervised(settings: Settings, metrics: WorkerMetrics | ProcessMetrics, 
     worker = BoundedWorker(build(health, crash), deadline, loglevel=loglevel, quiet=True,
                            daemon=True, override_logging=False)
     tune_gc(settings.gc_young_threshold)
+    metrics.gc_pauses.install()
     code = EXIT_OK
     try:
         worker.execute_from_commandline()
@@ -246,6 +247,7 @@ def run_supervised(settings: Settings, metrics: WorkerMetrics | ProcessMetrics, 
         code = int(exit_.code or 0)
     finally:
         health.stopping.set()
+        metrics.gc_pauses.uninstall()
         deadline.disarm()
         server.shutdown()
         probe.close()

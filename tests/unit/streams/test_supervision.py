@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import io
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -190,3 +191,37 @@ def test_the_young_threshold_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("REFSTREAM_GC_YOUNG_THRESHOLD", "0")
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         Settings()
+
+
+def test_the_collectors_pauses_are_counted_and_timed_as_python_counts_them() -> None:
+    from refstream.streams.metrics import ProcessMetrics
+
+    metrics = ProcessMetrics()
+    pauses = metrics.gc_pauses
+    pauses.install()
+    pauses.install()  # once per process, however often asked
+    try:
+        started = time.perf_counter()
+        python_before = [stats["collections"] for stats in gc.get_stats()]
+        kept = [[index] for index in range(200_000)]  # young objects to scan
+        gc.collect(0)
+        gc.collect(0)
+        gc.collect(2)
+        elapsed = time.perf_counter() - started
+        python_after = [stats["collections"] for stats in gc.get_stats()]
+    finally:
+        pauses.uninstall()
+    assert len(kept) == 200_000
+    # Python's own per-generation counters are the reference for what ran.
+    assert pauses.collections == [a - b for a, b in zip(python_after, python_before, strict=True)]
+    assert pauses.collections[0] >= 2 and pauses.collections[2] >= 1
+    assert 0 < sum(pauses.seconds) <= elapsed
+    assert pauses not in gc.callbacks
+    young = metrics.registry.get_sample_value("refstream_gc_collections_total",
+                                              {"generation": "0"})
+    assert young == pauses.collections[0]
+    assert metrics.registry.get_sample_value(
+        "refstream_gc_pause_seconds_total", {"generation": "2"}) == pauses.seconds[2]
+    gc.collect(0)  # uninstalled: no longer counted
+    assert metrics.registry.get_sample_value("refstream_gc_collections_total",
+                                             {"generation": "0"}) == young
