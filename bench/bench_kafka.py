@@ -173,6 +173,13 @@ def metric(text: str, name: str, label: str = "") -> float:
     return total
 
 
+def longest_sample(text: str, name: str, label: str = "") -> float:
+    """The largest value of a metric's samples (with `label`) over every worker's scrape."""
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith(name) and label in line and not line.startswith("#")]
+    return max(values, default=0.0)
+
+
 def histogram_buckets(text: str, name: str) -> dict[float, float]:
     """Cumulative bucket counts of a Prometheus histogram, by upper bound."""
     buckets: dict[float, float] = {}
@@ -290,18 +297,18 @@ class WorkerRun:
         collection scans what was kept since the one before, so it costs more as the state
         grows, and every stage of the process waits for it."""
         text = self.metrics_text
-        if "refstream_gc_collections_total" not in text:
+        if "refstream_gc_pause_seconds_count" not in text:
             return f"{self.label}: no garbage-collector metrics"
-        parts = []
+        parts, total = [], 0.0
         for name, generations in (("young", ("0",)), ("older", ("1", "2"))):
-            count = sum(metric(text, "refstream_gc_collections_total", f'generation="{g}"')
-                        for g in generations)
-            paused = sum(metric(text, "refstream_gc_pause_seconds_total", f'generation="{g}"')
-                         for g in generations)
+            labels = [f'generation="{g}"' for g in generations]
+            count = sum(metric(text, "refstream_gc_pause_seconds_count", g) for g in labels)
+            paused = sum(metric(text, "refstream_gc_pause_seconds_sum", g) for g in labels)
+            longest = max(longest_sample(text, "refstream_gc_longest_pause_seconds", g)
+                          for g in labels)
+            total += paused
             parts.append(f"{count:.0f} {name} collections, {paused:.2f} s"
-                         + (f" ({paused / count * 1000:.0f} ms each)" if count else ""))
-        total = sum(metric(text, "refstream_gc_pause_seconds_total", f'generation="{g}"')
-                    for g in ("0", "1", "2"))
+                         + (f" (longest {longest * 1000:.0f} ms)" if count else ""))
         workers = "workers" if self.processes > 1 else "worker"
         return (f"{self.label}: the cyclic GC paused the {workers} {total:.2f} s since start "
                 f"({total / self.seconds:.0%} of the run's length): " + "; ".join(parts))

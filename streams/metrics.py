@@ -5,7 +5,9 @@ One registry per worker process (not the global default), so tests can run sever
 
 from __future__ import annotations
 
+import bisect
 import gc
+import itertools
 import logging
 import threading
 import time
@@ -22,33 +24,41 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 
 class GcPauses(Collector):
-    """How often, and for how long, the cyclic garbage collector stopped the process, by
-    generation (0 is the young one). A collection holds the GIL throughout, so it is a pause
-    of every stage, and what it scans grows with what the process keeps: the same 200,000-
-    object young collection took ten times as long with a million events' state as at the
-    start. `install` hooks it into `gc.callbacks` (once per process: `run_supervised`); the
-    hook only adds to plain numbers, since a collection can start inside any code, this
-    registry's own locks held included. A scrape reads them."""
+    """How long the cyclic garbage collector stopped the process, as a histogram by
+    generation (0 is the young one), and the longest stop so far. A collection holds the GIL
+    throughout, so it is a pause of every stage, and what it scans grows with what the
+    process keeps: the same 200,000-object young collection took ten times as long with a
+    million events' state as at the start. `install` hooks it into `gc.callbacks` (once per
+    process: `run_supervised`); the hook only adds to plain numbers, since a collection can
+    start inside any code, this registry's own locks held included. A scrape reads them."""
 
     GENERATIONS = 3
+    # The pause histogram's bucket bounds, in seconds (then +Inf).
+    BOUNDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
     def __init__(self) -> None:
         self.collections = [0] * self.GENERATIONS
         self.seconds = [0.0] * self.GENERATIONS
+        self.longest = [0.0] * self.GENERATIONS
+        # Per generation, the pauses within each bound and above the one before (+Inf last).
+        self.within = [[0] * (len(self.BOUNDS) + 1) for _ in range(self.GENERATIONS)]
         self._started = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
             return
+        paused = time.perf_counter() - self._started
         generation = info["generation"]
         self.collections[generation] += 1
-        self.seconds[generation] += time.perf_counter() - self._started
+        self.seconds[generation] += paused
+        self.within[generation][bisect.bisect_left(self.BOUNDS, paused)] += 1
+        self.longest[generation] = max(self.longest[generation], paused)
 
     def install(self) -> None:
         if self not in gc.callbacks:
@@ -58,19 +68,23 @@ class GcPauses(Collector):
         if self in gc.callbacks:
             gc.callbacks.remove(self)
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        collections = CounterMetricFamily(
-            "refstream_gc_collections", "cyclic garbage collections, by generation",
-            labels=["generation"])
-        paused = CounterMetricFamily(
+    def collect(self) -> Iterator[Metric]:
+        pauses = HistogramMetricFamily(
             "refstream_gc_pause_seconds",
-            "time the cyclic garbage collector held the process, by generation",
+            "how long each cyclic garbage collection held the process, by generation",
             labels=["generation"])
+        longest = GaugeMetricFamily(
+            "refstream_gc_longest_pause_seconds",
+            "the longest cyclic garbage collection since the process started, by generation",
+            labels=["generation"])
+        bounds = [*map(str, self.BOUNDS), "+Inf"]
         for generation in range(self.GENERATIONS):
-            collections.add_metric([str(generation)], self.collections[generation])
-            paused.add_metric([str(generation)], self.seconds[generation])
-        yield collections
-        yield paused
+            counts = itertools.accumulate(self.within[generation])
+            pauses.add_metric([str(generation)], list(zip(bounds, counts, strict=True)),
+                              self.seconds[generation])
+            longest.add_metric([str(generation)], self.longest[generation])
+        yield pauses
+        yield longest
 
 
 @dataclass

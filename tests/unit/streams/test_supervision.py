@@ -194,7 +194,7 @@ def test_the_young_threshold_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_the_collectors_pauses_are_counted_and_timed_as_python_counts_them() -> None:
-    from refstream.streams.metrics import ProcessMetrics
+    from refstream.streams.metrics import GcPauses, ProcessMetrics
 
     metrics = ProcessMetrics()
     pauses = metrics.gc_pauses
@@ -213,15 +213,33 @@ def test_the_collectors_pauses_are_counted_and_timed_as_python_counts_them() -> 
         pauses.uninstall()
     assert len(kept) == 200_000
     # Python's own per-generation counters are the reference for what ran.
-    assert pauses.collections == [a - b for a, b in zip(python_after, python_before, strict=True)]
+    assert pauses.collections == [
+        a - b for a, b in zip(python_after, python_before, strict=True)]
     assert pauses.collections[0] >= 2 and pauses.collections[2] >= 1
     assert 0 < sum(pauses.seconds) <= elapsed
     assert pauses not in gc.callbacks
-    young = metrics.registry.get_sample_value("refstream_gc_collections_total",
-                                              {"generation": "0"})
-    assert young == pauses.collections[0]
-    assert metrics.registry.get_sample_value(
-        "refstream_gc_pause_seconds_total", {"generation": "2"}) == pauses.seconds[2]
+
+    def sample(name: str, generation: int, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"generation": str(generation),
+                                                        **labels})
+
+    for generation in range(GcPauses.GENERATIONS):
+        count = pauses.collections[generation]
+        assert sample("refstream_gc_pause_seconds_count", generation) == count
+        assert sample("refstream_gc_pause_seconds_sum", generation) == pauses.seconds[generation]
+        assert sample("refstream_gc_pause_seconds_bucket", generation, le="+Inf") == count
+        longest = sample("refstream_gc_longest_pause_seconds", generation)
+        assert longest is not None and longest <= elapsed
+        if count:
+            assert pauses.seconds[generation] / count <= longest <= pauses.seconds[generation]
+        # Cumulative buckets: never fewer at a larger bound; all of them from the longest on.
+        previous = 0.0
+        for bound in GcPauses.BOUNDS:
+            within = sample("refstream_gc_pause_seconds_bucket", generation, le=str(bound))
+            assert within is not None and previous <= within <= count
+            if bound >= longest:
+                assert within == count
+            previous = within
+    young = pauses.collections[0]
     gc.collect(0)  # uninstalled: no longer counted
-    assert metrics.registry.get_sample_value("refstream_gc_collections_total",
-                                             {"generation": "0"}) == young
+    assert sample("refstream_gc_pause_seconds_count", 0) == young
