@@ -73,8 +73,12 @@ class Settings(BaseSettings):
     # The long-running processes' cyclic garbage collector: a young collection after this
     # many allocations net of frees (Python's own default is 700; a worker allocates dozens
     # of objects per record, so it collected every few records), and what exists once the
-    # process is built (modules, the app) is frozen out of every later collection.
-    gc_young_threshold: int = Field(default=200_000, ge=1)
+    # process is built (modules, the app) is frozen out of every later collection. Most of
+    # what a young collection finds alive is held only briefly (records in the merge, the
+    # handoff, a fetch); collected rarely, it is freed before anything scans it: at 1M events
+    # in one process, one collection of 0.35-0.41 s against 7-11 (0.84-1.82 s in all, the
+    # longest 274-352 ms) at 200,000 (README, session 21; refstream_gc_pause_seconds).
+    gc_young_threshold: int = Field(default=1_000_000, ge=1)
     pipeline_max_records: int = Field(default=5000, ge=1)
     producer_linger_ms: int = Field(default=5, ge=0)
     # Snapshot the pipeline's state in a forked child (persistence/checkpoint.py), so the event
