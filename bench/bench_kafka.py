@@ -165,19 +165,14 @@ def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
         admin.close()
 
 
+def samples(text: str, name: str, label: str = "") -> list[float]:
+    """The values of a metric's samples (with `label`) over every worker's scrape."""
+    return [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith(name) and label in line and not line.startswith("#")]
+
+
 def metric(text: str, name: str, label: str = "") -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and label in line and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def longest_sample(text: str, name: str, label: str = "") -> float:
-    """The largest value of a metric's samples (with `label`) over every worker's scrape."""
-    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-              if line.startswith(name) and label in line and not line.startswith("#")]
-    return max(values, default=0.0)
+    return sum(samples(text, name, label))
 
 
 def histogram_buckets(text: str, name: str) -> dict[float, float]:
@@ -304,8 +299,9 @@ class WorkerRun:
             labels = [f'generation="{g}"' for g in generations]
             count = sum(metric(text, "refstream_gc_pause_seconds_count", g) for g in labels)
             paused = sum(metric(text, "refstream_gc_pause_seconds_sum", g) for g in labels)
-            longest = max(longest_sample(text, "refstream_gc_longest_pause_seconds", g)
-                          for g in labels)
+            longest = max((value for g in labels
+                           for value in samples(text, "refstream_gc_longest_pause_seconds", g)),
+                          default=0.0)
             total += paused
             parts.append(f"{count:.0f} {name} collections, {paused:.2f} s"
                          + (f" (longest {longest * 1000:.0f} ms)" if count else ""))

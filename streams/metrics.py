@@ -42,12 +42,16 @@ class GcPauses(Collector):
     BOUNDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
     def __init__(self) -> None:
-        self.collections = [0] * self.GENERATIONS
         self.seconds = [0.0] * self.GENERATIONS
         self.longest = [0.0] * self.GENERATIONS
         # Per generation, the pauses within each bound and above the one before (+Inf last).
         self.within = [[0] * (len(self.BOUNDS) + 1) for _ in range(self.GENERATIONS)]
         self._started = 0.0
+
+    @property
+    def collections(self) -> list[int]:
+        """How many collections of each generation were timed."""
+        return [sum(within) for within in self.within]
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
@@ -55,7 +59,6 @@ class GcPauses(Collector):
             return
         paused = time.perf_counter() - self._started
         generation = info["generation"]
-        self.collections[generation] += 1
         self.seconds[generation] += paused
         self.within[generation][bisect.bisect_left(self.BOUNDS, paused)] += 1
         self.longest[generation] = max(self.longest[generation], paused)
