@@ -58,7 +58,7 @@ class ArchiveStage(ConsumerStage):
 
     async def on_start(self) -> None:
         self.new_consumer(self.settings, self.settings.pipeline_max_records)
-        await self.subscribe([self.topic])
+        await self.subscribe(self.settings, [self.topic])
 
     async def on_stop(self) -> None:
         # Flush what is in hand before the consuming task is cancelled (SIGTERM drains).

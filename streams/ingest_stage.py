@@ -38,7 +38,7 @@ from refstream.streams.ingest import (
 from refstream.streams.merge import EventTimeMerge
 from refstream.streams.metrics import Health, WorkerMetrics
 from refstream.streams.settings import Settings
-from refstream.streams.stage import ConsumerStage
+from refstream.streams.stage import ConsumerStage, start_when_reachable
 from refstream.streams.supervision import CrashPolicy
 from refstream.streams.topics import TopicNames, stage_group
 
@@ -142,12 +142,14 @@ class IngestStage(ConsumerStage):
         self.new_consumer(s, s.ingest_max_records,
                           partition_assignment_strategy=(RangePartitionAssignor,))
         await self.start_producer(s)
-        await self.subscribe(self.topics)
+        await self.subscribe(s, self.topics)
 
     async def on_stop(self) -> None:
         # Before mode cancels the consuming task: finish the batch in hand, then commit what
         # left the merge, if the broker acknowledges it within the drain bound. Records
         # still buffered in the merge are read again by the next start.
+        if not self.subscribed:
+            return  # stopped before it started: nothing was read, nothing to commit
         bound = self.settings.drain_timeout_s
         try:
             await asyncio.wait_for(self.lock.acquire(), timeout=bound)
@@ -210,7 +212,7 @@ class IngestStage(ConsumerStage):
             request_timeout_ms=int(min(30.0, s.client_timeout_s) * 1000),
             **s.aiokafka_security())
         try:
-            await admin.start()
+            await start_when_reachable(admin, "ingest's offset lookup", s)
             legacy = await admin.list_consumer_group_offsets(s.app_id)
             own = await admin.list_consumer_group_offsets(group)
         except KafkaError as exc:
@@ -228,7 +230,7 @@ class IngestStage(ConsumerStage):
         seeder = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
                                   enable_auto_commit=False, **s.aiokafka_security())
         try:
-            await seeder.start()
+            await start_when_reachable(seeder, "ingest's offset seeding", s)
             seeder.assign(list(seed))
             await seeder.commit(seed)
         except KafkaError as exc:

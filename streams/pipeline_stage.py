@@ -123,7 +123,7 @@ class PipelineStage(ConsumerStage):
         s = self.settings
         self.new_consumer(s, s.pipeline_max_records)
         await self.start_producer(s)
-        await self.subscribe([self.topic])
+        await self.subscribe(s, [self.topic])
 
     async def on_stop(self) -> None:
         # mode calls this before it cancels the consuming task: wait for the batch in hand,
@@ -131,6 +131,8 @@ class PipelineStage(ConsumerStage):
         # its outputs are acknowledged within the drain bound. With the broker down they are
         # not: no checkpoint then (it would run ahead of its outputs); the next start redoes
         # the batch.
+        if not self.subscribed:
+            return  # stopped before it started: nothing was applied, nothing to checkpoint
         bound = self.settings.drain_timeout_s
         try:
             await asyncio.wait_for(self.batch_lock.acquire(), timeout=bound)

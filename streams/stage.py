@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaConnectionError
 from mode import Service
 
 from refstream.streams.batch_produce import PartitionedSender, stage_producer
@@ -21,6 +24,32 @@ from refstream.streams.metrics import WorkerMetrics
 from refstream.streams.settings import Settings
 from refstream.streams.supervision import CrashPolicy
 from refstream.streams.topics import stage_group
+
+log = logging.getLogger("refstream.stage")
+
+# The pauses between attempts to reach a broker at start: doubling from the first to the last.
+START_RETRY_PAUSES_S = (0.5, 5.0)
+
+
+async def start_when_reachable(client: Any, what: str, settings: Settings) -> None:
+    """`client.start()` (an aiokafka consumer, producer or admin client), tried again while
+    no broker answers its bootstrap, for up to REFSTREAM_CLIENT_TIMEOUT_S: a broker that
+    restarts while a worker starts delays the worker instead of stopping it. After that the
+    last error is raised (a broker that did not answer: exit code 4)."""
+    deadline = time.monotonic() + settings.client_timeout_s
+    pause, longest = START_RETRY_PAUSES_S
+    while True:
+        try:
+            await client.start()
+            return
+        except KafkaConnectionError as exc:  # raised by the bootstrap, before any other state
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            log.warning("%s: no broker at %s answered (%s); trying again for up to %.0fs",
+                        what, settings.kafka_bootstrap, exc, left)
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, longest)
 
 
 class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -42,6 +71,9 @@ class ConsumerStage(Service):
     producer: AIOKafkaProducer | None = None
     sender: PartitionedSender | None = None
     crash_policy: CrashPolicy | None = None
+    # Set once the consumer is started and subscribed: a stage stopped before that (its
+    # start failed) has read nothing, so its stop has nothing to drain or commit.
+    subscribed = False
 
     def new_consumer(self, settings: Settings, max_records: int,
                      **options: Any) -> AIOKafkaConsumer:
@@ -74,13 +106,14 @@ class ConsumerStage(Service):
         """The stage's own idempotent producer, started, and its batch sender."""
         self.producer = stage_producer(settings)
         self.sender = PartitionedSender(self.producer)
-        await self.producer.start()
+        await start_when_reachable(self.producer, f"{self.stage} producer", settings)
         return self.sender
 
-    async def subscribe(self, topics: list[str]) -> None:
+    async def subscribe(self, settings: Settings, topics: list[str]) -> None:
         assert self.consumer is not None
-        await self.consumer.start()
+        await start_when_reachable(self.consumer, f"{self.stage} consumer", settings)
         self.consumer.subscribe(topics, listener=_Assignments(self))
+        self.subscribed = True
 
     async def on_shutdown(self) -> None:
         # The consuming task is cancelled by now (the stage's on_stop drained what it could);

@@ -145,12 +145,16 @@ class CrashPolicy:
         """The code a crashed process ends with."""
         return EXIT_PROBLEM if self.faults else EXIT_UNAVAILABLE
 
-    async def on_agent_error(self, agent: Any, exc: BaseException) -> None:
-        name = getattr(agent, "name", str(agent))
+    def record(self, name: str, exc: BaseException) -> None:
+        """`name` failed with `exc`: readiness and liveness fail, and the exit code says why."""
         self.health.crashed[name] = f"{type(exc).__name__}: {exc}"
         self.metrics.agent_crashes.labels(name).inc()
         if not isinstance(exc, BROKER_UNAVAILABLE):
             self.faults += 1
+
+    async def on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        name = getattr(agent, "name", str(agent))
+        self.record(name, exc)
         log.critical("agent %s crashed: %s: %s; stopping this process (exit code %d) so "
                      "its supervisor restarts it", name, type(exc).__name__, exc,
                      self.exit_code, exc_info=exc)
@@ -201,6 +205,17 @@ class BoundedWorker(faust.Worker):
         # log file or a collector far more often than a terminal.
         self.spinner = None
 
+    async def start(self) -> None:
+        # A start that fails (a stage whose broker never answered within the client bound)
+        # stops the process as faust does, but with refstream's exit code: 4 for a broker
+        # that did not answer, 1 for anything else.
+        try:
+            await super().start()
+        except Exception as exc:
+            if self.refstream_deadline.crash is not None:
+                self.refstream_deadline.crash.record("start", exc)
+            raise
+
     def _on_sigterm(self) -> None:
         self.refstream_deadline.arm()
         super()._on_sigterm()
@@ -248,11 +263,14 @@ def run_supervised(settings: Settings, metrics: WorkerMetrics | ProcessMetrics, 
     finally:
         health.stopping.set()
         metrics.gc_pauses.uninstall()
+        # What tune_gc froze becomes collectable again, so the interpreter's exit frees it
+        # (frozen, duckdb's nanobind objects outlived their module: a leak report per exit).
+        gc.unfreeze()
         deadline.disarm()
         server.shutdown()
         probe.close()
     if crash.crashed:
-        log.critical("exiting with code %d: agent crashed (%s)", crash.exit_code,
+        log.critical("exiting with code %d: an agent or the start failed (%s)", crash.exit_code,
                      health.why_not_ready())
         return crash.exit_code
     return code

@@ -135,12 +135,18 @@ class WorkerProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            return self.process.wait(timeout=timeout)
+            code = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             self.process.kill()
             self.process.wait()
             raise AssertionError(
                 f"worker ignored SIGTERM for {timeout}s: {self.log_tail()}") from exc
+        # An exit that left extension objects alive (the frozen heap once kept duckdb's)
+        # writes a leak report of a hundred lines or more into every stopped worker's log.
+        assert self.log_path is not None
+        assert "nanobind: leaked" not in self.log_path.read_text(errors="replace"), (
+            f"a leak report in {self.log_path}")
+        return code
 
     def kill(self) -> None:
         assert self.process is not None

@@ -1,0 +1,93 @@
+"""A stage's Kafka clients start even when the broker answers only some seconds later (a
+broker restarting while the worker starts), and give up with the client error once
+REFSTREAM_CLIENT_TIMEOUT_S has passed. The broker is the session's real one; a port that
+refuses connections at first, then forwards them to it, stands for the restarting broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
+
+from refstream.deploy.kafka_launcher import free_port
+from refstream.streams.stage import start_when_reachable
+from refstream.streams.topics import TopicNames, ensure_topics
+from tests.integration.kafka_helpers import isolated_settings
+
+pytestmark = [pytest.mark.integration]
+ANSWER_AFTER_S = 3.0
+
+
+async def _forward(host: str, port: int, reader: asyncio.StreamReader,
+                   writer: asyncio.StreamWriter) -> None:
+    """Copy bytes both ways between a client and the broker until either side closes."""
+    upstream_reader, upstream_writer = await asyncio.open_connection(host, port)
+
+    async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        sink.close()
+
+    await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+
+async def _late_broker(listen_port: int, bootstrap: str, after_s: float) -> asyncio.Server:
+    """After `after_s` (nothing listens on `listen_port` before), forward it to the broker."""
+    await asyncio.sleep(after_s)
+    host, port = bootstrap.split(",", maxsplit=1)[0].rsplit(":", 1)
+    return await asyncio.start_server(
+        lambda r, w: _forward(host, int(port), r, w), "127.0.0.1", listen_port)
+
+
+def test_a_producer_starts_once_the_broker_answers_and_its_record_is_acknowledged(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    direct = isolated_settings(kafka_bootstrap, tmp_path, partitions=1)
+    ensure_topics(direct)
+    topic = TopicNames.from_settings(direct).log
+    port = free_port()
+    settings = direct.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{port}",
+                                         "client_timeout_s": 60.0})
+
+    async def scenario() -> tuple[float, int]:
+        opening = asyncio.create_task(_late_broker(port, kafka_bootstrap, ANSWER_AFTER_S))
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        began = time.monotonic()
+        try:
+            await start_when_reachable(producer, "test producer", settings)
+            started_after = time.monotonic() - began
+            # Started for real: the broker creates the topic and acknowledges a record.
+            sent = await producer.send_and_wait(topic, b"after the wait")
+        finally:
+            await producer.stop()
+            (await opening).close()
+        return started_after, sent.offset
+
+    started_after, offset = asyncio.run(scenario())
+    assert started_after >= ANSWER_AFTER_S * 0.9 and offset == 0, (started_after, offset)
+
+
+def test_without_a_broker_the_start_gives_up_after_the_client_bound(tmp_path: Path) -> None:
+    bound_s = 2.0
+    settings = isolated_settings(f"127.0.0.1:{free_port()}", tmp_path).model_copy(
+        update={"client_timeout_s": bound_s})
+
+    async def scenario() -> float:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        began = time.monotonic()
+        try:
+            with pytest.raises(KafkaConnectionError):
+                await start_when_reachable(producer, "test producer", settings)
+        finally:
+            await producer.stop()
+        return time.monotonic() - began
+
+    took = asyncio.run(scenario())
+    # It tried for the whole bound, not once, and did not wait much longer than that.
+    assert bound_s <= took < bound_s + 10, took
