@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from refstream.streams.pipeline_runtime import (
 from refstream.streams.pipeline_stage import PipelineStage
 from refstream.streams.schema_registry import worker_codec
 from refstream.streams.settings import DEVELOPMENT_PII_SECRET, Settings
+from refstream.streams.stage import PatientProducer
 from refstream.streams.supervision import CrashPolicy
 from refstream.streams.topics import TopicNames
 
@@ -76,6 +78,13 @@ class IdempotentProducer(AIOKafkaDriverProducer):
     def _settings_extra(self) -> Any:
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
+    @property
+    def _producer_type(self) -> Any:
+        # faust's hook for the aiokafka class it builds: one that waits for a broker that
+        # restarts while the worker starts, as the stages' own clients do.
+        app: RefstreamApp = self.app  # type: ignore[assignment]
+        return functools.partial(PatientProducer, start_bound_s=app.client_timeout_s)
+
 
 class RefstreamApp(faust.App):
     """A faust app whose producer is idempotent and whose crashed agents are not ignored:
@@ -83,6 +92,8 @@ class RefstreamApp(faust.App):
     `crash_policy` records it and ends the process instead."""
 
     crash_policy: CrashPolicy | None = None
+    # How long its producer's start waits for a broker (REFSTREAM_CLIENT_TIMEOUT_S).
+    client_timeout_s = 60.0
 
     def _new_producer(self) -> Any:
         return IdempotentProducer(self.transport, loop=self.loop, beacon=self.beacon)
@@ -187,6 +198,7 @@ def build_app(settings: Settings, rules: Rules | None = None, *, with_ingest: bo
                             AppendedEvents() if with_ingest and with_pipeline and rules
                             is not None else None)
     app.crash_policy = context.crash
+    app.client_timeout_s = settings.client_timeout_s
 
     if with_ingest:
         _register_ingest(app, context,

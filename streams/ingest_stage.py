@@ -212,7 +212,8 @@ class IngestStage(ConsumerStage):
             request_timeout_ms=int(min(30.0, s.client_timeout_s) * 1000),
             **s.aiokafka_security())
         try:
-            await start_when_reachable(admin, "ingest's offset lookup", s)
+            await start_when_reachable(admin.start, "ingest's offset lookup",
+                                       s.kafka_bootstrap, s.client_timeout_s)
             legacy = await admin.list_consumer_group_offsets(s.app_id)
             own = await admin.list_consumer_group_offsets(group)
         except KafkaError as exc:
@@ -230,7 +231,8 @@ class IngestStage(ConsumerStage):
         seeder = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
                                   enable_auto_commit=False, **s.aiokafka_security())
         try:
-            await start_when_reachable(seeder, "ingest's offset seeding", s)
+            await start_when_reachable(seeder.start, "ingest's offset seeding",
+                                       s.kafka_bootstrap, s.client_timeout_s)
             seeder.assign(list(seed))
             await seeder.commit(seed)
         except KafkaError as exc:

@@ -93,6 +93,7 @@ def build_projector_app(settings: Settings, rules: Rules, db_path: Path,
         broker_heartbeat_interval=settings.session_timeout_s / 5,
     )
     app.crash_policy = crash
+    app.client_timeout_s = settings.client_timeout_s
     names = TopicNames.from_settings(settings)
     store = ProjectionStore(db_path)
     store.write_campaigns(rules)

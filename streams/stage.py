@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -31,25 +31,40 @@ log = logging.getLogger("refstream.stage")
 START_RETRY_PAUSES_S = (0.5, 5.0)
 
 
-async def start_when_reachable(client: Any, what: str, settings: Settings) -> None:
-    """`client.start()` (an aiokafka consumer, producer or admin client), tried again while
-    no broker answers its bootstrap, for up to REFSTREAM_CLIENT_TIMEOUT_S: a broker that
-    restarts while a worker starts delays the worker instead of stopping it. After that the
-    last error is raised (a broker that did not answer: exit code 4)."""
-    deadline = time.monotonic() + settings.client_timeout_s
+async def start_when_reachable(start: Callable[[], Awaitable[None]], what: str,
+                               bootstrap: str, bound_s: float) -> None:
+    """`start()` of an aiokafka client (consumer, producer or admin), tried again while no
+    broker answers its bootstrap, for up to `bound_s` (REFSTREAM_CLIENT_TIMEOUT_S): a broker
+    that restarts while a worker starts delays the worker instead of stopping it. After that
+    the last error is raised (a broker that did not answer: exit code 4)."""
+    deadline = time.monotonic() + bound_s
     pause, longest = START_RETRY_PAUSES_S
     while True:
         try:
-            await client.start()
+            await start()
             return
         except KafkaConnectionError as exc:  # raised by the bootstrap, before any other state
             left = deadline - time.monotonic()
             if left <= 0:
                 raise
             log.warning("%s: no broker at %s answered (%s); trying again for up to %.0fs",
-                        what, settings.kafka_bootstrap, exc, left)
+                        what, bootstrap, exc, left)
             await asyncio.sleep(min(pause, left))
             pause = min(pause * 2, longest)
+
+
+class PatientProducer(AIOKafkaProducer):  # type: ignore[misc]
+    """aiokafka's producer whose `start` waits for a broker for up to `start_bound_s` (a
+    constructor keyword of its own), for clients created by faust (its `_producer_type`)."""
+
+    def __init__(self, *, start_bound_s: float = 60.0, **options: Any) -> None:
+        super().__init__(**options)
+        self.start_bound_s = start_bound_s
+        self.bootstrap = ",".join(map(str, options.get("bootstrap_servers") or ()))
+
+    async def start(self) -> None:
+        await start_when_reachable(super().start, "faust's producer", self.bootstrap,
+                                   self.start_bound_s)
 
 
 class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -106,12 +121,14 @@ class ConsumerStage(Service):
         """The stage's own idempotent producer, started, and its batch sender."""
         self.producer = stage_producer(settings)
         self.sender = PartitionedSender(self.producer)
-        await start_when_reachable(self.producer, f"{self.stage} producer", settings)
+        await start_when_reachable(self.producer.start, f"{self.stage} producer",
+                                   settings.kafka_bootstrap, settings.client_timeout_s)
         return self.sender
 
     async def subscribe(self, settings: Settings, topics: list[str]) -> None:
         assert self.consumer is not None
-        await start_when_reachable(self.consumer, f"{self.stage} consumer", settings)
+        await start_when_reachable(self.consumer.start, f"{self.stage} consumer",
+                                   settings.kafka_bootstrap, settings.client_timeout_s)
         self.consumer.subscribe(topics, listener=_Assignments(self))
         self.subscribed = True
 

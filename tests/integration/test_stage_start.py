@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
 from refstream.deploy.kafka_launcher import free_port
-from refstream.streams.stage import start_when_reachable
+from refstream.streams.stage import PatientProducer, start_when_reachable
 from refstream.streams.topics import TopicNames, ensure_topics
 from tests.integration.kafka_helpers import isolated_settings
 
@@ -46,8 +46,9 @@ async def _late_broker(listen_port: int, bootstrap: str, after_s: float) -> asyn
         lambda r, w: _forward(host, int(port), r, w), "127.0.0.1", listen_port)
 
 
+@pytest.mark.parametrize("client", ["a stage's producer", "faust's producer"])
 def test_a_producer_starts_once_the_broker_answers_and_its_record_is_acknowledged(
-        kafka_bootstrap: str, tmp_path: Path) -> None:
+        kafka_bootstrap: str, tmp_path: Path, client: str) -> None:
     direct = isolated_settings(kafka_bootstrap, tmp_path, partitions=1)
     ensure_topics(direct)
     topic = TopicNames.from_settings(direct).log
@@ -57,10 +58,18 @@ def test_a_producer_starts_once_the_broker_answers_and_its_record_is_acknowledge
 
     async def scenario() -> tuple[float, int]:
         opening = asyncio.create_task(_late_broker(port, kafka_bootstrap, ANSWER_AFTER_S))
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
         began = time.monotonic()
+        producer: AIOKafkaProducer
+        if client == "faust's producer":  # the class faust builds for refstream's app
+            producer = PatientProducer(bootstrap_servers=[settings.kafka_bootstrap],
+                                       start_bound_s=settings.client_timeout_s)
+            start = producer.start()
+        else:
+            producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+            start = start_when_reachable(producer.start, "test producer",
+                                         settings.kafka_bootstrap, settings.client_timeout_s)
         try:
-            await start_when_reachable(producer, "test producer", settings)
+            await start
             started_after = time.monotonic() - began
             # Started for real: the broker creates the topic and acknowledges a record.
             sent = await producer.send_and_wait(topic, b"after the wait")
@@ -83,7 +92,8 @@ def test_without_a_broker_the_start_gives_up_after_the_client_bound(tmp_path: Pa
         began = time.monotonic()
         try:
             with pytest.raises(KafkaConnectionError):
-                await start_when_reachable(producer, "test producer", settings)
+                await start_when_reachable(producer.start, "test producer",
+                                       settings.kafka_bootstrap, settings.client_timeout_s)
         finally:
             await producer.stop()
         return time.monotonic() - began

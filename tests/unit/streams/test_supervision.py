@@ -168,18 +168,22 @@ def test_a_crash_only_for_an_unanswering_broker_exits_4_any_other_fault_exits_1(
 
 
 @pytest.mark.slow
-def test_a_process_whose_start_finds_no_broker_exits_4_and_leaves_no_leak_report() -> None:
+@pytest.mark.parametrize("who", ["stage", "faust"])
+def test_a_process_whose_start_finds_no_broker_exits_4_and_leaves_no_leak_report(
+        who: str) -> None:
     import subprocess
     import sys
 
-    # A real faust worker process: its service's producer retries the closed port for the
-    # client bound (1 s), then the start fails. faust alone would exit 1 for any failed
-    # start; with the frozen heap kept to the end, duckdb's extension reported leaks.
-    done = subprocess.run([sys.executable, "-m", "tests.unit.streams.unreachable_process"],
+    # A real faust worker process: the producer (a stage's, or faust's own) retries the
+    # closed port for the client bound (1 s), then the start fails. faust alone would exit 1
+    # for any failed start; with the frozen heap kept to the end, duckdb's extension
+    # reported leaks.
+    done = subprocess.run([sys.executable, "-m", "tests.unit.streams.unreachable_process", who],
                           check=False, capture_output=True, text=True, timeout=120)
     output = done.stdout + done.stderr
     assert done.returncode == EXIT_UNAVAILABLE == 4, output[-3000:]
-    assert "no broker at" in output and "trying again" in output, output[-3000:]
+    producer = "a stage's producer" if who == "stage" else "faust's producer"
+    assert f"{producer}: no broker at" in output and "trying again" in output, output[-3000:]
     assert "exiting with code 4" in output and "KafkaConnectionError" in output, output[-3000:]
     assert "nanobind: leaked" not in output, output[-3000:]
 
