@@ -5,13 +5,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from refstream.rewards.rules import Rules
+from refstream.schemas.errors import RefstreamError
 from refstream.streams.exit_codes import EXIT_OK
 from refstream.streams.settings import Settings
+
+if TYPE_CHECKING:
+    from refstream.web.frontdoor import FrontDoor
+
+
+class _ReportedStartError(logging.Filter):
+    """Holds back uvicorn's log of a start that failed for a reason the command reports."""
+
+    def __init__(self, door: FrontDoor) -> None:
+        super().__init__()
+        self.door = door
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(self.door.start_error, RefstreamError)
+                    and record.getMessage().startswith("Traceback"))
 
 
 def serve(settings: Settings, rules: Rules, *, loglevel: str, proxy_headers: bool,
@@ -27,9 +44,24 @@ def serve(settings: Settings, rules: Rules, *, loglevel: str, proxy_headers: boo
                   f"{settings.web_event_log} --db {settings.web_snapshot})")
     print(f"refstream serve on http://{settings.web_host}:{settings.web_port} "
           f"(public {settings.web_public_url}); events -> {where}", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=settings.web_host, port=settings.web_port, log_level=loglevel,
-                access_log=False, proxy_headers=proxy_headers,
-                forwarded_allow_ips=forwarded_allow_ips)
+    # uvicorn's Config and Server (what uvicorn.run builds), so that a start that failed for a
+    # reason refstream reports itself (the broker did not answer: exit code 4) ends with that
+    # reason and code instead of uvicorn's traceback and its own exit code 3.
+    config = uvicorn.Config(app, host=settings.web_host, port=settings.web_port,
+                            log_level=loglevel, access_log=False, proxy_headers=proxy_headers,
+                            forwarded_allow_ips=forwarded_allow_ips)
+    reported = _ReportedStartError(app.door)
+    logging.getLogger("uvicorn.error").addFilter(reported)
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except SystemExit:  # uvicorn's way of ending a start that failed
+        if server.started:
+            raise
+        if isinstance(app.door.start_error, RefstreamError):
+            raise app.door.start_error from None
+        raise RefstreamError(f"the web server did not start on {settings.web_host}:"
+                             f"{settings.web_port} (its log above says why)") from None
     return EXIT_OK
 
 

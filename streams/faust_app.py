@@ -42,9 +42,9 @@ from refstream.streams.pipeline_runtime import (
     PipelineRuntime,
 )
 from refstream.streams.pipeline_stage import PipelineStage
+from refstream.streams.reachable import PatientProducer
 from refstream.streams.schema_registry import worker_codec
 from refstream.streams.settings import DEVELOPMENT_PII_SECRET, Settings
-from refstream.streams.stage import PatientProducer
 from refstream.streams.supervision import CrashPolicy
 from refstream.streams.topics import TopicNames
 

@@ -37,8 +37,9 @@ from refstream.streams.ingest import (
 )
 from refstream.streams.merge import EventTimeMerge
 from refstream.streams.metrics import Health, WorkerMetrics
+from refstream.streams.reachable import start_when_reachable
 from refstream.streams.settings import Settings
-from refstream.streams.stage import ConsumerStage, start_when_reachable
+from refstream.streams.stage import ConsumerStage
 from refstream.streams.supervision import CrashPolicy
 from refstream.streams.topics import TopicNames, stage_group
 

@@ -10,61 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaConnectionError
 from mode import Service
 
 from refstream.streams.batch_produce import PartitionedSender, stage_producer
 from refstream.streams.metrics import WorkerMetrics
+from refstream.streams.reachable import start_when_reachable
 from refstream.streams.settings import Settings
 from refstream.streams.supervision import CrashPolicy
 from refstream.streams.topics import stage_group
-
-log = logging.getLogger("refstream.stage")
-
-# The pauses between attempts to reach a broker at start: doubling from the first to the last.
-START_RETRY_PAUSES_S = (0.5, 5.0)
-
-
-async def start_when_reachable(start: Callable[[], Awaitable[None]], what: str,
-                               bootstrap: str, bound_s: float) -> None:
-    """`start()` of an aiokafka client (consumer, producer or admin), tried again while no
-    broker answers its bootstrap, for up to `bound_s` (REFSTREAM_CLIENT_TIMEOUT_S): a broker
-    that restarts while a worker starts delays the worker instead of stopping it. After that
-    the last error is raised (a broker that did not answer: exit code 4)."""
-    deadline = time.monotonic() + bound_s
-    pause, longest = START_RETRY_PAUSES_S
-    while True:
-        try:
-            await start()
-            return
-        except KafkaConnectionError as exc:  # raised by the bootstrap, before any other state
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise
-            log.warning("%s: no broker at %s answered (%s); trying again for up to %.0fs",
-                        what, bootstrap, exc, left)
-            await asyncio.sleep(min(pause, left))
-            pause = min(pause * 2, longest)
-
-
-class PatientProducer(AIOKafkaProducer):  # type: ignore[misc]
-    """aiokafka's producer whose `start` waits for a broker for up to `start_bound_s` (a
-    constructor keyword of its own), for clients created by faust (its `_producer_type`)."""
-
-    def __init__(self, *, start_bound_s: float = 60.0, **options: Any) -> None:
-        super().__init__(**options)
-        self.start_bound_s = start_bound_s
-        self.bootstrap = ",".join(map(str, options.get("bootstrap_servers") or ()))
-
-    async def start(self) -> None:
-        await start_when_reachable(super().start, "faust's producer", self.bootstrap,
-                                   self.start_bound_s)
 
 
 class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -45,7 +45,7 @@ _FOLLOW_HEADERS = frozenset({b"user-agent", b"cookie", b"purpose", b"sec-purpose
 
 
 def create_app(settings: Settings, rules: Rules, *, publisher: EventPublisher | None = None,
-               clock: Clock = wall_clock_ms) -> ASGIApp:
+               clock: Clock = wall_clock_ms) -> FollowedLinks:
     """The whole edge: followed links (`FollowedLinks`) in front of the Starlette routes."""
     registry = Registry(settings.web_registry)
     door = FrontDoor(settings, rules, registry,
@@ -54,7 +54,11 @@ def create_app(settings: Settings, rules: Rules, *, publisher: EventPublisher | 
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await door.publisher.start()
+        try:
+            await door.publisher.start()
+        except Exception as exc:
+            door.start_error = exc  # uvicorn only says that the start failed: serve tells why
+            raise
         try:
             yield
         finally:

@@ -87,6 +87,8 @@ class FrontDoor:
         self.registry = registry
         self.publisher = publisher
         self.clock = clock
+        # Why the publisher did not start under `serve` (the broker did not answer), if so.
+        self.start_error: BaseException | None = None
         self.limiter = RateLimiter(settings.web_clicks_per_minute / 60.0,
                                    settings.web_click_burst)
         self._destinations: dict[str, tuple[str, dict[str, str]]] = {}

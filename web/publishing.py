@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 from refstream.schemas.codec import Codec
 from refstream.schemas.shop import SHOP_MODELS, ShopEvent
+from refstream.streams.exit_codes import broker_error
+from refstream.streams.reachable import start_when_reachable
 from refstream.streams.settings import Settings
 from refstream.streams.topics import TopicNames
 
@@ -76,12 +78,23 @@ class KafkaPublisher:
         self._producer: Any = None
 
     async def start(self) -> None:
+        """Connected to the broker, waiting up to REFSTREAM_CLIENT_TIMEOUT_S for one that is
+        restarting; then BrokerUnavailable (exit code 4)."""
         from aiokafka import AIOKafkaProducer
+        from aiokafka.errors import KafkaConnectionError
 
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.kafka_bootstrap, acks="all",
-            enable_idempotence=True, linger_ms=5, **self._settings.aiokafka_security())
-        await self._producer.start()
+        settings = self._settings
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, acks="all",
+            enable_idempotence=True, linger_ms=5, **settings.aiokafka_security())
+        try:
+            await start_when_reachable(producer.start, "the front door's producer",
+                                       settings.kafka_bootstrap, settings.client_timeout_s)
+        except KafkaConnectionError as exc:
+            await producer.stop()
+            raise broker_error("publishing to the shop topics", settings.kafka_bootstrap, exc,
+                               settings.client_timeout_s) from exc
+        self._producer = producer
 
     async def publish(self, event: ShopEvent) -> None:
         await self._producer.send_and_wait(self._names.shop(event.event_type),

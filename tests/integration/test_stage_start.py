@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
 from refstream.deploy.kafka_launcher import free_port
-from refstream.streams.stage import PatientProducer, start_when_reachable
+from refstream.streams.reachable import PatientProducer, start_when_reachable
 from refstream.streams.topics import TopicNames, ensure_topics
 from tests.integration.kafka_helpers import isolated_settings
 

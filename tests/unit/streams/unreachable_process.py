@@ -17,8 +17,8 @@ import refstream.cli.main  # noqa: F401 - the worker command's imports
 from refstream.deploy.kafka_launcher import free_port
 from refstream.streams.faust_app import RefstreamApp
 from refstream.streams.metrics import ProcessMetrics
+from refstream.streams.reachable import start_when_reachable
 from refstream.streams.settings import Settings
-from refstream.streams.stage import start_when_reachable
 from refstream.streams.supervision import configure_logging, run_supervised
 
 SETTINGS = Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}", client_timeout_s=1.0)
