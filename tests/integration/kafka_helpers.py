@@ -50,6 +50,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "REFSTREAM_SESSION_TIMEOUT_S": str(settings.session_timeout_s),
         "REFSTREAM_EVENT_LOOP": settings.event_loop,
         "REFSTREAM_FETCH_MAX_PARTITION_BYTES": str(settings.fetch_max_partition_bytes),
+        # how long a start waits for a broker (the chaos test's restarts need minutes)
+        "REFSTREAM_CLIENT_TIMEOUT_S": str(settings.client_timeout_s),
     }
     return env
 
