@@ -15,7 +15,6 @@ from typing import Any, Protocol
 from refstream.schemas.codec import Codec
 from refstream.schemas.shop import SHOP_MODELS, ShopEvent
 from refstream.streams.exit_codes import broker_error
-from refstream.streams.reachable import start_when_reachable
 from refstream.streams.settings import Settings
 from refstream.streams.topics import TopicNames
 
@@ -82,6 +81,8 @@ class KafkaPublisher:
         restarting; then BrokerUnavailable (exit code 4)."""
         from aiokafka import AIOKafkaProducer
         from aiokafka.errors import KafkaConnectionError
+
+        from refstream.streams.reachable import start_when_reachable
 
         settings = self._settings
         producer = AIOKafkaProducer(
