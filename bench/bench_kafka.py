@@ -203,6 +203,34 @@ def histogram_quantile(text: str, name: str, q: float, since: str = "") -> float
     return float("nan")
 
 
+class MachineCpu(NamedTuple):
+    """The whole machine's CPU time so far, all cores (`psutil.cpu_times`): what the
+    hypervisor ran elsewhere while this machine wanted the core (steal), and what was idle.
+    Runs of the same code differed by a third in the workers' CPU per event (session 22):
+    steal is one reason a run can cost more that no process here sees."""
+
+    total: float
+    steal: float
+    idle: float
+
+    @classmethod
+    def now(cls) -> MachineCpu:
+        t = psutil.cpu_times()
+        parts = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+        return cls(sum(getattr(t, name, 0.0) for name in parts), getattr(t, "steal", 0.0),
+                   t.idle + getattr(t, "iowait", 0.0))
+
+    def since(self, start: MachineCpu) -> MachineCpu:
+        return MachineCpu(self.total - start.total, self.steal - start.steal,
+                          self.idle - start.idle)
+
+    def describe(self) -> str:
+        if self.total <= 0:
+            return "the machine's CPU time was not measured"
+        return (f"the machine over the run: {self.steal / self.total:.1%} of its CPU time "
+                f"stolen by the hypervisor, {self.idle / self.total:.0%} idle")
+
+
 @dataclass
 class WorkerRun:
     """One measured worker run: its rate against the same run's raw aiokafka copy, its
@@ -236,6 +264,7 @@ class WorkerRun:
     # tenths are those in which the broker, on the same two cores, worked hardest.
     tenths: list[float] = field(default_factory=list)
     broker_tenths: list[float] = field(default_factory=list)
+    machine: MachineCpu = field(default_factory=lambda: MachineCpu(0.0, 0.0, 0.0))
 
     @property
     def raw_seconds(self) -> float:
@@ -257,7 +286,8 @@ class WorkerRun:
 
     def spread(self) -> str:
         if len(self.tenths) < 2:
-            return f"{self.label}: worker CPU per event not sampled within the run"
+            return (f"{self.label}: worker CPU per event not sampled within the run; "
+                    f"{self.machine.describe()}")
         ordered = sorted(self.tenths)
         line = (f"{self.label}: worker CPU per event by tenth of the run (µs): "
                 + " ".join(f"{cost:.1f}" for cost in self.tenths)
@@ -266,7 +296,7 @@ class WorkerRun:
         if self.broker_tenths:
             line += ("; the broker's over the same tenths: "
                      + " ".join(f"{cost:.1f}" for cost in self.broker_tenths))
-        return line
+        return f"{line}; {self.machine.describe()}"
 
     def checkpoints(self) -> str:
         text = self.metrics_text
@@ -479,6 +509,7 @@ class Measured(NamedTuple):
     profile: list[str]
     tenths: list[float]
     broker_tenths: list[float]
+    machine: MachineCpu
 
 
 def _cpu_seconds(pid: int | None) -> float:
@@ -508,6 +539,7 @@ def _measure_workers(workers: list[WorkerProcess], progress: Callable[[], float]
     assert sampled is not None
     profiler = Profiler(sampled.pid, profile_to) if profile_to else None
     cpu_started = worker_cpu(workers)
+    machine_started = MachineCpu.now()
     started = time.perf_counter()
     if start is not None:
         start()
@@ -540,10 +572,11 @@ def _measure_workers(workers: list[WorkerProcess], progress: Callable[[], float]
         time.sleep(min(0.5, max(0.05, left_s / 4)))
     seconds = time.perf_counter() - started
     cpu = worker_cpu(workers).since(cpu_started)
+    machine = MachineCpu.now().since(machine_started)
     profile = profiler.stop() if profiler else []
     return Measured(seconds, seconds if first_out_s is None else first_out_s, cpu,
                     "\n".join(worker.metrics() for worker in workers), profile, tenths,
-                    broker_tenths)
+                    broker_tenths, machine)
 
 
 def _total(workers: list[WorkerProcess], name: str, label: str) -> float:
@@ -658,7 +691,7 @@ def worker_run(label: str, events: int, seen: Measured, raw: tuple[RawCopy, RawC
     (before, after)."""
     return WorkerRun(label, events, seen.seconds, seen.first_out_s, *raw, seen.cpu,
                      seen.metrics_text, seen.profile, processes, seen.tenths,
-                     seen.broker_tenths)
+                     seen.broker_tenths, seen.machine)
 
 
 def run_latency(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
