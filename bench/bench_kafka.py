@@ -287,7 +287,7 @@ class WorkerRun:
     def spread(self) -> str:
         if len(self.tenths) < 2:
             return (f"{self.label}: worker CPU per event not sampled within the run; "
-                    f"{self.machine.describe()}")
+                    f"{self.cpu.kernel(self.events)}; {self.machine.describe()}")
         ordered = sorted(self.tenths)
         line = (f"{self.label}: worker CPU per event by tenth of the run (µs): "
                 + " ".join(f"{cost:.1f}" for cost in self.tenths)
@@ -296,7 +296,7 @@ class WorkerRun:
         if self.broker_tenths:
             line += ("; the broker's over the same tenths: "
                      + " ".join(f"{cost:.1f}" for cost in self.broker_tenths))
-        return f"{line}; {self.machine.describe()}"
+        return f"{line}; {self.cpu.kernel(self.events)}; {self.machine.describe()}"
 
     def checkpoints(self) -> str:
         text = self.metrics_text
@@ -475,28 +475,53 @@ def start_workers(settings: Settings, setup: Setup, args: list[str], where: Path
 
 class WorkerCpu(NamedTuple):
     """CPU time (user + system): the worker processes' own, and their snapshot children's
-    (those that have ended), which run beside them on another core when there is one."""
+    (those that have ended), which run beside them on another core when there is one; of
+    the processes' own, the part in the kernel, and their minor page faults (first touches
+    of memory, copy-on-write after a snapshot's fork), which the kernel's part mostly pays."""
 
     own: float
     children: float
+    system: float = 0.0
+    minor_faults: int = 0
 
     @property
     def total(self) -> float:
         return self.own + self.children
 
     def since(self, earlier: WorkerCpu) -> WorkerCpu:
-        return WorkerCpu(self.own - earlier.own, self.children - earlier.children)
+        return WorkerCpu(self.own - earlier.own, self.children - earlier.children,
+                         self.system - earlier.system, self.minor_faults - earlier.minor_faults)
+
+    def kernel(self, events: int) -> str:
+        """What the kernel's part was, for `events` events."""
+        if self.own <= 0 or events <= 0:
+            return "the workers' kernel time was not measured"
+        return (f"{self.system / self.own:.0%} of the workers' own CPU in the kernel, "
+                f"{self.minor_faults / events:.2f} minor page faults per event")
+
+
+def _minor_faults(pid: int) -> int:
+    """The process's minor page faults so far (/proc/<pid>/stat, field 10; 0 elsewhere)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    # Fields after the command name (in parentheses, which may hold spaces) start at field 3.
+    return int(text.rsplit(")", 1)[1].split()[10 - 3])
 
 
 def worker_cpu(workers: list[WorkerProcess]) -> WorkerCpu:
     """The CPU the worker processes and their ended snapshot children have used so far."""
-    own = children = 0.0
+    own = children = system = 0.0
+    faults = 0
     for worker in workers:
         assert worker.process is not None
         times = psutil.Process(worker.process.pid).cpu_times()
         own += times.user + times.system
+        system += times.system
         children += times.children_user + times.children_system
-    return WorkerCpu(own, children)
+        faults += _minor_faults(worker.process.pid)
+    return WorkerCpu(own, children, system, faults)
 
 
 class Measured(NamedTuple):
