@@ -92,8 +92,9 @@ class RefstreamApp(faust.App):
     `crash_policy` records it and ends the process instead."""
 
     crash_policy: CrashPolicy | None = None
-    # How long its producer's start waits for a broker (REFSTREAM_CLIENT_TIMEOUT_S).
-    client_timeout_s = 60.0
+    # How long its producer's start waits for a broker (REFSTREAM_CLIENT_TIMEOUT_S; the
+    # builders set it from their settings).
+    client_timeout_s: float = Settings.model_fields["client_timeout_s"].default
 
     def _new_producer(self) -> Any:
         return IdempotentProducer(self.transport, loop=self.loop, beacon=self.beacon)

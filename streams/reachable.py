@@ -46,10 +46,11 @@ class PatientProducer(AIOKafkaProducer):  # type: ignore[misc]
     """aiokafka's producer whose `start` waits for a broker for up to `start_bound_s` (a
     constructor keyword of its own), for clients created by faust (its `_producer_type`)."""
 
-    def __init__(self, *, start_bound_s: float = 60.0, **options: Any) -> None:
+    def __init__(self, *, start_bound_s: float, **options: Any) -> None:
         super().__init__(**options)
         self.start_bound_s = start_bound_s
-        self.bootstrap = ",".join(map(str, options.get("bootstrap_servers") or ()))
+        servers = options.get("bootstrap_servers", "localhost")  # aiokafka's own default
+        self.bootstrap = servers if isinstance(servers, str) else ",".join(servers)
 
     async def start(self) -> None:
         await start_when_reachable(super().start, "faust's producer", self.bootstrap,
