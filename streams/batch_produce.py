@@ -2,7 +2,9 @@
 
 The stages (ingest, pipeline) hand a fetch batch's outputs to their producer here instead of
 one `send` per record; partitions are chosen as Kafka's Java client and faust's producer
-choose them (murmur2 of the key), so a shop's records land where its key says.
+choose them (murmur2 of the key, `schemas/partitioning.py`: compiled, where aiokafka's
+`DefaultPartitioner` hashes a byte per interpreted step), so a shop's records land where its
+key says.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 
+from refstream.schemas.partitioning import partition_for_key
 from refstream.streams.settings import Settings
 
 
@@ -37,7 +39,6 @@ class PartitionedSender:
 
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self.producer = producer
-        self.partitioner = DefaultPartitioner()
         self.partitions_of_topic: dict[str, list[int]] = {}
         self.partition_of_key: dict[tuple[str, bytes], int] = {}
 
@@ -73,7 +74,7 @@ class PartitionedSender:
         if partitions is None:
             partitions = sorted(await self.producer.partitions_for(topic))
             self.partitions_of_topic[topic] = partitions
-        chosen: int = self.partitioner(key, partitions, partitions)
+        chosen = partitions[partition_for_key(key, len(partitions))]
         if len(self.partition_of_key) >= self.KEY_CACHE:
             self.partition_of_key.clear()
         self.partition_of_key[topic, key] = chosen

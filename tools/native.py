@@ -34,6 +34,7 @@ from typing import Final
 # (pydantic) stay interpreted: they are built once, or decoded by C libraries already.
 NATIVE_MODULES: Final = (
     "schemas/ids.py",
+    "schemas/partitioning.py",
     "fraud/identity.py",
     "fraud/policy.py",
     "fraud/windows.py",

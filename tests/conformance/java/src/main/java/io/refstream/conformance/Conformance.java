@@ -25,8 +25,10 @@ import org.apache.avro.message.BinaryMessageDecoder;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.internals.BuiltInPartitioner;
 import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.utils.Utils;
 
 /**
  * The conformance driver the Python tests run (tests/conformance/java_program.py).
@@ -35,6 +37,7 @@ import org.apache.kafka.common.TopicPartition;
  * golden  AVRO_DIR IN.jsonl              {"file", "record" (Avro JSON)} -> {"file", "fingerprint", "hex"}
  * publish BOOTSTRAP AVRO_DIR IN.jsonl     {"topic", "file", "record"}: encode + publish each
  * decode  BOOTSTRAP AVRO_DIR SECONDS TOPIC=COUNT...   every record of each topic, decoded
+ * partition IN.jsonl                    {"key" (hex), "partitions"}: the producer's partition
  * </pre>
  * Output is JSON Lines on stdout; any failure exits non-zero with the reason on stderr.
  */
@@ -48,6 +51,7 @@ public final class Conformance {
             case "publish" -> publish(args[1], new File(args[2]), Path.of(args[3]), out);
             case "decode" -> decode(args[1], new File(args[2]), Integer.parseInt(args[3]),
                     List.of(args).subList(4, args.length), out);
+            case "partition" -> partition(Path.of(args[1]), out);
             default -> throw new IllegalArgumentException("unknown command " + args[0]);
         }
     }
@@ -79,6 +83,20 @@ public final class Conformance {
             result.put("fingerprint",
                     Long.toUnsignedString(SchemaNormalization.parsingFingerprint64(schema), 16));
             result.put("hex", HexFormat.of().formatHex(bytes));
+            out.println(JSON.writeValueAsString(result));
+        }
+    }
+
+    /** The partition kafka-clients' producer gives a keyed record (BuiltInPartitioner). */
+    private static void partition(Path input, PrintStream out) throws Exception {
+        for (JsonNode line : lines(input)) {
+            byte[] key = HexFormat.of().parseHex(line.get("key").asText());
+            int partitions = line.get("partitions").asInt();
+            ObjectNode result = JSON.createObjectNode();
+            result.put("key", line.get("key").asText());
+            result.put("murmur2", Integer.toUnsignedLong(Utils.murmur2(key)));
+            result.put("partition",
+                    BuiltInPartitioner.partitionForKey(key, partitions));
             out.println(JSON.writeValueAsString(result));
         }
     }
