@@ -220,6 +220,12 @@ class PipelineRuntime:
             if partition in committed and self.partitions.get(partition) is state:
                 state.acknowledged = max(state.acknowledged or 0, committed[partition])
 
+    def snapshot_records(self) -> int:
+        """How many log records the states a checkpoint would snapshot now were folded from
+        (their partitions' next offsets, summed): an upper bound of their size, known
+        without pickling them."""
+        return sum(s.gate.next_offset for _, s in self._dirty())
+
     def begin_background_checkpoint(self) -> BackgroundCheckpoint | None:
         """Fork a child that snapshots every changed partition as it is now (None: nothing
         changed). The state may change again at once; `BackgroundCheckpoint.finish` commits

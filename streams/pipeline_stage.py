@@ -262,8 +262,9 @@ class PipelineStage(ConsumerStage):
 
     async def checkpoint(self, *, final: bool = False) -> None:
         """1. every output sent so far is acknowledged; 2. state + offsets committed in one
-        transaction, snapshotted by a forked child unless `final` or switched off (the loop
-        pays only the fork); 3. the group's offsets follow (informational: the gate decides).
+        transaction, snapshotted by a forked child unless `final`, switched off or the state
+        is small (`checkpoint_inline_max_events`; the loop pays only the fork); 3. the
+        group's offsets follow (informational: the gate decides).
         At most one snapshot is in flight, so checkpoints land in order. Spaced by
         `CheckpointPacing`.
 
@@ -274,7 +275,8 @@ class PipelineStage(ConsumerStage):
         await self._finish_pending()
         started = time.perf_counter()
         self.pacing.started = time.monotonic()
-        if self.settings.checkpoint_in_background and hasattr(os, "fork") and not final:
+        if (self.settings.checkpoint_in_background and hasattr(os, "fork") and not final
+                and self.runtime.snapshot_records() > self.settings.checkpoint_inline_max_events):
             pending = self.runtime.begin_background_checkpoint()
             if pending is not None:
                 self.pending = asyncio.ensure_future(self._complete(pending))

@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     # Snapshot the pipeline's state in a forked child (persistence/checkpoint.py), so the event
     # loop pays only the fork; off (or without os.fork) it pickles in the worker itself.
     checkpoint_in_background: bool = True
+    # ... but only a state folded from more than this many log records (summed over the
+    # partitions the snapshot covers): a smaller one pickles in the worker in tens of
+    # milliseconds, while a child costs the worker a copy of every memory page it writes
+    # until the child exits (copy-on-write), which cost more than the pickling at 100,000
+    # events (README, session 23). 0: every snapshot forks.
+    checkpoint_inline_max_events: int = Field(default=150_000, ge=0)
     # A snapshot costs O(state): snapshots are spaced so that snapshotting takes at most this
     # share of the pipeline's wall time (so at least checkpoint_interval_s apart, further as
     # the state grows), but never more than checkpoint_max_interval_s apart, which bounds the

@@ -1,5 +1,6 @@
 """A forked checkpoint is committed only once the producer has acknowledged every output of
-the events it holds, while the stage itself never waits for the broker or the child.
+the events it holds, while the stage itself never waits for the broker or the child; a
+state folded from few records is snapshotted in the worker itself, after the same flush.
 
 The producer and consumer stand in for aiokafka's at the two calls the checkpoint makes
 (`flush`, `commit`/`assignment`/`highwater`); the ordering they let the test hold back is
@@ -68,8 +69,9 @@ def test_the_snapshot_waits_for_the_acknowledgement_and_the_stage_does_not(
     async def scenario() -> None:
         runtime = PipelineRuntime(DEFAULT_RULES, Codec(), CheckpointStore(tmp_path / "cp.db"),
                                   NAMES)
-        stage = PipelineStage(Settings(data_dir=tmp_path), runtime, WorkerMetrics(), Health(),
-                              gap_reader=no_gaps)
+        # Every snapshot forks, however small the state.
+        stage = PipelineStage(Settings(data_dir=tmp_path, checkpoint_inline_max_events=0),
+                              runtime, WorkerMetrics(), Health(), gap_reader=no_gaps)
         producer, consumer = HeldProducer(), OwningConsumer()
         stage.producer, stage.consumer = producer, consumer
         values = log_values()
@@ -91,5 +93,44 @@ def test_the_snapshot_waits_for_the_acknowledgement_and_the_stage_does_not(
         stored = runtime.store.load(NAMES.log, 0)
         assert stored is not None and stored.next_offset == 4  # the state at the fork
         assert consumer.committed == {TopicPartition(NAMES.log, 0): 4}
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("inline_max", "forks"), [(3, True), (4, False)])
+def test_a_state_of_few_records_is_snapshotted_in_the_worker_after_the_flush(
+        tmp_path: Path, inline_max: int, forks: bool) -> None:
+    """Four records folded: above a bound of 3 the snapshot forks (the test above); at a
+    bound of 4 the stage waits for the acknowledgement itself, then commits at once."""
+    async def scenario() -> None:
+        runtime = PipelineRuntime(DEFAULT_RULES, Codec(), CheckpointStore(tmp_path / "cp.db"),
+                                  NAMES)
+        stage = PipelineStage(
+            Settings(data_dir=tmp_path, checkpoint_inline_max_events=inline_max), runtime,
+            WorkerMetrics(), Health(), gap_reader=no_gaps)
+        producer, consumer = HeldProducer(), OwningConsumer()
+        stage.producer, stage.consumer = producer, consumer
+        for offset, value in enumerate(log_values()[:4]):
+            runtime.handle(0, offset, value)
+        assert runtime.snapshot_records() == 4
+
+        checkpoint = asyncio.ensure_future(stage.checkpoint())
+        await asyncio.sleep(0.5)
+        assert producer.flushes == 1 and runtime.store.load(NAMES.log, 0) is None
+        if forks:  # returned at once, the child's snapshot waits for the acknowledgement
+            assert checkpoint.done() and stage.pending is not None
+        else:  # the stage itself waits for it: no child
+            assert not checkpoint.done() and stage.pending is None
+        producer.acknowledged.set()
+        await asyncio.wait_for(checkpoint, timeout=30)
+        if forks:
+            assert stage.pending is not None
+            await asyncio.wait_for(stage.pending, timeout=30)
+        else:
+            assert stage.pending is None
+        stored = runtime.store.load(NAMES.log, 0)
+        assert stored is not None and stored.next_offset == 4
+        assert consumer.committed == {TopicPartition(NAMES.log, 0): 4}
+        assert runtime.snapshot_records() == 0  # nothing changed since
 
     asyncio.run(scenario())
