@@ -20,7 +20,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from refstream.persistence.checkpoint import Checkpoint, CheckpointStore, ForkedSnapshot
+from refstream.persistence.checkpoint import (
+    Checkpoint,
+    CheckpointStore,
+    ForkedSnapshot,
+    TakenSnapshot,
+)
 from refstream.projections.pipeline import Pipeline, SnapshotError
 from refstream.rewards.rules import Rules
 from refstream.schemas.codec import Codec
@@ -226,14 +231,15 @@ class PipelineRuntime:
         without pickling them."""
         return sum(s.gate.next_offset for _, s in self._dirty())
 
-    def begin_background_checkpoint(self) -> BackgroundCheckpoint | None:
-        """Fork a child that snapshots every changed partition as it is now (None: nothing
-        changed). The state may change again at once; `BackgroundCheckpoint.finish` commits
-        the snapshot, or marks the partitions changed again if the child failed."""
+    def begin_background_checkpoint(self, *, fork: bool = True) -> BackgroundCheckpoint | None:
+        """Snapshot every changed partition as it is now, in a forked child or (not `fork`)
+        at once in this process (None: nothing changed). The state may change again at once;
+        `BackgroundCheckpoint.finish` commits the snapshot, or marks the partitions changed
+        again if the child failed."""
         dirty = self._dirty()
         if not dirty:
             return None
-        snapshot = ForkedSnapshot(lambda: self._checkpoints(dirty))
+        snapshot = (ForkedSnapshot if fork else TakenSnapshot)(lambda: self._checkpoints(dirty))
         for _, s in dirty:
             s.dirty = False
         return BackgroundCheckpoint(self, snapshot, dirty)
@@ -252,7 +258,7 @@ class BackgroundCheckpoint:
     """A snapshot being taken by a forked child, of these partitions' states."""
 
     runtime: PipelineRuntime
-    snapshot: ForkedSnapshot
+    snapshot: ForkedSnapshot | TakenSnapshot
     partitions: list[tuple[int, PartitionState]]
 
     def finish(self) -> dict[int, int]:

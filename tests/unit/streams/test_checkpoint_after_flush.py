@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
-from refstream.persistence.checkpoint import CheckpointStore
+from refstream.persistence.checkpoint import CheckpointStore, ForkedSnapshot, TakenSnapshot
 from refstream.schemas.codec import Codec
 from refstream.streams.metrics import Health, WorkerMetrics
 from refstream.streams.pipeline_runtime import CatchUp, PipelineRuntime
@@ -97,11 +97,13 @@ def test_the_snapshot_waits_for_the_acknowledgement_and_the_stage_does_not(
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize(("inline_max", "forks"), [(3, True), (4, False)])
-def test_a_state_of_few_records_is_snapshotted_in_the_worker_after_the_flush(
-        tmp_path: Path, inline_max: int, forks: bool) -> None:
-    """Four records folded: above a bound of 3 the snapshot forks (the test above); at a
-    bound of 4 the stage waits for the acknowledgement itself, then commits at once."""
+@pytest.mark.parametrize(("inline_max", "snapshot_kind"),
+                         [(3, ForkedSnapshot), (4, TakenSnapshot)])
+def test_a_state_of_few_records_is_pickled_in_the_worker_and_committed_after_the_flush(
+        tmp_path: Path, inline_max: int, snapshot_kind: type) -> None:
+    """Four records folded: above a bound of 3 the snapshot forks; at a bound of 4 the
+    worker pickles it at once, no child. Either way the stage returns without the broker's
+    answer, and what is committed after it is the state of the four."""
     async def scenario() -> None:
         runtime = PipelineRuntime(DEFAULT_RULES, Codec(), CheckpointStore(tmp_path / "cp.db"),
                                   NAMES)
@@ -110,27 +112,35 @@ def test_a_state_of_few_records_is_snapshotted_in_the_worker_after_the_flush(
             WorkerMetrics(), Health(), gap_reader=no_gaps)
         producer, consumer = HeldProducer(), OwningConsumer()
         stage.producer, stage.consumer = producer, consumer
-        for offset, value in enumerate(log_values()[:4]):
+        values = log_values()
+        for offset, value in enumerate(values[:4]):
             runtime.handle(0, offset, value)
         assert runtime.snapshot_records() == 4
 
-        checkpoint = asyncio.ensure_future(stage.checkpoint())
-        await asyncio.sleep(0.5)
-        assert producer.flushes == 1 and runtime.store.load(NAMES.log, 0) is None
-        if forks:  # returned at once, the child's snapshot waits for the acknowledgement
-            assert checkpoint.done() and stage.pending is not None
-        else:  # the stage itself waits for it: no child
-            assert not checkpoint.done() and stage.pending is None
+        await asyncio.wait_for(stage.checkpoint(), timeout=10)
+        pending: Any = stage.pending
+        assert pending is not None
+        for offset, value in enumerate(values[4:], start=4):
+            runtime.handle(0, offset, value)
+        await asyncio.sleep(0.3)
+        assert producer.flushes == 1 and not pending.done()
+        assert runtime.store.load(NAMES.log, 0) is None and not consumer.committed
+
         producer.acknowledged.set()
-        await asyncio.wait_for(checkpoint, timeout=30)
-        if forks:
-            assert stage.pending is not None
-            await asyncio.wait_for(stage.pending, timeout=30)
-        else:
-            assert stage.pending is None
+        await asyncio.wait_for(pending, timeout=30)
         stored = runtime.store.load(NAMES.log, 0)
         assert stored is not None and stored.next_offset == 4
         assert consumer.committed == {TopicPartition(NAMES.log, 0): 4}
-        assert runtime.snapshot_records() == 0  # nothing changed since
+        assert snapshot_taken[0] is snapshot_kind
 
-    asyncio.run(scenario())
+    snapshot_taken: list[type] = []
+    original = PipelineRuntime.begin_background_checkpoint
+
+    def noting(self: PipelineRuntime, *, fork: bool = True) -> Any:
+        began = original(self, fork=fork)
+        snapshot_taken.append(type(began.snapshot))
+        return began
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PipelineRuntime, "begin_background_checkpoint", noting)
+        asyncio.run(scenario())
