@@ -16,6 +16,7 @@ reproduces it with a backlog). The gap is read with a consumer of its own instea
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -229,16 +230,19 @@ class PipelineRuntime:
         """How many log records the states a checkpoint would snapshot now were folded from
         (their partitions' next offsets, summed): an upper bound of their size, known
         without pickling them."""
-        return sum(s.gate.next_offset for _, s in self._dirty())
+        return _records(self._dirty())
 
-    def begin_background_checkpoint(self, *, fork: bool = True) -> BackgroundCheckpoint | None:
-        """Snapshot every changed partition as it is now, in a forked child or (not `fork`)
-        at once in this process (None: nothing changed). The state may change again at once;
+    def begin_background_checkpoint(self, *, fork_above: int = -1
+                                    ) -> BackgroundCheckpoint | None:
+        """Snapshot every changed partition as it is now (None: nothing changed): in a
+        forked child when they were folded from more than `fork_above` log records (and the
+        platform forks), else at once in this process. The state may change again at once;
         `BackgroundCheckpoint.finish` commits the snapshot, or marks the partitions changed
         again if the child failed."""
         dirty = self._dirty()
         if not dirty:
             return None
+        fork = hasattr(os, "fork") and _records(dirty) > fork_above
         snapshot = (ForkedSnapshot if fork else TakenSnapshot)(lambda: self._checkpoints(dirty))
         for _, s in dirty:
             s.dirty = False
@@ -253,16 +257,21 @@ class PipelineRuntime:
                 for p, s in dirty]
 
 
+def _records(partitions: list[tuple[int, PartitionState]]) -> int:
+    return sum(state.gate.next_offset for _, state in partitions)
+
+
 @dataclass
 class BackgroundCheckpoint:
-    """A snapshot being taken by a forked child, of these partitions' states."""
+    """A snapshot of these partitions' states, being taken by a forked child or taken in
+    this process already, waiting to be committed."""
 
     runtime: PipelineRuntime
     snapshot: ForkedSnapshot | TakenSnapshot
     partitions: list[tuple[int, PartitionState]]
 
     def finish(self) -> dict[int, int]:
-        """Blocking (run it in a thread): wait for the child, commit its checkpoints in one
+        """Blocking (run it in a thread): wait for the snapshot (a child's), commit it in one
         transaction; returns partition -> committed next offset."""
         try:
             checkpoints = self.snapshot.collect()

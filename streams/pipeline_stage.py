@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import sqlite3
 import time
 from collections import Counter
@@ -279,9 +278,8 @@ class PipelineStage(ConsumerStage):
         started = time.perf_counter()
         self.pacing.started = time.monotonic()
         if self.settings.checkpoint_in_background and not final:
-            fork = (hasattr(os, "fork") and self.runtime.snapshot_records()
-                    > self.settings.checkpoint_inline_max_events)
-            pending = self.runtime.begin_background_checkpoint(fork=fork)
+            pending = self.runtime.begin_background_checkpoint(
+                fork_above=self.settings.checkpoint_inline_max_events)
             if pending is not None:
                 # The fork, or the pickling of a small state: what the loop paid for it.
                 taken_s = time.perf_counter() - started

@@ -81,14 +81,15 @@ class Settings(BaseSettings):
     gc_young_threshold: int = Field(default=1_000_000, ge=1)
     pipeline_max_records: int = Field(default=5000, ge=1)
     producer_linger_ms: int = Field(default=5, ge=0)
-    # Snapshot the pipeline's state in a forked child (persistence/checkpoint.py), so the event
-    # loop pays only the fork; off (or without os.fork) it pickles in the worker itself.
+    # Take the pipeline's snapshot off the batch lock: the broker's acknowledgement and the
+    # commit run while the stage goes on consuming; off, the stage waits for both itself.
     checkpoint_in_background: bool = True
-    # ... but only a state folded from more than this many log records (summed over the
-    # partitions the snapshot covers): a smaller one pickles in the worker in tens of
-    # milliseconds, while a child costs the worker a copy of every memory page it writes
-    # until the child exits (copy-on-write), which cost more than the pickling at 100,000
-    # events (README, session 23). 0: every snapshot forks.
+    # The snapshot is pickled by a forked child (persistence/checkpoint.py; the loop pays only
+    # the fork) when the partitions it covers were folded from more than this many log
+    # records; a smaller state is pickled in the worker at once (tens of milliseconds), since
+    # a child costs the worker a copy of every memory page it writes until the child exits
+    # (copy-on-write), which cost more than the pickling at 100,000 events (README, session
+    # 23). Without os.fork, always in the worker. 0: every snapshot forks.
     checkpoint_inline_max_events: int = Field(default=150_000, ge=0)
     # A snapshot costs O(state): snapshots are spaced so that snapshotting takes at most this
     # share of the pipeline's wall time (so at least checkpoint_interval_s apart, further as

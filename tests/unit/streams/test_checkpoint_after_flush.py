@@ -136,8 +136,8 @@ def test_a_state_of_few_records_is_pickled_in_the_worker_and_committed_after_the
     snapshot_taken: list[type] = []
     original = PipelineRuntime.begin_background_checkpoint
 
-    def noting(self: PipelineRuntime, *, fork: bool = True) -> Any:
-        began = original(self, fork=fork)
+    def noting(self: PipelineRuntime, *, fork_above: int = -1) -> Any:
+        began = original(self, fork_above=fork_above)
         snapshot_taken.append(type(began.snapshot))
         return began
 
