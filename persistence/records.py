@@ -12,20 +12,33 @@ long as the fields are those of that time (tests/unit/persistence/test_snapshot_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
+from operator import attrgetter
 from typing import Any
 
-# One tuple of names per class: pickle writes it once per snapshot and refers to it after.
-_NAMES: dict[type, tuple[str, ...]] = {}
+# Per class: its field names (one tuple, which pickle writes once per snapshot and refers to
+# after) and a getter of their values as a tuple, in one C call (a snapshot reduces every
+# record of the state: a generator of getattr calls took most of the pickling time).
+_NAMES: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[object, ...]]]] = {}
 
 
 def by_fields(obj: Any) -> tuple[Any, tuple[object, ...]]:
     """`__reduce__` of a dataclass whose `__init__` takes every field as a keyword."""
     cls = type(obj)
-    names = _NAMES.get(cls)
-    if names is None:
-        names = _NAMES[cls] = tuple(f.name for f in fields(obj))
-    return rebuild, (cls, names, tuple(getattr(obj, name) for name in names))
+    known = _NAMES.get(cls)
+    if known is None:
+        known = _NAMES[cls] = _names_and_getter(tuple(f.name for f in fields(obj)))
+    names, values = known
+    return rebuild, (cls, names, values(obj))
+
+
+def _names_and_getter(names: tuple[str, ...]
+                      ) -> tuple[tuple[str, ...], Callable[[Any], tuple[object, ...]]]:
+    if len(names) == 1:  # attrgetter of one name returns the value itself, not a tuple
+        (name,) = names
+        return names, lambda obj: (getattr(obj, name),)
+    return names, attrgetter(*names) if names else (lambda obj: ())
 
 
 def rebuild(cls: type, names: tuple[str, ...], values: tuple[object, ...]) -> Any:

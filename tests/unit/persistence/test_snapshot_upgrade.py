@@ -90,3 +90,37 @@ def test_a_field_added_later_takes_its_default_and_a_removed_one_is_named() -> N
     _module_with(Referrer)
     with pytest.raises(TypeError, match=r"fields \['shares'\] that it no longer has"):
         pickle.loads(written)
+
+
+def test_classes_of_no_one_and_several_fields_round_trip() -> None:
+    """`by_fields` reads a class's values in one call (an `attrgetter` of its names), which
+    for a single name gives the value itself, not a one-value tuple: each arity restores."""
+    @dataclass(slots=True)
+    class Nothing:
+        def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+            return by_fields(self)
+
+    @dataclass(slots=True)
+    class One:
+        code: tuple[str, str]
+
+        def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+            return by_fields(self)
+
+    @dataclass(slots=True)
+    class Three:
+        name: str
+        shares: int
+        codes: list[str]
+
+        def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+            return by_fields(self)
+
+    values = [Nothing(), One(("ref", "abc")), Three("alice", 3, ["x", "y"])]
+    for cls in (Nothing, One, Three):
+        module = ModuleType(f"refstream_snapshot_test_{cls.__name__}")
+        cls.__module__ = module.__name__
+        cls.__qualname__ = cls.__name__
+        setattr(module, cls.__name__, cls)
+        sys.modules[module.__name__] = module
+    assert pickle.loads(pickle.dumps(values)) == values
