@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from refstream.schemas.errors import EXIT_PROBLEM, RefstreamError
+from refstream.streams.reachable import start_when_reachable
 from refstream.streams.settings import Settings
 
 log = logging.getLogger("refstream.streams")
@@ -39,7 +40,9 @@ async def read_log_range(settings: Settings, topic: str, partition: int, start: 
         bootstrap_servers=settings.kafka_bootstrap.split(","), group_id=None,
         enable_auto_commit=False, auto_offset_reset="none",
         max_partition_fetch_bytes=16 * 1024 * 1024, **settings.aiokafka_security())
-    await consumer.start()
+    # A broker restarting just then delays the catch-up instead of stopping the worker.
+    await start_when_reachable(consumer.start, f"reading {topic}[{partition}]",
+                               settings.kafka_bootstrap, settings.client_timeout_s)
     try:
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -219,3 +221,27 @@ def read_to_end(bootstrap: str, topic: str, *, timeout: float = 60.0) -> list[An
         return records
     finally:
         consumer.close()
+
+
+async def _forward(host: str, port: int, reader: asyncio.StreamReader,
+                   writer: asyncio.StreamWriter) -> None:
+    """Copy bytes both ways between a client and the broker until either side closes."""
+    upstream_reader, upstream_writer = await asyncio.open_connection(host, port)
+
+    async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        sink.close()
+
+    await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+
+async def late_broker(listen_port: int, bootstrap: str, after_s: float) -> asyncio.Server:
+    """After `after_s` (nothing listens on `listen_port` before), forward it to the broker: a
+    broker restarting, for clients that bootstrap through `listen_port`."""
+    await asyncio.sleep(after_s)
+    host, port = bootstrap.split(",", maxsplit=1)[0].rsplit(":", 1)
+    return await asyncio.start_server(
+        lambda r, w: _forward(host, int(port), r, w), "127.0.0.1", listen_port)

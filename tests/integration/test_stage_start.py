@@ -6,7 +6,6 @@ refuses connections at first, then forwards them to it, stands for the restartin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from pathlib import Path
 
@@ -17,33 +16,10 @@ from aiokafka.errors import KafkaConnectionError
 from refstream.deploy.kafka_launcher import free_port
 from refstream.streams.reachable import PatientProducer, start_when_reachable
 from refstream.streams.topics import TopicNames, ensure_topics
-from tests.integration.kafka_helpers import isolated_settings
+from tests.integration.kafka_helpers import isolated_settings, late_broker
 
 pytestmark = [pytest.mark.integration]
 ANSWER_AFTER_S = 3.0
-
-
-async def _forward(host: str, port: int, reader: asyncio.StreamReader,
-                   writer: asyncio.StreamWriter) -> None:
-    """Copy bytes both ways between a client and the broker until either side closes."""
-    upstream_reader, upstream_writer = await asyncio.open_connection(host, port)
-
-    async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
-            while data := await source.read(65536):
-                sink.write(data)
-                await sink.drain()
-        sink.close()
-
-    await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
-
-
-async def _late_broker(listen_port: int, bootstrap: str, after_s: float) -> asyncio.Server:
-    """After `after_s` (nothing listens on `listen_port` before), forward it to the broker."""
-    await asyncio.sleep(after_s)
-    host, port = bootstrap.split(",", maxsplit=1)[0].rsplit(":", 1)
-    return await asyncio.start_server(
-        lambda r, w: _forward(host, int(port), r, w), "127.0.0.1", listen_port)
 
 
 @pytest.mark.parametrize("client", ["a stage's producer", "faust's producer"])
@@ -57,7 +33,7 @@ def test_a_producer_starts_once_the_broker_answers_and_its_record_is_acknowledge
                                          "client_timeout_s": 60.0})
 
     async def scenario() -> tuple[float, int]:
-        opening = asyncio.create_task(_late_broker(port, kafka_bootstrap, ANSWER_AFTER_S))
+        opening = asyncio.create_task(late_broker(port, kafka_bootstrap, ANSWER_AFTER_S))
         began = time.monotonic()
         producer: AIOKafkaProducer
         if client == "faust's producer":  # the class faust builds for refstream's app
