@@ -132,24 +132,22 @@ INGEST_FETCH_GAP_S = 0.02  # a fetch of 500 records at 25k events/s
 
 
 IngestRecord = tuple[str, int, bytes, str]  # topic, partition, value, event type
-MergeItem = tuple[tuple[str, int], int, LogEvent]
 
 
 def ingest_round(codec: Codec, records: list[IngestRecord]) -> tuple[float, list[bytes]]:
     """One pass of `records` through ingest's per-record work: (CPU seconds, log bytes in
     append order)."""
     ingestor = Ingestor(codec, Pseudonymiser(PII_SECRET), recent_ids=RecentIds(len(records) + 1))
-    merge: EventTimeMerge[MergeItem] = EventTimeMerge(INGEST_MERGE_IDLE_S)
+    merge: EventTimeMerge[LogEvent | None] = EventTimeMerge(INGEST_MERGE_IDLE_S)
     offsets: dict[tuple[str, int], int] = {}
     done: dict[tuple[str, int], int] = {}
     log_values: list[bytes] = []
     encode = codec.encode
 
-    def drain(batch: Batch[MergeItem]) -> None:
+    def drain(batch: Batch[LogEvent | None]) -> None:
         for released in batch.appends:
-            log_values.append(encode(released.item[2]))
-        for tp, offset, _ in batch.acks:
-            done[tp] = offset + 1
+            log_values.append(encode(released.item))
+        done.update(batch.acked)
 
     clock = 0.0
     gc.collect()
@@ -162,7 +160,7 @@ def ingest_round(codec: Codec, records: list[IngestRecord]) -> tuple[float, list
             if not isinstance(outcome, Accepted):
                 raise SystemExit(f"bench record rejected: {outcome}")
             log_event = outcome.event
-            merge.push(tp, offset, (tp, offset, log_event), clock,
+            merge.push(tp, offset, log_event, clock,
                        shop=log_event.shop_id, occurred_at=log_event.occurred_at)
         drain(merge.release(clock))
         clock += INGEST_FETCH_GAP_S

@@ -29,8 +29,33 @@ INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 ONE_BYTE: tuple[bytes, ...] = tuple(bytes((i,)) for i in range(128))
 
 
+# Text fields whose few values repeat from record to record (a shop's id, its currency, a
+# campaign's tags, the user agents and landing pages of its links): their decoders hand out
+# one string per distinct value instead of a new one per record, so records waiting in
+# ingest's event-time merge, and the core's state, hold each such value once. A pool keeps
+# the first SHARED_TEXTS_LIMIT distinct values of its field; later ones are decoded as usual.
+SHARED_TEXT_FIELDS = frozenset({"event_type", "shop_id", "currency", "channel", "campaign_id",
+                                "utm_source", "utm_medium", "utm_campaign", "user_agent",
+                                "landing_url"})
+SHARED_TEXTS_LIMIT = 1024
+
+
 class NotCompiled(Exception):
     """The compiled path does not take this value or these bytes; run the reference path."""
+
+
+class SharedTexts(dict[str, str]):
+    """One decoder field's pool of shared strings (a plain dict in the compiled module)."""
+
+
+def shared_text(texts: dict[str, str], text: str) -> str:
+    """The pooled string equal to `text`, pooling `text` itself while the pool has room."""
+    known = texts.get(text)
+    if known is not None:
+        return known
+    if len(texts) < SHARED_TEXTS_LIMIT:
+        texts[text] = text
+    return text
 
 
 def long_bytes(value: int) -> bytes:
@@ -99,7 +124,8 @@ class Generated:
     def compile(self) -> Callable[..., Any]:
         """The function itself, `exec`'d (generated from a shipped schema only)."""
         namespace: dict[str, Any] = {"long_bytes": long_bytes, "read_long": read_long,
-                                     "read_length": read_length, "NotCompiled": NotCompiled,
+                                     "read_length": read_length, "shared_text": shared_text,
+                                     "NotCompiled": NotCompiled,
                                      "ONE_BYTE": ONE_BYTE, "Any": Any, **self.constants}
         text = "\n".join(self.lines)
         exec(text, namespace)
@@ -109,6 +135,8 @@ class Generated:
 
 
 def _constant_text(value: Any) -> str:
+    if isinstance(value, SharedTexts):
+        return "SharedTexts()"  # what it holds is not what the function computes
     if isinstance(value, type):
         return f"{value.__module__}.{value.__qualname__}"
     return repr(value)
@@ -250,13 +278,14 @@ def _read_string(lines: list[str], target: str, indent: str, decode: bool = True
 
 
 def decoder_source(declared: dict[str, Any], build: type[Any] | None = None,
-                   tuple_fields: frozenset[str] = frozenset(), name: str = "decode"
-                   ) -> Generated | None:
+                   tuple_fields: frozenset[str] = frozenset(), name: str = "decode",
+                   shared_fields: frozenset[str] = SHARED_TEXT_FIELDS) -> Generated | None:
     """The source of `name(data, pos)`: the record whose body starts at `pos` and ends
     exactly at the end of `data` (a dict like fastavro's; with `build`, `build(**record)`,
-    the `tuple_fields` as tuples), or None if a field's type is not compiled. The function
-    raises NotCompiled (or IndexError / UnicodeDecodeError) for bytes it does not read as
-    they are."""
+    the `tuple_fields` as tuples), or None if a field's type is not compiled. The text
+    values of `shared_fields` come from a pool of the function's own (`shared_text`). The
+    function raises NotCompiled (or IndexError / UnicodeDecodeError) for bytes it does not
+    read as they are."""
     kinds = _kinds(declared)
     if kinds is None:
         return None
@@ -265,14 +294,21 @@ def decoder_source(declared: dict[str, Any], build: type[Any] | None = None,
         return None
     constants: dict[str, Any] = {}
     body: list[str] = []
-    for index, (_, kind, avro_type) in enumerate(kinds):
+    for index, (field, kind, avro_type) in enumerate(kinds):
         target = f"f{index}"
+        pool = f"SHARED_{name}_{index}"
+        if kind in ("string", "optional string") and field in shared_fields:
+            constants[pool] = SharedTexts()
         if kind in ("string", "bytes"):
             _read_string(body, target, "", decode=kind == "string")
+            if pool in constants:
+                body.append(f"{target} = shared_text({pool}, {target})")
         elif kind == "optional string":
             body += [f"{target}: str | None = None", "b = data[pos]", "pos += 1",
                      "if b == 2:"]
             _read_string(body, target, "    ")
+            if pool in constants:
+                body.append(f"    {target} = shared_text({pool}, {target})")
             body += ["elif b != 0:", "    raise NotCompiled"]
         elif kind in ("long", "int"):
             body += ["b = data[pos]", "if b < 0x80:", "    pos += 1",
@@ -328,6 +364,8 @@ def module_source(functions: list[Generated], doc: str) -> str:
                 imports.append(f"from {value.__module__} import {value.__qualname__} "
                                f"as _{key}")
                 constants.append(f"{key}: Final[Any] = _{key}")
+            elif isinstance(value, SharedTexts):
+                constants.append(f"{key}: Final[dict[str, str]] = {{}}")
             elif isinstance(value, bytes):
                 constants.append(f"{key}: Final[bytes] = {value!r}")
             elif isinstance(value, dict):
@@ -339,9 +377,11 @@ def module_source(functions: list[Generated], doc: str) -> str:
             "from typing import Any, Final", "",
             "from refstream.schemas.avro_compiled import NotCompiled", *imports, "",
             f"INT64_MIN: Final = {INT64_MIN}", f"INT64_MAX: Final = {INT64_MAX}",
+            f"SHARED_TEXTS_LIMIT: Final = {SHARED_TEXTS_LIMIT}",
             "ONE_BYTE: Final[tuple[bytes, ...]] = tuple(bytes((i,)) for i in range(128))",
             *constants, f"DIGESTS: Final[dict[str, str]] = {{{digests}}}"]
     parts = ["\n".join(head)]
-    parts += [inspect.getsource(helper) for helper in (long_bytes, read_long, read_length)]
+    parts += [inspect.getsource(helper)
+              for helper in (long_bytes, read_long, read_length, shared_text)]
     parts += ["\n".join(function.lines) for function in functions]
     return "\n\n\n".join(parts) + "\n"

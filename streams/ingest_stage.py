@@ -26,7 +26,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from refstream.schemas.codec import Codec
-from refstream.schemas.events import Tick
+from refstream.schemas.events import LogEvent, Tick
 from refstream.streams.handoff import AppendedEvents
 from refstream.streams.ingest import (
     Accepted,
@@ -114,8 +114,9 @@ class IngestStage(ConsumerStage):
         self.handoff = handoff
         # A shop's topics are co-partitioned (same key, same partition count), so partition
         # p of each is merged by event time; a shop's own topics form their own group.
-        # Items: (topic-partition, offset, the log event to append or None).
-        self.merge: EventTimeMerge[tuple[TopicPartition, int, Any]] = EventTimeMerge(
+        # Items: the log event to append, or None (a duplicate or a dead letter: only its
+        # offset is acknowledged once every record before it has left).
+        self.merge: EventTimeMerge[LogEvent | None] = EventTimeMerge(
             settings.merge_idle_s, lambda topic, partition: (topic_shop(topic), partition))
         self.merge_metrics = MergeMetrics.register(metrics.registry)
         self.quiet = QuietShops()
@@ -177,7 +178,7 @@ class IngestStage(ConsumerStage):
                 log.info("offsets of revoked partitions not committed (%s); their next "
                          "owner re-reads from the last commit", exc)
             # Buffered records go with their partitions (uncommitted: read again there).
-            for _, _, log_event in self.merge.revoke((tp.topic, tp.partition) for tp in revoked):
+            for log_event in self.merge.revoke((tp.topic, tp.partition) for tp in revoked):
                 if log_event is not None:
                     self.ingestor.forget(log_event)
             partitions = {tp.partition for tp in revoked}
@@ -287,7 +288,7 @@ class IngestStage(ConsumerStage):
                     await asyncio.sleep(0)  # let the other stages' ready work run
                 match ingestor.accept(record.value, record, expected_type, now_ms=now_ms):
                     case Accepted(log_event):
-                        merge.push(key, record.offset, (tp, record.offset, log_event), now,
+                        merge.push(key, record.offset, log_event, now,
                                    shop=log_event.shop_id, occurred_at=log_event.occurred_at)
                         continue
                     case Duplicate():
@@ -298,7 +299,7 @@ class IngestStage(ConsumerStage):
                                     record.offset, dead_letter.error[:300])
                         dead.append((names.dlq, record.key or b"",
                                      self.codec.encode(dead_letter)))
-                merge.push(key, record.offset, (tp, record.offset, None), now)
+                merge.push(key, record.offset, None, now)
             self.metrics.events_in.labels(tp.topic).inc(len(records))
             self.report_lag(self.metrics, tp, records[-1].offset + 1)
         if duplicates:
@@ -318,7 +319,8 @@ class IngestStage(ConsumerStage):
             appends: list[tuple[str, bytes, bytes]] = []
             for released in batch.appends:
                 saw(released.shop, released.occurred_at, wall, released.tp[1])
-                log_event = released.item[2]
+                log_event = released.item
+                assert log_event is not None  # only accepted events are pushed to append
                 value = encode(log_event)
                 if handoff is not None:
                     handoff.put(value, log_event)
@@ -327,8 +329,8 @@ class IngestStage(ConsumerStage):
             assert self.sender is not None
             await self.sender.send(appends)
             self.metrics.events_out.labels(log_topic).inc(len(appends))
-        for tp, offset, _ in batch.acks:
-            self.done[tp] = offset + 1
+        for (topic, partition), offset in batch.acked.items():
+            self.done[TopicPartition(topic, partition)] = offset
         self.merge_metrics.buffered.set(self.merge.buffered)
 
     async def _commit(self, only: set[TopicPartition] | None = None) -> None:

@@ -52,10 +52,12 @@ class Released(Generic[Item]):
 class Batch(Generic[Item]):
     """What a `release` lets go: records to append (in order), then records whose offsets
     may be acknowledged (each topic-partition's in offset order; acknowledge them only after
-    the appends were handed to the producer)."""
+    the appends were handed to the producer), and per topic-partition the offset after the
+    last of those (what a consumer commits)."""
 
     appends: list[Released[Item]] = field(default_factory=list)
     acks: list[Item] = field(default_factory=list)
+    acked: dict[TopicPartition, int] = field(default_factory=dict)
 
 
 class EventTimeMerge(Generic[Item]):
@@ -126,7 +128,7 @@ class EventTimeMerge(Generic[Item]):
         if tp not in self._by_tp:
             self.assign([tp])
         if shop is None or occurred_at is None:
-            self._by_tp[tp].append(_Done(item))
+            self._by_tp[tp].append(_Done(offset, item))
             return
         self._pushed += 1
         entry = Released(tp, offset, shop, occurred_at, item, False, self._pushed, now)
@@ -149,9 +151,13 @@ class EventTimeMerge(Generic[Item]):
             members = self._groups.get(group, [])
             for shop in list(shops):
                 self._release_shop(group, members, shop, now, batch.appends)
-        for entries in self._by_tp.values():
-            while entries and entries[0].left:
-                batch.acks.append(entries.popleft().item)
+        acks, acked = batch.acks, batch.acked
+        for tp, entries in self._by_tp.items():
+            if entries and entries[0].left:
+                while entries and entries[0].left:
+                    last = entries.popleft()
+                    acks.append(last.item)
+                acked[tp] = last.offset + 1
         return batch
 
     def next_deadline(self) -> float | None:
@@ -219,5 +225,6 @@ class EventTimeMerge(Generic[Item]):
 class _Done(Generic[Item]):
     """A record with nothing to append: it has left as soon as it arrived."""
 
+    offset: int
     item: Item
     left: bool = True

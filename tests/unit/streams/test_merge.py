@@ -57,6 +57,9 @@ def simulate(records: list[Record], assigned: bool = True) -> tuple[list[int], l
     def take(batch: Batch[int]) -> None:
         appended.extend(r.item for r in batch.appends)
         acked.extend(batch.acks)
+        # What a consumer commits: per topic-partition, the offset after its last ack.
+        after_last = {(records[n][1], records[n][2]): offset_of[n] + 1 for n in batch.acks}
+        assert batch.acked == after_last
 
     for number, (arrival, topic, partition, shop, event_time) in sorted(
             enumerate(records), key=lambda item: (item[1][0], item[0])):
