@@ -43,6 +43,16 @@ def test_every_character_pydantic_strips_is_one_python_calls_whitespace() -> Non
     assert [c for c in stripped if not c.isspace()] == []
 
 
+def test_str_strip_strips_exactly_the_characters_python_calls_whitespace() -> None:
+    # The checks refuse a value with `v.strip() != v`: at either end, every isspace
+    # character, and no other, must make that true.
+    for c in map(chr, range(sys.maxunicode + 1)):
+        if 0xD800 <= ord(c) <= 0xDFFF:
+            continue
+        assert (f"{c}x".strip() != f"{c}x") is c.isspace(), hex(ord(c))
+        assert (f"x{c}".strip() != f"x{c}") is c.isspace(), hex(ord(c))
+
+
 def test_the_hot_shop_types_have_checks_and_an_unknown_constraint_gives_none() -> None:
     assert set(CHECKED) >= {"share", "click", "signup", "order", "return"}
     assert "review" not in CHECKED  # an enum field: not a constraint the generator knows
