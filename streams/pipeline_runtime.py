@@ -185,8 +185,8 @@ class PipelineRuntime:
             log.error("partition %d offset %d: not a log event, passed over", partition, offset)
             return Applied([], None)
         derived = state.pipeline.apply(event)
-        if offset < state.silent_until:
-            return Applied([], event)
+        if not derived or offset < state.silent_until:
+            return Applied([], event)  # most events derive nothing: no comprehension to run
         return Applied([route(self.names, self.codec, d) for d in derived], event)
 
     def checkpoint(self) -> int:
