@@ -229,10 +229,15 @@ class RecentIds:
         """The digest of the first copy of this id (b"" where it had none), or None when this
         is the first copy, which is then remembered: whether it is a duplicate, and of what
         content, in one look-up."""
-        first = self._ids.get(key)
+        ids = self._ids
+        first = ids.get(key)
         if first is not None:
             return first
-        self._remember(key, digest)
+        ids[key] = digest  # `_remember`, written out: this runs once per record ingested
+        order = self._order
+        order.append(key)
+        if len(order) > self._capacity:
+            ids.pop(order.popleft(), None)
         return None
 
     def _remember(self, key: str, digest: bytes) -> None:
@@ -265,7 +270,8 @@ class Ingestor:
         self._max_event_bytes = max_event_bytes
         self._recent = recent_ids if recent_ids is not None else RecentIds()
         self._bounds = event_time_bounds
-        self._shop_topics = shop_topics
+        # Only shops with topics of their own have a topic to check an event's shop against.
+        self._shop_topics = shop_topics if shop_topics and shop_topics.own_topic_shops else None
         # Record full name -> (model, check) for the models `shop_check` has a check for;
         # empty with `pydantic_only` (every record through pydantic: the reference the checks
         # are tested against).
@@ -353,7 +359,10 @@ class Ingestor:
         name, record = self._codec.decode_record(raw)
         checked = self._checks.get(name)
         if checked is not None and checked[1](record):
-            self._check_type_and_shop(record["event_type"], record["shop_id"], expected_type)
+            event_type, shop_id = record["event_type"], record["shop_id"]
+            if ((expected_type is not None and event_type != expected_type)
+                    or (self._known_shops and shop_id not in self._known_shops)):
+                self._check_type_and_shop(event_type, shop_id, expected_type)  # raises
             return checked[0], record, record["occurred_at"]
         # Not passed as it is (or no checks): pydantic normalises it or says what is wrong.
         decoded = self._codec.from_record(name, record)
