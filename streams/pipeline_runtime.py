@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,17 +177,49 @@ class PipelineRuntime:
         verdict = state.gate.admit(offset)
         if verdict is not None:
             return verdict
+        event, outputs = self._fold(state, partition, offset, value)
+        return Applied(outputs, event)
+
+    def handle_run(self, partition: int, records: Sequence[Any], start: int,
+                   outputs: list[Output], stamps: list[float]) -> int:
+        """`handle` for the aiokafka records `records[start:]` of `partition`: their outputs
+        are added to `outputs` and, for each record that has some, its log append time (s)
+        to `stamps`. Stops at the first record the state must catch up to first and returns
+        its index (`len(records)`: every one handled). The common case, the offset the gate
+        expects next, runs here without a `Decision` per record; any other goes to `handle`."""
+        state = self._state(partition)
+        gate = state.gate
+        for index in range(start, len(records)):
+            record = records[index]
+            offset = record.offset
+            if offset == gate.next_offset:
+                gate.next_offset = offset + 1  # what `OffsetGate.admit` does when it admits
+                _, derived = self._fold(state, partition, offset, record.value)
+            else:
+                decision = self.handle(partition, offset, record.value)
+                if isinstance(decision, CatchUp):
+                    return index
+                derived = decision.outputs if isinstance(decision, Applied) else []
+            if derived:
+                outputs.extend(derived)
+                stamps.append(record.timestamp / 1000)
+        return len(records)
+
+    def _fold(self, state: PartitionState, partition: int, offset: int, value: bytes | None
+              ) -> tuple[LogEvent | None, list[Output]]:
+        """Apply the admitted record at `offset`: its event (None: not a log event, passed
+        over) and the outputs to send (none while the partition re-applies silently)."""
         state.dirty = True
         event = self.handoff.take(value) if self.handoff is not None and value else None
         if event is None:
             event = self.codec.decode_log_event(value)
         if event is None:
             log.error("partition %d offset %d: not a log event, passed over", partition, offset)
-            return Applied([], None)
+            return None, []
         derived = state.pipeline.apply(event)
         if not derived or offset < state.silent_until:
-            return Applied([], event)  # most events derive nothing: no comprehension to run
-        return Applied([route(self.names, self.codec, d) for d in derived], event)
+            return event, []  # most events derive nothing: no comprehension to run
+        return event, [route(self.names, self.codec, d) for d in derived]
 
     def checkpoint(self) -> int:
         """Commit every partition changed since the last call; returns how many."""

@@ -220,7 +220,11 @@ class PipelineStage(ConsumerStage):
     async def _apply_batch(self, partition: int, records: list[Any]) -> None:
         outputs: list[Output] = []
         stamps: list[float] = []
-        for record in records:
+        done = self.runtime.handle_run(partition, records, 0, outputs, stamps)
+        while done < len(records):
+            # The state is behind this record: read the gap first, then handle it (once: a
+            # gap not read, the partition having moved away meanwhile, passes it over).
+            record = records[done]
             decision = self.runtime.handle(partition, record.offset, record.value)
             if isinstance(decision, CatchUp):
                 await self._catch_up(partition, decision)
@@ -228,6 +232,7 @@ class PipelineStage(ConsumerStage):
             if isinstance(decision, Applied) and decision.outputs:
                 outputs.extend(decision.outputs)
                 stamps.append(record.timestamp / 1000)
+            done = self.runtime.handle_run(partition, records, done + 1, outputs, stamps)
         await self._send(outputs)
         now = time.time()
         for appended in stamps:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from refstream.persistence.checkpoint import CheckpointStore
 from refstream.projections.pipeline import Pipeline
@@ -12,6 +13,7 @@ from refstream.streams.pipeline_runtime import (
     Applied,
     CatchUp,
     Decision,
+    Output,
     PipelineRuntime,
     Skipped,
 )
@@ -94,3 +96,38 @@ def test_a_rules_rollout_rebuilds_state_silently_up_to_the_checkpoint(tmp_path: 
 
 def test_an_unreadable_checkpoint_is_rebuilt_silently_instead_of_crashing(tmp_path: Path) -> None:
     rebuilt_after_checkpoint(tmp_path, DEFAULT_RULES, damage=True)
+
+
+class Record(NamedTuple):
+    """What `handle_run` reads of an aiokafka record."""
+
+    offset: int
+    value: bytes
+    timestamp: int
+
+
+def test_a_run_of_records_is_handled_as_one_at_a_time_and_stops_where_the_log_is_ahead(
+        tmp_path: Path) -> None:
+    values = log_values()
+    one_by_one = runtime(tmp_path / "a")
+    decisions = [one_by_one.handle(0, i, v) for i, v in enumerate(values)]
+    expected = [o.value for d in decisions for o in d.outputs]  # type: ignore[union-attr]
+    # One append time per record that has outputs (log timestamps are in milliseconds).
+    expected_stamps = [float(i) for i, d in enumerate(decisions) if d.outputs]  # type: ignore[union-attr]
+    assert expected and expected_stamps
+
+    rt = runtime(tmp_path / "b")
+    records = [Record(i, v, 1_000 * i) for i, v in enumerate(values)]
+    # A redelivered record in the middle is passed over; a record ahead of the state stops
+    # the run at its index, nothing of it applied.
+    batch = [*records[:2], records[0], records[4], *records[2:]]
+    outputs: list[Output] = []
+    stamps: list[float] = []
+    assert rt.handle_run(0, batch, 0, outputs, stamps) == 3
+    assert rt.partitions[0].gate.next_offset == 2
+    # The gap read first (records 2 and 3), then the run goes on from the record that was
+    # ahead: it is applied, and what follows it is redelivered (passed over).
+    assert rt.handle_run(0, records, 2, outputs, stamps) == len(records)
+    assert rt.handle_run(0, batch, 4, outputs, stamps) == len(batch)
+    assert [o.value for o in outputs] == expected
+    assert stamps == expected_stamps
