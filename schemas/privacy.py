@@ -74,7 +74,7 @@ class Pseudonymiser:
     leaves nothing in the log that links back to the shop's customer id.
     """
 
-    __slots__ = ("_inner", "_outer", "_person_tokens")
+    __slots__ = ("_inner", "_kinds", "_outer", "_person_tokens")
 
     def __init__(self, secret: bytes, person_tokens: PersonTokens | None = None) -> None:
         if len(secret) < 16:
@@ -89,6 +89,9 @@ class Pseudonymiser:
         key = key.ljust(_SHA256_BLOCK, b"\0")
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+        # Per kind: the inner state with "<kind>\0" already taken in, and the "<kind>:"
+        # prefix of its hashes (kinds are a handful of names in the code; bounded anyway).
+        self._kinds: dict[str, tuple[Any, str]] = {}
 
     def person(self, shop_id: str, customer_id: str) -> str:
         """The customer id as the log stores it: the raw id, or the person's token."""
@@ -97,12 +100,24 @@ class Pseudonymiser:
         return self._person_tokens.token(shop_id, customer_id)
 
     def hash(self, kind: str, value: str) -> str:
-        """A hash that differs per kind, so an IP and an email never collide by accident."""
-        inner = self._inner.copy()
-        inner.update(f"{kind}\x00{value}".encode())
+        """A hash that differs per kind, so an IP and an email never collide by accident:
+        HMAC-SHA256 of "<kind>\0<value>", as "<kind>:" and its first 32 hex digits."""
+        keyed = self._kinds.get(kind)
+        if keyed is None:
+            keyed = self._keyed(kind)
+        inner = keyed[0].copy()
+        inner.update(value.encode())
         outer = self._outer.copy()
         outer.update(inner.digest())
-        return f"{kind}:{outer.hexdigest()[:32]}"
+        return keyed[1] + outer.hexdigest()[:32]
+
+    def _keyed(self, kind: str) -> tuple[Any, str]:
+        inner = self._inner.copy()
+        inner.update(f"{kind}\x00".encode())
+        keyed = (inner, f"{kind}:")
+        if len(self._kinds) < 64:
+            self._kinds[kind] = keyed
+        return keyed
 
     def _optional(self, kind: str, value: str | None, normalise: bool = False) -> str | None:
         if value is None or value == "":
