@@ -220,33 +220,22 @@ class RecentIds:
         self._ids.pop(key, None)
 
     def seen_before(self, key: str, digest: bytes = b"") -> bool:
-        if key in self._ids:
-            return True
-        self._remember(key, digest)
-        return False
+        return self.first_copy(key, digest) is not None
 
     def first_copy(self, key: str, digest: bytes) -> bytes | None:
         """The digest of the first copy of this id (b"" where it had none), or None when this
         is the first copy, which is then remembered: whether it is a duplicate, and of what
-        content, in one look-up."""
+        content, in one look-up. The newest `capacity` ids are kept (the oldest goes first)."""
         ids = self._ids
         first = ids.get(key)
         if first is not None:
             return first
-        ids[key] = digest  # `_remember`, written out: this runs once per record ingested
+        ids[key] = digest
         order = self._order
         order.append(key)
         if len(order) > self._capacity:
             ids.pop(order.popleft(), None)
         return None
-
-    def _remember(self, key: str, digest: bytes) -> None:
-        """Keep the newest `capacity` ids that came (the oldest goes first)."""
-        self._ids[key] = digest
-        order = self._order
-        order.append(key)
-        if len(order) > self._capacity:
-            self._ids.pop(order.popleft(), None)
 
 
 class Ingestor:

@@ -194,14 +194,14 @@ class PipelineRuntime:
             offset = record.offset
             if offset == gate.next_offset:
                 gate.next_offset = offset + 1  # what `OffsetGate.admit` does when it admits
-                _, derived = self._fold(state, partition, offset, record.value)
+                _, sent = self._fold(state, partition, offset, record.value)
             else:
                 decision = self.handle(partition, offset, record.value)
                 if isinstance(decision, CatchUp):
                     return index
-                derived = decision.outputs if isinstance(decision, Applied) else []
-            if derived:
-                outputs.extend(derived)
+                sent = decision.outputs if isinstance(decision, Applied) else []
+            if sent:
+                outputs.extend(sent)
                 stamps.append(record.timestamp / 1000)
         return len(records)
 
@@ -258,17 +258,12 @@ class PipelineRuntime:
             if partition in committed and self.partitions.get(partition) is state:
                 state.acknowledged = max(state.acknowledged or 0, committed[partition])
 
-    def snapshot_records(self) -> int:
-        """How many log records the states a checkpoint would snapshot now were folded from
-        (their partitions' next offsets, summed): an upper bound of their size, known
-        without pickling them."""
-        return _records(self._dirty())
-
     def begin_background_checkpoint(self, *, fork_above: int = -1
                                     ) -> BackgroundCheckpoint | None:
         """Snapshot every changed partition as it is now (None: nothing changed): in a
-        forked child when they were folded from more than `fork_above` log records (and the
-        platform forks), else at once in this process. The state may change again at once;
+        forked child when they were folded from more than `fork_above` log records (their
+        next offsets summed: an upper bound of the state's size, known without pickling it)
+        and the platform forks, else at once in this process. The state may change again at once;
         `BackgroundCheckpoint.finish` commits the snapshot, or marks the partitions changed
         again if the child failed."""
         dirty = self._dirty()
