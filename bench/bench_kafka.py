@@ -267,6 +267,7 @@ class WorkerRun:
     tenths: list[float] = field(default_factory=list)
     broker_tenths: list[float] = field(default_factory=list)
     machine: MachineCpu = field(default_factory=lambda: MachineCpu(0.0, 0.0, 0.0))
+    timeline: list[str] = field(default_factory=list)  # with --timeline
 
     @property
     def raw_seconds(self) -> float:
@@ -542,6 +543,7 @@ class Measured(NamedTuple):
     tenths: list[float]
     broker_tenths: list[float]
     machine: MachineCpu
+    timeline: list[str]
 
 
 def _cpu_seconds(pid: int | None) -> float:
@@ -554,8 +556,8 @@ def _cpu_seconds(pid: int | None) -> float:
 
 def _measure_workers(workers: list[WorkerProcess], progress: Callable[[], float],
                      target: int, profile_to: Path | None, *, timeout: float = 3600,
-                     start: Callable[[], None] | None = None, broker_pid: int | None = None
-                     ) -> Measured:
+                     start: Callable[[], None] | None = None, broker_pid: int | None = None,
+                     timeline: Callable[[str], str] | None = None) -> Measured:
     """Seconds from the workers being ready (and `start()`, run then, e.g. publishing the
     events) until `progress()` reaches `target`, and until it first moved; the CPU the
     workers used meanwhile, the metrics of all, the first one's profile, and the workers'
@@ -566,7 +568,9 @@ def _measure_workers(workers: list[WorkerProcess], progress: Callable[[], float]
     scrape: at ten a second, about 1% of a worker's samples): until the first records are
     out and near the end it polls every 50 ms, far from the end every half second, then at
     a quarter of the time the rate so far leaves: the first and last records are seen
-    sharply for a fraction of the scrapes."""
+    sharply for a fraction of the scrapes. With `timeline` (a row from the workers' metrics
+    text) it polls every 100 ms and keeps a row per poll, from the start, with the seconds
+    since and the workers' own CPU seconds so far: a diagnostic, twice the scrapes."""
     sampled = workers[0].process
     assert sampled is not None
     profiler = Profiler(sampled.pid, profile_to) if profile_to else None
@@ -581,9 +585,14 @@ def _measure_workers(workers: list[WorkerProcess], progress: Callable[[], float]
     broker_tenths: list[float] = []
     # (events, own CPU, the broker's CPU) where this tenth began
     mark: tuple[float, float, float] | None = None
+    rows: list[str] = []
     while True:
         count = progress()
         own, broker = worker_cpu(workers).own, _cpu_seconds(broker_pid)
+        if timeline is not None:
+            since = time.perf_counter() - started
+            text = "\n".join(worker.metrics() for worker in workers)
+            rows.append(f"{since:6.2f} s  CPU {own - cpu_started.own:5.2f} s  {timeline(text)}")
         if count > 0 and (mark is None or count >= target or
                           count - mark[0] >= target / 10):
             if mark is not None:
@@ -601,14 +610,14 @@ def _measure_workers(workers: list[WorkerProcess], progress: Callable[[], float]
         if count > 0 and first_out_s is None:
             first_out_s = elapsed
         left_s = (target - count) * elapsed / count if count > 0 else 0.0
-        time.sleep(min(0.5, max(0.05, left_s / 4)))
+        time.sleep(0.1 if timeline else min(0.5, max(0.05, left_s / 4)))
     seconds = time.perf_counter() - started
     cpu = worker_cpu(workers).since(cpu_started)
     machine = MachineCpu.now().since(machine_started)
     profile = profiler.stop() if profiler else []
     return Measured(seconds, seconds if first_out_s is None else first_out_s, cpu,
                     "\n".join(worker.metrics() for worker in workers), profile, tenths,
-                    broker_tenths, machine)
+                    broker_tenths, machine, rows)
 
 
 def _total(workers: list[WorkerProcess], name: str, label: str) -> float:
@@ -651,7 +660,7 @@ def path_label(pipeline: bool, split: bool) -> str:
 
 def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
              pipeline: bool, profile: bool, *, setup: Setup, warmed: TopicNames,
-             label: str = "", split: bool = False) -> WorkerRun:
+             label: str = "", split: bool = False, timeline: bool = False) -> WorkerRun:
     """Ingest alone, or the whole path, against raw aiokafka: in each worker process, or
     (`split`) with ingest and the pipeline in processes of their own, `setup.workers` of
     each (the documented layout for more than a small shop's volume). `warmed`: the
@@ -685,12 +694,26 @@ def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
             workers, lambda: _total(workers, counted, f'topic="{names.log}"'), len(events),
             tmp / f"{label}.profile" if profile else None,
             start=(lambda: publish_burst(bootstrap, names, events)) if burst else None,
-            broker_pid=setup.broker_pid)
+            broker_pid=setup.broker_pid, timeline=path_row(names) if timeline else None)
     finally:
         for worker in workers:
             worker.stop()
     return worker_run(label, len(events), seen, (before, timed_raw_copy(*raw, "after")),
                       processes=len(workers))
+
+
+def path_row(names: TopicNames) -> Callable[[str], str]:
+    """A timeline row of the path's counts: shop records read, records waiting in ingest's
+    event-time merge, log appends, log records the pipeline folded."""
+    def row(text: str) -> str:
+        read = sum(sum(samples(text, "refstream_events_in_total", f'topic="{topic}"'))
+                   for topic in names.shop_topics)
+        waiting = sum(samples(text, "refstream_ingest_merge_buffered"))
+        appended = sum(samples(text, "refstream_events_out_total", f'topic="{names.log}"'))
+        folded = sum(samples(text, "refstream_events_in_total", f'topic="{names.log}"'))
+        return (f"read {read:9,.0f}  waiting in the merge {waiting:9,.0f}  "
+                f"appended {appended:9,.0f}  folded {folded:9,.0f}")
+    return row
 
 
 def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
@@ -726,7 +749,7 @@ def worker_run(label: str, events: int, seen: Measured, raw: tuple[RawCopy, RawC
     (before, after)."""
     return WorkerRun(label, events, seen.seconds, seen.first_out_s, *raw, seen.cpu,
                      seen.metrics_text, seen.profile, processes, seen.tenths,
-                     seen.broker_tenths, seen.machine)
+                     seen.broker_tenths, seen.machine, seen.timeline)
 
 
 def run_latency(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
@@ -849,6 +872,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated log sizes whose checkpoint is timed")
     parser.add_argument("--profile", action="store_true",
                         help="sample each worker with py-spy and print its top costs")
+    parser.add_argument("--timeline", action="store_true",
+                        help="print, every 100 ms of each ingest and whole-path run, the shop "
+                             "records read, those waiting in the event-time merge, the log "
+                             "appends, the log records folded and the workers' CPU (twice "
+                             "the metrics scrapes: a diagnostic)")
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes of one deployment in each throughput run "
                              "(their rates add up; compare runs with 1 and 2)")
@@ -929,7 +957,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs: list[WorkerRun] = []
                 if "ingest" in wanted:
                     runs.append(run_path(bootstrap, tmp, events, False, args.profile,
-                                         setup=setup, warmed=warmed))
+                                         setup=setup, warmed=warmed, timeline=args.timeline))
                 if "stage" in wanted:
                     runs.append(run_stage(bootstrap, tmp, events, args.profile, setup=setup))
                 if "whole" in wanted:
@@ -945,7 +973,8 @@ def main(argv: list[str] | None = None) -> int:
                                 name += f" #{turn + 1}"
                             run = run_path(bootstrap, tmp, events, True,
                                            args.profile and turn == 0, setup=setup,
-                                           warmed=warmed, label=name, split=split)
+                                           warmed=warmed, label=name, split=split,
+                                           timeline=args.timeline)
                             runs.append(run)
                             repeats.setdefault(split, []).append(run)
                     wholes = {split: Repeated(measured) for split, measured in repeats.items()}
@@ -994,6 +1023,10 @@ def main(argv: list[str] | None = None) -> int:
                 for run in runs:
                     print(run.checkpoints())
                     print(run.collections())
+                for run in runs:
+                    if run.timeline:
+                        print(f"\ntimeline, {run.label} (from the workers ready):")
+                        print("\n".join(run.timeline))
                 for run in runs:
                     if run.profile:
                         print(f"\nprofile, {run.label} worker (GIL-holding samples):")
