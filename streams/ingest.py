@@ -348,10 +348,7 @@ class Ingestor:
         name, record = self._codec.decode_record(raw)
         checked = self._checks.get(name)
         if checked is not None and checked[1](record):
-            event_type, shop_id = record["event_type"], record["shop_id"]
-            if ((expected_type is not None and event_type != expected_type)
-                    or (self._known_shops and shop_id not in self._known_shops)):
-                self._check_type_and_shop(event_type, shop_id, expected_type)  # raises
+            self._check_type_and_shop(record["event_type"], record["shop_id"], expected_type)
             return checked[0], record, record["occurred_at"]
         # Not passed as it is (or no checks): pydantic normalises it or says what is wrong.
         decoded = self._codec.from_record(name, record)

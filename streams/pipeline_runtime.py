@@ -185,24 +185,22 @@ class PipelineRuntime:
         """`handle` for the aiokafka records `records[start:]` of `partition`: their outputs
         are added to `outputs` and, for each record that has some, its log append time (s)
         to `stamps`. Stops at the first record the state must catch up to first and returns
-        its index (`len(records)`: every one handled). The common case, the offset the gate
-        expects next, runs here without a `Decision` per record; any other goes to `handle`."""
+        its index (`len(records)`: every one handled). The gate decides each record as in
+        `handle`; an applied one gives its outputs without an `Applied` per record."""
         state = self._state(partition)
-        gate = state.gate
+        admit = state.gate.admit
         for index in range(start, len(records)):
             record = records[index]
             offset = record.offset
-            if offset == gate.next_offset:
-                gate.next_offset = offset + 1  # what `OffsetGate.admit` does when it admits
+            verdict = admit(offset)
+            if verdict is None:
                 _, sent = self._fold(state, partition, offset, record.value)
-            else:
-                decision = self.handle(partition, offset, record.value)
-                if isinstance(decision, CatchUp):
-                    return index
-                sent = decision.outputs if isinstance(decision, Applied) else []
-            if sent:
-                outputs.extend(sent)
-                stamps.append(record.timestamp / 1000)
+                if sent:
+                    outputs.extend(sent)
+                    stamps.append(record.timestamp / 1000)
+            elif isinstance(verdict, CatchUp):
+                return index
+            # else Skipped: a redelivery of a record applied already, nothing to send
         return len(records)
 
     def _fold(self, state: PartitionState, partition: int, offset: int, value: bytes | None
