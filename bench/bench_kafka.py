@@ -554,23 +554,24 @@ def _cpu_seconds(pid: int | None) -> float:
     return times.user + times.system
 
 
-def _measure_workers(workers: list[WorkerProcess], progress: Callable[[], float],
+def _measure_workers(workers: list[WorkerProcess], progress: Callable[[str], float],
                      target: int, profile_to: Path | None, *, timeout: float = 3600,
                      start: Callable[[], None] | None = None, broker_pid: int | None = None,
                      timeline: Callable[[str], str] | None = None) -> Measured:
     """Seconds from the workers being ready (and `start()`, run then, e.g. publishing the
-    events) until `progress()` reaches `target`, and until it first moved; the CPU the
-    workers used meanwhile, the metrics of all, the first one's profile, and the workers'
-    own CPU per event (µs) over each tenth of the run from the first records out (and the
-    broker's over the same tenths, given its pid).
+    events) until `progress` (of the workers' metrics text) reaches `target`, and until it
+    first moved; the CPU the workers used meanwhile, the metrics of all, the first one's
+    profile, and the workers' own CPU per event (µs) over each tenth of the run from the
+    first records out (and the broker's over the same tenths, given its pid).
 
     Each poll scrapes the workers' /metrics, which costs them CPU (a whole exposition per
     scrape: at ten a second, about 1% of a worker's samples): until the first records are
     out and near the end it polls every 50 ms, far from the end every half second, then at
     a quarter of the time the rate so far leaves: the first and last records are seen
-    sharply for a fraction of the scrapes. With `timeline` (a row from the workers' metrics
-    text) it polls every 100 ms and keeps a row per poll, from the start, with the seconds
-    since and the workers' own CPU seconds so far: a diagnostic, twice the scrapes."""
+    sharply for a fraction of the scrapes. With `timeline` (a row from the same metrics
+    text) it polls every 100 ms throughout and keeps a row per poll, from the start, with the
+    seconds since and the workers' own CPU seconds so far: a diagnostic (more scrapes in the
+    middle of a run than the polling above makes)."""
     sampled = workers[0].process
     assert sampled is not None
     profiler = Profiler(sampled.pid, profile_to) if profile_to else None
@@ -587,11 +588,11 @@ def _measure_workers(workers: list[WorkerProcess], progress: Callable[[], float]
     mark: tuple[float, float, float] | None = None
     rows: list[str] = []
     while True:
-        count = progress()
+        text = "\n".join(worker.metrics() for worker in workers)
+        count = progress(text)
         own, broker = worker_cpu(workers).own, _cpu_seconds(broker_pid)
         if timeline is not None:
             since = time.perf_counter() - started
-            text = "\n".join(worker.metrics() for worker in workers)
             rows.append(f"{since:6.2f} s  CPU {own - cpu_started.own:5.2f} s  {timeline(text)}")
         if count > 0 and (mark is None or count >= target or
                           count - mark[0] >= target / 10):
@@ -618,10 +619,6 @@ def _measure_workers(workers: list[WorkerProcess], progress: Callable[[], float]
     return Measured(seconds, seconds if first_out_s is None else first_out_s, cpu,
                     "\n".join(worker.metrics() for worker in workers), profile, tenths,
                     broker_tenths, machine, rows)
-
-
-def _total(workers: list[WorkerProcess], name: str, label: str) -> float:
-    return sum(metric(worker.metrics(), name, label) for worker in workers)
 
 
 def published(bootstrap: str, where: Path, events: list[tuple[str, bytes, bytes]],
@@ -691,7 +688,7 @@ def run_path(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
     try:
         counted = "refstream_events_in_total" if pipeline else "refstream_events_out_total"
         seen = _measure_workers(
-            workers, lambda: _total(workers, counted, f'topic="{names.log}"'), len(events),
+            workers, lambda text: metric(text, counted, f'topic="{names.log}"'), len(events),
             tmp / f"{label}.profile" if profile else None,
             start=(lambda: publish_burst(bootstrap, names, events)) if burst else None,
             broker_pid=setup.broker_pid, timeline=path_row(names) if timeline else None)
@@ -733,8 +730,8 @@ def run_stage(bootstrap: str, tmp: Path, events: list[tuple[str, bytes, bytes]],
     workers = start_workers(settings, setup, ["--no-ingest"], settings.data_dir)
     try:
         seen = _measure_workers(
-            workers, lambda: _total(workers, "refstream_events_in_total",
-                                    f'topic="{names.log}"'), len(events),
+            workers, lambda text: metric(text, "refstream_events_in_total",
+                                         f'topic="{names.log}"'), len(events),
             tmp / "stage.profile" if profile else None, broker_pid=setup.broker_pid)
     finally:
         for worker in workers:
@@ -875,8 +872,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeline", action="store_true",
                         help="print, every 100 ms of each ingest and whole-path run, the shop "
                              "records read, those waiting in the event-time merge, the log "
-                             "appends, the log records folded and the workers' CPU (twice "
-                             "the metrics scrapes: a diagnostic)")
+                             "appends, the log records folded and the workers' CPU (it "
+                             "scrapes their metrics every 100 ms throughout: a diagnostic)")
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes of one deployment in each throughput run "
                              "(their rates add up; compare runs with 1 and 2)")
